@@ -1,0 +1,154 @@
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import websocket from '@fastify/websocket';
+import type { Logger } from 'pino';
+import type { StsAdapter } from '@stsgate/core';
+import type { GatewayConfig } from './config.js';
+import { CallSession } from './call-session.js';
+import { GatewayMetrics } from './metrics.js';
+import { OutboundPacer } from './outbound.js';
+
+export interface GatewayDeps {
+  readonly sts: { readonly id: string; readonly adapter: StsAdapter };
+  readonly logger: Logger;
+  /** Node process metrics (event loop lag, GC, memory) on /metrics; off in tests. */
+  readonly collectProcessMetrics?: boolean;
+  readonly initTimeoutMs?: number;
+}
+
+export interface Gateway {
+  readonly app: FastifyInstance;
+  readonly metrics: GatewayMetrics;
+  readonly calls: ReadonlySet<CallSession>;
+  /**
+   * Stop accepting calls, let the calls in progress finish for up to `graceMs`, then close the
+   * rest cleanly (AVR `error` + close 1001) and stop the server.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Query keys the gateway consumes itself and never passes to providers or logs. */
+const RESERVED_QUERY_KEYS = new Set(['token']);
+
+export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+  });
+  const metrics = new GatewayMetrics(deps.collectProcessMetrics ?? false);
+  const pacer = new OutboundPacer();
+  const calls = new Set<CallSession>();
+  let draining = false;
+  let shutdownDone: Promise<void> | undefined;
+  let endGrace: (() => void) | undefined;
+
+  await app.register(websocket, {
+    options: { maxPayload: config.wsMaxPayloadBytes },
+    // Sessions are closed by shutdown() after their grace period, not the instant the server closes.
+    preClose: async () => {
+      await Promise.all([...calls].map((call) => call.shutdown()));
+    },
+  });
+
+  app.get('/health', async (_request, reply) => {
+    if (draining) return reply.code(503).send({ status: 'draining' });
+    return { status: 'ok' };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  const admit = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (draining) return reply.code(503).send({ message: 'the gateway is shutting down' });
+    if (config.authToken !== undefined && !authorised(request, config.authToken)) {
+      metrics.errors.inc({ kind: 'auth' });
+      return reply.code(401).send({ message: 'missing or invalid token' });
+    }
+    if (calls.size >= config.maxCalls) {
+      metrics.errors.inc({ kind: 'capacity' });
+      return reply.code(503).send({ message: `call limit reached (${config.maxCalls})` });
+    }
+    return undefined;
+  };
+
+  // AVR Core connects to STS_URL as given, so any path upgrades to a call.
+  app.route({
+    method: 'GET',
+    url: '/*',
+    preValidation: admit,
+    handler: (_request, reply) => reply.code(426).send({ message: 'connect with a WebSocket (AVR STS protocol)' }),
+    wsHandler: (socket, request) => {
+      const call = new CallSession(socket, {
+        adapter: deps.sts.adapter,
+        providerId: deps.sts.id,
+        logger: deps.logger.child({ conn: request.id }),
+        metrics,
+        pacer,
+        metadata: callMetadata(request.url),
+        earlyAudioBufferMs: config.earlyAudioBufferMs,
+        outboundLeadMs: config.outboundLeadMs,
+        providerConnectTimeoutMs: config.providerConnectTimeoutMs,
+        ...(deps.initTimeoutMs === undefined ? {} : { initTimeoutMs: deps.initTimeoutMs }),
+      });
+      calls.add(call);
+      void call.closed.then(() => calls.delete(call));
+    },
+  });
+
+  app.addHook('onClose', async () => {
+    pacer.close();
+  });
+
+  return {
+    app,
+    metrics,
+    calls,
+    async shutdown(graceMs: number) {
+      if (shutdownDone !== undefined) {
+        // A second request (e.g. a second SIGTERM) ends the grace period now.
+        endGrace?.();
+        return shutdownDone;
+      }
+      draining = true;
+      deps.logger.info({ activeCalls: calls.size, graceMs }, 'shutting down: no new calls; waiting for calls in progress');
+      shutdownDone = (async () => {
+        if (calls.size > 0) {
+          let timer: NodeJS.Timeout | undefined;
+          const deadline = new Promise<void>((resolve) => {
+            endGrace = resolve;
+            timer = setTimeout(resolve, graceMs);
+          });
+          await Promise.race([Promise.all([...calls].map((call) => call.closed)), deadline]);
+          clearTimeout(timer);
+        }
+        if (calls.size > 0) deps.logger.warn({ activeCalls: calls.size }, 'grace period over: closing remaining calls');
+        await app.close();
+      })();
+      return shutdownDone;
+    },
+  };
+}
+
+/** The connect query string as call metadata (last value wins for repeated keys). */
+export function callMetadata(url: string): Record<string, string> {
+  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
+  const metadata: Record<string, string> = {};
+  for (const [key, value] of new URLSearchParams(query)) {
+    if (!RESERVED_QUERY_KEYS.has(key)) metadata[key] = value;
+  }
+  return metadata;
+}
+
+function authorised(request: FastifyRequest, token: string): boolean {
+  const header = request.headers.authorization;
+  const fromHeader = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : undefined;
+  const fromQuery = new URLSearchParams(request.url.split('?')[1] ?? '').get('token') ?? undefined;
+  const presented = fromHeader ?? fromQuery;
+  if (presented === undefined) return false;
+  const a = Buffer.from(presented);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,418 @@
+import type { Logger } from 'pino';
+import type { WebSocket, RawData } from 'ws';
+import {
+  AVR_FRAME_MS,
+  AVR_SAMPLE_RATE,
+  PlayoutClock,
+  ProviderError,
+  createResampler,
+  decodeAvrInbound,
+  encodeAvrAudio,
+  encodeAvrOutbound,
+  toProviderError,
+  type AvrOutbound,
+  type Resampler,
+  type StsAdapter,
+  type StsEvent,
+  type StsSession,
+} from '@stsgate/core';
+import type { GatewayMetrics } from './metrics.js';
+import { OutboundQueue, type OutboundPacer, type Pumpable } from './outbound.js';
+
+export type CallState = 'awaiting_init' | 'connecting' | 'active' | 'closing' | 'closed';
+
+export interface CallSessionOptions {
+  readonly adapter: StsAdapter;
+  readonly providerId: string;
+  readonly logger: Logger;
+  readonly metrics: GatewayMetrics;
+  readonly pacer: OutboundPacer;
+  /** The connect query string (AVR Core appends `from`, `to`, `uniqueid`, `channel`, custom keys). */
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly earlyAudioBufferMs: number;
+  readonly outboundLeadMs: number;
+  readonly providerConnectTimeoutMs: number;
+  readonly initTimeoutMs?: number;
+  readonly now?: () => number;
+}
+
+/** WebSocket close codes used towards AVR Core. */
+export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, providerFailure: 1011 } as const;
+
+const MAX_EARLY_DTMF = 32;
+/** Stop writing while this much is unsent on the socket: the peer is not reading. */
+const MAX_SOCKET_BACKLOG_BYTES = 64 * 1024;
+const DEFAULT_INIT_TIMEOUT_MS = 10_000;
+
+/**
+ * One AVR Core call: `awaiting_init -> connecting -> active -> closing -> closed`.
+ * Listeners are attached in the constructor, before anything awaits, so no early frame is lost.
+ */
+export class CallSession implements Pumpable {
+  private stateValue: CallState = 'awaiting_init';
+  private log: Logger;
+  private callId: string | undefined;
+  private session: StsSession | undefined;
+  private readonly abort = new AbortController();
+  private readonly clock: PlayoutClock;
+  private readonly outbound = new OutboundQueue();
+  private inputResampler: Resampler | undefined;
+  private outputResampler: Resampler | undefined;
+  private earlyAudio: Int16Array[] = [];
+  private earlyAudioSamples = 0;
+  private earlyDtmf: string[] = [];
+  /** The reply whose audio was pushed last (the one a barge-in interrupts). */
+  private currentResponseId: string | undefined;
+  private initTimer: NodeJS.Timeout | undefined;
+  private closedResolve!: () => void;
+  /** Resolves once the call is fully closed (provider session included). */
+  readonly closed: Promise<void> = new Promise((resolve) => (this.closedResolve = resolve));
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly options: CallSessionOptions,
+  ) {
+    this.log = options.logger;
+    this.clock = new PlayoutClock(options.now);
+    socket.on('message', this.onMessage);
+    socket.on('close', this.onSocketClose);
+    socket.on('error', this.onSocketError);
+    options.metrics.activeCalls.inc();
+    this.initTimer = setTimeout(() => {
+      this.sendError('no init message received');
+      void this.close(CLOSE.protocolError, 'no init', 'init_timeout');
+    }, options.initTimeoutMs ?? DEFAULT_INIT_TIMEOUT_MS);
+  }
+
+  get state(): CallState {
+    return this.stateValue;
+  }
+
+  get uuid(): string | undefined {
+    return this.callId;
+  }
+
+  // ---- inbound (AVR Core -> provider) -------------------------------------------------------
+
+  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+    if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    try {
+      this.handleMessage(data, isBinary);
+    } catch (error) {
+      // An adapter bug must cost at most this message, never the process or another call.
+      this.options.metrics.errors.inc({ kind: 'internal' });
+      this.log.error({ err: error }, 'failed to handle a message from AVR Core');
+      this.sendError('internal error while handling the message');
+    }
+  };
+
+  private handleMessage(data: RawData, isBinary: boolean): void {
+    if (isBinary) {
+      this.protocolProblem('binary_frame', 'binary frames are not supported: send JSON text messages');
+      return;
+    }
+    const decoded = decodeAvrInbound(rawToString(data));
+    if (!decoded.ok) {
+      this.protocolProblem(decoded.error.code, decoded.error.message);
+      return;
+    }
+    const message = decoded.message;
+    switch (message.type) {
+      case 'init':
+        this.onInit(message.uuid);
+        return;
+      case 'audio':
+        this.onAudio(message.samples);
+        return;
+      case 'dtmf_digit':
+        this.onDtmf(message.digit);
+        return;
+    }
+  }
+
+  private onInit(uuid: string): void {
+    if (this.stateValue !== 'awaiting_init') {
+      this.protocolProblem('duplicate_init', 'duplicate init ignored: the call is already initialised');
+      return;
+    }
+    clearTimeout(this.initTimer);
+    this.initTimer = undefined;
+    this.callId = uuid;
+    this.log = this.options.logger.child({ callId: uuid });
+    this.stateValue = 'connecting';
+    this.log.info({ provider: this.options.providerId }, 'call started');
+    void this.connect(uuid);
+  }
+
+  private onAudio(samples: Int16Array): void {
+    this.options.metrics.framesIn.inc();
+    switch (this.stateValue) {
+      case 'awaiting_init':
+        this.protocolProblem('audio_before_init', 'audio received before init; send init first');
+        return;
+      case 'connecting':
+        this.bufferEarlyAudio(samples);
+        return;
+      case 'active':
+        this.forwardAudio(samples);
+        return;
+      case 'closing':
+      case 'closed':
+        return;
+    }
+  }
+
+  private onDtmf(digit: string): void {
+    switch (this.stateValue) {
+      case 'awaiting_init':
+        this.protocolProblem('dtmf_before_init', 'dtmf_digit received before init; send init first');
+        return;
+      case 'connecting':
+        if (this.earlyDtmf.length < MAX_EARLY_DTMF) this.earlyDtmf.push(digit);
+        return;
+      case 'active':
+        this.session?.sendDtmf(digit);
+        return;
+      case 'closing':
+      case 'closed':
+        return;
+    }
+  }
+
+  private bufferEarlyAudio(samples: Int16Array): void {
+    const limit = (this.options.earlyAudioBufferMs * AVR_SAMPLE_RATE) / 1000;
+    this.earlyAudio.push(samples);
+    this.earlyAudioSamples += samples.length;
+    while (this.earlyAudioSamples > limit && this.earlyAudio.length > 0) {
+      const dropped = this.earlyAudio.shift() as Int16Array;
+      this.earlyAudioSamples -= dropped.length;
+      this.options.metrics.earlyAudioDropped.inc();
+    }
+  }
+
+  private forwardAudio(samples: Int16Array): void {
+    const session = this.session;
+    if (session === undefined) return;
+    const resampled = this.inputResampler ? this.inputResampler.process(samples) : samples;
+    if (resampled.length > 0) session.sendAudio(resampled);
+  }
+
+  // ---- provider session ---------------------------------------------------------------------
+
+  private async connect(uuid: string): Promise<void> {
+    const { adapter, providerId, metrics, providerConnectTimeoutMs } = this.options;
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new ProviderError(providerId, 'timeout', `provider did not connect within ${providerConnectTimeoutMs} ms`)),
+        providerConnectTimeoutMs,
+      );
+    });
+    const attempt = adapter.connect({ callId: uuid, metadata: this.options.metadata, logger: this.log, signal: this.abort.signal });
+    let session: StsSession;
+    try {
+      session = await Promise.race([attempt, timeout]);
+    } catch (error) {
+      const providerError = toProviderError(providerId, error);
+      metrics.providerConnectSeconds.observe({ provider: providerId, outcome: 'failure' }, (performance.now() - started) / 1000);
+      // A session that opens after we gave up must not leak.
+      attempt.then((late) => late.close()).catch(() => undefined);
+      if (this.stateValue === 'connecting') {
+        metrics.errors.inc({ kind: `provider_${providerError.category}` });
+        this.log.error({ err: providerError, category: providerError.category }, 'provider connection failed');
+        this.sendError(`provider connection failed: ${providerError.message}`);
+        await this.close(CLOSE.providerFailure, 'provider connection failed', 'provider_error');
+      }
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+    metrics.providerConnectSeconds.observe({ provider: providerId, outcome: 'success' }, (performance.now() - started) / 1000);
+    if (this.stateValue !== 'connecting') {
+      await session.close();
+      return;
+    }
+    this.session = session;
+    if (session.inputSampleRate !== AVR_SAMPLE_RATE) this.inputResampler = createResampler(AVR_SAMPLE_RATE, session.inputSampleRate);
+    if (session.outputSampleRate !== AVR_SAMPLE_RATE) this.outputResampler = createResampler(session.outputSampleRate, AVR_SAMPLE_RATE);
+    this.stateValue = 'active';
+    this.log.debug({ inputRate: session.inputSampleRate, outputRate: session.outputSampleRate }, 'provider session ready');
+    for (const chunk of this.earlyAudio) this.forwardAudio(chunk);
+    for (const digit of this.earlyDtmf) session.sendDtmf(digit);
+    this.earlyAudio = [];
+    this.earlyAudioSamples = 0;
+    this.earlyDtmf = [];
+    void this.consume(session);
+  }
+
+  private async consume(session: StsSession): Promise<void> {
+    try {
+      for await (const event of session.events) {
+        if (this.stateValue !== 'active') break;
+        this.onProviderEvent(session, event);
+      }
+    } catch (error) {
+      if (this.stateValue === 'active') {
+        const providerError = toProviderError(this.options.providerId, error);
+        this.options.metrics.errors.inc({ kind: `provider_${providerError.category}` });
+        this.log.error({ err: providerError }, 'provider session failed');
+        this.sendError(`provider error: ${providerError.message}`);
+        await this.close(CLOSE.providerFailure, 'provider error', 'provider_error');
+      }
+      return;
+    }
+    if (this.stateValue === 'active') {
+      this.log.warn('provider ended the session');
+      this.sendError('the provider ended the session');
+      await this.close(CLOSE.providerFailure, 'provider ended the session', 'provider_closed');
+    }
+  }
+
+  private onProviderEvent(session: StsSession, event: StsEvent): void {
+    switch (event.type) {
+      case 'audio': {
+        const samples = this.outputResampler ? this.outputResampler.process(event.samples) : event.samples;
+        this.currentResponseId = event.responseId;
+        this.outbound.push(event.responseId, samples);
+        this.options.pacer.schedule(this);
+        return;
+      }
+      case 'response_done': {
+        const tail = this.outputResampler?.flush();
+        if (tail !== undefined && tail.length > 0) this.outbound.push(event.responseId, tail);
+        this.outbound.endResponse(event.responseId);
+        this.options.pacer.schedule(this);
+        return;
+      }
+      case 'speech_started':
+        this.bargeIn(session, true);
+        return;
+      case 'interrupted':
+        this.bargeIn(session, false);
+        return;
+      case 'speech_stopped':
+        return;
+      case 'transcript':
+        if (!event.final) return;
+        this.log.debug({ role: event.role, text: event.text }, 'transcript');
+        this.sendControl({ type: 'transcript', role: event.role, text: event.text });
+        return;
+      case 'tool_call':
+        this.log.warn({ tool: event.name }, 'provider requested a tool, but no tools are configured');
+        session.submitToolResult(event.callId, JSON.stringify({ error: `tool "${event.name}" is not available` }));
+        return;
+      case 'error': {
+        const { error } = event;
+        this.options.metrics.errors.inc({ kind: `provider_${error.category}` });
+        this.log.error({ err: error, category: error.category, fatal: event.fatal }, 'provider error');
+        this.sendError(`provider error: ${error.message}`);
+        if (event.fatal) void this.close(CLOSE.providerFailure, 'provider error', 'provider_error');
+        return;
+      }
+    }
+  }
+
+  /**
+   * The caller spoke over the agent (or the provider cancelled its reply): if agent audio is
+   * audible or queued, drop it, tell AVR Core to flush its buffer, and tell the provider how much
+   * of the reply the caller actually heard.
+   */
+  private bargeIn(session: StsSession, truncate: boolean): void {
+    if (!this.clock.isPlaying() && !this.outbound.hasAudio()) return;
+    const responseId = this.currentResponseId;
+    const heardMs = responseId === undefined ? 0 : this.clock.heardMs(responseId);
+    this.outbound.clear();
+    this.outputResampler?.reset();
+    this.clock.flush();
+    this.options.pacer.cancel(this);
+    this.sendControl({ type: 'interruption' });
+    this.options.metrics.interruptions.inc();
+    this.log.debug({ responseId, heardMs }, 'barge-in');
+    if (truncate && responseId !== undefined && this.options.adapter.capabilities.truncation) session.truncate(responseId, heardMs);
+  }
+
+  // ---- outbound (provider -> AVR Core) ------------------------------------------------------
+
+  pump(): boolean {
+    if (this.stateValue !== 'active' || this.socket.readyState !== this.socket.OPEN) return false;
+    if (this.socket.bufferedAmount > MAX_SOCKET_BACKLOG_BYTES) return true;
+    let sent = 0;
+    while (this.clock.queuedMs() < this.options.outboundLeadMs) {
+      const frame = this.outbound.shift();
+      if (frame === undefined) break;
+      this.socket.send(encodeAvrAudio(frame.samples));
+      this.clock.enqueue(frame.responseId, AVR_FRAME_MS);
+      sent++;
+    }
+    if (sent > 0) this.options.metrics.framesOut.inc(sent);
+    return this.outbound.pendingFrames > 0;
+  }
+
+  /** Control messages go straight to the socket: they never wait behind queued audio. */
+  private sendControl(message: AvrOutbound): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(encodeAvrOutbound(message));
+  }
+
+  private sendError(message: string): void {
+    this.sendControl({ type: 'error', message });
+  }
+
+  private protocolProblem(kind: string, message: string): void {
+    this.options.metrics.errors.inc({ kind: `protocol_${kind}` });
+    this.log.warn({ kind }, message);
+    this.sendError(message);
+  }
+
+  // ---- teardown ------------------------------------------------------------------------------
+
+  private readonly onSocketClose = (code: number): void => {
+    this.log.info({ code }, 'AVR Core closed the call');
+    void this.close(undefined, undefined, 'completed');
+  };
+
+  private readonly onSocketError = (error: Error): void => {
+    this.options.metrics.errors.inc({ kind: 'socket' });
+    this.log.warn({ err: error }, 'call socket error');
+  };
+
+  /** End the call: close the provider session, then the socket if it is still open. Idempotent. */
+  async close(code?: number, reason?: string, outcome = 'completed'): Promise<void> {
+    if (this.stateValue === 'closing' || this.stateValue === 'closed') return this.closed;
+    this.stateValue = 'closing';
+    clearTimeout(this.initTimer);
+    this.abort.abort();
+    this.options.pacer.cancel(this);
+    this.outbound.clear();
+    this.earlyAudio = [];
+    this.socket.off('message', this.onMessage);
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
+      this.socket.close(code ?? CLOSE.normal, reason);
+    }
+    try {
+      await this.session?.close();
+    } catch (error) {
+      this.log.warn({ err: error }, 'provider session did not close cleanly');
+    }
+    this.session = undefined;
+    this.stateValue = 'closed';
+    this.options.metrics.activeCalls.dec();
+    this.options.metrics.callsTotal.inc({ outcome });
+    this.socket.off('close', this.onSocketClose);
+    this.socket.off('error', this.onSocketError);
+    this.log.info({ outcome }, 'call ended');
+    this.closedResolve();
+  }
+
+  /** Graceful shutdown deadline reached: tell AVR Core why, then close. */
+  async shutdown(): Promise<void> {
+    this.sendError('the gateway is shutting down');
+    await this.close(CLOSE.goingAway, 'gateway shutting down', 'shutdown');
+  }
+}
+
+function rawToString(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { ConfigError } from '@stsgate/core';
+import { runCallCommand } from '@stsgate/testkit';
+import { builtinRegistry } from './providers.js';
+import { resolveServeSetup, serve } from './serve.js';
+
+const USAGE = `stsgate: speech-to-speech gateway for Agent Voice Response
+
+Usage:
+  stsgate serve                 run the gateway (configured by environment variables; see README)
+  stsgate call <ws-url> --in caller.wav --out reply.wav [--uuid ID] [--tail-ms N] [--dtmf MS:DIGIT,...] [--json]
+                                act as AVR Core: stream a WAV to a gateway in real time, record what the caller hears
+  stsgate help                  this text
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': {
+      try {
+        await serve(resolveServeSetup(process.env, builtinRegistry()));
+      } catch (error) {
+        if (error instanceof ConfigError) {
+          process.stderr.write(`stsgate: ${error.message}\n`);
+          return 2;
+        }
+        throw error;
+      }
+      return -1; // keep running until a signal
+    }
+    case 'call':
+      return runCallCommand(rest, { stdout: process.stdout, stderr: process.stderr });
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`stsgate: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`stsgate: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

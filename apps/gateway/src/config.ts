@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { ConfigError, zodProblems, type Env } from '@stsgate/core';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const boolean = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+/** An unset variable and an empty one (compose files write `${VAR:-}`) both mean "use the default". */
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((value) => (value === '' ? undefined : value), schema.optional());
+
+export const gatewayEnvSchema = z.object({
+  PORT: optional(int(1, 65535)),
+  HOST: optional(z.string().min(1)).transform((v) => v ?? '0.0.0.0'),
+  STS_PROVIDER: optional(z.string().min(1)),
+  LOG_LEVEL: optional(z.enum(LOG_LEVELS)).transform((v) => v ?? 'info'),
+  /** Shared secret: when set, callers must send `?token=` or `Authorization: Bearer`. */
+  STSGATE_AUTH_TOKEN: optional(z.string().min(16, 'must be at least 16 characters')),
+  MAX_CALLS: optional(int(1, 100_000)).transform((v) => v ?? 1000),
+  WS_MAX_PAYLOAD_BYTES: optional(int(1024, 16 * 1024 * 1024)).transform((v) => v ?? 64 * 1024),
+  /** Caller audio kept while the provider connects; older audio is dropped beyond this. */
+  EARLY_AUDIO_BUFFER_MS: optional(int(0, 60_000)).transform((v) => v ?? 3000),
+  /** How far ahead of real time agent audio is sent, i.e. the depth of AVR Core's playback buffer. */
+  OUTBOUND_LEAD_MS: optional(int(20, 5000)).transform((v) => v ?? 120),
+  PROVIDER_CONNECT_TIMEOUT_MS: optional(int(100, 120_000)).transform((v) => v ?? 10_000),
+  /** On SIGTERM, calls in progress get this long to finish before they are closed. */
+  SHUTDOWN_GRACE_MS: optional(int(0, 3_600_000)).transform((v) => v ?? 30_000),
+  LOG_PRETTY: optional(boolean).transform((v) => v ?? false),
+});
+
+export type GatewayEnv = z.output<typeof gatewayEnvSchema>;
+
+export interface GatewayConfig {
+  readonly host: string;
+  /** Undefined when `PORT` is unset: the provider's drop-in default port applies. */
+  readonly port: number | undefined;
+  readonly stsProvider: string | undefined;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly logPretty: boolean;
+  readonly authToken: string | undefined;
+  readonly maxCalls: number;
+  readonly wsMaxPayloadBytes: number;
+  readonly earlyAudioBufferMs: number;
+  readonly outboundLeadMs: number;
+  readonly providerConnectTimeoutMs: number;
+  readonly shutdownGraceMs: number;
+}
+
+export const DEFAULT_PORT = 6030;
+export const DEFAULT_STS_PROVIDER = 'loopback';
+
+/** Validate the gateway's own variables; every problem is listed in one ConfigError. */
+export function loadGatewayConfig(env: Env): GatewayConfig {
+  const parsed = gatewayEnvSchema.safeParse(env);
+  if (!parsed.success) throw new ConfigError('the gateway', zodProblems(parsed.error));
+  const e = parsed.data;
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    stsProvider: e.STS_PROVIDER,
+    logLevel: e.LOG_LEVEL,
+    logPretty: e.LOG_PRETTY,
+    authToken: e.STSGATE_AUTH_TOKEN,
+    maxCalls: e.MAX_CALLS,
+    wsMaxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
+    earlyAudioBufferMs: e.EARLY_AUDIO_BUFFER_MS,
+    outboundLeadMs: e.OUTBOUND_LEAD_MS,
+    providerConnectTimeoutMs: e.PROVIDER_CONNECT_TIMEOUT_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+  };
+}
+
+/** Test and embedding helper: the defaults, overridden field by field. */
+export function gatewayConfig(overrides: Partial<GatewayConfig> = {}): GatewayConfig {
+  return { ...loadGatewayConfig({}), ...overrides };
+}

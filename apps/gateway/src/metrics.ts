@@ -1,0 +1,38 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics owned by one gateway instance (its own registry: two apps never share counters). */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly activeCalls = new Gauge({ name: 'stsgate_active_calls', help: 'Calls currently connected', registers: [this.registry] });
+  readonly callsTotal = new Counter({
+    name: 'stsgate_calls_total',
+    help: 'Calls accepted, by how they ended',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly framesIn = new Counter({ name: 'stsgate_frames_in_total', help: 'Audio messages received from AVR Core', registers: [this.registry] });
+  readonly framesOut = new Counter({ name: 'stsgate_frames_out_total', help: '20 ms audio frames sent to AVR Core', registers: [this.registry] });
+  readonly errors = new Counter({
+    name: 'stsgate_errors_total',
+    help: 'Errors by kind (protocol codes, provider categories, internal)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly interruptions = new Counter({ name: 'stsgate_interruptions_total', help: 'Barge-ins sent to AVR Core', registers: [this.registry] });
+  readonly earlyAudioDropped = new Counter({
+    name: 'stsgate_early_audio_dropped_frames_total',
+    help: 'Caller frames dropped because the provider was not ready and the early-audio buffer was full',
+    registers: [this.registry],
+  });
+  readonly providerConnectSeconds = new Histogram({
+    name: 'stsgate_provider_connect_seconds',
+    help: 'Time to open a provider session',
+    labelNames: ['provider', 'outcome'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  constructor(collectProcessMetrics = true) {
+    if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'stsgate_' });
+  }
+}

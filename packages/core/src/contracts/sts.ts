@@ -1,0 +1,53 @@
+import type { AudioEncoding, CallContext, Closeable, ErrorEvent, SampleRate } from './common.js';
+
+export interface StsCapabilities {
+  /** PCM rates the session accepts; the host resamples caller audio (8 kHz) to the first it can. */
+  readonly inputSampleRates: readonly SampleRate[];
+  /** Rates the session may emit agent audio at; the host resamples to 8 kHz. */
+  readonly outputSampleRates: readonly SampleRate[];
+  /** Provider wire encodings (informative: sessions always exchange PCM with the host). */
+  readonly encodings: readonly AudioEncoding[];
+  /** The provider decides when the caller's turn ends (no host VAD needed). */
+  readonly serverTurnDetection: boolean;
+  readonly userTranscripts: boolean;
+  readonly agentTranscripts: boolean;
+  /** `truncate()` tells the provider how much of a reply the caller heard. */
+  readonly truncation: boolean;
+  readonly toolCalls: boolean;
+  readonly dtmf: boolean;
+}
+
+/** Everything a session reports, in order. Audio is PCM at the session's `outputSampleRate`. */
+export type StsEvent =
+  /** The caller started speaking: the host interrupts agent playback if any is audible. */
+  | { type: 'speech_started' }
+  | { type: 'speech_stopped' }
+  | { type: 'audio'; responseId: string; samples: Int16Array }
+  /** All audio of this response has been emitted. */
+  | { type: 'response_done'; responseId: string }
+  /** The provider itself cancelled its reply (e.g. Speechmatics ResponseInterrupted). */
+  | { type: 'interrupted'; responseId?: string }
+  | { type: 'transcript'; role: 'user' | 'agent'; text: string; final: boolean }
+  | { type: 'tool_call'; callId: string; name: string; argumentsJson: string }
+  | ErrorEvent;
+
+export interface StsSession extends Closeable {
+  readonly inputSampleRate: SampleRate;
+  readonly outputSampleRate: SampleRate;
+  /** Caller audio, PCM at `inputSampleRate`. Never blocks; the adapter buffers or drops with a log. */
+  sendAudio(samples: Int16Array): void;
+  /** A keypad digit from AVR Core (`dtmf_digit`). */
+  sendDtmf(digit: string): void;
+  /** The caller interrupted `responseId` after hearing `heardMs` of it. Only with `capabilities.truncation`. */
+  truncate(responseId: string, heardMs: number): void;
+  submitToolResult(callId: string, output: string): void;
+  /** Single consumer. Ends after `close()` or a fatal error event. */
+  readonly events: AsyncIterable<StsEvent>;
+}
+
+export interface StsAdapter {
+  readonly id: string;
+  readonly capabilities: StsCapabilities;
+  /** Open a provider session for one call. Rejects with a ProviderError. */
+  connect(call: CallContext): Promise<StsSession>;
+}

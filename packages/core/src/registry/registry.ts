@@ -1,0 +1,91 @@
+import type { z } from 'zod';
+import type { AdapterContext } from '../contracts/common.js';
+import type { AsrAdapter } from '../contracts/asr.js';
+import type { LlmAdapter } from '../contracts/llm.js';
+import type { StsAdapter } from '../contracts/sts.js';
+import type { TtsAdapter } from '../contracts/tts.js';
+import type { VadAdapter } from '../contracts/vad.js';
+
+export interface AdapterKinds {
+  sts: StsAdapter;
+  asr: AsrAdapter;
+  llm: LlmAdapter;
+  tts: TtsAdapter;
+  vad: VadAdapter;
+}
+export type AdapterKind = keyof AdapterKinds;
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Raised when an adapter's configuration is invalid; lists every problem at once. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly scope: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid configuration for ${scope}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+export function zodProblems(error: z.ZodError): string[] {
+  return error.issues.map((issue) => (issue.path.length > 0 ? `${issue.path.join('.')}: ${issue.message}` : issue.message));
+}
+
+export interface AdapterDefinition<K extends AdapterKind = AdapterKind> {
+  readonly kind: K;
+  readonly id: string;
+  readonly description: string;
+  /** The port the AVR container this adapter replaces listens on (drop-in default). */
+  readonly defaultPort?: number;
+  /** Parses this adapter's environment variables, then builds the adapter. Throws ConfigError. */
+  fromEnv(env: Env, context: AdapterContext): AdapterKinds[K];
+}
+
+export interface AdapterSpec<K extends AdapterKind, S extends z.ZodType> {
+  readonly kind: K;
+  readonly id: string;
+  readonly description: string;
+  readonly defaultPort?: number;
+  /** Reads the adapter's settings from environment variables (AVR's names where they exist). */
+  readonly envSchema: S;
+  create(config: z.output<S>, context: AdapterContext): AdapterKinds[K];
+}
+
+export function defineAdapter<K extends AdapterKind, S extends z.ZodType>(spec: AdapterSpec<K, S>): AdapterDefinition<K> {
+  return {
+    kind: spec.kind,
+    id: spec.id,
+    description: spec.description,
+    ...(spec.defaultPort === undefined ? {} : { defaultPort: spec.defaultPort }),
+    fromEnv(env, context) {
+      const parsed = spec.envSchema.safeParse(env);
+      if (!parsed.success) throw new ConfigError(`${spec.kind} provider "${spec.id}"`, zodProblems(parsed.error));
+      return spec.create(parsed.data, context);
+    },
+  };
+}
+
+/** An explicit list of adapters, built at the composition root. Nothing registers itself on import. */
+export class AdapterRegistry {
+  private readonly definitions = new Map<string, AdapterDefinition>();
+
+  constructor(definitions: readonly AdapterDefinition[] = []) {
+    for (const definition of definitions) this.add(definition);
+  }
+
+  add(definition: AdapterDefinition): this {
+    const key = `${definition.kind}:${definition.id}`;
+    if (this.definitions.has(key)) throw new Error(`adapter ${key} is registered twice`);
+    this.definitions.set(key, definition);
+    return this;
+  }
+
+  get<K extends AdapterKind>(kind: K, id: string): AdapterDefinition<K> | undefined {
+    return this.definitions.get(`${kind}:${id}`) as AdapterDefinition<K> | undefined;
+  }
+
+  ids(kind: AdapterKind): string[] {
+    return [...this.definitions.values()].filter((d) => d.kind === kind).map((d) => d.id);
+  }
+}

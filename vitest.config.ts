@@ -1,0 +1,23 @@
+import { readdirSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+// Tests import workspace packages from source, so `pnpm test` needs no build step.
+const root = fileURLToPath(new URL('.', import.meta.url));
+const alias: Record<string, string> = {};
+for (const group of ['packages', 'apps']) {
+  for (const dir of readdirSync(`${root}${group}`)) {
+    const entry = `${root}${group}/${dir}/src/index.ts`;
+    if (existsSync(entry)) alias[`@stsgate/${dir}`] = entry;
+  }
+}
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    include: ['packages/*/{src,test}/**/*.test.ts', 'apps/*/{src,test}/**/*.test.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+    pool: 'forks',
+  },
+});
