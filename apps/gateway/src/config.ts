@@ -14,7 +14,6 @@ const optional = <T extends z.ZodType>(schema: T) =>
 export const gatewayEnvSchema = z.object({
   PORT: optional(int(1, 65535)),
   HOST: optional(z.string().min(1)).transform((v) => v ?? '0.0.0.0'),
-  STS_PROVIDER: optional(z.string().min(1)),
   LOG_LEVEL: optional(z.enum(LOG_LEVELS)).transform((v) => v ?? 'info'),
   /** Shared secret: when set, callers must send `?token=` or `Authorization: Bearer`. */
   STSGATE_AUTH_TOKEN: optional(z.string().min(16, 'must be at least 16 characters')),
@@ -36,7 +35,6 @@ export interface GatewayConfig {
   readonly host: string;
   /** Undefined when `PORT` is unset: the provider's drop-in default port applies. */
   readonly port: number | undefined;
-  readonly stsProvider: string | undefined;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly logPretty: boolean;
   readonly authToken: string | undefined;
@@ -49,6 +47,7 @@ export interface GatewayConfig {
 }
 
 export const DEFAULT_PORT = 6030;
+/** `STS_PROVIDER` is read by the composition root (serve.ts), which knows the available adapters. */
 export const DEFAULT_STS_PROVIDER = 'loopback';
 
 /** Validate the gateway's own variables; every problem is listed in one ConfigError. */
@@ -59,7 +58,6 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
   return {
     host: e.HOST,
     port: e.PORT,
-    stsProvider: e.STS_PROVIDER,
     logLevel: e.LOG_LEVEL,
     logPretty: e.LOG_PRETTY,
     authToken: e.STSGATE_AUTH_TOKEN,

@@ -24,7 +24,8 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
     if (!(error instanceof ConfigError)) throw error;
     problems.push(...error.problems);
   }
-  const providerId = config?.stsProvider ?? DEFAULT_STS_PROVIDER;
+  // Read directly so a provider problem is reported even when other gateway variables are invalid.
+  const providerId = env.STS_PROVIDER || DEFAULT_STS_PROVIDER;
   const definition = registry.get('sts', providerId);
   if (definition === undefined) {
     problems.push(`STS_PROVIDER: unknown provider "${providerId}" (available: ${registry.ids('sts').join(', ')})`);
@@ -40,7 +41,7 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
     }
   }
   if (problems.length > 0 || config === undefined || adapter === undefined) throw new ConfigError('stsgate', problems);
-  if (config.stsProvider === undefined) {
+  if (!env.STS_PROVIDER) {
     logger.info(
       `no STS_PROVIDER set: running the "loopback" diagnostic provider, which plays each caller utterance back. ` +
         `Set STS_PROVIDER to one of: ${registry.ids('sts').join(', ')} to use a real provider.`,
