@@ -1,15 +1,17 @@
 // Resampler benchmark: our polyphase FIR (@stsgate/core, built dist) against libsamplerate (WASM port,
-// @alexanderolsen/libsamplerate-js) in streaming ("full" API) mode, fed the way the gateway feeds it:
-// Int16 PCM in 20 ms or 100 ms chunks, Int16 PCM out (round + clamp).
+// @alexanderolsen/libsamplerate-js: SRC_SINC_FASTEST, _MEDIUM_QUALITY, _BEST_QUALITY) in streaming ("full"
+// API) mode, fed the way the gateway feeds it: Int16 PCM in 20 ms or 100 ms chunks, Int16 PCM out (round +
+// clamp; libsamplerate gets the Int16 <-> float conversion a gateway would need).
 //
-// Quality metrics are measured on the Int16 output of a 2 s tone, analysing 1 s of steady state with a
-// single-bin DFT at integer frequencies (exact bins, no window needed):
-//   - stopband (downsampling): level of the alias of a tone above the new Nyquist, dB re. the input tone
-//     (TPDF-dithered input, see tone()), plus the whole-signal output/input RMS ratio for an undithered tone
-//     (how the unit tests measure it; Int16 rounding floors it near -92 dB, -999 = all-zero output);
+// Quality metrics use tones at integer frequencies and single-bin DFTs over whole seconds of steady state
+// (from 0.5 s on, past any warm-up), so bins are exact and no window is needed:
+//   - stopband (downsampling): level of the alias of a tone above the new Nyquist, dB re. the input tone,
+//     over 4 s of TPDF-dithered input (see tone()); plus the output/input RMS ratio for an undithered tone,
+//     as the unit tests measure it (Int16 rounding floors that near -92..-100 dB; -999 = all-zero output);
 //   - images (upsampling): level of the images at k*inputRate +- f, dB re. the output fundamental;
-//   - passband ripple: max - min gain over 100..3400 Hz (the telephony band), and the gain at 3400 Hz.
-// Throughput: x real time and input samples/s over >= `minSeconds` of work after a warm-up.
+//   - passband: max - min gain over 100..3400 Hz (the telephony band), gains at 1000 and 3400 Hz.
+// Throughput: x real time (median of >= 5 slices) and input samples/s over >= `minSeconds` of work after a
+// warm-up, plus x real time by process CPU time. `winner` per metric; near-equal results tie (an array).
 //
 // Run: pnpm --filter @stsgate/core build && node bench/resampler.mjs
 
@@ -26,6 +28,8 @@ const DIRECTIONS = [
   [8000, 24000],
 ];
 const TONE_AMPLITUDE = 0.9 * 32767;
+/** Seconds analysed for alias/image levels (longer = lower measurement floor). */
+const REJECTION_SECONDS = 4;
 
 function toInt16(samples) {
   const out = new Int16Array(samples.length);
@@ -63,9 +67,10 @@ async function makeCandidate(name, inRate, outRate) {
 }
 
 /**
- * A tone plus TPDF dither of +-2 LSB (deterministic). The dither keeps the converter's Int16 output rounding
- * linear, so a 1 s single-bin DFT resolves alias/image levels far below 1 LSB (floor around -125 dB)
- * instead of reporting rounding noise or an all-zero output.
+ * A tone plus TPDF dither of +-2 LSB (deterministic). Enough dither survives the filter to keep the Int16
+ * output rounding linear (with +-1 LSB, sub-LSB aliases at 8 kHz out would read several dB too low), so a
+ * 4 s single-bin DFT resolves alias/image levels far below 1 LSB (measurement floor about -130 dB at 8 kHz
+ * out) instead of reporting rounding noise or an all-zero output.
  */
 function tone(rate, freq, seconds, dithered = true, amplitude = TONE_AMPLITUDE) {
   const n = Math.round(rate * seconds);
@@ -76,7 +81,7 @@ function tone(rate, freq, seconds, dithered = true, amplitude = TONE_AMPLITUDE) 
     return seed / 4294967296 - 0.5;
   };
   for (let i = 0; i < n; i++) {
-    const dither = dithered ? 2 * (uniform() + uniform()) : 0;
+    const dither = dithered ? 2 * (uniform() + uniform()) : 0; // TPDF, +-2 LSB
     x[i] = Math.round(amplitude * Math.sin((2 * Math.PI * freq * i) / rate) + dither);
   }
   return x;
@@ -102,17 +107,18 @@ async function runStream(name, inRate, outRate, input, chunkMs = 20) {
   return out;
 }
 
-/** Amplitude of the integer frequency `freq` in x[from, from + rate) (exactly one second: exact bin). */
-function toneAmplitude(x, rate, freq, from) {
+/** Amplitude of the integer frequency `freq` over `seconds` whole seconds of x from `from` (exact DFT bin). */
+function toneAmplitude(x, rate, freq, from, seconds = 1) {
   let re = 0;
   let im = 0;
   const w = (2 * Math.PI * freq) / rate;
-  for (let i = 0; i < rate; i++) {
+  const n = rate * seconds;
+  for (let i = 0; i < n; i++) {
     const v = x[from + i];
     re += v * Math.cos(w * i);
     im -= v * Math.sin(w * i);
   }
-  return (2 * Math.hypot(re, im)) / rate;
+  return (2 * Math.hypot(re, im)) / n;
 }
 
 function rms(x, from, to) {
@@ -132,7 +138,7 @@ async function stopbandRejection(name, inRate, outRate) {
   const tones = [1.025, 1.1, 1.25, 1.5, 1.75, 2.5].map((k) => Math.round(k * outNyquist)).filter((f) => f < inRate / 2);
   const results = [];
   for (const f of tones) {
-    const x = tone(inRate, f, 2);
+    const x = tone(inRate, f, REJECTION_SECONDS + 1);
     const y = await runStream(name, inRate, outRate, x);
     const from = analysisStart(outRate);
     // RMS ratio as the unit tests measure it: undithered input, so Int16 rounding sets the floor.
@@ -141,7 +147,7 @@ async function stopbandRejection(name, inRate, outRate) {
     // Where the tone folds to in the output band.
     let alias = f % outRate;
     if (alias > outNyquist) alias = outRate - alias;
-    const aliasDb = db(toneAmplitude(y, outRate, alias, from) / TONE_AMPLITUDE);
+    const aliasDb = db(toneAmplitude(y, outRate, alias, from, REJECTION_SECONDS) / TONE_AMPLITUDE);
     const rmsDb = db(rms(plainOut, from, from + outRate) / rms(plain, 0, plain.length));
     results.push({ toneHz: f, aliasHz: alias, aliasDb: round2(aliasDb), rmsDb: round2(rmsDb) });
   }
@@ -150,19 +156,20 @@ async function stopbandRejection(name, inRate, outRate) {
 }
 
 async function imageRejection(name, inRate, outRate) {
-  const tones = [300, 1000, 2000, 3000, 3400];
+  // Not divisors of 8000, so no harmonic of the tone (from Int16 rounding) lands on an image bin.
+  const tones = [317, 1009, 2003, 3001, 3407];
   const results = [];
   for (const f of tones) {
-    const x = tone(inRate, f, 2);
+    const x = tone(inRate, f, REJECTION_SECONDS + 1);
     const y = await runStream(name, inRate, outRate, x);
     const from = analysisStart(outRate);
-    const fundamental = toneAmplitude(y, outRate, f, from);
+    const fundamental = toneAmplitude(y, outRate, f, from, REJECTION_SECONDS);
     let worstImage = 0;
     const images = [];
     for (let k = 1; k * inRate - f < outRate / 2; k++) {
       for (const img of [k * inRate - f, k * inRate + f]) {
         if (img >= outRate / 2) continue;
-        const a = toneAmplitude(y, outRate, img, from);
+        const a = toneAmplitude(y, outRate, img, from, REJECTION_SECONDS);
         images.push({ imageHz: img, db: round2(db(a / fundamental)) });
         worstImage = Math.max(worstImage, a);
       }
@@ -207,35 +214,48 @@ async function throughput(name, inRate, outRate, chunkMs, minSeconds, useFloat =
   let sink = 0;
   const warmEnd = performance.now() + 250;
   while (performance.now() < warmEnd) for (const ch of chunks) sink += run(ch).length;
+  // >= minSeconds of work in >= 5 slices; the median slice rate shrugs off a noisy neighbour on a shared
+  // machine, the CPU-time rate (whole process, incl. GC threads) over all slices is given alongside.
+  const slices = [];
   let samples = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  let elapsed = 0;
-  do {
-    for (const ch of chunks) sink += run(ch).length;
-    samples += chunks.length * step;
-    elapsed = (performance.now() - t0) / 1000;
-  } while (elapsed < minSeconds);
+  const sliceSeconds = minSeconds / 5;
+  while (slices.length < 5 || performance.now() - t0 < minSeconds * 1000) {
+    const s0 = performance.now();
+    let sliceSamples = 0;
+    do {
+      for (const ch of chunks) sink += run(ch).length;
+      sliceSamples += chunks.length * step;
+    } while (performance.now() - s0 < sliceSeconds * 1000);
+    slices.push(sliceSamples / inRate / ((performance.now() - s0) / 1000));
+    samples += sliceSamples;
+  }
+  const elapsed = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   c.close();
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const audioSeconds = samples / inRate;
   if (sink < 0) throw new Error('unreachable');
+  slices.sort((a, b) => a - b);
+  const median = slices[Math.floor(slices.length / 2)];
   return {
-    xRealtime: Math.round(audioSeconds / elapsed),
+    xRealtime: Math.round(median),
     xRealtimeCpu: Math.round(audioSeconds / cpuSeconds),
-    inputSamplesPerSec: Math.round(samples / elapsed),
+    inputSamplesPerSec: Math.round(median * inRate),
+    measuredSeconds: Math.round(elapsed * 100) / 100,
   };
 }
 
-function winnerOf(candidates, pick, better) {
-  let best;
-  for (const [name, result] of Object.entries(candidates)) {
-    const v = pick(result);
-    if (v === undefined) continue;
-    if (best === undefined || better(v, best.v)) best = { name, v };
-  }
-  return best?.name;
+/** Best candidate by `pick`; candidates within `tolerance` of the best tie (then an array of names). */
+function winnerOf(candidates, pick, better, tolerance = 0) {
+  const scored = Object.entries(candidates)
+    .map(([name, result]) => ({ name, v: pick(result) }))
+    .filter((c) => c.v !== undefined);
+  let best = scored[0];
+  for (const c of scored) if (better(c.v, best.v)) best = c;
+  const tied = scored.filter((c) => Math.abs(c.v - best.v) <= tolerance).map((c) => c.name);
+  return tied.length === 1 ? tied[0] : tied;
 }
 
 /**
@@ -264,14 +284,17 @@ export async function benchResampler(options = {}) {
     const higher = (a, b) => a > b;
     const lower = (a, b) => a < b;
     const rejection = (r) => (r.stopband ?? r.images).worstDb;
+    const speed = (key) => (r) => r[key].xRealtime;
     directions[key] = {
       candidates,
       winner: {
-        rejection: winnerOf(candidates, rejection, lower),
-        passbandRipple: winnerOf(candidates, (r) => r.passband.rippleDb, lower),
-        passbandWidth: winnerOf(candidates, (r) => r.passband.gainAt3400Db, (a, b) => Math.abs(a) < Math.abs(b)),
-        throughput20ms: winnerOf(candidates, (r) => r.throughput20ms.xRealtime, higher),
-        throughput100ms: winnerOf(candidates, (r) => r.throughput100ms.xRealtime, higher),
+        // Within 3 dB of each other counts as a tie: that is the spread of the measurement near its floor.
+        rejection: winnerOf(candidates, rejection, lower, 3),
+        passbandRipple: winnerOf(candidates, (r) => r.passband.rippleDb, lower, 0.01),
+        passbandWidth: winnerOf(candidates, (r) => Math.abs(r.passband.gainAt3400Db), lower, 0.01),
+        // Within 5 %: a tie (run-to-run noise).
+        throughput20ms: winnerOf(candidates, speed('throughput20ms'), higher, 0.05 * Math.max(...Object.values(candidates).map(speed('throughput20ms')))),
+        throughput100ms: winnerOf(candidates, speed('throughput100ms'), higher, 0.05 * Math.max(...Object.values(candidates).map(speed('throughput100ms')))),
       },
     };
   }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError } from '@stsgate/core';
 import { runCallCommand } from '@stsgate/testkit';
+import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
 import { builtinRegistry } from './providers.js';
 import { resolveServeSetup, serve } from './serve.js';
 
@@ -10,6 +11,7 @@ Usage:
   stsgate serve                 run the gateway (configured by environment variables; see README)
   stsgate call <ws-url> --in caller.wav --out reply.wav [--uuid ID] [--tail-ms N] [--dtmf MS:DIGIT,...] [--json]
                                 act as AVR Core: stream a WAV to a gateway in real time, record what the caller hears
+  stsgate healthcheck           exit 0 if the local gateway answers GET /health (for container health checks)
   stsgate help                  this text
 `;
 
@@ -28,6 +30,8 @@ async function main(argv: string[]): Promise<number> {
       }
       return -1; // keep running until a signal
     }
+    case 'healthcheck':
+      return healthcheck(process.env);
     case 'call':
       return runCallCommand(rest, { stdout: process.stdout, stderr: process.stderr });
     case undefined:
@@ -39,6 +43,18 @@ async function main(argv: string[]): Promise<number> {
     default:
       process.stderr.write(`stsgate: unknown command "${command}"\n\n${USAGE}`);
       return 2;
+  }
+}
+
+/** Probe the gateway on this host, on the port `serve` would pick from the same environment. */
+async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
+  const provider = builtinRegistry().get('sts', env.STS_PROVIDER || DEFAULT_STS_PROVIDER);
+  const port = env.PORT || String(provider?.defaultPort ?? DEFAULT_PORT);
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) });
+    return response.ok ? 0 : 1;
+  } catch {
+    return 1;
   }
 }
 

@@ -234,6 +234,20 @@ describe('resampler streaming', () => {
     expect(produced).toBe(expected);
   });
 
+  it('handles a very large chunk among small ones (its buffer grows, then shrinks back)', () => {
+    const big = noise(240_000, 21); // 10 s at 24 kHz
+    const small = noise(480, 22);
+    const streamed = createResampler(24000, 8000);
+    const parts = [streamed.process(small), streamed.process(big), streamed.process(small), streamed.process(small)];
+    parts.push(streamed.flush());
+    const reference = createResampler(24000, 8000);
+    const x = concat([small, big, small, small]);
+    const refParts: Int16Array[] = [];
+    for (let i = 0; i < x.length; i += 480) refParts.push(reference.process(x.subarray(i, i + 480)));
+    refParts.push(reference.flush());
+    expect(concat(parts)).toEqual(concat(refParts));
+  });
+
   it('rounds the flushed length up for odd input lengths', () => {
     const r = createResampler(24000, 8000);
     expect(r.process(new Int16Array(10)).length + r.flush().length).toBe(4); // ceil(10 / 3)

@@ -36,6 +36,8 @@ const PASSBAND_FRACTION = 0.875;
 const DESIGN_ATTENUATION_DB = 120;
 /** Per-phase tap counts are padded to a multiple of this (zero taps) so the inner loop unrolls cleanly. */
 const UNROLL = 4;
+/** Input buffer size (samples) above which the buffer shrinks again once mostly empty. */
+const SHRINK_ABOVE = 1 << 16;
 
 /** Immutable polyphase coefficient tables for one (inputRate, outputRate) pair. */
 interface FilterBank {
@@ -191,7 +193,7 @@ class PolyphaseResampler implements Resampler {
     this.inputRate = inputRate;
     this.outputRate = outputRate;
     this.bank = bank;
-    this.buf = new Float64Array(bank.taps * 4 + 4096);
+    this.buf = new Float64Array(bank.taps * 4 + 4096); // history + 100 ms at 48 kHz without growing
     this.reset();
   }
 
@@ -214,7 +216,14 @@ class PolyphaseResampler implements Resampler {
     for (let i = 0; i < n; i++) buf[at + i] = input[i] as number;
     this.len = at + n;
     this.consumed += n;
-    return this.drain(this.available());
+    const out = this.drain(this.available());
+    // Do not keep a huge buffer around after one unusually large chunk.
+    if (this.buf.length > SHRINK_ABOVE && this.len * 4 < this.buf.length) {
+      const smaller = new Float64Array(Math.max(this.len * 2, this.bank.taps * 4 + 4096));
+      smaller.set(this.buf.subarray(0, this.len));
+      this.buf = smaller;
+    }
+    return out;
   }
 
   flush(): Int16Array {

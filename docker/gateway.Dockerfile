@@ -1,0 +1,23 @@
+# stsgate gateway image: one image, configured per provider by environment variables.
+#   docker build -f docker/gateway.Dockerfile -t stsgate .
+#   docker run -p 6030:6030 stsgate                       # loopback diagnostic provider
+# Debian (glibc) base: onnxruntime-node's prebuilt binaries (Silero VAD) need glibc, not musl.
+FROM node:22-bookworm-slim AS build
+RUN npm install --global --no-audit --no-fund pnpm@10.34.8
+WORKDIR /src
+COPY . .
+RUN pnpm install --frozen-lockfile \
+ && pnpm build \
+ && pnpm deploy --filter @stsgate/gateway --prod --legacy /out \
+ && find /out/node_modules -type d -path '*/onnxruntime-node/bin/napi-v*/*' -prune ! -name linux -exec rm -rf {} +
+# (onnxruntime-node ships binaries for every OS; only Linux's are kept, ~220 MB less.)
+
+FROM node:22-bookworm-slim
+ENV NODE_ENV=production
+# AVR's containers live here; users mount their tools at /usr/src/app/tools.
+WORKDIR /usr/src/app
+COPY --from=build /out ./
+USER node
+EXPOSE 6030
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["node", "dist/cli.js", "healthcheck"]
+CMD ["node", "dist/cli.js", "serve"]
