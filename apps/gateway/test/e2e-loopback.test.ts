@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import { fixturePath, readWavAs8k, simulateCall } from '@stsgate/testkit';
+import { bestAlignment, concatPcm as concat, fixturePath, readWavAs8k, silence, simulateCall } from '@stsgate/testkit';
 import { buildGateway, builtinRegistry, gatewayConfig, type Gateway } from '../src/index.js';
 
 // The whole path with the real loopback provider and the real Silero VAD, over real TCP, in real time.
@@ -22,36 +22,11 @@ afterAll(async () => {
   await gateway.app.close();
 });
 
-const silence = (ms: number) => new Int16Array((ms * 8000) / 1000);
-const concat = (...parts: Int16Array[]) => {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-};
-
-/** Best normalised cross-correlation of `needle` inside `haystack`, searched around their first loud samples. */
+/** Correlation of `needle` inside `haystack`, searched around where both first get loud. */
 function bestCorrelation(haystack: Int16Array, needle: Int16Array): number {
   const firstLoud = (x: Int16Array) => x.findIndex((v) => Math.abs(v) > 1000);
   const anchor = firstLoud(haystack) - firstLoud(needle);
-  let best = 0;
-  for (let lag = anchor - 400; lag <= anchor + 400; lag++) {
-    let dot = 0;
-    let eh = 0;
-    let en = 0;
-    for (let i = 0; i < needle.length; i++) {
-      const h = haystack[lag + i] ?? 0;
-      const n = needle[i] as number;
-      dot += h * n;
-      eh += h * h;
-      en += n * n;
-    }
-    if (eh > 0 && en > 0) best = Math.max(best, dot / Math.sqrt(eh * en));
-  }
-  return best;
+  return bestAlignment(haystack, needle, anchor - 400, anchor + 400).correlation;
 }
 
 describe('gateway + loopback provider, end to end', () => {

@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { AsyncQueue, toProviderError } from '@stsgate/core';
+import { AsyncQueue, toProviderError, PcmHistory } from '@stsgate/core';
 import type { CallContext, StsEvent, StsSession, VadEvent, VadStream } from '@stsgate/core';
 import { dtmfFrequencies, dtmfTone } from './dtmf.js';
-import { PcmHistory } from './pcm-history.js';
 
 export const LOOPBACK_RATE = 8000;
 const PROVIDER = 'loopback';

@@ -4,7 +4,18 @@ import { ConfigError, ProviderError } from '@stsgate/core';
 import type { CallContext, StsEvent, StsSession, VadAdapter, VadStream } from '@stsgate/core';
 import { createSileroVad, defineSileroVad } from '@stsgate/silero-vad';
 import { LOOPBACK_CAPABILITIES, createLoopbackSts, defineLoopbackSts, dtmfFrequencies } from '../src/index.js';
-import { audibleSpan, bestAlignment, chunks, concat, goertzel, readFixture, silence } from './audio.js';
+import {
+  audibleSpan,
+  bestAlignment,
+  chunkPcm as chunks,
+  concatPcm as concat,
+  fixturePath,
+  goertzel,
+  readWavAs8k,
+  silence,
+} from '@stsgate/testkit';
+
+const readFixture = (name: 'greeting' | 'short' | 'question') => readWavAs8k(fixturePath(name));
 
 const vad = createSileroVad();
 afterAll(() => vad.close());

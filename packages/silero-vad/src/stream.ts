@@ -1,7 +1,7 @@
+import { PcmHistory } from '@stsgate/core';
 import type { Tensor } from 'onnxruntime-node';
 import type { VadEvent, VadOptions, VadStream } from '@stsgate/core';
 import type { Inference, SileroModel, SileroRate } from './model.js';
-import { PcmHistory } from './pcm-history.js';
 import { Segmenter } from './segmenter.js';
 import type { SegmentEvent } from './segmenter.js';
 

@@ -3,7 +3,17 @@ import { ConfigError, ProviderError, createResampler } from '@stsgate/core';
 import type { VadEvent, VadStream } from '@stsgate/core';
 import { pino } from 'pino';
 import { createSileroVad, defineSileroVad } from '../src/index.js';
-import { audibleSpan, chunks, concat, readFixture, silence, whiteNoise } from './audio.js';
+import {
+  audibleSpan,
+  chunkPcm as chunks,
+  concatPcm as concat,
+  fixturePath,
+  readWavAs8k,
+  silence,
+  whiteNoise,
+} from '@stsgate/testkit';
+
+const readFixture = (name: 'greeting' | 'short' | 'question') => readWavAs8k(fixturePath(name));
 
 const vad = createSileroVad();
 afterAll(() => vad.close());

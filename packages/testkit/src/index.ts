@@ -13,4 +13,5 @@ export {
   type ResponseLatency,
   type BargeIn,
 } from './call-simulator.js';
+export { silence, whiteNoise, concatPcm, chunkPcm, goertzel, bestAlignment, audibleSpan } from './signals.js';
 export { runCallCommand, formatReport, parseDtmf, CALL_USAGE, type CliIo } from './cli-call.js';

@@ -1,12 +1,10 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fixturePath, readWav, reportToJson, simulateCall } from '../src/index.js';
+import { concatPcm as concat, fixturePath, readWav, reportToJson, silence, simulateCall } from '../src/index.js';
 import {
-  concat,
   frameSamples,
   meanSquare,
   sendFrames,
-  silence,
   startFakeSts,
   tone,
   audioMessage,

@@ -92,16 +92,3 @@ export function tone(ms: number, hz: number, amplitude: number): Int16Array {
   return out;
 }
 
-export function silence(ms: number): Int16Array {
-  return new Int16Array(ms * 8);
-}
-
-export function concat(...parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}

@@ -13,3 +13,4 @@ export type { Resampler } from './resampler.js';
 export { Framer } from './framer.js';
 export { PlayoutClock } from './playout-clock.js';
 export { samplesToMs, msToSamples, int16ToFloat32, float32ToInt16 } from './pcm.js';
+export { PcmHistory } from './pcm-history.js';

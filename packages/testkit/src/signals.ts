@@ -1,31 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
-const FIXTURES = fileURLToPath(new URL('../../testkit/fixtures/', import.meta.url));
-
-/** Reads a mono 16-bit PCM WAV fixture (8 kHz) from packages/testkit/fixtures. */
-export function readFixture(name: 'greeting' | 'short' | 'question'): Int16Array {
-  const bytes = readFileSync(`${FIXTURES}${name}.wav`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.toString('ascii', 0, 4) !== 'RIFF' || bytes.toString('ascii', 8, 12) !== 'WAVE') throw new Error(`${name}: not a WAV`);
-  let offset = 12;
-  let format: { channels: number; rate: number; bits: number } | undefined;
-  while (offset + 8 <= bytes.length) {
-    const id = bytes.toString('ascii', offset, offset + 4);
-    const size = view.getUint32(offset + 4, true);
-    const body = offset + 8;
-    if (id === 'fmt ') {
-      format = { channels: view.getUint16(body + 2, true), rate: view.getUint32(body + 4, true), bits: view.getUint16(body + 14, true) };
-    } else if (id === 'data') {
-      if (format?.channels !== 1 || format.rate !== 8000 || format.bits !== 16) throw new Error(`${name}: expected 8 kHz mono s16`);
-      const samples = new Int16Array(Math.floor(Math.min(size, bytes.length - body) / 2));
-      for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(body + 2 * i, true);
-      return samples;
-    }
-    offset = body + size + (size % 2);
-  }
-  throw new Error(`${name}: no data chunk`);
-}
+/** Test signals and measurements on 16-bit PCM, shared by the adapters' and the gateway's tests. */
 
 export function silence(ms: number, rate = 8000): Int16Array {
   return new Int16Array(Math.round((ms * rate) / 1000));
@@ -44,7 +17,7 @@ export function whiteNoise(ms: number, peak: number, seed = 1, rate = 8000): Int
   return out;
 }
 
-export function concat(...parts: Int16Array[]): Int16Array {
+export function concatPcm(...parts: Int16Array[]): Int16Array {
   const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const part of parts) {
@@ -54,7 +27,7 @@ export function concat(...parts: Int16Array[]): Int16Array {
   return out;
 }
 
-export function chunks(samples: Int16Array, size: number): Int16Array[] {
+export function chunkPcm(samples: Int16Array, size: number): Int16Array[] {
   const out: Int16Array[] = [];
   for (let i = 0; i < samples.length; i += size) out.push(samples.slice(i, i + size));
   return out;
@@ -73,12 +46,20 @@ export function goertzel(samples: Int16Array, frequency: number, rate = 8000): n
   return (s1 * s1 + s2 * s2 - coefficient * s1 * s2) / samples.length ** 2;
 }
 
-/** Offset of `needle` in `haystack` with the highest normalised correlation, and that correlation. */
-export function bestAlignment(haystack: Int16Array, needle: Int16Array): { offset: number; correlation: number } {
+/**
+ * Offset of `needle` in `haystack` with the highest normalised correlation, and that correlation.
+ * `from`/`to` bound the offsets searched (a full search is O(haystack x needle)).
+ */
+export function bestAlignment(
+  haystack: Int16Array,
+  needle: Int16Array,
+  from = 0,
+  to = haystack.length - needle.length,
+): { offset: number; correlation: number } {
   let needleEnergy = 0;
   for (const x of needle) needleEnergy += x * x;
   let best = { offset: -1, correlation: -Infinity };
-  for (let offset = 0; offset + needle.length <= haystack.length; offset++) {
+  for (let offset = Math.max(0, from); offset <= to && offset + needle.length <= haystack.length; offset++) {
     let dot = 0;
     let energy = 0;
     for (let i = 0; i < needle.length; i++) {
