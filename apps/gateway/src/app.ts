@@ -4,13 +4,15 @@ import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
 import type { StsAdapter } from '@stsgate/core';
 import type { GatewayConfig } from './config.js';
-import { CallSession } from './call-session.js';
+import { CallSession, type ToolRunner } from './call-session.js';
 import { GatewayMetrics } from './metrics.js';
 import { OutboundPacer } from './outbound.js';
 
 export interface GatewayDeps {
   readonly sts: { readonly id: string; readonly adapter: StsAdapter };
   readonly logger: Logger;
+  /** The agent's tools (run by the gateway when the provider asks). */
+  readonly tools?: ToolRunner;
   /** Node process metrics (event loop lag, GC, memory) on /metrics; off in tests. */
   readonly collectProcessMetrics?: boolean;
   readonly initTimeoutMs?: number;
@@ -91,6 +93,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
         earlyAudioBufferMs: config.earlyAudioBufferMs,
         outboundLeadMs: config.outboundLeadMs,
         providerConnectTimeoutMs: config.providerConnectTimeoutMs,
+        ...(deps.tools === undefined ? {} : { tools: deps.tools }),
         ...(deps.initTimeoutMs === undefined ? {} : { initTimeoutMs: deps.initTimeoutMs }),
       });
       calls.add(call);

@@ -15,11 +15,26 @@ import {
   type StsAdapter,
   type StsEvent,
   type StsSession,
+  type ToolSpec,
 } from '@stsgate/core';
 import type { GatewayMetrics } from './metrics.js';
 import { OutboundQueue, type OutboundPacer, type Pumpable } from './outbound.js';
 
 export type CallState = 'awaiting_init' | 'connecting' | 'active' | 'closing' | 'closed';
+
+export interface ToolCallContext {
+  readonly callId: string;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+  /** Resolves once the agent's queued audio has been played to the caller (or the call ended). */
+  untilAgentAudioHeard(): Promise<void>;
+}
+
+/** Runs the agent's tools for the host; never throws (failures come back as text for the model). */
+export interface ToolRunner {
+  readonly specs: readonly ToolSpec[];
+  run(name: string, argumentsJson: string, context: ToolCallContext): Promise<string>;
+}
 
 export interface CallSessionOptions {
   readonly adapter: StsAdapter;
@@ -32,6 +47,7 @@ export interface CallSessionOptions {
   readonly earlyAudioBufferMs: number;
   readonly outboundLeadMs: number;
   readonly providerConnectTimeoutMs: number;
+  readonly tools?: ToolRunner;
   readonly initTimeoutMs?: number;
   readonly now?: () => number;
 }
@@ -43,6 +59,10 @@ const MAX_EARLY_DTMF = 32;
 /** Stop writing while this much is unsent on the socket: the peer is not reading. */
 const MAX_SOCKET_BACKLOG_BYTES = 64 * 1024;
 const DEFAULT_INIT_TIMEOUT_MS = 10_000;
+/** A call-control tool waits at most this long for the agent's last words to be heard. */
+const MAX_AUDIO_DRAIN_WAIT_MS = 30_000;
+/** AVR Core's own jitter buffer on top of what the playout clock models. */
+const AUDIO_DRAIN_MARGIN_MS = 200;
 
 /**
  * One AVR Core call: `awaiting_init -> connecting -> active -> closing -> closed`.
@@ -63,6 +83,11 @@ export class CallSession implements Pumpable {
   private earlyDtmf: string[] = [];
   /** The reply whose audio was pushed last (the one a barge-in interrupts). */
   private currentResponseId: string | undefined;
+  /** Replies still producing audio (no `response_done` yet). */
+  private readonly openResponses = new Set<string>();
+  /** A reply cut by barge-in: audio for it still in flight from the provider is dropped. */
+  private interruptedResponseId: string | undefined;
+  private readonly drainWaits = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private initTimer: NodeJS.Timeout | undefined;
   private closedResolve!: () => void;
   /** Resolves once the call is fully closed (provider session included). */
@@ -209,7 +234,13 @@ export class CallSession implements Pumpable {
         providerConnectTimeoutMs,
       );
     });
-    const attempt = adapter.connect({ callId: uuid, metadata: this.options.metadata, logger: this.log, signal: this.abort.signal });
+    const attempt = adapter.connect({
+      callId: uuid,
+      metadata: this.options.metadata,
+      logger: this.log,
+      signal: this.abort.signal,
+      tools: this.options.tools?.specs ?? [],
+    });
     let session: StsSession;
     try {
       session = await Promise.race([attempt, timeout]);
@@ -272,13 +303,17 @@ export class CallSession implements Pumpable {
   private onProviderEvent(session: StsSession, event: StsEvent): void {
     switch (event.type) {
       case 'audio': {
+        if (event.responseId === this.interruptedResponseId) return;
         const samples = this.outputResampler ? this.outputResampler.process(event.samples) : event.samples;
         this.currentResponseId = event.responseId;
+        this.openResponses.add(event.responseId);
         this.outbound.push(event.responseId, samples);
         this.options.pacer.schedule(this);
         return;
       }
       case 'response_done': {
+        this.openResponses.delete(event.responseId);
+        if (event.responseId === this.interruptedResponseId) return;
         const tail = this.outputResampler?.flush();
         if (tail !== undefined && tail.length > 0) this.outbound.push(event.responseId, tail);
         this.outbound.endResponse(event.responseId);
@@ -299,8 +334,7 @@ export class CallSession implements Pumpable {
         this.sendControl({ type: 'transcript', role: event.role, text: event.text });
         return;
       case 'tool_call':
-        this.log.warn({ tool: event.name }, 'provider requested a tool, but no tools are configured');
-        session.submitToolResult(event.callId, JSON.stringify({ error: `tool "${event.name}" is not available` }));
+        void this.runTool(session, event.callId, event.name, event.argumentsJson);
         return;
       case 'error': {
         const { error } = event;
@@ -326,10 +360,59 @@ export class CallSession implements Pumpable {
     this.outputResampler?.reset();
     this.clock.flush();
     this.options.pacer.cancel(this);
+    if (responseId !== undefined) {
+      this.interruptedResponseId = responseId;
+      this.openResponses.delete(responseId);
+    }
     this.sendControl({ type: 'interruption' });
     this.options.metrics.interruptions.inc();
     this.log.debug({ responseId, heardMs }, 'barge-in');
     if (truncate && responseId !== undefined && this.options.adapter.capabilities.truncation) session.truncate(responseId, heardMs);
+  }
+
+  // ---- tools ---------------------------------------------------------------------------------
+
+  private async runTool(session: StsSession, toolCallId: string, name: string, argumentsJson: string): Promise<void> {
+    const tools = this.options.tools;
+    let output: string;
+    if (tools === undefined) {
+      this.log.warn({ tool: name }, 'the provider requested a tool, but no tools are configured');
+      output = `Error: tool "${name}" is not available`;
+    } else {
+      this.log.info({ tool: name }, 'running tool');
+      output = await tools.run(name, argumentsJson, {
+        callId: this.callId ?? '',
+        logger: this.log,
+        signal: this.abort.signal,
+        untilAgentAudioHeard: () => this.untilAgentAudioHeard(),
+      });
+    }
+    if (this.stateValue === 'active' && this.session === session) session.submitToolResult(toolCallId, output);
+  }
+
+  /** Resolves when no reply is still producing audio and everything sent has been played. */
+  private untilAgentAudioHeard(): Promise<void> {
+    const started = performance.now();
+    return new Promise((resolve) => {
+      const wait = { timer: undefined as unknown as NodeJS.Timeout, resolve };
+      const check = () => {
+        const drained = this.openResponses.size === 0 && !this.outbound.hasAudio() && !this.clock.isPlaying();
+        const ended = this.stateValue === 'closing' || this.stateValue === 'closed';
+        if (ended || performance.now() - started > MAX_AUDIO_DRAIN_WAIT_MS) {
+          this.drainWaits.delete(wait);
+          resolve();
+        } else if (drained) {
+          wait.timer = setTimeout(() => {
+            this.drainWaits.delete(wait);
+            resolve();
+          }, AUDIO_DRAIN_MARGIN_MS);
+        } else {
+          wait.timer = setTimeout(check, AVR_FRAME_MS);
+        }
+      };
+      this.drainWaits.add(wait);
+      check();
+    });
   }
 
   // ---- outbound (provider -> AVR Core) ------------------------------------------------------
@@ -385,6 +468,11 @@ export class CallSession implements Pumpable {
     this.options.pacer.cancel(this);
     this.outbound.clear();
     this.earlyAudio = [];
+    for (const wait of this.drainWaits) {
+      clearTimeout(wait.timer);
+      wait.resolve();
+    }
+    this.drainWaits.clear();
     this.socket.off('message', this.onMessage);
     if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
       this.socket.close(code ?? CLOSE.normal, reason);

@@ -3,18 +3,19 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { WebSocket } from 'ws';
 import { ProviderError, pcmFromBytes, type StsAdapter } from '@stsgate/core';
-import { buildGateway, gatewayConfig, type Gateway, type GatewayConfig } from '../src/index.js';
+import { buildGateway, gatewayConfig, type Gateway, type GatewayConfig, type ToolRunner } from '../src/index.js';
 import { AvrRecorder } from './ws-client.js';
 import { ScriptedSts } from './scripted-sts.js';
 
 const logger = pino({ level: 'silent' });
 const gateways: Gateway[] = [];
 
-async function start(adapter: StsAdapter, overrides: Partial<GatewayConfig> = {}, initTimeoutMs?: number) {
+async function start(adapter: StsAdapter, overrides: Partial<GatewayConfig> = {}, initTimeoutMs?: number, tools?: ToolRunner) {
   const gateway = await buildGateway(gatewayConfig(overrides), {
     sts: { id: adapter.id, adapter },
     logger,
     ...(initTimeoutMs === undefined ? {} : { initTimeoutMs }),
+    ...(tools === undefined ? {} : { tools }),
   });
   await gateway.app.ready();
   gateways.push(gateway);
@@ -268,6 +269,12 @@ describe('barge-in', () => {
     expect(truncation?.responseId).toBe('r1');
     expect(truncation?.heardMs).toBeGreaterThan(0);
     expect(truncation?.heardMs).toBeLessThanOrEqual(audioBefore * 20);
+    // Audio of the interrupted reply still in flight from the provider is not played.
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(1600) });
+    s.emit({ type: 'audio', responseId: 'r2', samples: ramp(160) });
+    await avr.until(() => avr.of('audio').length === audioBefore + 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(avr.of('audio').length).toBe(audioBefore + 1);
   });
 
   it('does not interrupt when nothing is playing', async () => {
@@ -296,6 +303,52 @@ describe('barge-in', () => {
     s.emit({ type: 'interrupted', responseId: 'r1' });
     await avr.until(() => avr.of('interruption').length === 1);
     expect(s.truncations).toHaveLength(0);
+  });
+});
+
+describe('tools', () => {
+  it('declares the tools, runs them after the reply has been heard, and returns the result', async () => {
+    const order: string[] = [];
+    let heardFrames = -1;
+    let avr!: AvrRecorder;
+    const tools: ToolRunner = {
+      specs: [{ name: 'avr_hangup', description: 'End the call', parameters: { type: 'object', properties: {} } }],
+      async run(name, argumentsJson, context) {
+        order.push(`run:${name}:${argumentsJson}:${context.callId}`);
+        await context.untilAgentAudioHeard();
+        heardFrames = avr.of('audio').length;
+        order.push('heard');
+        return '{"message":"bye"}';
+      },
+    };
+    const sts = new ScriptedSts();
+    const gateway = await start(sts, { outboundLeadMs: 60 }, undefined, tools);
+    avr = await connect(gateway);
+    const session = sts.nextSession();
+    avr.send({ type: 'init', uuid: 'tools' });
+    const s = await session;
+    expect(s.call.tools.map((t) => t.name)).toEqual(['avr_hangup']);
+    s.emit({ type: 'audio', responseId: 'goodbye', samples: ramp(8000 / 2) }); // 500 ms of goodbye
+    s.emit({ type: 'tool_call', callId: 'call_1', name: 'avr_hangup', argumentsJson: '{}' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(order).toEqual(['run:avr_hangup:{}:tools']); // still speaking: the reply is not done
+    s.emit({ type: 'response_done', responseId: 'goodbye' });
+    await until(() => s.toolResults.length === 1);
+    expect(order).toEqual(['run:avr_hangup:{}:tools', 'heard']);
+    expect(heardFrames).toBe(25); // every frame of the goodbye was sent (and played) before the tool acted
+    expect(s.toolResults).toEqual([{ callId: 'call_1', output: '{"message":"bye"}' }]);
+  });
+
+  it('answers a tool call with an error text when no tools are configured', async () => {
+    const sts = new ScriptedSts();
+    const gateway = await start(sts);
+    const avr = await connect(gateway);
+    const session = sts.nextSession();
+    avr.send({ type: 'init', uuid: 'no-tools' });
+    const s = await session;
+    s.emit({ type: 'tool_call', callId: 'c9', name: 'lookup', argumentsJson: '{}' });
+    await until(() => s.toolResults.length === 1);
+    expect(s.toolResults[0]?.output).toMatch(/not available/);
   });
 });
 

@@ -1,6 +1,6 @@
 import {
   AsyncQueue,
-  type CallContext,
+  type StsCallContext,
   type SampleRate,
   type StsAdapter,
   type StsCapabilities,
@@ -21,7 +21,7 @@ export class ScriptedSession implements StsSession {
   closeCount = 0;
 
   constructor(
-    readonly call: CallContext,
+    readonly call: StsCallContext,
     readonly inputSampleRate: SampleRate,
     readonly outputSampleRate: SampleRate,
   ) {}
@@ -79,7 +79,7 @@ export class ScriptedSts implements StsAdapter {
     };
   }
 
-  async connect(call: CallContext): Promise<StsSession> {
+  async connect(call: StsCallContext): Promise<StsSession> {
     await this.options.ready;
     if (this.options.connectError !== undefined) throw this.options.connectError;
     const session = new ScriptedSession(call, this.options.inputSampleRate ?? 8000, this.options.outputSampleRate ?? 8000);

@@ -1,4 +1,5 @@
 import type { AudioEncoding, CallContext, Closeable, ErrorEvent, SampleRate } from './common.js';
+import type { ToolSpec } from './llm.js';
 
 export interface StsCapabilities {
   /** PCM rates the session accepts; the host resamples caller audio (8 kHz) to the first it can. */
@@ -45,9 +46,18 @@ export interface StsSession extends Closeable {
   readonly events: AsyncIterable<StsEvent>;
 }
 
+/** What the host hands an STS adapter for one call. */
+export interface StsCallContext extends CallContext {
+  /**
+   * Tools the agent may call (the host runs them and answers with `submitToolResult`). Adapters
+   * without `capabilities.toolCalls` ignore them.
+   */
+  readonly tools: readonly ToolSpec[];
+}
+
 export interface StsAdapter {
   readonly id: string;
   readonly capabilities: StsCapabilities;
   /** Open a provider session for one call. Rejects with a ProviderError. */
-  connect(call: CallContext): Promise<StsSession>;
+  connect(call: StsCallContext): Promise<StsSession>;
 }
