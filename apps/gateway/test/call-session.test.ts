@@ -310,20 +310,21 @@ describe('tools', () => {
   it('declares the tools, runs them after the reply has been heard, and returns the result', async () => {
     const order: string[] = [];
     let heardFrames = -1;
-    let avr!: AvrRecorder;
+    const client: { avr?: AvrRecorder } = {};
     const tools: ToolRunner = {
       specs: [{ name: 'avr_hangup', description: 'End the call', parameters: { type: 'object', properties: {} } }],
       async run(name, argumentsJson, context) {
         order.push(`run:${name}:${argumentsJson}:${context.callId}`);
         await context.untilAgentAudioHeard();
-        heardFrames = avr.of('audio').length;
+        heardFrames = client.avr?.of('audio').length ?? -1;
         order.push('heard');
         return '{"message":"bye"}';
       },
     };
     const sts = new ScriptedSts();
     const gateway = await start(sts, { outboundLeadMs: 60 }, undefined, tools);
-    avr = await connect(gateway);
+    const avr = await connect(gateway);
+    client.avr = avr;
     const session = sts.nextSession();
     avr.send({ type: 'init', uuid: 'tools' });
     const s = await session;
