@@ -1,6 +1,7 @@
 # stsgate gateway image: one image, configured per provider by environment variables.
 #   docker build -f docker/gateway.Dockerfile -t stsgate .
-#   docker run -p 6030:6030 stsgate                       # loopback diagnostic provider
+#   docker run -p 6030:6030 stsgate                                  # loopback diagnostic provider
+#   docker run -p 6030:6030 -e STS_PROVIDER=openai -e OPENAI_API_KEY=... -v ./tools:/usr/src/app/tools stsgate
 # Debian (glibc) base: onnxruntime-node's prebuilt binaries (Silero VAD) need glibc, not musl.
 FROM node:22-bookworm-slim AS build
 RUN npm install --global --no-audit --no-fund pnpm@10.34.8
@@ -14,10 +15,15 @@ RUN pnpm install --frozen-lockfile \
 
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production
-# AVR's containers live here; users mount their tools at /usr/src/app/tools.
+# AVR's layout: the app in /usr/src/app, user tools mounted at /usr/src/app/tools. Tools are
+# CommonJS modules that require('axios') / require('dotenv'): /usr/src/app/package.json is
+# deliberately not "type": "module", and /usr/src/app/node_modules resolves both.
 WORKDIR /usr/src/app
-COPY --from=build /out ./
+COPY --from=build /out ./gateway
+RUN printf '{"private": true, "description": "stsgate; ./tools holds AVR tool modules (CommonJS)"}\n' > package.json \
+ && ln -s gateway/node_modules node_modules \
+ && mkdir -p tools
 USER node
 EXPOSE 6030
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["node", "dist/cli.js", "healthcheck"]
-CMD ["node", "dist/cli.js", "serve"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["node", "gateway/dist/cli.js", "healthcheck"]
+CMD ["node", "gateway/dist/cli.js", "serve"]

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
-import { ConfigError, type AdapterRegistry, type Env, type StsAdapter } from '@stsgate/core';
+import { agentEnvSchema, createToolSet } from '@stsgate/agent';
+import { ConfigError, zodProblems, type AdapterRegistry, type Env, type StsAdapter } from '@stsgate/core';
+import type { ToolRunner } from './call-session.js';
 import { buildGateway, type Gateway } from './app.js';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER, loadGatewayConfig, type GatewayConfig } from './config.js';
 import { createLogger } from './logging.js';
@@ -9,6 +11,8 @@ export interface ServeSetup {
   readonly port: number;
   readonly sts: { readonly id: string; readonly adapter: StsAdapter };
   readonly logger: Logger;
+  /** The agent's tools (built-ins + TOOLS_DIR), when the provider can call tools. */
+  readonly tools: ToolRunner | undefined;
 }
 
 /**
@@ -40,20 +44,25 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
       problems.push(...error.problems.map((problem) => `${providerId}: ${problem}`));
     }
   }
-  if (problems.length > 0 || config === undefined || adapter === undefined) throw new ConfigError('stsgate', problems);
+  const agentEnv = agentEnvSchema.safeParse(env);
+  if (!agentEnv.success) problems.push(...zodProblems(agentEnv.error));
+  if (problems.length > 0 || config === undefined || adapter === undefined || !agentEnv.success) {
+    throw new ConfigError('stsgate', problems);
+  }
+  const tools = adapter.capabilities.toolCalls ? createToolSet(agentEnv.data, logger.child({ component: 'tools' })) : undefined;
   if (!env.STS_PROVIDER) {
     logger.info(
       `no STS_PROVIDER set: running the "loopback" diagnostic provider, which plays each caller utterance back. ` +
         `Set STS_PROVIDER to one of: ${registry.ids('sts').join(', ')} to use a real provider.`,
     );
   }
-  return { config, port: config.port ?? definition?.defaultPort ?? DEFAULT_PORT, sts: { id: providerId, adapter }, logger };
+  return { config, port: config.port ?? definition?.defaultPort ?? DEFAULT_PORT, sts: { id: providerId, adapter }, logger, tools };
 }
 
 /** Run the gateway until SIGTERM/SIGINT, then shut down gracefully. */
 export async function serve(setup: ServeSetup): Promise<Gateway> {
-  const { config, logger, port, sts } = setup;
-  const gateway = await buildGateway(config, { sts, logger, collectProcessMetrics: true });
+  const { config, logger, port, sts, tools } = setup;
+  const gateway = await buildGateway(config, { sts, logger, collectProcessMetrics: true, ...(tools === undefined ? {} : { tools }) });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {

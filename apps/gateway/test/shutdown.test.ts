@@ -86,6 +86,7 @@ describe('graceful shutdown', () => {
       port: 0,
       sts: { id: 'scripted', adapter: sts },
       logger,
+      tools: undefined,
     });
     cleanups.push(() => gateway.app.close());
     const address = `127.0.0.1:${(gateway.app.server.address() as AddressInfo).port}`;

@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+/** An unset variable and an empty one (compose files write `${VAR:-}`) both mean "use the default". */
+export function blankToUndefined(value: unknown): unknown {
+  if (value === null) return undefined;
+  return typeof value === 'string' && value.trim() === '' ? undefined : value;
+}
+
+/** True for an absolute `http:` or `https:` URL without whitespace. */
+export function isHttpUrl(value: string): boolean {
+  if (/\s/.test(value)) return false;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+/** The URL as it may be logged: scheme, host, port and path; never credentials, query string or fragment. */
+export function safeUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return '<invalid url>';
+  }
+}
+
+/** An integer variable; blank means the default. */
+export function envInt(min: number, max: number, fallback: number) {
+  return z.preprocess(blankToUndefined, z.coerce.number().pipe(z.number().int().min(min).max(max)).default(fallback));
+}
+
+/** An optional http(s) URL variable; blank means unset. */
+export function envHttpUrl() {
+  return z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .trim()
+      .refine(isHttpUrl, { message: 'must be an http:// or https:// URL' })
+      .optional(),
+  );
+}
+
+/** An optional string variable; blank means unset. */
+export function envString() {
+  return z.preprocess(blankToUndefined, z.string().optional());
+}
