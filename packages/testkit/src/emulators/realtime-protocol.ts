@@ -1,0 +1,840 @@
+/**
+ * OpenAI Realtime GA wire model for the emulator: the effective session object, conversation items, and the
+ * validation of client payloads with the error codes and message wording the GA server uses
+ * (docs/reference/provider-protocols.md §1.3–1.5). Pure functions, no IO.
+ *
+ * Validation walks the payload in key order and reports the first problem, as the real server does:
+ * `unknown_parameter` ("Unknown parameter: 'session.temperature'."), `missing_required_parameter`,
+ * `invalid_type` ("Invalid type for 'x': expected an object, but got a string instead."), `invalid_value`
+ * ("Invalid value: 'x'. Supported values are: 'a' and 'b'."), `integer_below_min_value` /
+ * `integer_above_max_value` / `decimal_below_min_value` / `decimal_above_max_value`
+ * ("Invalid 'x': integer below minimum value. Expected a value >= 0, but got -11 instead.").
+ *
+ * Emulator choices where the real behaviour is UNCONFIRMED (documented so a test failure can be judged):
+ * - `rate` on `audio/pcmu` / `audio/pcma` formats is an unknown parameter (the SDK types give them no rate);
+ * - `output_modalities` must be exactly one of `["audio"]` / `["text"]`;
+ * - a `turn_detection` object of the same type as the current one is merged into it; a new type starts from
+ *   that type's defaults.
+ */
+import { asJson, isRecord, jsonTypeName, type JsonObject, type JsonValue } from './common.js';
+
+// ---- wire types ----------------------------------------------------------------------------------------------
+
+export type RealtimeAudioFormat =
+  | { readonly type: 'audio/pcm'; readonly rate: 24000 }
+  | { readonly type: 'audio/pcmu' }
+  | { readonly type: 'audio/pcma' };
+
+export interface RealtimeServerVad {
+  readonly type: 'server_vad';
+  readonly threshold: number;
+  readonly prefix_padding_ms: number;
+  readonly silence_duration_ms: number;
+  readonly idle_timeout_ms: number | null;
+  readonly create_response: boolean;
+  readonly interrupt_response: boolean;
+}
+
+export interface RealtimeSemanticVad {
+  readonly type: 'semantic_vad';
+  readonly eagerness: 'low' | 'medium' | 'high' | 'auto';
+  readonly create_response: boolean;
+  readonly interrupt_response: boolean;
+}
+
+export type RealtimeTurnDetection = RealtimeServerVad | RealtimeSemanticVad;
+
+export interface RealtimeTranscriptionConfig {
+  readonly model?: string;
+  readonly language?: string;
+  readonly prompt?: string;
+  readonly delay?: string;
+  readonly keywords?: readonly string[];
+  readonly languages?: readonly string[];
+}
+
+export interface RealtimeNoiseReduction {
+  readonly type: 'near_field' | 'far_field';
+  readonly strength?: number;
+}
+
+/** The effective session, in the wire shape of `session.created` / `session.updated`. */
+export interface RealtimeSessionConfig {
+  readonly type: 'realtime';
+  readonly object: 'realtime.session';
+  readonly id: string;
+  readonly model: string;
+  readonly output_modalities: readonly ('audio' | 'text')[];
+  readonly instructions: string;
+  readonly tools: readonly JsonObject[];
+  readonly tool_choice: JsonValue;
+  readonly max_output_tokens: number | 'inf';
+  readonly tracing: JsonValue;
+  readonly truncation: JsonValue;
+  readonly prompt: JsonValue;
+  readonly expires_at: number;
+  readonly audio: {
+    readonly input: {
+      readonly format: RealtimeAudioFormat;
+      readonly transcription: RealtimeTranscriptionConfig | null;
+      readonly noise_reduction: RealtimeNoiseReduction | null;
+      readonly turn_detection: RealtimeTurnDetection | null;
+    };
+    readonly output: {
+      readonly format: RealtimeAudioFormat;
+      readonly voice: string | { readonly id: string };
+      readonly speed: number;
+    };
+  };
+  readonly include: readonly string[] | null;
+  readonly parallel_tool_calls?: boolean;
+  readonly reasoning?: { readonly effort: string };
+}
+
+export type RealtimeContentPart =
+  | { readonly type: 'input_text'; readonly text: string }
+  | { readonly type: 'input_audio'; readonly audio?: string; readonly transcript: string | null }
+  | { readonly type: 'input_image'; readonly image_url: string; readonly detail?: string }
+  | { readonly type: 'output_text'; readonly text: string }
+  | { readonly type: 'output_audio'; readonly audio?: string; readonly transcript: string };
+
+export type RealtimeItemStatus = 'completed' | 'incomplete' | 'in_progress';
+
+export type RealtimeItem =
+  | {
+      readonly id: string;
+      readonly object: 'realtime.item';
+      readonly type: 'message';
+      readonly status: RealtimeItemStatus;
+      readonly role: 'user' | 'assistant' | 'system';
+      readonly content: readonly RealtimeContentPart[];
+    }
+  | {
+      readonly id: string;
+      readonly object: 'realtime.item';
+      readonly type: 'function_call';
+      readonly status: RealtimeItemStatus;
+      readonly name: string;
+      readonly call_id: string;
+      readonly arguments: string;
+    }
+  | {
+      readonly id: string;
+      readonly object: 'realtime.item';
+      readonly type: 'function_call_output';
+      readonly status: RealtimeItemStatus;
+      readonly call_id: string;
+      readonly output: string;
+    };
+
+/** A client item after validation, before the server assigns defaults. */
+export type RealtimeItemInput =
+  | {
+      readonly type: 'message';
+      readonly id?: string;
+      readonly role: 'user' | 'assistant' | 'system';
+      readonly content: readonly RealtimeContentPart[];
+    }
+  | { readonly type: 'function_call'; readonly id?: string; readonly name: string; readonly arguments: string; readonly call_id?: string }
+  | { readonly type: 'function_call_output'; readonly id?: string; readonly call_id: string; readonly output: string };
+
+export interface RealtimeResponseParams {
+  readonly instructions?: string;
+  readonly outputModalities?: readonly ('audio' | 'text')[];
+  readonly outputFormat?: RealtimeAudioFormat;
+  readonly voice?: string | { readonly id: string };
+  /** 'auto' (default conversation) or 'none' (out of band). */
+  readonly conversation: string;
+  readonly metadata: JsonValue;
+  readonly input?: readonly (RealtimeItemInput | { readonly type: 'item_reference'; readonly id: string })[];
+  readonly maxOutputTokens?: number | 'inf';
+}
+
+export interface RealtimeTruncateParams {
+  readonly itemId: string;
+  readonly contentIndex: number;
+  readonly audioEndMs: number;
+}
+
+/** The 12 event types the live server lists as accepted (§1.3), in its order. */
+export const REALTIME_CLIENT_EVENT_TYPES = [
+  'session.update',
+  'session.close',
+  'input_audio_buffer.append',
+  'session.input_audio_buffer.append',
+  'input_audio_buffer.commit',
+  'input_audio_buffer.clear',
+  'conversation.item.create',
+  'conversation.item.truncate',
+  'conversation.item.delete',
+  'conversation.item.retrieve',
+  'response.create',
+  'response.cancel',
+] as const;
+export type RealtimeClientEventType = (typeof REALTIME_CLIENT_EVENT_TYPES)[number];
+
+export const REALTIME_VOICES = ['alloy', 'ash', 'ballad', 'coral', 'echo', 'sage', 'shimmer', 'verse', 'marin', 'cedar'] as const;
+
+// ---- errors ----------------------------------------------------------------------------------------------------
+
+/** A client payload problem, reported as one `error` event (not fatal to the session). */
+export class RealtimeWireError extends Error {
+  constructor(
+    readonly code: string | null,
+    message: string,
+    readonly param: string | null = null,
+    readonly errorType = 'invalid_request_error',
+  ) {
+    super(message);
+    this.name = 'RealtimeWireError';
+  }
+}
+
+function quoteList(values: readonly string[]): string {
+  const quoted = values.map((value) => `'${value}'`);
+  if (quoted.length <= 1) return quoted.join('');
+  if (quoted.length === 2) return `${quoted[0] as string} and ${quoted[1] as string}`;
+  return `${quoted.slice(0, -1).join(', ')}, and ${quoted[quoted.length - 1] as string}`;
+}
+
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+export function unknownParameter(param: string): RealtimeWireError {
+  return new RealtimeWireError('unknown_parameter', `Unknown parameter: '${param}'.`, param);
+}
+
+export function missingParameter(param: string): RealtimeWireError {
+  return new RealtimeWireError('missing_required_parameter', `Missing required parameter: '${param}'.`, param);
+}
+
+export function invalidType(param: string, expected: string, value: unknown): RealtimeWireError {
+  return new RealtimeWireError(
+    'invalid_type',
+    `Invalid type for '${param}': expected ${expected}, but got ${jsonTypeName(value)} instead.`,
+    param,
+  );
+}
+
+export function invalidValue(param: string, value: unknown, supported: readonly string[]): RealtimeWireError {
+  return new RealtimeWireError(
+    'invalid_value',
+    `Invalid value: '${describeValue(value)}'. Supported values are: ${quoteList(supported)}.`,
+    param,
+  );
+}
+
+function boundError(param: string, kind: 'integer' | 'decimal', side: 'below' | 'above', bound: number, value: number): RealtimeWireError {
+  const word = side === 'below' ? 'minimum' : 'maximum';
+  const op = side === 'below' ? '>=' : '<=';
+  return new RealtimeWireError(
+    `${kind}_${side}_${side === 'below' ? 'min' : 'max'}_value`,
+    `Invalid '${param}': ${kind} ${side} ${word} value. Expected a value ${op} ${String(bound)}, but got ${String(value)} instead.`,
+    param,
+  );
+}
+
+// ---- primitive readers -----------------------------------------------------------------------------------------
+
+function child(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+export function readObject(value: unknown, param: string, allowed: readonly string[]): Record<string, unknown> {
+  if (!isRecord(value)) throw invalidType(param, 'an object', value);
+  for (const key of Object.keys(value)) if (!allowed.includes(key)) throw unknownParameter(child(param, key));
+  return value;
+}
+
+export function readString(value: unknown, param: string): string {
+  if (typeof value !== 'string') throw invalidType(param, 'a string', value);
+  return value;
+}
+
+export function readBoolean(value: unknown, param: string): boolean {
+  if (typeof value !== 'boolean') throw invalidType(param, 'a boolean', value);
+  return value;
+}
+
+export function readInteger(value: unknown, param: string, min?: number, max?: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidType(param, 'an integer', value);
+  if (!Number.isInteger(value)) throw invalidType(param, 'an integer', value);
+  if (min !== undefined && value < min) throw boundError(param, 'integer', 'below', min, value);
+  if (max !== undefined && value > max) throw boundError(param, 'integer', 'above', max, value);
+  return value;
+}
+
+export function readNumber(value: unknown, param: string, min?: number, max?: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidType(param, 'a number', value);
+  if (min !== undefined && value < min) throw boundError(param, 'decimal', 'below', min, value);
+  if (max !== undefined && value > max) throw boundError(param, 'decimal', 'above', max, value);
+  return value;
+}
+
+export function readEnum<const T extends string>(value: unknown, param: string, values: readonly T[]): T {
+  if (typeof value !== 'string') throw invalidType(param, 'a string', value);
+  const found = values.find((candidate) => candidate === value);
+  if (found === undefined) throw invalidValue(param, value, values);
+  return found;
+}
+
+function readArray(value: unknown, param: string): unknown[] {
+  if (!Array.isArray(value)) throw invalidType(param, 'an array', value);
+  return value;
+}
+
+function readStringArray(value: unknown, param: string): string[] {
+  return readArray(value, param).map((entry, index) => readString(entry, `${param}[${String(index)}]`));
+}
+
+function required(object: Record<string, unknown>, key: string, param: string): unknown {
+  const value = object[key];
+  if (value === undefined) throw missingParameter(child(param, key));
+  return value;
+}
+
+// ---- session -------------------------------------------------------------------------------------------------
+
+export const DEFAULT_SERVER_VAD: RealtimeServerVad = {
+  type: 'server_vad',
+  threshold: 0.5,
+  prefix_padding_ms: 300,
+  silence_duration_ms: 500,
+  idle_timeout_ms: null,
+  create_response: true,
+  interrupt_response: true,
+};
+
+const DEFAULT_SEMANTIC_VAD: RealtimeSemanticVad = {
+  type: 'semantic_vad',
+  eagerness: 'auto',
+  create_response: true,
+  interrupt_response: true,
+};
+
+/** GA defaults as seen in a live `session.created` (§1.3): pcm 24 kHz both ways, server_vad 0.5/300/200, alloy. */
+export function defaultSession(id: string, model: string, expiresAt: number): RealtimeSessionConfig {
+  return {
+    type: 'realtime',
+    object: 'realtime.session',
+    id,
+    model,
+    output_modalities: ['audio'],
+    instructions:
+      "Your knowledge cutoff is 2023-10. You are a helpful, witty, and friendly AI. Act like a human, but remember that you aren't a human.",
+    tools: [],
+    tool_choice: 'auto',
+    max_output_tokens: 'inf',
+    tracing: null,
+    truncation: 'auto',
+    prompt: null,
+    expires_at: expiresAt,
+    audio: {
+      input: {
+        format: { type: 'audio/pcm', rate: 24000 },
+        transcription: null,
+        noise_reduction: null,
+        turn_detection: { ...DEFAULT_SERVER_VAD, silence_duration_ms: 200 },
+      },
+      output: { format: { type: 'audio/pcm', rate: 24000 }, voice: 'alloy', speed: 1 },
+    },
+    include: null,
+  };
+}
+
+const SESSION_KEYS = [
+  'type',
+  'audio',
+  'include',
+  'instructions',
+  'max_output_tokens',
+  'model',
+  'output_modalities',
+  'parallel_tool_calls',
+  'prompt',
+  'reasoning',
+  'tool_choice',
+  'tools',
+  'tracing',
+  'truncation',
+] as const;
+
+export function parseAudioFormat(value: unknown, param: string): RealtimeAudioFormat {
+  const format = readObject(value, param, ['type', 'rate']);
+  const type = format.type === undefined ? 'audio/pcm' : readEnum(format.type, child(param, 'type'), ['audio/pcm', 'audio/pcmu', 'audio/pcma']);
+  if (type === 'audio/pcm') {
+    if (format.rate !== undefined) readInteger(format.rate, child(param, 'rate'), 24000, 24000);
+    return { type, rate: 24000 };
+  }
+  if (format.rate !== undefined) throw unknownParameter(child(param, 'rate'));
+  return { type };
+}
+
+function parseTurnDetection(value: unknown, param: string, current: RealtimeTurnDetection | null): RealtimeTurnDetection | null {
+  if (value === null) return null;
+  if (!isRecord(value)) throw invalidType(param, 'an object', value);
+  const type = readEnum(required(value, 'type', param), child(param, 'type'), ['server_vad', 'semantic_vad']);
+  if (type === 'server_vad') {
+    const raw = readObject(value, param, [
+      'type',
+      'threshold',
+      'prefix_padding_ms',
+      'silence_duration_ms',
+      'idle_timeout_ms',
+      'create_response',
+      'interrupt_response',
+    ]);
+    const base = current?.type === 'server_vad' ? current : DEFAULT_SERVER_VAD;
+    return {
+      type,
+      threshold: raw.threshold === undefined ? base.threshold : readNumber(raw.threshold, child(param, 'threshold'), 0, 1),
+      prefix_padding_ms:
+        raw.prefix_padding_ms === undefined ? base.prefix_padding_ms : readInteger(raw.prefix_padding_ms, child(param, 'prefix_padding_ms'), 0),
+      silence_duration_ms:
+        raw.silence_duration_ms === undefined
+          ? base.silence_duration_ms
+          : readInteger(raw.silence_duration_ms, child(param, 'silence_duration_ms'), 0),
+      idle_timeout_ms:
+        raw.idle_timeout_ms === undefined
+          ? base.idle_timeout_ms
+          : raw.idle_timeout_ms === null
+            ? null
+            : readInteger(raw.idle_timeout_ms, child(param, 'idle_timeout_ms'), 0),
+      create_response:
+        raw.create_response === undefined ? base.create_response : readBoolean(raw.create_response, child(param, 'create_response')),
+      interrupt_response:
+        raw.interrupt_response === undefined
+          ? base.interrupt_response
+          : readBoolean(raw.interrupt_response, child(param, 'interrupt_response')),
+    };
+  }
+  const raw = readObject(value, param, ['type', 'eagerness', 'create_response', 'interrupt_response']);
+  const base = current?.type === 'semantic_vad' ? current : DEFAULT_SEMANTIC_VAD;
+  return {
+    type,
+    eagerness:
+      raw.eagerness === undefined ? base.eagerness : readEnum(raw.eagerness, child(param, 'eagerness'), ['low', 'medium', 'high', 'auto']),
+    create_response:
+      raw.create_response === undefined ? base.create_response : readBoolean(raw.create_response, child(param, 'create_response')),
+    interrupt_response:
+      raw.interrupt_response === undefined ? base.interrupt_response : readBoolean(raw.interrupt_response, child(param, 'interrupt_response')),
+  };
+}
+
+function parseTranscription(value: unknown, param: string): RealtimeTranscriptionConfig | null {
+  if (value === null) return null;
+  const raw = readObject(value, param, ['model', 'language', 'prompt', 'delay', 'keywords', 'languages']);
+  return {
+    ...(raw.model === undefined ? {} : { model: readString(raw.model, child(param, 'model')) }),
+    ...(raw.language === undefined ? {} : { language: readString(raw.language, child(param, 'language')) }),
+    ...(raw.prompt === undefined ? {} : { prompt: readString(raw.prompt, child(param, 'prompt')) }),
+    ...(raw.delay === undefined
+      ? {}
+      : { delay: readEnum(raw.delay, child(param, 'delay'), ['minimal', 'low', 'medium', 'high', 'xhigh']) }),
+    ...(raw.keywords === undefined ? {} : { keywords: readStringArray(raw.keywords, child(param, 'keywords')) }),
+    ...(raw.languages === undefined ? {} : { languages: readStringArray(raw.languages, child(param, 'languages')) }),
+  };
+}
+
+function parseNoiseReduction(value: unknown, param: string, current: RealtimeNoiseReduction | null): RealtimeNoiseReduction | null {
+  if (value === null) return null;
+  const raw = readObject(value, param, ['type', 'strength']);
+  const type = raw.type === undefined ? (current?.type ?? 'near_field') : readEnum(raw.type, child(param, 'type'), ['near_field', 'far_field']);
+  const strength = raw.strength === undefined ? (current?.strength ?? 1) : readNumber(raw.strength, child(param, 'strength'), 0);
+  return { type, strength };
+}
+
+function parseVoice(value: unknown, param: string): string | { readonly id: string } {
+  if (typeof value === 'string') return value;
+  if (isRecord(value)) {
+    const raw = readObject(value, param, ['id']);
+    return { id: readString(required(raw, 'id', param), child(param, 'id')) };
+  }
+  throw invalidType(param, 'a string', value);
+}
+
+function parseModalities(value: unknown, param: string): ('audio' | 'text')[] {
+  const list = readArray(value, param).map((entry, index) => readEnum(entry, `${param}[${String(index)}]`, ['text', 'audio']));
+  if (list.length !== 1) {
+    throw new RealtimeWireError(
+      'invalid_value',
+      `Invalid '${param}': exactly one output modality must be requested, either ['audio'] or ['text'].`,
+      param,
+    );
+  }
+  return list;
+}
+
+function parseMaxOutputTokens(value: unknown, param: string): number | 'inf' {
+  if (value === 'inf') return 'inf';
+  if (typeof value === 'string') throw invalidValue(param, value, ['inf']);
+  return readInteger(value, param, 1, 4096);
+}
+
+function parseTools(value: unknown, param: string): JsonObject[] {
+  return readArray(value, param).map((entry, index) => {
+    const path = `${param}[${String(index)}]`;
+    if (!isRecord(entry)) throw invalidType(path, 'an object', entry);
+    const type = entry.type === undefined ? 'function' : readEnum(entry.type, child(path, 'type'), ['function', 'mcp']);
+    if (type === 'function') {
+      const raw = readObject(entry, path, ['type', 'name', 'description', 'parameters']);
+      readString(required(raw, 'name', path), child(path, 'name'));
+      if (raw.description !== undefined) readString(raw.description, child(path, 'description'));
+      if (raw.parameters !== undefined && !isRecord(raw.parameters)) throw invalidType(child(path, 'parameters'), 'an object', raw.parameters);
+    } else {
+      readString(required(entry, 'server_label', path), child(path, 'server_label'));
+    }
+    return { ...(asJson(entry) as JsonObject), type };
+  });
+}
+
+function parseToolChoice(value: unknown, param: string): JsonValue {
+  if (typeof value === 'string') return readEnum(value, param, ['none', 'auto', 'required']);
+  if (!isRecord(value)) throw invalidType(param, 'a string', value);
+  const type = readEnum(required(value, 'type', param), child(param, 'type'), ['function', 'mcp']);
+  if (type === 'function') {
+    const raw = readObject(value, param, ['type', 'name']);
+    readString(required(raw, 'name', param), child(param, 'name'));
+  } else {
+    const raw = readObject(value, param, ['type', 'server_label', 'name']);
+    readString(required(raw, 'server_label', param), child(param, 'server_label'));
+  }
+  return asJson(value);
+}
+
+function parseTracing(value: unknown, param: string): JsonValue {
+  if (value === null) return null;
+  if (typeof value === 'string') return readEnum(value, param, ['auto']);
+  const raw = readObject(value, param, ['group_id', 'metadata', 'workflow_name']);
+  if (raw.group_id !== undefined) readString(raw.group_id, child(param, 'group_id'));
+  if (raw.workflow_name !== undefined) readString(raw.workflow_name, child(param, 'workflow_name'));
+  return asJson(raw);
+}
+
+function parseTruncation(value: unknown, param: string): JsonValue {
+  if (typeof value === 'string') return readEnum(value, param, ['auto', 'disabled']);
+  const raw = readObject(value, param, ['type', 'retention_ratio', 'token_limits']);
+  readEnum(required(raw, 'type', param), child(param, 'type'), ['retention_ratio']);
+  readNumber(required(raw, 'retention_ratio', param), child(param, 'retention_ratio'), 0, 1);
+  if (raw.token_limits !== undefined) readObject(raw.token_limits, child(param, 'token_limits'), ['post_instructions']);
+  return asJson(raw);
+}
+
+function parsePrompt(value: unknown, param: string): JsonValue {
+  if (value === null) return null;
+  const raw = readObject(value, param, ['id', 'variables', 'version']);
+  readString(required(raw, 'id', param), child(param, 'id'));
+  return asJson(raw);
+}
+
+export interface SessionUpdateContext {
+  /** Voice cannot change once the model has produced audio in this session. */
+  readonly assistantAudioPresent: boolean;
+}
+
+/**
+ * Validates a `session.update` payload (`event.session`) and returns the merged effective session. Throws
+ * RealtimeWireError for the first problem; the caller then applies nothing (the whole update is dropped).
+ */
+export function applySessionUpdate(
+  current: RealtimeSessionConfig,
+  value: unknown,
+  context: SessionUpdateContext,
+): RealtimeSessionConfig {
+  if (value === undefined) throw missingParameter('session');
+  if (!isRecord(value)) throw invalidType('session', 'an object', value);
+  if (value.type === undefined) throw missingParameter('session.type');
+  const type = readEnum(value.type, 'session.type', ['realtime', 'transcription']);
+  if (type !== 'realtime') {
+    throw new RealtimeWireError(
+      'invalid_value',
+      "Invalid 'session.type': this is a 'realtime' session (connected with ?model=); it cannot become a 'transcription' session.",
+      'session.type',
+    );
+  }
+  const raw = readObject(value, 'session', SESSION_KEYS);
+
+  let next: RealtimeSessionConfig = current;
+  for (const key of Object.keys(raw) as (typeof SESSION_KEYS)[number][]) {
+    const entry = raw[key];
+    const param = `session.${key}`;
+    switch (key) {
+      case 'type':
+        break;
+      case 'audio':
+        next = applyAudio(next, entry, context);
+        break;
+      case 'include':
+        next = {
+          ...next,
+          include:
+            entry === null
+              ? null
+              : readArray(entry, param).map((item, index) =>
+                  readEnum(item, `${param}[${String(index)}]`, ['item.input_audio_transcription.logprobs']),
+                ),
+        };
+        break;
+      case 'instructions':
+        next = { ...next, instructions: readString(entry, param) };
+        break;
+      case 'max_output_tokens':
+        next = { ...next, max_output_tokens: parseMaxOutputTokens(entry, param) };
+        break;
+      case 'model':
+        next = { ...next, model: readString(entry, param) };
+        break;
+      case 'output_modalities':
+        next = { ...next, output_modalities: parseModalities(entry, param) };
+        break;
+      case 'parallel_tool_calls':
+        next = { ...next, parallel_tool_calls: readBoolean(entry, param) };
+        break;
+      case 'prompt':
+        next = { ...next, prompt: parsePrompt(entry, param) };
+        break;
+      case 'reasoning': {
+        const reasoning = readObject(entry, param, ['effort']);
+        next = {
+          ...next,
+          reasoning: {
+            effort: readEnum(required(reasoning, 'effort', param), `${param}.effort`, ['minimal', 'low', 'medium', 'high', 'xhigh']),
+          },
+        };
+        break;
+      }
+      case 'tool_choice':
+        next = { ...next, tool_choice: parseToolChoice(entry, param) };
+        break;
+      case 'tools':
+        next = { ...next, tools: parseTools(entry, param) };
+        break;
+      case 'tracing':
+        next = { ...next, tracing: parseTracing(entry, param) };
+        break;
+      case 'truncation':
+        next = { ...next, truncation: parseTruncation(entry, param) };
+        break;
+      default: {
+        const exhaustive: never = key;
+        throw unknownParameter(`session.${String(exhaustive)}`);
+      }
+    }
+  }
+  return next;
+}
+
+function applyAudio(current: RealtimeSessionConfig, value: unknown, context: SessionUpdateContext): RealtimeSessionConfig {
+  const audio = readObject(value, 'session.audio', ['input', 'output']);
+  let input = current.audio.input;
+  let output = current.audio.output;
+  if (audio.input !== undefined) {
+    const raw = readObject(audio.input, 'session.audio.input', ['format', 'noise_reduction', 'transcription', 'turn_detection']);
+    input = {
+      format: raw.format === undefined ? input.format : parseAudioFormat(raw.format, 'session.audio.input.format'),
+      noise_reduction:
+        raw.noise_reduction === undefined
+          ? input.noise_reduction
+          : parseNoiseReduction(raw.noise_reduction, 'session.audio.input.noise_reduction', input.noise_reduction),
+      transcription:
+        raw.transcription === undefined ? input.transcription : parseTranscription(raw.transcription, 'session.audio.input.transcription'),
+      turn_detection:
+        raw.turn_detection === undefined
+          ? input.turn_detection
+          : parseTurnDetection(raw.turn_detection, 'session.audio.input.turn_detection', input.turn_detection),
+    };
+  }
+  if (audio.output !== undefined) {
+    const raw = readObject(audio.output, 'session.audio.output', ['format', 'speed', 'voice']);
+    const voice = raw.voice === undefined ? output.voice : parseVoice(raw.voice, 'session.audio.output.voice');
+    if (context.assistantAudioPresent && JSON.stringify(voice) !== JSON.stringify(output.voice)) {
+      throw new RealtimeWireError(
+        'cannot_update_voice',
+        "Cannot update a conversation's voice if assistant audio is present.",
+        'session.audio.output.voice',
+      );
+    }
+    output = {
+      format: raw.format === undefined ? output.format : parseAudioFormat(raw.format, 'session.audio.output.format'),
+      speed: raw.speed === undefined ? output.speed : readNumber(raw.speed, 'session.audio.output.speed', 0.25, 1.5),
+      voice,
+    };
+  }
+  return { ...current, audio: { input, output } };
+}
+
+// ---- items -----------------------------------------------------------------------------------------------------
+
+const PART_TYPES_BY_ROLE = {
+  user: ['input_text', 'input_audio', 'input_image'],
+  system: ['input_text'],
+  assistant: ['output_text', 'output_audio'],
+} as const;
+
+function parseContentPart(value: unknown, param: string, role: 'user' | 'assistant' | 'system'): RealtimeContentPart {
+  if (!isRecord(value)) throw invalidType(param, 'an object', value);
+  const type = readEnum(required(value, 'type', param), child(param, 'type'), PART_TYPES_BY_ROLE[role]);
+  switch (type) {
+    case 'input_text':
+    case 'output_text': {
+      const raw = readObject(value, param, ['type', 'text']);
+      return { type, text: readString(required(raw, 'text', param), child(param, 'text')) };
+    }
+    case 'input_audio':
+    case 'output_audio': {
+      const raw = readObject(value, param, ['type', 'audio', 'transcript']);
+      const audio = raw.audio === undefined ? undefined : readString(raw.audio, child(param, 'audio'));
+      const transcript = raw.transcript === undefined || raw.transcript === null ? null : readString(raw.transcript, child(param, 'transcript'));
+      if (type === 'input_audio') return { type, transcript, ...(audio === undefined ? {} : { audio }) };
+      return { type, transcript: transcript ?? '', ...(audio === undefined ? {} : { audio }) };
+    }
+    case 'input_image': {
+      const raw = readObject(value, param, ['type', 'image_url', 'detail']);
+      const detail = raw.detail === undefined ? undefined : readEnum(raw.detail, child(param, 'detail'), ['auto', 'low', 'high']);
+      return {
+        type,
+        image_url: readString(required(raw, 'image_url', param), child(param, 'image_url')),
+        ...(detail === undefined ? {} : { detail }),
+      };
+    }
+    default: {
+      const exhaustive: never = type;
+      throw invalidValue(child(param, 'type'), exhaustive, []);
+    }
+  }
+}
+
+/** Validates one item of `conversation.item.create` (param prefix `item`) or of `response.input`. */
+export function parseItem(value: unknown, param: string): RealtimeItemInput {
+  if (value === undefined) throw missingParameter(param);
+  if (!isRecord(value)) throw invalidType(param, 'an object', value);
+  const type = readEnum(required(value, 'type', param), child(param, 'type'), ['message', 'function_call', 'function_call_output']);
+  const common = ['type', 'id', 'object', 'status'];
+  let id: string | undefined;
+  if (value.id !== undefined) id = readString(value.id, child(param, 'id'));
+  if (value.object !== undefined) readEnum(value.object, child(param, 'object'), ['realtime.item']);
+  if (value.status !== undefined) readEnum(value.status, child(param, 'status'), ['completed', 'incomplete', 'in_progress']);
+  const withId = id === undefined ? {} : { id };
+  switch (type) {
+    case 'message': {
+      const raw = readObject(value, param, [...common, 'role', 'content']);
+      const role = readEnum(required(raw, 'role', param), child(param, 'role'), ['user', 'assistant', 'system']);
+      const content = readArray(required(raw, 'content', param), child(param, 'content')).map((part, index) =>
+        parseContentPart(part, `${param}.content[${String(index)}]`, role),
+      );
+      return { type, role, content, ...withId };
+    }
+    case 'function_call': {
+      const raw = readObject(value, param, [...common, 'name', 'arguments', 'call_id']);
+      const callId = raw.call_id === undefined ? undefined : readString(raw.call_id, child(param, 'call_id'));
+      return {
+        type,
+        name: readString(required(raw, 'name', param), child(param, 'name')),
+        arguments: readString(required(raw, 'arguments', param), child(param, 'arguments')),
+        ...(callId === undefined ? {} : { call_id: callId }),
+        ...withId,
+      };
+    }
+    case 'function_call_output': {
+      const raw = readObject(value, param, [...common, 'call_id', 'output']);
+      return {
+        type,
+        call_id: readString(required(raw, 'call_id', param), child(param, 'call_id')),
+        output: readString(required(raw, 'output', param), child(param, 'output')),
+        ...withId,
+      };
+    }
+    default: {
+      const exhaustive: never = type;
+      throw invalidValue(child(param, 'type'), exhaustive, []);
+    }
+  }
+}
+
+// ---- responses -------------------------------------------------------------------------------------------------
+
+const RESPONSE_KEYS = [
+  'audio',
+  'conversation',
+  'input',
+  'instructions',
+  'max_output_tokens',
+  'metadata',
+  'output_modalities',
+  'parallel_tool_calls',
+  'prompt',
+  'reasoning',
+  'tool_choice',
+  'tools',
+] as const;
+
+/** Validates `response.create`'s optional `response` object. */
+export function parseResponseParams(value: unknown): RealtimeResponseParams {
+  if (value === undefined) return { conversation: 'auto', metadata: null };
+  const raw = readObject(value, 'response', RESPONSE_KEYS);
+  let outputFormat: RealtimeAudioFormat | undefined;
+  let voice: string | { readonly id: string } | undefined;
+  if (raw.audio !== undefined) {
+    const audio = readObject(raw.audio, 'response.audio', ['output']);
+    if (audio.output !== undefined) {
+      const output = readObject(audio.output, 'response.audio.output', ['format', 'voice']);
+      if (output.format !== undefined) outputFormat = parseAudioFormat(output.format, 'response.audio.output.format');
+      if (output.voice !== undefined) voice = parseVoice(output.voice, 'response.audio.output.voice');
+    }
+  }
+  const conversation = raw.conversation === undefined ? 'auto' : readString(raw.conversation, 'response.conversation');
+  const input =
+    raw.input === undefined
+      ? undefined
+      : readArray(raw.input, 'response.input').map((entry, index) => {
+          const param = `response.input[${String(index)}]`;
+          if (isRecord(entry) && entry.type === 'item_reference') {
+            const ref = readObject(entry, param, ['type', 'id']);
+            return { type: 'item_reference' as const, id: readString(required(ref, 'id', param), `${param}.id`) };
+          }
+          return parseItem(entry, param);
+        });
+  if (raw.tools !== undefined) parseTools(raw.tools, 'response.tools');
+  if (raw.tool_choice !== undefined) parseToolChoice(raw.tool_choice, 'response.tool_choice');
+  if (raw.prompt !== undefined) parsePrompt(raw.prompt, 'response.prompt');
+  if (raw.parallel_tool_calls !== undefined) readBoolean(raw.parallel_tool_calls, 'response.parallel_tool_calls');
+  if (raw.reasoning !== undefined) readObject(raw.reasoning, 'response.reasoning', ['effort']);
+  let metadata: JsonValue = null;
+  if (raw.metadata !== undefined && raw.metadata !== null) {
+    if (!isRecord(raw.metadata)) throw invalidType('response.metadata', 'an object', raw.metadata);
+    for (const [key, entry] of Object.entries(raw.metadata)) readString(entry, `response.metadata.${key}`);
+    metadata = asJson(raw.metadata);
+  }
+  return {
+    conversation,
+    metadata,
+    ...(raw.instructions === undefined ? {} : { instructions: readString(raw.instructions, 'response.instructions') }),
+    ...(raw.output_modalities === undefined ? {} : { outputModalities: parseModalities(raw.output_modalities, 'response.output_modalities') }),
+    ...(raw.max_output_tokens === undefined ? {} : { maxOutputTokens: parseMaxOutputTokens(raw.max_output_tokens, 'response.max_output_tokens') }),
+    ...(outputFormat === undefined ? {} : { outputFormat }),
+    ...(voice === undefined ? {} : { voice }),
+    ...(input === undefined ? {} : { input }),
+  };
+}
+
+// ---- other client events -----------------------------------------------------------------------------------------
+
+/** Validates the top-level keys of a client event: `type`, optional `event_id`, and the event's own keys. */
+export function readEventKeys(event: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  return readObject(event, '', ['type', 'event_id', ...keys]);
+}
+
+export function parseTruncate(event: Record<string, unknown>): RealtimeTruncateParams {
+  const raw = readEventKeys(event, ['item_id', 'content_index', 'audio_end_ms']);
+  return {
+    itemId: readString(required(raw, 'item_id', ''), 'item_id'),
+    contentIndex: readInteger(required(raw, 'content_index', ''), 'content_index', 0),
+    audioEndMs: readInteger(required(raw, 'audio_end_ms', ''), 'audio_end_ms', 0),
+  };
+}
+
+export function parseItemIdEvent(event: Record<string, unknown>): string {
+  const raw = readEventKeys(event, ['item_id']);
+  return readString(required(raw, 'item_id', ''), 'item_id');
+}
