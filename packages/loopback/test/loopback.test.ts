@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { ConfigError, ProviderError } from '@stsgate/core';
-import type { CallContext, StsEvent, StsSession, VadAdapter, VadStream } from '@stsgate/core';
+import type { StsCallContext, StsEvent, StsSession, VadAdapter, VadStream } from '@stsgate/core';
 import { createSileroVad, defineSileroVad } from '@stsgate/silero-vad';
 import { LOOPBACK_CAPABILITIES, createLoopbackSts, defineLoopbackSts, dtmfFrequencies } from '../src/index.js';
 import {
@@ -21,8 +21,8 @@ const vad = createSileroVad();
 afterAll(() => vad.close());
 const logger = pino({ enabled: false });
 
-function callContext(signal: AbortSignal = new AbortController().signal): CallContext {
-  return { callId: 'test-call', metadata: {}, signal, logger };
+function callContext(signal: AbortSignal = new AbortController().signal): StsCallContext {
+  return { callId: 'test-call', metadata: {}, signal, logger, tools: [] };
 }
 
 /** Sends caller audio the way the host does: 20 ms frames, without waiting. */

@@ -1,0 +1,174 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import {
+  concatPcm,
+  fixturePath,
+  readWavAs8k,
+  silence,
+  simulateCall,
+  startAvrAmiEmulator,
+  startOpenAiRealtimeEmulator,
+  type RealtimeScript,
+} from '@stsgate/testkit';
+import { buildGateway, builtinRegistry, resolveServeSetup, type Gateway } from '../src/index.js';
+
+// `STS_PROVIDER=openai OPENAI_REALTIME_URL=ws://127.0.0.1:<emulator>` exactly as `stsgate serve` composes it,
+// driven by the AVR Core call simulator in real time, against the OpenAI Realtime GA emulator.
+const API_KEY = 'sk-test-e2e-0123456789';
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startStack(script: RealtimeScript, env: Record<string, string> = {}) {
+  const emulator = await startOpenAiRealtimeEmulator({ apiKey: API_KEY, script });
+  cleanups.push(() => emulator.close());
+  const setup = resolveServeSetup(
+    {
+      STS_PROVIDER: 'openai',
+      OPENAI_API_KEY: API_KEY,
+      OPENAI_REALTIME_URL: emulator.url,
+      OPENAI_TRANSCRIPTION_MODEL: 'gpt-4o-mini-transcribe',
+      OPENAI_INSTRUCTIONS: 'You answer calls for ACME. The caller is {{from}}.',
+      LOG_LEVEL: 'silent',
+      ...env,
+    },
+    builtinRegistry(),
+    () => pino({ level: 'silent' }),
+  );
+  const gateway: Gateway = await buildGateway(setup.config, {
+    sts: setup.sts,
+    logger: setup.logger,
+    ...(setup.tools === undefined ? {} : { tools: setup.tools }),
+  });
+  await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  cleanups.push(() => gateway.app.close());
+  const url = `ws://127.0.0.1:${(gateway.app.server.address() as AddressInfo).port}/?from=2000&to=5001`;
+  return { emulator, gateway, url };
+}
+
+const clientEventsOf = (events: readonly unknown[], type: string) =>
+  events.filter((event): event is Record<string, unknown> => (event as { type?: unknown }).type === type);
+
+describe('gateway + OpenAI Realtime adapter, end to end', () => {
+  it('greets, answers a caller turn and a DTMF digit, and relays transcripts', async () => {
+    const { emulator, url } = await startStack(
+      {
+        greeting: { transcript: 'Welcome to ACME.', audioMs: 1000 },
+        transcribe: () => 'I would like to book an appointment.',
+        onUserTurn: () => ({ transcript: 'Sure, for which day?', audioMs: 1200 }),
+        onUserText: (text) => (text.includes('5') ? { transcript: 'You pressed five.', audioMs: 800 } : undefined),
+      },
+      { OPENAI_TEMPERATURE: '0.7' },
+    );
+    const input = concatPcm(silence(1200), readWavAs8k(fixturePath('greeting')), silence(2500));
+    const report = await simulateCall({ url, input, tailMs: 2500, dtmf: [{ atMs: 7600, digit: '5' }] });
+
+    expect(report.errors).toEqual([]);
+    expect(report.received.irregularFrames).toBe(0);
+    expect(report.transcripts.map((t) => `${t.role}: ${t.text}`)).toEqual([
+      'agent: Welcome to ACME.',
+      'user: I would like to book an appointment.',
+      'agent: Sure, for which day?',
+      'agent: You pressed five.',
+    ]);
+    expect(report.responseLatenciesMs.length).toBeGreaterThanOrEqual(1);
+    expect(report.heardAgentMs).toBeGreaterThan(2500);
+
+    const connection = emulator.connections[0];
+    if (connection === undefined) throw new Error('no provider connection');
+    const [update] = clientEventsOf(connection.clientEvents, 'session.update');
+    const session = update?.session as Record<string, unknown>;
+    expect(session).not.toHaveProperty('temperature');
+    expect(session.instructions).toBe('You answer calls for ACME. The caller is 2000.');
+    expect(connection.session.audio.input.format).toEqual({ type: 'audio/pcmu' });
+    // One greeting, one reply to the digit: never a second greeting.
+    expect(clientEventsOf(connection.clientEvents, 'response.create')).toHaveLength(2);
+    const digit = clientEventsOf(connection.clientEvents, 'conversation.item.create').map((e) => JSON.stringify(e.item));
+    expect(digit.some((item) => item.includes('input_text') && item.includes('5'))).toBe(true);
+  });
+
+  it('on barge-in sends interruption and truncates the reply to what the caller heard', async () => {
+    const { emulator, url } = await startStack(
+      {
+        onUserTurn: (turn) =>
+          turn.index === 0 ? { transcript: 'Our opening hours are long to explain.', audioMs: 4000 } : { transcript: 'Sure.', audioMs: 600 },
+      },
+      { OPENAI_GREETING: 'false' },
+    );
+    const input = concatPcm(readWavAs8k(fixturePath('greeting')), silence(1500), readWavAs8k(fixturePath('question')));
+    const report = await simulateCall({ url, input, tailMs: 2500 });
+
+    expect(report.errors).toEqual([]);
+    expect(report.received.interruptions).toBeGreaterThanOrEqual(1);
+    expect(report.bargeIns[0]?.playbackStopped).toBe(true);
+    const connection = emulator.connections[0];
+    if (connection === undefined) throw new Error('no provider connection');
+    expect(connection.truncations).toHaveLength(1);
+    const [truncation] = connection.truncations;
+    expect(Number.isInteger(truncation!.audioEndMs)).toBe(true);
+    expect(truncation!.audioEndMs).toBeLessThan(truncation!.audioSentMs);
+    // What the model keeps is what the caller heard of that reply before the interruption (one playout tick of slack).
+    const heardOfReply = (report.interruptions[0]?.atMs ?? 0) - (report.firstAudioHeardAtMs ?? 0);
+    expect(Math.abs(truncation!.audioEndMs - heardOfReply)).toBeLessThan(100);
+  });
+
+  it('runs a custom tool from TOOLS_DIR, then hangs up through AMI only after the goodbye was heard', async () => {
+    const toolsDir = mkdtempSync(join(tmpdir(), 'stsgate-tools-'));
+    cleanups.push(() => rmSync(toolsDir, { recursive: true, force: true }));
+    writeFileSync(
+      join(toolsDir, 'lookup_hours.js'),
+      `module.exports = {
+        name: 'lookup_hours',
+        description: 'Opening hours for a day',
+        input_schema: { type: 'object', properties: { day: { type: 'string' } }, required: ['day'] },
+        handler: async (uuid, args) => 'Open 9 to 17 on ' + args.day,
+      };\n`,
+    );
+    const ami = await startAvrAmiEmulator();
+    cleanups.push(() => ami.close());
+    const { emulator, url } = await startStack(
+      {
+        onUserTurn: () => ({ transcript: 'Let me check.', audioMs: 600, functionCall: { name: 'lookup_hours', arguments: '{"day":"saturday"}' } }),
+        onToolOutput: (_callId, output) =>
+          output.includes('Open 9 to 17 on saturday')
+            ? { transcript: 'We are open nine to five. Goodbye!', audioMs: 1500, functionCall: { name: 'avr_hangup', arguments: '{}' } }
+            : { transcript: '', audioMs: 0 },
+      },
+      { OPENAI_GREETING: 'false', TOOLS_DIR: toolsDir, AMI_URL: ami.url },
+    );
+    const uuid = 'e2e-tools-call';
+    const report = await simulateCall({ url, uuid, input: readWavAs8k(fixturePath('question')), tailMs: 5000 });
+
+    expect(report.errors).toEqual([]);
+    const connection = emulator.connections[0];
+    if (connection === undefined) throw new Error('no provider connection');
+    const [update] = clientEventsOf(connection.clientEvents, 'session.update');
+    const toolNames = ((update?.session as { tools?: { name: string }[] }).tools ?? []).map((t) => t.name).sort();
+    expect(toolNames).toEqual(['avr_hangup', 'avr_transfer', 'lookup_hours']);
+    const outputs = clientEventsOf(connection.clientEvents, 'conversation.item.create')
+      .map((e) => e.item as { type?: string; output?: string })
+      .filter((item) => item.type === 'function_call_output');
+    expect(outputs[0]?.output).toBe('Open 9 to 17 on saturday');
+    expect(outputs[1]?.output).toContain(`Call with UUID ${uuid} hangup`);
+
+    const hangups = ami.requests.filter((r) => r.path === '/hangup');
+    expect(hangups).toHaveLength(1);
+    expect(hangups[0]?.body).toEqual({ uuid });
+    // The goodbye is the last agent audio before the hangup: it had been fully heard when AMI was called.
+    const lastHeardTick = lastNonSilentTick(report.heard);
+    const goodbyeHeardAt = Date.parse(report.startedAt) + (lastHeardTick + 1) * 20;
+    expect(hangups[0]!.receivedAt).toBeGreaterThanOrEqual(goodbyeHeardAt - 40);
+  });
+});
+
+function lastNonSilentTick(heard: Int16Array): number {
+  for (let tick = Math.floor(heard.length / 160) - 1; tick >= 0; tick--) {
+    for (let i = tick * 160; i < (tick + 1) * 160; i++) if (heard[i] !== 0) return tick;
+  }
+  return -1;
+}

@@ -1,0 +1,45 @@
+// OpenAI Realtime (GA) speech-to-speech
+export {
+  createOpenAiRealtime,
+  realtimeCapabilities,
+  realtimeUrl,
+  DEFAULT_REALTIME_URL,
+  DEFAULT_REALTIME_MODEL,
+  DEFAULT_VOICE,
+  DEFAULT_AUDIO_FORMAT,
+  DEFAULT_DTMF_MESSAGE,
+  DEFAULT_INPUT_BATCH_MS,
+} from './realtime/adapter.js';
+export type { OpenAiRealtimeOptions } from './realtime/adapter.js';
+export type { TlsOptions } from './realtime/connection.js';
+export type { TurnDetectionSetting, WireAudioFormat, SessionSettings } from './realtime/wire.js';
+export { buildSession, parseServerMessage } from './realtime/wire.js';
+export { RealtimeEventMapper, clampAudioEndMs } from './realtime/map-events.js';
+export type { MapperSink, MapperOptions } from './realtime/map-events.js';
+export { ConversationLog, heardText } from './realtime/conversation-log.js';
+export { audioCodec } from './realtime/audio-codec.js';
+export type { AudioCodec } from './realtime/audio-codec.js';
+
+// Chat Completions LLM and speech TTS (cascade)
+export { createOpenAiLlm, ChatStreamAccumulator, toChatMessages, toChatTools, DEFAULT_LLM_MODEL } from './llm.js';
+export type { OpenAiLlmOptions } from './llm.js';
+export { createOpenAiTts, Pcm16Assembler, DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, TTS_SAMPLE_RATE } from './tts.js';
+export type { OpenAiTtsOptions } from './tts.js';
+
+// Registry definitions (AVR environment variables)
+export {
+  defineOpenAiRealtime,
+  defineOpenAiLlm,
+  defineOpenAiTts,
+  openAiRealtimeEnvSchema,
+  openAiLlmEnvSchema,
+  openAiTtsEnvSchema,
+  llmModelFromEnv,
+  DEFAULT_INSTRUCTIONS,
+} from './definitions.js';
+export type { OpenAiRealtimeEnv } from './definitions.js';
+
+// Errors and the reconnect loop (generic; a candidate for core)
+export { providerErrorFromClose, providerErrorFromUpgrade, providerErrorFromServer, sanitizeMessage } from './errors.js';
+export { runWithReconnect } from './reconnect.js';
+export type { RunWithReconnectOptions } from './reconnect.js';

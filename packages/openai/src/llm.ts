@@ -1,0 +1,170 @@
+/** `createOpenAiLlm`: Chat Completions streaming (OpenAI or any compatible server) as a core LlmAdapter. */
+import OpenAI from 'openai';
+import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
+import type { Logger } from 'pino';
+import type { CallContext, LlmAdapter, LlmDelta, LlmMessage, LlmRequest, ToolSpec } from '@stsgate/core';
+import { PROVIDER } from './errors.js';
+import { cancelled, providerErrorFromSdk } from './rest-errors.js';
+
+export const DEFAULT_LLM_MODEL = 'gpt-4o-mini';
+
+export interface OpenAiLlmOptions {
+  readonly apiKey: string;
+  /** e.g. `http://ollama:11434/v1`; default OpenAI. */
+  readonly baseURL?: string;
+  readonly model: string;
+  readonly temperature?: number;
+  /**
+   * Sent as `max_completion_tokens` to OpenAI, and as `max_tokens` to a custom `baseURL` (what most
+   * OpenAI-compatible servers understand).
+   */
+  readonly maxTokens?: number;
+  readonly logger: Logger;
+  /** Per request (default 60 000 ms). */
+  readonly timeoutMs?: number;
+}
+
+type FinishReason = Extract<LlmDelta, { type: 'done' }>['finishReason'];
+
+export function toChatMessages(messages: readonly LlmMessage[]): ChatCompletionMessageParam[] {
+  return messages.map((message): ChatCompletionMessageParam => {
+    switch (message.role) {
+      case 'system':
+        return { role: 'system', content: message.content };
+      case 'user':
+        return { role: 'user', content: message.content };
+      case 'assistant':
+        if (message.toolCalls !== undefined && message.toolCalls.length > 0) {
+          return {
+            role: 'assistant',
+            content: message.content === '' ? null : message.content,
+            tool_calls: message.toolCalls.map((call) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.argumentsJson } })),
+          };
+        }
+        return { role: 'assistant', content: message.content };
+      case 'tool':
+        return { role: 'tool', tool_call_id: message.toolCallId, content: message.content };
+    }
+  });
+}
+
+export function toChatTools(tools: readonly ToolSpec[]): ChatCompletionTool[] {
+  return tools.map((tool) => ({
+    type: 'function',
+    function: { name: tool.name, description: tool.description, parameters: { ...tool.parameters } },
+  }));
+}
+
+function finishReason(reason: string | null | undefined): FinishReason {
+  switch (reason) {
+    case 'stop':
+    case 'length':
+    case 'tool_calls':
+    case 'content_filter':
+      return reason;
+    case 'function_call':
+      return 'tool_calls';
+    default:
+      return 'other';
+  }
+}
+
+interface PartialCall {
+  id: string;
+  name: string;
+  args: string;
+}
+
+/**
+ * Streaming state of one completion: text deltas pass through; tool-call fragments are collected by index and
+ * reported whole, in index order, before `done`.
+ */
+export class ChatStreamAccumulator {
+  private readonly calls = new Map<number, PartialCall>();
+  private finish: string | null | undefined;
+
+  push(chunk: ChatCompletionChunk): LlmDelta[] {
+    const out: LlmDelta[] = [];
+    for (const choice of chunk.choices) {
+      if (choice.index !== 0) continue;
+      const delta = choice.delta;
+      if (typeof delta.content === 'string' && delta.content !== '') out.push({ type: 'text', text: delta.content });
+      for (const fragment of delta.tool_calls ?? []) {
+        let call = this.calls.get(fragment.index);
+        if (call === undefined) {
+          call = { id: '', name: '', args: '' };
+          this.calls.set(fragment.index, call);
+        }
+        if (fragment.id) call.id = fragment.id;
+        // Only the first fragment names the function (some compatible servers repeat it).
+        if (fragment.function?.name && call.name === '') call.name = fragment.function.name;
+        if (fragment.function?.arguments) call.args += fragment.function.arguments;
+      }
+      if (choice.finish_reason) this.finish = choice.finish_reason;
+    }
+    return out;
+  }
+
+  /** The collected tool calls and `done` (call at the end of the stream). */
+  end(): LlmDelta[] {
+    const out: LlmDelta[] = [];
+    for (const index of [...this.calls.keys()].sort((a, b) => a - b)) {
+      const call = this.calls.get(index) as PartialCall;
+      if (call.name === '') continue;
+      out.push({ type: 'tool_call', id: call.id || `call_${index}`, name: call.name, argumentsJson: call.args === '' ? '{}' : call.args });
+    }
+    this.calls.clear();
+    out.push({ type: 'done', finishReason: finishReason(this.finish) });
+    return out;
+  }
+}
+
+export function createOpenAiLlm(options: OpenAiLlmOptions): LlmAdapter {
+  const client = new OpenAI({
+    apiKey: options.apiKey,
+    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
+    maxRetries: 0, // core owns retries
+    timeout: options.timeoutMs ?? 60_000,
+  });
+  const tokensField = options.baseURL === undefined ? 'max_completion_tokens' : 'max_tokens';
+
+  async function* chat(request: LlmRequest, call: CallContext): AsyncGenerator<LlmDelta> {
+    const logger = call.logger.child({ provider: PROVIDER });
+    const tools = request.tools ?? [];
+    let stream: AsyncIterable<ChatCompletionChunk>;
+    try {
+      stream = await client.chat.completions.create(
+        {
+          model: options.model,
+          messages: toChatMessages(request.messages),
+          stream: true,
+          ...(tools.length === 0 ? {} : { tools: toChatTools(tools) }),
+          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+          ...(options.maxTokens === undefined ? {} : { [tokensField]: options.maxTokens }),
+        },
+        { signal: call.signal },
+      );
+    } catch (error) {
+      throw providerErrorFromSdk(error, options.apiKey, 'chat completion', call.signal.aborted);
+    }
+    const accumulator = new ChatStreamAccumulator();
+    try {
+      for await (const chunk of stream) {
+        for (const delta of accumulator.push(chunk)) yield delta;
+      }
+    } catch (error) {
+      throw providerErrorFromSdk(error, options.apiKey, 'chat completion stream', call.signal.aborted);
+    }
+    // The SDK ends a stream quietly when it is aborted: that is a cancellation, not a finished answer.
+    if (call.signal.aborted) throw cancelled('chat completion');
+    const tail = accumulator.end();
+    logger.debug({ model: options.model, toolCalls: tail.length - 1 }, 'chat completion done');
+    yield* tail;
+  }
+
+  return {
+    id: PROVIDER,
+    capabilities: { streaming: true, toolCalls: true },
+    chat,
+  };
+}

@@ -1,0 +1,330 @@
+/**
+ * OpenAI Realtime (GA) wire types: zod schemas for the server events the adapter consumes, and typed
+ * builders for the client events it sends. Types only are taken from the `openai` package, so every
+ * builder is checked against the SDK's GA definitions at compile time.
+ */
+import { z } from 'zod';
+import type {
+  ConversationItemCreateEvent,
+  ConversationItemTruncateEvent,
+  InputAudioBufferAppendEvent,
+  RealtimeAudioFormats,
+  RealtimeSessionCreateRequest,
+  ResponseCreateEvent,
+  SessionUpdateEvent,
+} from 'openai/resources/realtime/realtime';
+
+// ---- server -> client ---------------------------------------------------------------------------
+
+const nullableString = z.string().nullish();
+
+export const serverErrorSchema = z.object({
+  type: nullableString,
+  code: nullableString,
+  message: nullableString,
+  param: nullableString,
+  /** The client `event_id` that caused the error, if any. */
+  event_id: nullableString,
+});
+export type ServerError = z.output<typeof serverErrorSchema>;
+
+const contentPartSchema = z.object({
+  type: z.string().optional(),
+  text: nullableString,
+  transcript: nullableString,
+});
+
+/** A conversation item as the server reports it (only the fields the adapter reads). */
+export const itemSchema = z.object({
+  id: z.string().optional(),
+  type: z.string(),
+  role: z.string().optional(),
+  status: z.string().optional(),
+  call_id: z.string().optional(),
+  name: z.string().optional(),
+  arguments: z.string().optional(),
+  content: z.array(contentPartSchema).optional(),
+});
+export type WireItem = z.output<typeof itemSchema>;
+
+const serverSchemas = {
+  'session.created': z.object({ session: z.record(z.string(), z.unknown()) }),
+  'session.updated': z.object({ session: z.record(z.string(), z.unknown()) }),
+  error: z.object({ error: serverErrorSchema }),
+  'input_audio_buffer.speech_started': z.object({ item_id: z.string().optional(), audio_start_ms: z.number().optional() }),
+  'input_audio_buffer.speech_stopped': z.object({ item_id: z.string().optional(), audio_end_ms: z.number().optional() }),
+  'input_audio_buffer.committed': z.object({ item_id: z.string(), previous_item_id: nullableString }),
+  'conversation.item.added': z.object({ item: itemSchema, previous_item_id: nullableString }),
+  'conversation.item.input_audio_transcription.completed': z.object({ item_id: z.string(), transcript: z.string() }),
+  'conversation.item.input_audio_transcription.failed': z.object({ item_id: z.string(), error: serverErrorSchema.optional() }),
+  'conversation.item.truncated': z.object({ item_id: z.string(), audio_end_ms: z.number() }),
+  'response.created': z.object({ response: z.object({ id: z.string() }) }),
+  'response.output_item.added': z.object({ response_id: z.string().optional(), item: itemSchema }),
+  'response.output_item.done': z.object({ response_id: z.string().optional(), item: itemSchema }),
+  'response.output_audio.delta': z.object({ response_id: z.string().optional(), item_id: z.string(), delta: z.string() }),
+  'response.output_audio.done': z.object({ response_id: z.string().optional(), item_id: z.string() }),
+  'response.output_audio_transcript.delta': z.object({ item_id: z.string(), delta: z.string() }),
+  'response.output_audio_transcript.done': z.object({ item_id: z.string(), transcript: z.string() }),
+  'response.function_call_arguments.done': z.object({
+    item_id: z.string().optional(),
+    call_id: z.string(),
+    name: z.string().optional(),
+    arguments: z.string(),
+  }),
+  'response.done': z.object({
+    response: z.object({
+      id: z.string(),
+      status: z.string().optional(),
+      status_details: z
+        .object({ type: nullableString, reason: nullableString, error: serverErrorSchema.partial().nullish() })
+        .nullish(),
+      output: z.array(itemSchema).optional(),
+    }),
+  }),
+} as const;
+
+type ServerSchemas = typeof serverSchemas;
+export type ServerEventType = keyof ServerSchemas;
+/** A server event the adapter acts on, with beta names normalised to their GA equivalents. */
+export type ServerEvent = { [K in ServerEventType]: { type: K } & z.output<ServerSchemas[K]> }[ServerEventType];
+
+/** Beta (and Azure / compatible servers') names accepted as aliases of the GA events. */
+const ALIASES: Readonly<Record<string, ServerEventType>> = {
+  'response.audio.delta': 'response.output_audio.delta',
+  'response.audio.done': 'response.output_audio.done',
+  'response.audio_transcript.delta': 'response.output_audio_transcript.delta',
+  'response.audio_transcript.done': 'response.output_audio_transcript.done',
+  'conversation.item.created': 'conversation.item.added',
+};
+
+/** Known events the adapter has no use for: skipped without a log line. */
+const IGNORED: ReadonlySet<string> = new Set([
+  'conversation.created',
+  'conversation.item.done',
+  'conversation.item.deleted',
+  'conversation.item.retrieved',
+  'conversation.item.input_audio_transcription.delta',
+  'conversation.item.input_audio_transcription.segment',
+  'input_audio_buffer.cleared',
+  'input_audio_buffer.timeout_triggered',
+  'response.content_part.added',
+  'response.content_part.done',
+  'response.output_text.delta',
+  'response.output_text.done',
+  'response.text.delta',
+  'response.text.done',
+  'response.function_call_arguments.delta',
+  'rate_limits.updated',
+  'output_audio_buffer.started',
+  'output_audio_buffer.stopped',
+  'output_audio_buffer.cleared',
+]);
+
+export type ParsedServerMessage =
+  | { kind: 'event'; event: ServerEvent }
+  /** A known event type the adapter does not need. */
+  | { kind: 'ignored'; type: string }
+  /** A type this adapter does not know (newer protocol): skipped. */
+  | { kind: 'unknown'; type: string }
+  /** Not JSON, not an object with a string `type`, or a known type with the wrong shape. Never holds payload. */
+  | { kind: 'malformed'; type: string | undefined; problem: string };
+
+function hasOwn<K extends string>(record: object, key: K): boolean {
+  return Object.prototype.hasOwnProperty.call(record, key);
+}
+
+/** Parses one text frame from the server. Never throws. */
+export function parseServerMessage(text: string): ParsedServerMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { kind: 'malformed', type: undefined, problem: 'frame is not valid JSON' };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { kind: 'malformed', type: undefined, problem: 'frame is not a JSON object' };
+  }
+  const wireType = (raw as { type?: unknown }).type;
+  if (typeof wireType !== 'string' || wireType.length === 0 || wireType.length > 128) {
+    return { kind: 'malformed', type: undefined, problem: 'frame has no string "type"' };
+  }
+  const type = ALIASES[wireType] ?? wireType;
+  if (!hasOwn(serverSchemas, type)) {
+    return IGNORED.has(type) ? { kind: 'ignored', type } : { kind: 'unknown', type };
+  }
+  const schema = serverSchemas[type as ServerEventType];
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    // Issue paths and expectations only: zod messages never quote the offending value.
+    const problem = parsed.error.issues
+      .slice(0, 3)
+      .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
+      .join('; ');
+    return { kind: 'malformed', type, problem };
+  }
+  // The schema was chosen by `type`, so the pair is consistent; TS cannot correlate the lookup.
+  return { kind: 'event', event: { ...parsed.data, type } as ServerEvent };
+}
+
+// ---- client -> server ---------------------------------------------------------------------------
+
+/** The audio formats this adapter speaks: G.711 mu-law at 8 kHz, or PCM16 at 24 kHz (the only PCM rate GA accepts). */
+export type WireAudioFormat = 'pcmu' | 'pcm24';
+
+export function wireAudioFormat(format: WireAudioFormat): RealtimeAudioFormats {
+  return format === 'pcmu' ? { type: 'audio/pcmu' } : { type: 'audio/pcm', rate: 24000 };
+}
+
+export type TurnDetectionSetting =
+  | {
+      type: 'server_vad';
+      threshold?: number;
+      prefixPaddingMs?: number;
+      silenceDurationMs?: number;
+    }
+  | { type: 'semantic_vad'; eagerness?: 'low' | 'medium' | 'high' | 'auto' }
+  | { type: 'none' };
+
+export interface FunctionToolSpec {
+  readonly name: string;
+  readonly description: string;
+  readonly parameters: Readonly<Record<string, unknown>>;
+}
+
+/** Everything a `session.update` carries, in adapter terms. */
+export interface SessionSettings {
+  readonly audioFormat: WireAudioFormat;
+  readonly voice: string;
+  readonly instructions: string;
+  /** Input transcription; undefined = none. */
+  readonly transcription?: { readonly model: string; readonly language?: string };
+  readonly turnDetection: TurnDetectionSetting;
+  readonly noiseReduction?: 'near_field' | 'far_field';
+  readonly maxOutputTokens?: number | 'inf';
+  readonly reasoningEffort?: 'minimal' | 'low' | 'medium' | 'high' | 'xhigh';
+  readonly tools: readonly FunctionToolSpec[];
+}
+
+type TurnDetectionWire = NonNullable<NonNullable<NonNullable<RealtimeSessionCreateRequest['audio']>['input']>['turn_detection']>;
+
+function turnDetectionWire(setting: TurnDetectionSetting): TurnDetectionWire | null {
+  switch (setting.type) {
+    case 'none':
+      return null;
+    case 'server_vad':
+      return {
+        type: 'server_vad',
+        ...(setting.threshold === undefined ? {} : { threshold: setting.threshold }),
+        ...(setting.prefixPaddingMs === undefined ? {} : { prefix_padding_ms: setting.prefixPaddingMs }),
+        ...(setting.silenceDurationMs === undefined ? {} : { silence_duration_ms: setting.silenceDurationMs }),
+        create_response: true,
+        interrupt_response: true,
+      };
+    case 'semantic_vad':
+      return {
+        type: 'semantic_vad',
+        ...(setting.eagerness === undefined ? {} : { eagerness: setting.eagerness }),
+        create_response: true,
+        interrupt_response: true,
+      };
+  }
+}
+
+/** The GA session object: `type: 'realtime'`, object-form audio formats, never `temperature` (GA rejects it). */
+export function buildSession(settings: SessionSettings): RealtimeSessionCreateRequest {
+  const format = wireAudioFormat(settings.audioFormat);
+  return {
+    type: 'realtime',
+    output_modalities: ['audio'],
+    instructions: settings.instructions,
+    audio: {
+      input: {
+        format,
+        ...(settings.transcription === undefined
+          ? {}
+          : {
+              transcription: {
+                model: settings.transcription.model,
+                ...(settings.transcription.language === undefined ? {} : { language: settings.transcription.language }),
+              },
+            }),
+        turn_detection: turnDetectionWire(settings.turnDetection),
+        ...(settings.noiseReduction === undefined ? {} : { noise_reduction: { type: settings.noiseReduction } }),
+      },
+      output: { format, voice: settings.voice },
+    },
+    ...(settings.tools.length === 0
+      ? {}
+      : {
+          tools: settings.tools.map((tool) => ({
+            type: 'function' as const,
+            name: tool.name,
+            description: tool.description,
+            parameters: tool.parameters,
+          })),
+          tool_choice: 'auto' as const,
+        }),
+    ...(settings.maxOutputTokens === undefined ? {} : { max_output_tokens: settings.maxOutputTokens }),
+    ...(settings.reasoningEffort === undefined ? {} : { reasoning: { effort: settings.reasoningEffort } }),
+  };
+}
+
+export function sessionUpdate(eventId: string, session: RealtimeSessionCreateRequest): SessionUpdateEvent {
+  return { type: 'session.update', event_id: eventId, session };
+}
+
+export function audioAppend(base64Audio: string): InputAudioBufferAppendEvent {
+  return { type: 'input_audio_buffer.append', audio: base64Audio };
+}
+
+export function responseCreate(eventId: string): ResponseCreateEvent {
+  return { type: 'response.create', event_id: eventId };
+}
+
+export function truncateItem(eventId: string, itemId: string, audioEndMs: number): ConversationItemTruncateEvent {
+  return { type: 'conversation.item.truncate', event_id: eventId, item_id: itemId, content_index: 0, audio_end_ms: audioEndMs };
+}
+
+/** The items a conversation can be rebuilt from (GA shapes). */
+export type RestorableItem =
+  | { kind: 'user'; text: string }
+  | { kind: 'assistant'; text: string }
+  | { kind: 'function_call'; callId: string; name: string; argumentsJson: string }
+  | { kind: 'function_call_output'; callId: string; output: string };
+
+export function itemCreate(eventId: string, item: RestorableItem): ConversationItemCreateEvent {
+  switch (item.kind) {
+    case 'user':
+      return {
+        type: 'conversation.item.create',
+        event_id: eventId,
+        item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: item.text }] },
+      };
+    case 'assistant':
+      return {
+        type: 'conversation.item.create',
+        event_id: eventId,
+        item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: item.text }] },
+      };
+    case 'function_call':
+      return {
+        type: 'conversation.item.create',
+        event_id: eventId,
+        item: { type: 'function_call', call_id: item.callId, name: item.name, arguments: item.argumentsJson },
+      };
+    case 'function_call_output':
+      return {
+        type: 'conversation.item.create',
+        event_id: eventId,
+        item: { type: 'function_call_output', call_id: item.callId, output: item.output },
+      };
+  }
+}
+
+/** Every client event this adapter sends. */
+export type ClientEvent =
+  | SessionUpdateEvent
+  | InputAudioBufferAppendEvent
+  | ResponseCreateEvent
+  | ConversationItemTruncateEvent
+  | ConversationItemCreateEvent;

@@ -1,0 +1,120 @@
+/** `createOpenAiTts`: `/v1/audio/speech` with raw PCM output (24 kHz s16le), streamed, as a core TtsAdapter. */
+import OpenAI from 'openai';
+import type { Logger } from 'pino';
+import { ProviderError } from '@stsgate/core';
+import type { CallContext, TtsAdapter, TtsRequest } from '@stsgate/core';
+import { PROVIDER } from './errors.js';
+import { cancelled, providerErrorFromSdk } from './rest-errors.js';
+
+export const DEFAULT_TTS_MODEL = 'gpt-4o-mini-tts';
+export const DEFAULT_TTS_VOICE = 'alloy';
+/** OpenAI's `pcm` response format: 24 kHz, 16-bit signed little-endian, mono, no header. */
+export const TTS_SAMPLE_RATE = 24000;
+const MAX_INPUT_CHARS = 4096;
+
+export interface OpenAiTtsOptions {
+  readonly apiKey: string;
+  readonly baseURL?: string;
+  /** Default `gpt-4o-mini-tts`. */
+  readonly model?: string;
+  /** Default `alloy`; a request's own voice wins. */
+  readonly voice?: string;
+  /** Speaking style (not for tts-1 models). */
+  readonly instructions?: string;
+  readonly speed?: number;
+  readonly logger: Logger;
+  readonly timeoutMs?: number;
+}
+
+/** Byte chunks -> Int16 samples, carrying an odd trailing byte into the next chunk. */
+export class Pcm16Assembler {
+  private carry = -1;
+
+  push(chunk: Uint8Array): Int16Array {
+    if (chunk.length === 0) return new Int16Array(0);
+    const lead = this.carry >= 0;
+    const out = new Int16Array((chunk.length + (lead ? 1 : 0)) >> 1);
+    let s = 0;
+    let start = 0;
+    if (lead) {
+      out[s++] = (((chunk[0] as number) << 24) >> 16) | this.carry;
+      start = 1;
+      this.carry = -1;
+    }
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (let i = start; i + 1 < chunk.length; i += 2) out[s++] = view.getInt16(i, true);
+    if ((chunk.length - start) % 2 === 1) this.carry = chunk[chunk.length - 1] as number;
+    return out;
+  }
+
+  /** Bytes left over (0 or 1) at the end of the stream. */
+  get pendingBytes(): number {
+    return this.carry >= 0 ? 1 : 0;
+  }
+}
+
+export function createOpenAiTts(options: OpenAiTtsOptions): TtsAdapter {
+  const client = new OpenAI({
+    apiKey: options.apiKey,
+    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
+    maxRetries: 0,
+    timeout: options.timeoutMs ?? 30_000,
+  });
+  const model = options.model ?? DEFAULT_TTS_MODEL;
+  const supportsInstructions = !model.startsWith('tts-1');
+
+  async function* stream(request: TtsRequest, call: CallContext): AsyncGenerator<Int16Array> {
+    if (request.text.length > MAX_INPUT_CHARS) {
+      throw new ProviderError(PROVIDER, 'invalid_request', `speech input is ${request.text.length} characters; the limit is ${MAX_INPUT_CHARS}`, {
+        retryable: false,
+      });
+    }
+    // Aborted when the call ends or when the consumer stops iterating early.
+    const abort = new AbortController();
+    const onCallAbort = (): void => abort.abort();
+    call.signal.addEventListener('abort', onCallAbort, { once: true });
+    if (call.signal.aborted) abort.abort();
+    try {
+      let response: Response;
+      try {
+        response = await client.audio.speech.create(
+          {
+            model,
+            voice: request.voice ?? options.voice ?? DEFAULT_TTS_VOICE,
+            input: request.text,
+            response_format: 'pcm',
+            ...(options.instructions !== undefined && supportsInstructions ? { instructions: options.instructions } : {}),
+            ...(options.speed === undefined ? {} : { speed: options.speed }),
+          },
+          { signal: abort.signal },
+        );
+      } catch (error) {
+        throw providerErrorFromSdk(error, options.apiKey, 'speech synthesis', call.signal.aborted);
+      }
+      const body = response.body;
+      if (body === null) return;
+      const assembler = new Pcm16Assembler();
+      try {
+        for await (const chunk of body) {
+          const samples = assembler.push(chunk);
+          if (samples.length > 0) yield samples;
+        }
+      } catch (error) {
+        throw providerErrorFromSdk(error, options.apiKey, 'speech stream', call.signal.aborted);
+      }
+      if (call.signal.aborted) throw cancelled('speech synthesis');
+      if (assembler.pendingBytes > 0) call.logger.debug({ provider: PROVIDER }, 'speech stream ended on an odd byte (dropped)');
+    } finally {
+      call.signal.removeEventListener('abort', onCallAbort);
+      abort.abort();
+    }
+  }
+
+  return {
+    id: PROVIDER,
+    capabilities: { outputSampleRates: [TTS_SAMPLE_RATE], encodings: ['pcm_s16le'], streamingInput: false },
+    synthesize(request: TtsRequest, call: CallContext) {
+      return { outputSampleRate: TTS_SAMPLE_RATE, audio: stream(request, call) };
+    },
+  };
+}

@@ -1,0 +1,225 @@
+import { describe, expect, it } from 'vitest';
+import { ProviderError, ReconnectBudget } from '@stsgate/core';
+import {
+  ChatStreamAccumulator,
+  Pcm16Assembler,
+  buildSession,
+  heardText,
+  parseServerMessage,
+  providerErrorFromClose,
+  providerErrorFromUpgrade,
+  realtimeUrl,
+  runWithReconnect,
+  sanitizeMessage,
+} from '../src/index.js';
+import type { SessionSettings } from '../src/index.js';
+import { Handshake } from '../src/realtime/handshake.js';
+import { sessionUpdate } from '../src/realtime/wire.js';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+
+describe('wire', () => {
+  const settings: SessionSettings = {
+    audioFormat: 'pcm24',
+    voice: 'cedar',
+    instructions: 'Be brief.',
+    turnDetection: { type: 'none' },
+    tools: [],
+  };
+
+  it('builds the GA session: object formats, null turn detection, no tools or temperature when unset', () => {
+    expect(buildSession(settings)).toEqual({
+      type: 'realtime',
+      output_modalities: ['audio'],
+      instructions: 'Be brief.',
+      audio: {
+        input: { format: { type: 'audio/pcm', rate: 24000 }, turn_detection: null },
+        output: { format: { type: 'audio/pcm', rate: 24000 }, voice: 'cedar' },
+      },
+    });
+    const server = buildSession({ ...settings, audioFormat: 'pcmu', turnDetection: { type: 'server_vad', threshold: 0.6, silenceDurationMs: 500, prefixPaddingMs: 200 } });
+    expect(server.audio?.input?.turn_detection).toEqual({
+      type: 'server_vad',
+      threshold: 0.6,
+      prefix_padding_ms: 200,
+      silence_duration_ms: 500,
+      create_response: true,
+      interrupt_response: true,
+    });
+  });
+
+  it('parses events, normalises beta names, and never throws', () => {
+    expect(parseServerMessage('{"type":"response.audio.delta","item_id":"i","delta":"AAA="}')).toEqual({
+      kind: 'event',
+      event: { type: 'response.output_audio.delta', item_id: 'i', delta: 'AAA=' },
+    });
+    expect(parseServerMessage('{"type":"conversation.item.created","item":{"id":"x","type":"message"}}')).toMatchObject({
+      kind: 'event',
+      event: { type: 'conversation.item.added' },
+    });
+    expect(parseServerMessage('{"type":"rate_limits.updated"}')).toEqual({ kind: 'ignored', type: 'rate_limits.updated' });
+    expect(parseServerMessage('{"type":"something.new"}')).toEqual({ kind: 'unknown', type: 'something.new' });
+    expect(parseServerMessage('[1]')).toMatchObject({ kind: 'malformed' });
+    expect(parseServerMessage('{"type":7}')).toMatchObject({ kind: 'malformed' });
+    const bad = parseServerMessage('{"type":"conversation.item.input_audio_transcription.completed","item_id":"u","transcript":42}');
+    expect(bad).toMatchObject({ kind: 'malformed', type: 'conversation.item.input_audio_transcription.completed' });
+    expect(JSON.stringify(bad)).not.toContain('42'); // the problem never quotes the payload
+  });
+});
+
+describe('handshake', () => {
+  const update = sessionUpdate('upd_1', buildSession({ audioFormat: 'pcmu', voice: 'alloy', instructions: '', turnDetection: { type: 'server_vad' }, tools: [] }));
+  const msg = (event: Record<string, unknown>) => parseServerMessage(JSON.stringify(event));
+
+  it('created -> send update -> updated = configured; warns when the server kept other formats', () => {
+    const handshake = new Handshake(update);
+    expect(handshake.handle(msg({ type: 'conversation.created', conversation: {} }))).toEqual({ kind: 'pass' });
+    expect(handshake.handle(msg({ type: 'session.created', session: {} }))).toEqual({ kind: 'send_update', event: update });
+    const step = handshake.handle(
+      msg({ type: 'session.updated', session: { audio: { input: { format: { type: 'audio/pcm' } }, output: { format: { type: 'audio/pcmu' } } } } }),
+    );
+    expect(step).toEqual({ kind: 'configured', warnings: ['input audio format is audio/pcm, not audio/pcmu'] });
+    expect(handshake.handle(msg({ type: 'session.updated', session: {} }))).toEqual({ kind: 'pass' });
+  });
+
+  it('an error naming the update fails the handshake for good; other errors wait for the close', () => {
+    const handshake = new Handshake(update, 'sk-secret-000');
+    expect(handshake.handle(msg({ type: 'error', error: { code: 'invalid_api_key', message: 'bad key' } }))).toEqual({ kind: 'wait' });
+    handshake.handle(msg({ type: 'session.created', session: {} }));
+    const step = handshake.handle(
+      msg({ type: 'error', error: { type: 'invalid_request_error', code: 'unknown_parameter', message: "Unknown parameter: 'session.temperature'.", param: 'session.temperature', event_id: 'upd_1' } }),
+    );
+    expect(step.kind).toBe('failed');
+    if (step.kind !== 'failed') return;
+    expect(step.error).toMatchObject({ category: 'invalid_request', retryable: false, providerCode: 'unknown_parameter' });
+    expect(step.error.message).toBe("OpenAI rejected the session configuration: Unknown parameter: 'session.temperature'. (unknown_parameter, param session.temperature)");
+  });
+});
+
+describe('errors', () => {
+  it('maps OpenAI close codes', () => {
+    expect(providerErrorFromClose(3000, 'invalid_request_error.invalid_api_key', { code: 'invalid_api_key', message: 'Incorrect API key provided: sk-ab***yz' })).toMatchObject({
+      category: 'auth',
+      retryable: false,
+      providerCode: 'invalid_api_key',
+    });
+    expect(providerErrorFromClose(4000, 'invalid_request_error.invalid_model', undefined)).toMatchObject({ category: 'invalid_request', retryable: false });
+    expect(providerErrorFromClose(1006, '', undefined)).toMatchObject({ category: 'connectivity', retryable: true });
+    expect(providerErrorFromClose(1011, 'boom', undefined)).toMatchObject({ category: 'server', retryable: true });
+    expect(providerErrorFromClose(1000, 'session expired', undefined)).toMatchObject({ category: 'closed', retryable: true });
+  });
+
+  it('maps rejected upgrades by status, with Retry-After', () => {
+    expect(providerErrorFromUpgrade(401, '{"error":{"message":"bad"}}', undefined)).toMatchObject({ category: 'auth', retryable: false, statusCode: 401 });
+    expect(providerErrorFromUpgrade(403, '', undefined)).toMatchObject({ category: 'permission', retryable: false });
+    expect(providerErrorFromUpgrade(429, '', '2')).toMatchObject({ category: 'rate_limit', retryable: true, retryAfterMs: 2000 });
+    expect(providerErrorFromUpgrade(502, 'Bad gateway', undefined)).toMatchObject({ category: 'server', retryable: true });
+  });
+
+  it('redacts keys from server messages', () => {
+    expect(sanitizeMessage('Incorrect API key provided: sk-proj-abc***wxyz.')).toBe('Incorrect API key provided: sk-[redacted].');
+    expect(sanitizeMessage('key my-own-secret leaked', 'my-own-secret')).toBe('key [redacted] leaked');
+  });
+});
+
+describe('runWithReconnect', () => {
+  const policy = { maxAttempts: 2, firstDelayMs: 0, baseDelayMs: 1, maxDelayMs: 2, jitter: 0, stableAfterMs: 60_000 };
+
+  it('retries retryable failures within the budget, then succeeds', async () => {
+    let calls = 0;
+    const result = await runWithReconnect(
+      async () => {
+        calls++;
+        if (calls < 3) throw new ProviderError('x', 'connectivity', 'down');
+        return 'up';
+      },
+      { provider: 'x', budget: new ReconnectBudget(policy), signal: new AbortController().signal },
+    );
+    expect(result).toBe('up');
+    expect(calls).toBe(3);
+  });
+
+  it('stops at once on a non-retryable error and when the budget is spent', async () => {
+    let calls = 0;
+    const auth = runWithReconnect(
+      () => {
+        calls++;
+        return Promise.reject(new ProviderError('x', 'auth', 'bad key'));
+      },
+      { provider: 'x', budget: new ReconnectBudget(policy), signal: new AbortController().signal },
+    );
+    await expect(auth).rejects.toMatchObject({ category: 'auth', message: 'bad key' });
+    expect(calls).toBe(1);
+    const spent = runWithReconnect(() => Promise.reject(new ProviderError('x', 'server', 'busy')), {
+      provider: 'x',
+      budget: new ReconnectBudget(policy),
+      signal: new AbortController().signal,
+      initialError: new ProviderError('x', 'connectivity', 'dropped'),
+    });
+    await expect(spent).rejects.toMatchObject({ category: 'server', retryable: false, message: 'busy (gave up after 2 reconnect attempts)' });
+  });
+
+  it('an aborted signal ends the loop with a closed error', async () => {
+    const controller = new AbortController();
+    const pending = runWithReconnect(
+      () => {
+        controller.abort();
+        return Promise.reject(new ProviderError('x', 'connectivity', 'down'));
+      },
+      { provider: 'x', budget: new ReconnectBudget(policy), signal: controller.signal },
+    );
+    await expect(pending).rejects.toMatchObject({ category: 'closed', retryable: false });
+  });
+});
+
+describe('helpers', () => {
+  it('realtimeUrl adds the model and accepts ws, wss and http(s)', () => {
+    expect(realtimeUrl('wss://api.openai.com/v1/realtime', 'gpt-realtime-2')).toBe('wss://api.openai.com/v1/realtime?model=gpt-realtime-2');
+    expect(realtimeUrl('http://127.0.0.1:9000/v1/realtime?x=1', 'm')).toBe('ws://127.0.0.1:9000/v1/realtime?x=1&model=m');
+    expect(() => realtimeUrl('ftp://x', 'm')).toThrow(ProviderError);
+  });
+
+  it('heardText keeps whole words in proportion to what was heard', () => {
+    expect(heardText('one two three four', undefined, 1000)).toBe('one two three four');
+    expect(heardText('one two three four', 500, 1000)).toBe('one two');
+    expect(heardText('one two three four', 0, 1000)).toBe('');
+    expect(heardText('one two three four', 2000, 1000)).toBe('one two three four');
+  });
+
+  it('Pcm16Assembler carries odd bytes across chunks', () => {
+    const pcm = new Int16Array([0, 1, -1, 32767, -32768, 1234, -4321]);
+    const bytes = new Uint8Array(pcm.buffer);
+    const assembler = new Pcm16Assembler();
+    const out: number[] = [];
+    for (const [a, b] of [
+      [0, 3],
+      [3, 4],
+      [4, 4],
+      [4, 9],
+      [9, 14],
+    ] as const) {
+      out.push(...assembler.push(bytes.subarray(a, b)));
+    }
+    expect(out).toEqual([...pcm]);
+    expect(assembler.pendingBytes).toBe(0);
+  });
+
+  it('ChatStreamAccumulator joins tool-call fragments by index and reports them before done', () => {
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null): ChatCompletionChunk =>
+      ({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] }) as ChatCompletionChunk;
+    const acc = new ChatStreamAccumulator();
+    const out = [
+      ...acc.push(chunk({ role: 'assistant', content: 'Let me check. ' })),
+      ...acc.push(chunk({ tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'b', arguments: '' } }] })),
+      ...acc.push(chunk({ tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'a', arguments: '{"x"' } }] })),
+      ...acc.push(chunk({ tool_calls: [{ index: 0, function: { arguments: ':1}' } }] })),
+      ...acc.push(chunk({}, 'tool_calls')),
+      ...acc.end(),
+    ];
+    expect(out).toEqual([
+      { type: 'text', text: 'Let me check. ' },
+      { type: 'tool_call', id: 'call_a', name: 'a', argumentsJson: '{"x":1}' },
+      { type: 'tool_call', id: 'call_b', name: 'b', argumentsJson: '{}' },
+      { type: 'done', finishReason: 'tool_calls' },
+    ]);
+  });
+});
