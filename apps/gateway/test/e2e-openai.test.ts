@@ -12,6 +12,7 @@ import {
   simulateCall,
   startAvrAmiEmulator,
   startOpenAiRealtimeEmulator,
+  type RealtimeConnectionFaults,
   type RealtimeScript,
 } from '@stsgate/testkit';
 import { buildGateway, builtinRegistry, resolveServeSetup, type Gateway } from '../src/index.js';
@@ -24,8 +25,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startStack(script: RealtimeScript, env: Record<string, string> = {}) {
-  const emulator = await startOpenAiRealtimeEmulator({ apiKey: API_KEY, script });
+async function startStack(script: RealtimeScript, env: Record<string, string> = {}, faults: readonly RealtimeConnectionFaults[] = []) {
+  const emulator = await startOpenAiRealtimeEmulator({ apiKey: API_KEY, script, faults });
   cleanups.push(() => emulator.close());
   const setup = resolveServeSetup(
     {
@@ -163,6 +164,49 @@ describe('gateway + OpenAI Realtime adapter, end to end', () => {
     const lastHeardTick = lastNonSilentTick(report.heard);
     const goodbyeHeardAt = Date.parse(report.startedAt) + (lastHeardTick + 1) * 20;
     expect(hangups[0]!.receivedAt).toBeGreaterThanOrEqual(goodbyeHeardAt - 40);
+  });
+});
+
+describe('provider faults, end to end', () => {
+  it('a bad API key becomes a clear AVR error and a clean close, without leaking the key', async () => {
+    const { url } = await startStack({}, { OPENAI_API_KEY: 'sk-wrong-key-000000000000' });
+    const report = await simulateCall({ url, input: silence(400), tailMs: 1500 });
+    expect(report.errors).toHaveLength(1);
+    expect(report.errors[0]?.message).toMatch(/^provider connection failed: .*(api key|API key|invalid_api_key)/i);
+    expect(report.errors[0]?.message).not.toContain('sk-wrong-key');
+    expect(report.serverClosedFirst).toBe(true);
+    expect(report.close.code).toBe(1011);
+  });
+
+  it('a rate-limited provider (HTTP 429 at every attempt) ends the call with a clear error after the retries', async () => {
+    const { emulator, url } = await startStack({}, {}, [{ rejectUpgrade: { status: 429 }, connections: Infinity }]);
+    const report = await simulateCall({ url, input: silence(400), tailMs: 4000 });
+    expect(report.errors[0]?.message).toMatch(/rate limit/i);
+    expect(report.close.code).toBe(1011);
+    expect(emulator.upgrades.length).toBeGreaterThan(1); // it retried before giving up
+  });
+
+  it('a socket dropped mid-greeting is reconnected: configuration restored, no second greeting, the call goes on', async () => {
+    const { emulator, url } = await startStack(
+      {
+        greeting: { transcript: 'Welcome to ACME, how can I help you today?', audioMs: 2000 },
+        transcribe: () => 'Book me in.',
+        onUserTurn: () => ({ transcript: 'Done, see you then.', audioMs: 1000 }),
+      },
+      {},
+      [{ faults: [{ action: { type: 'terminate' }, when: { on: 'response_audio', response: 1, chunk: 5 } }] }],
+    );
+    const input = concatPcm(silence(2500), readWavAs8k(fixturePath('greeting')));
+    const report = await simulateCall({ url, input, tailMs: 3000 });
+
+    expect(report.errors).toEqual([]);
+    expect(report.serverClosedFirst).toBe(false);
+    expect(emulator.connections).toHaveLength(2);
+    const [first, second] = emulator.connections;
+    const updateOf = (c: typeof first) => clientEventsOf(c!.clientEvents, 'session.update')[0]?.session;
+    expect(updateOf(second)).toEqual(updateOf(first));
+    expect(clientEventsOf(second!.clientEvents, 'response.create')).toHaveLength(0);
+    expect(report.transcripts.map((t) => t.text)).toContain('Done, see you then.');
   });
 });
 
