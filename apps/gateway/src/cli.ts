@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError } from '@stsgate/core';
-import { runCallCommand } from '@stsgate/testkit';
+import { runCallCommand, startOpenAiRealtimeEmulator } from '@stsgate/testkit';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
 import { builtinRegistry } from './providers.js';
 import { resolveServeSetup, serve } from './serve.js';
@@ -11,6 +11,7 @@ Usage:
   stsgate serve                 run the gateway (configured by environment variables; see README)
   stsgate call <ws-url> --in caller.wav --out reply.wav [--uuid ID] [--tail-ms N] [--dtmf MS:DIGIT,...] [--json]
                                 act as AVR Core: stream a WAV to a gateway in real time, record what the caller hears
+  stsgate emulate openai        run a local OpenAI Realtime (GA) emulator to try STS_PROVIDER=openai without a key
   stsgate healthcheck           exit 0 if the local gateway answers GET /health (for container health checks)
   stsgate help                  this text
 `;
@@ -30,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
       }
       return -1; // keep running until a signal
     }
+    case 'emulate':
+      return emulate(rest);
     case 'healthcheck':
       return healthcheck(process.env);
     case 'call':
@@ -44,6 +47,26 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`stsgate: unknown command "${command}"\n\n${USAGE}`);
       return 2;
   }
+}
+
+/** A local provider emulator for trying the gateway without an API key (replies with a tone). */
+async function emulate(args: string[]): Promise<number> {
+  if (args[0] !== 'openai') {
+    process.stderr.write('stsgate: usage: stsgate emulate openai\n');
+    return 2;
+  }
+  const apiKey = 'sk-emulator-key';
+  const emulator = await startOpenAiRealtimeEmulator({ apiKey });
+  process.stdout.write(
+    `OpenAI Realtime emulator listening. Run the gateway with:\n` +
+      `  STS_PROVIDER=openai OPENAI_API_KEY=${apiKey} OPENAI_REALTIME_URL=${emulator.url} stsgate serve\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await emulator.close();
+  return 0;
 }
 
 /** Probe the gateway on this host, on the port `serve` would pick from the same environment. */
