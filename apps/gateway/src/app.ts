@@ -2,17 +2,23 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
-import type { StsAdapter } from '@stsgate/core';
+import type { AsrAdapter, StsAdapter, TtsAdapter } from '@stsgate/core';
 import type { GatewayConfig } from './config.js';
 import { CallSession, type ToolRunner } from './call-session.js';
+import { registerAsrRoute, registerTtsRoute } from './http-routes.js';
 import { GatewayMetrics } from './metrics.js';
 import { OutboundPacer } from './outbound.js';
 
 export interface GatewayDeps {
-  readonly sts: { readonly id: string; readonly adapter: StsAdapter };
+  /** Speech-to-speech over AVR's WebSocket protocol (any path). */
+  readonly sts?: { readonly id: string; readonly adapter: StsAdapter } | undefined;
+  /** `POST /speech-to-text-stream` (AVR ASR contract). */
+  readonly asr?: { readonly id: string; readonly adapter: AsrAdapter } | undefined;
+  /** `POST /text-to-speech-stream` (AVR TTS contract). */
+  readonly tts?: { readonly id: string; readonly adapter: TtsAdapter } | undefined;
   readonly logger: Logger;
   /** The agent's tools (run by the gateway when the provider asks). */
-  readonly tools?: ToolRunner;
+  readonly tools?: ToolRunner | undefined;
   /** Node process metrics (event loop lag, GC, memory) on /metrics; off in tests. */
   readonly collectProcessMetrics?: boolean;
   readonly initTimeoutMs?: number;
@@ -76,16 +82,29 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     return undefined;
   };
 
+  const admitHttp = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (draining) return reply.code(503).send({ message: 'the gateway is shutting down' });
+    if (config.authToken !== undefined && !authorised(request, config.authToken)) {
+      metrics.errors.inc({ kind: 'auth' });
+      return reply.code(401).send({ message: 'missing or invalid token' });
+    }
+    return undefined;
+  };
+  const httpDeps = { logger: deps.logger, metrics, admit: admitHttp };
+  if (deps.asr !== undefined) registerAsrRoute(app, deps.asr, httpDeps);
+  if (deps.tts !== undefined) registerTtsRoute(app, deps.tts, httpDeps);
+
+  const sts = deps.sts;
   // AVR Core connects to STS_URL as given, so any path upgrades to a call.
-  app.route({
+  if (sts !== undefined) app.route({
     method: 'GET',
     url: '/*',
     preValidation: admit,
     handler: (_request, reply) => reply.code(426).send({ message: 'connect with a WebSocket (AVR STS protocol)' }),
     wsHandler: (socket, request) => {
       const call = new CallSession(socket, {
-        adapter: deps.sts.adapter,
-        providerId: deps.sts.id,
+        adapter: sts.adapter,
+        providerId: sts.id,
         logger: deps.logger.child({ conn: request.id }),
         metrics,
         pacer,

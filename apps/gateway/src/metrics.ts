@@ -24,6 +24,18 @@ export class GatewayMetrics {
     help: 'Caller frames dropped because the provider was not ready and the early-audio buffer was full',
     registers: [this.registry],
   });
+  readonly httpStreams = new Gauge({
+    name: 'stsgate_http_streams_active',
+    help: 'AVR HTTP requests in progress (asr: /speech-to-text-stream, tts: /text-to-speech-stream)',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: 'stsgate_http_requests_total',
+    help: 'AVR HTTP requests, by route and outcome',
+    labelNames: ['route', 'outcome'] as const,
+    registers: [this.registry],
+  });
   readonly providerConnectSeconds = new Histogram({
     name: 'stsgate_provider_connect_seconds',
     help: 'Time to open a provider session',

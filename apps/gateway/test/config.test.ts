@@ -20,7 +20,7 @@ describe('gateway configuration', () => {
   it('has drop-in defaults', () => {
     const setup = resolveServeSetup({}, builtinRegistry(), silent);
     expect(setup.port).toBe(6030);
-    expect(setup.sts.id).toBe('loopback');
+    expect(setup.sts?.id).toBe('loopback');
     expect(setup.config.host).toBe('0.0.0.0');
   });
 

@@ -41,11 +41,7 @@ async function startStack(script: RealtimeScript, env: Record<string, string> = 
     builtinRegistry(),
     () => pino({ level: 'silent' }),
   );
-  const gateway: Gateway = await buildGateway(setup.config, {
-    sts: setup.sts,
-    logger: setup.logger,
-    ...(setup.tools === undefined ? {} : { tools: setup.tools }),
-  });
+  const gateway: Gateway = await buildGateway(setup.config, { sts: setup.sts, logger: setup.logger, tools: setup.tools });
   await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   cleanups.push(() => gateway.app.close());
   const url = `ws://127.0.0.1:${(gateway.app.server.address() as AddressInfo).port}/?from=2000&to=5001`;

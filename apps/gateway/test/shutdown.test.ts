@@ -86,6 +86,8 @@ describe('graceful shutdown', () => {
       port: 0,
       sts: { id: 'scripted', adapter: sts },
       logger,
+      asr: undefined,
+      tts: undefined,
       tools: undefined,
     });
     cleanups.push(() => gateway.app.close());

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import {
+  AVR_ROUTES,
+  AVR_SAMPLE_RATE,
+  AVR_UUID_HEADER,
+  avrTtsRequestSchema,
+  bytesFromPcm,
+  createResampler,
+  pcmFromBytes,
+  toProviderError,
+  type AsrAdapter,
+  type AsrStream,
+  type CallContext,
+  type ProviderError,
+  type TtsAdapter,
+} from '@stsgate/core';
+import type { GatewayMetrics } from './metrics.js';
+
+/**
+ * AVR's pipeline-mode HTTP contracts, generic over any ASR or TTS adapter:
+ * - `POST /speech-to-text-stream`: a chunked raw PCM s16le 8 kHz body for a whole listening session;
+ *   the response is plain UTF-8 text, one write per completed utterance (finals only).
+ * - `POST /text-to-speech-stream`: `{"text": ...}` in; raw PCM s16le 8 kHz streamed out.
+ * Errors before the first body byte are a JSON `{"message"}` with a 4xx/5xx status; after it, the
+ * response is ended (the status line is gone) and the failure logged.
+ */
+export interface HttpRouteDeps {
+  readonly logger: Logger;
+  readonly metrics: GatewayMetrics;
+  /** Refuse new work (503) while shutting down; reply undefined to admit. */
+  readonly admit: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+}
+
+const MAX_TTS_BODY_BYTES = 64 * 1024;
+
+export function registerAsrRoute(app: FastifyInstance, asr: { id: string; adapter: AsrAdapter }, deps: HttpRouteDeps): void {
+  // The body is a long-lived PCM stream: leave it unparsed and read `request.raw` as it arrives.
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    scope.post(AVR_ROUTES.asr, { preValidation: deps.admit }, async (request, reply) => {
+      const call = requestCall(request, deps.logger, 'asr');
+      deps.metrics.httpStreams.inc({ route: 'asr' });
+      try {
+        await transcribe(request, reply, asr, call, deps);
+      } finally {
+        call.abort.abort();
+        deps.metrics.httpStreams.dec({ route: 'asr' });
+      }
+    });
+  });
+}
+
+async function transcribe(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  asr: { id: string; adapter: AsrAdapter },
+  call: RequestCall,
+  deps: HttpRouteDeps,
+): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  let stream: AsrStream | undefined;
+  let resample: ((samples: Int16Array) => Int16Array) | undefined;
+  let carry: number | undefined;
+  let opening: Promise<void> | undefined;
+  let failure: ProviderError | undefined;
+  let pending: Promise<void> = Promise.resolve();
+  const clientGone = () => !res.writable || res.destroyed;
+
+  // Utterances stream back while audio is still coming in.
+  const relay = async (open: AsrStream) => {
+    for await (const event of open.events) {
+      switch (event.type) {
+        case 'end_of_utterance': {
+          const text = event.text.trim();
+          if (text.length === 0 || clientGone()) break;
+          if (!res.headersSent) res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+          call.logger.debug({ text }, 'utterance');
+          if (!res.write(text)) await drained(res, call.abort.signal);
+          break;
+        }
+        case 'error':
+          failure = event.error;
+          deps.metrics.errors.inc({ kind: `provider_${event.error.category}` });
+          call.logger.error({ err: event.error, fatal: event.fatal }, 'ASR provider error');
+          break;
+        case 'speech_started':
+        case 'partial':
+        case 'final':
+          break;
+      }
+    }
+  };
+
+  const open = async () => {
+    try {
+      stream = await asr.adapter.open(call.context);
+      if (stream.inputSampleRate !== AVR_SAMPLE_RATE) {
+        const resampler = createResampler(AVR_SAMPLE_RATE, stream.inputSampleRate);
+        resample = (samples) => resampler.process(samples);
+      }
+      pending = relay(stream).catch((error: unknown) => {
+        failure = toProviderError(asr.id, error);
+      });
+    } catch (error) {
+      failure = toProviderError(asr.id, error);
+      call.logger.error({ err: failure }, 'ASR provider connection failed');
+    }
+  };
+
+  request.raw.on('close', () => {
+    if (!request.raw.readableEnded) call.abort.abort();
+  });
+  try {
+    for await (const chunk of request.raw as AsyncIterable<Buffer>) {
+      if (chunk.length === 0) continue;
+      opening ??= open();
+      await opening;
+      if (stream === undefined || failure !== undefined) break;
+      const { samples, rest } = pcmFromChunk(chunk, carry);
+      carry = rest;
+      if (samples.length > 0) stream.pushAudio(resample ? resample(samples) : samples);
+    }
+  } catch {
+    // The client went away mid-body: nothing to answer.
+  }
+  if (call.abort.signal.aborted || clientGone()) {
+    await stream?.close();
+    deps.metrics.httpRequests.inc({ route: 'asr', outcome: 'client_gone' });
+    return;
+  }
+  if (stream !== undefined && failure === undefined) {
+    stream.endInput();
+    await pending;
+  }
+  await stream?.close();
+  finish(res, failure, deps, 'asr');
+}
+
+export function registerTtsRoute(app: FastifyInstance, tts: { id: string; adapter: TtsAdapter }, deps: HttpRouteDeps): void {
+  app.post(AVR_ROUTES.tts, { preValidation: deps.admit, bodyLimit: MAX_TTS_BODY_BYTES }, async (request, reply) => {
+    const parsed = avrTtsRequestSchema.safeParse(request.body);
+    if (!parsed.success) {
+      deps.metrics.httpRequests.inc({ route: 'tts', outcome: 'bad_request' });
+      return reply.code(400).send({ message: 'expected a JSON body {"text": "..."} with non-empty text' });
+    }
+    const call = requestCall(request, deps.logger, 'tts');
+    deps.metrics.httpStreams.inc({ route: 'tts' });
+    reply.hijack();
+    const res = reply.raw;
+    res.on('close', () => {
+      if (!res.writableFinished) call.abort.abort();
+    });
+    let failure: ProviderError | undefined;
+    try {
+      const synthesis = tts.adapter.synthesize({ text: parsed.data.text }, call.context);
+      const resampler = synthesis.outputSampleRate === AVR_SAMPLE_RATE ? undefined : createResampler(synthesis.outputSampleRate, AVR_SAMPLE_RATE);
+      for await (const chunk of synthesis.audio) {
+        if (call.abort.signal.aborted) break;
+        const samples = resampler ? resampler.process(chunk) : chunk;
+        if (samples.length === 0) continue;
+        if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
+        // Backpressure: stop pulling from the provider while the client is not reading.
+        if (!res.write(bytesFromPcm(samples))) await drained(res, call.abort.signal);
+      }
+      const tail = resampler?.flush();
+      if (tail !== undefined && tail.length > 0 && res.headersSent && !call.abort.signal.aborted) res.write(bytesFromPcm(tail));
+    } catch (error) {
+      if (!call.abort.signal.aborted) {
+        failure = toProviderError(tts.id, error);
+        deps.metrics.errors.inc({ kind: `provider_${failure.category}` });
+        call.logger.error({ err: failure }, 'TTS provider error');
+      }
+    } finally {
+      call.abort.abort();
+      deps.metrics.httpStreams.dec({ route: 'tts' });
+    }
+    if (res.destroyed || (!res.writable && !res.headersSent)) {
+      deps.metrics.httpRequests.inc({ route: 'tts', outcome: 'client_gone' });
+      return;
+    }
+    finish(res, failure, deps, 'tts');
+  });
+}
+
+interface RequestCall {
+  readonly context: CallContext;
+  readonly logger: Logger;
+  readonly abort: AbortController;
+}
+
+function requestCall(request: FastifyRequest, logger: Logger, route: string): RequestCall {
+  const header = request.headers[AVR_UUID_HEADER];
+  const uuid = typeof header === 'string' && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
+  const abort = new AbortController();
+  const callLogger = logger.child({ callId: uuid, route });
+  return { context: { callId: uuid, metadata: {}, logger: callLogger, signal: abort.signal }, logger: callLogger, abort };
+}
+
+/** End the response: an error status if nothing was sent yet, otherwise just the end of the stream. */
+function finish(res: FastifyReply['raw'], failure: ProviderError | undefined, deps: HttpRouteDeps, route: 'asr' | 'tts'): void {
+  if (failure !== undefined && !res.headersSent) {
+    const status = failure.category === 'invalid_request' ? 400 : failure.category === 'timeout' ? 504 : 502;
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ message: `${route.toUpperCase()} provider error: ${failure.message}` }));
+  } else {
+    if (!res.headersSent) res.writeHead(200, { 'content-type': route === 'asr' ? 'text/plain; charset=utf-8' : 'application/octet-stream' });
+    res.end();
+  }
+  deps.metrics.httpRequests.inc({ route, outcome: failure === undefined ? 'ok' : 'provider_error' });
+}
+
+/** Wait until the client reads again, leaves, or the request is aborted (whichever comes first). */
+function drained(res: FastifyReply['raw'], signal: AbortSignal): Promise<void> {
+  if (res.destroyed || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+    signal.addEventListener('abort', done);
+  });
+}
+
+/** Little-endian s16 samples from a body chunk, carrying an odd trailing byte to the next chunk. */
+function pcmFromChunk(chunk: Buffer, carry: number | undefined): { samples: Int16Array; rest: number | undefined } {
+  const bytes = carry === undefined ? chunk : Buffer.concat([Buffer.of(carry), chunk]);
+  const even = bytes.length & ~1;
+  return { samples: pcmFromBytes(bytes.subarray(0, even)), rest: even < bytes.length ? (bytes[even] as number) : undefined };
+}
