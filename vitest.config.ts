@@ -4,13 +4,14 @@ import { defineConfig } from 'vitest/config';
 
 // Tests import workspace packages from source, so `pnpm test` needs no build step.
 const root = fileURLToPath(new URL('.', import.meta.url));
-const alias: Record<string, string> = {};
+const alias: { find: RegExp; replacement: string }[] = [];
 for (const group of ['packages', 'apps']) {
   for (const dir of readdirSync(`${root}${group}`)) {
     const entry = `${root}${group}/${dir}/src/index.ts`;
-    if (existsSync(entry)) alias[`@stsgate/${dir}`] = entry;
+    if (existsSync(entry)) alias.push({ find: new RegExp(`^@stsgate/${dir}$`), replacement: entry });
   }
 }
+alias.push({ find: /^@stsgate\/testkit\/conformance$/, replacement: `${root}packages/testkit/src/conformance/index.ts` });
 
 export default defineConfig({
   resolve: { alias },

@@ -8,6 +8,7 @@ export * from './contracts/tts.js';
 export * from './contracts/vad.js';
 export * from './errors/provider-error.js';
 export * from './retry/reconnect-policy.js';
+export * from './retry/run-with-reconnect.js';
 export * from './registry/registry.js';
 export * from './util/async-queue.js';
 export * from './audio/index.js';

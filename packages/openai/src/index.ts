@@ -41,5 +41,3 @@ export type { OpenAiRealtimeEnv } from './definitions.js';
 
 // Errors and the reconnect loop (generic; a candidate for core)
 export { providerErrorFromClose, providerErrorFromUpgrade, providerErrorFromServer, sanitizeMessage } from './errors.js';
-export { runWithReconnect } from './reconnect.js';
-export type { RunWithReconnectOptions } from './reconnect.js';

@@ -64,3 +64,37 @@ export {
   type AvrAmiRequestRecord,
 } from './emulators/avr-ami.js';
 export type { WaitOptions, JsonValue as EmulatorJsonValue } from './emulators/common.js';
+export {
+  startSonioxSttEmulator,
+  fixtureRecognizer,
+  scriptedRecognizer,
+  SONIOX_STT_MODELS,
+  type SonioxSttEmulator,
+  type SonioxSttEmulatorOptions,
+  type SonioxSttConnection,
+  type SonioxSttConfig,
+  type SonioxSttCloseInfo,
+  type SonioxSttFault,
+  type SonioxSttFaultAction,
+  type SonioxSttFaultTrigger,
+  type SonioxSttUpgradeRecord,
+  type SonioxSttResult,
+  type SonioxSttServerMessage,
+  type SonioxErrorMessage,
+  type SonioxToken,
+  type SonioxUtterance,
+  type SonioxUtteranceRecord,
+  type SonioxRecognizer,
+} from './emulators/soniox-stt.js';
+export {
+  startSonioxTtsEmulator,
+  defaultSonioxSpeech,
+  SONIOX_TTS_MODELS,
+  type SonioxTtsEmulator,
+  type SonioxTtsEmulatorOptions,
+  type SonioxTtsRequest,
+  type SonioxTtsRequestRecord,
+  type SonioxTtsAudioFormat,
+  type SonioxTtsFault,
+  type SonioxTtsFaultAction,
+} from './emulators/soniox-tts.js';

@@ -4,11 +4,10 @@
  * the session configuration and the conversation, and sending the caller audio buffered meanwhile).
  */
 import type { Logger } from 'pino';
-import { AsyncQueue, ProviderError, ReconnectBudget, toProviderError } from '@stsgate/core';
+import { AsyncQueue, ProviderError, ReconnectBudget, toProviderError, runWithReconnect } from '@stsgate/core';
 import type { ReconnectPolicyOptions, SampleRate, StsCallContext, StsEvent, StsSession } from '@stsgate/core';
 import type { SessionUpdateEvent } from 'openai/resources/realtime/realtime';
 import { PROVIDER } from '../errors.js';
-import { runWithReconnect } from '../reconnect.js';
 import type { AudioCodec } from './audio-codec.js';
 import { openRealtimeConnection } from './connection.js';
 import type { RealtimeConnection, TlsOptions } from './connection.js';

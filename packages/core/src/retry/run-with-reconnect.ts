@@ -1,9 +1,9 @@
 /**
- * The retry loop around one connection attempt, driven by core's `ReconnectBudget`. Generic (nothing
- * OpenAI-specific): a candidate for core.
+ * The retry loop around one connection attempt, driven by `ReconnectBudget`: adapters write one
+ * connection attempt and core owns when and how often to retry.
  */
-import { ProviderError, toProviderError } from '@stsgate/core';
-import type { ReconnectBudget } from '@stsgate/core';
+import { ProviderError, toProviderError } from '../errors/provider-error.js';
+import type { ReconnectBudget } from './reconnect-policy.js';
 
 export interface RunWithReconnectOptions {
   readonly provider: string;

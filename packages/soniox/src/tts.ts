@@ -1,0 +1,189 @@
+/**
+ * `createSonioxTts`: Soniox REST TTS (`POST /tts`, streamed raw PCM s16le) as a core TtsAdapter.
+ *
+ * Uses `node:http`/`node:https` rather than `fetch`: errors that happen after audio started streaming arrive as
+ * HTTP trailers (`x-tts-error-code` / `x-tts-error-message`), and Node's `fetch` does not expose trailers.
+ */
+import { request as httpRequest } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { ProviderError, toProviderError } from '@stsgate/core';
+import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest } from '@stsgate/core';
+import { PROVIDER, parseRetryAfter, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
+import { Pcm16Assembler } from './pcm.js';
+import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, buildTtsRequest } from './wire.js';
+import type { TtsSettings } from './wire.js';
+
+export interface SonioxTtsOptions {
+  readonly apiKey: string;
+  /** Default `https://tts-rt.soniox.com/tts`; `http://` works for local servers. */
+  readonly url?: string;
+  /** Default `tts-rt-v1`. */
+  readonly model?: string;
+  /** Default `en`; a request's own language wins. */
+  readonly language?: string;
+  /** Default `Adrian`; a request's own voice wins. */
+  readonly voice?: string;
+  /** Only 8000 (AVR's rate). */
+  readonly sampleRate?: 8000;
+  readonly bitrate?: number;
+  /** 0.7..1.3 */
+  readonly speed?: number;
+  /** No response, or no data, for this long: a `timeout` ProviderError. Default 30000. */
+  readonly timeoutMs?: number;
+}
+
+export const DEFAULT_TTS_TIMEOUT_MS = 30_000;
+export const TTS_SAMPLE_RATE: SampleRate = 8000;
+
+export const sonioxTtsCapabilities: TtsCapabilities = {
+  outputSampleRates: [TTS_SAMPLE_RATE],
+  encodings: ['pcm_s16le'],
+  streamingInput: false,
+};
+
+const MAX_ERROR_BODY_BYTES = 8192;
+
+function cancelled(): ProviderError {
+  return new ProviderError(PROVIDER, 'closed', 'speech synthesis was cancelled: the call ended', { retryable: false });
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
+  const sampleRate = options.sampleRate ?? TTS_SAMPLE_RATE;
+  if (sampleRate !== TTS_SAMPLE_RATE) throw new RangeError(`Soniox TTS sample rate must be 8000 for AVR, not ${String(sampleRate)}`);
+  const url = new URL(options.url ?? DEFAULT_TTS_URL);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`Soniox TTS URL must be http(s), not ${url.protocol}`);
+  const settings: TtsSettings = {
+    model: options.model ?? DEFAULT_TTS_MODEL,
+    language: options.language ?? DEFAULT_TTS_LANGUAGE,
+    voice: options.voice ?? DEFAULT_TTS_VOICE,
+    sampleRate,
+    bitrate: options.bitrate,
+    speed: options.speed,
+  };
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TTS_TIMEOUT_MS;
+  const secret = options.apiKey;
+
+  async function* stream(request: TtsRequest, call: CallContext): AsyncGenerator<Int16Array> {
+    if (call.signal.aborted) throw cancelled();
+    if (request.text.trim() === '') {
+      throw new ProviderError(PROVIDER, 'invalid_request', 'nothing to synthesize: the text is empty', { retryable: false });
+    }
+    const body = JSON.stringify(
+      buildTtsRequest(settings, request.text, { voice: request.voice, language: request.language }),
+    );
+    // One place decides why the upstream request ended early: the call, the timeout, or the consumer.
+    let stopReason: ProviderError | undefined;
+    let upstream: ClientRequest | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const stop = (reason: ProviderError): void => {
+      stopReason ??= reason;
+      upstream?.destroy(reason);
+    };
+    const onCallAbort = (): void => stop(cancelled());
+    const arm = (): void => {
+      disarm();
+      timer = setTimeout(() => stop(new ProviderError(PROVIDER, 'timeout', `Soniox TTS sent nothing for ${timeoutMs} ms`)), timeoutMs);
+    };
+    const disarm = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+    };
+    call.signal.addEventListener('abort', onCallAbort, { once: true });
+    let response: IncomingMessage | undefined;
+    let complete = false;
+    try {
+      arm();
+      response = await new Promise<IncomingMessage>((resolve, reject) => {
+        const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+        const req = send(url, {
+          method: 'POST',
+          headers: {
+            Authorization: `Bearer ${secret}`,
+            'Content-Type': 'application/json',
+            'Content-Length': Buffer.byteLength(body),
+            Accept: 'audio/pcm, application/json',
+            TE: 'trailers',
+          },
+        });
+        upstream = req;
+        req.once('response', resolve);
+        req.once('error', reject);
+        req.end(body);
+      }).catch((error: unknown) => {
+        throw stopReason ?? connectionError(error);
+      });
+      const status = response.statusCode ?? 0;
+      if (status < 200 || status >= 300) {
+        const text = await readBody(response).catch(() => '');
+        throw stopReason ?? providerErrorFromStatus(status, text, {
+          secret,
+          what: 'TTS request failed',
+          retryAfterMs: parseRetryAfter(header(response.headers['retry-after'])),
+        });
+      }
+      const assembler = new Pcm16Assembler();
+      try {
+        for await (const chunk of response as AsyncIterable<Buffer>) {
+          disarm();
+          const samples = assembler.push(chunk);
+          if (samples.length > 0) yield samples;
+          arm();
+        }
+      } catch (error) {
+        throw stopReason ?? connectionError(error);
+      }
+      disarm();
+      if (stopReason !== undefined) throw stopReason;
+      // Errors after the audio started: HTTP trailers (available once the body has ended).
+      const trailerCode = header(response.trailers['x-tts-error-code']);
+      if (trailerCode !== undefined && trailerCode.trim() !== '') {
+        const code = Number(trailerCode);
+        throw providerErrorFromSoniox(Number.isFinite(code) ? code : 500, header(response.trailers['x-tts-error-message']), {
+          secret,
+          what: 'TTS stream failed',
+        });
+      }
+      if (!response.complete) throw new ProviderError(PROVIDER, 'connectivity', 'the Soniox TTS response ended early');
+      if (assembler.pendingBytes > 0) call.logger.debug({ provider: PROVIDER }, 'Soniox TTS stream ended on an odd byte (dropped)');
+      complete = true;
+    } finally {
+      disarm();
+      call.signal.removeEventListener('abort', onCallAbort);
+      // Early return by the consumer, an error, or the call ending: abort the upstream request.
+      if (!complete) upstream?.destroy();
+      response?.destroy();
+    }
+  }
+
+  return {
+    id: PROVIDER,
+    capabilities: sonioxTtsCapabilities,
+    synthesize(request: TtsRequest, call: CallContext) {
+      return { outputSampleRate: TTS_SAMPLE_RATE, audio: stream(request, call) };
+    },
+  };
+
+  function connectionError(error: unknown): ProviderError {
+    const mapped = toProviderError(PROVIDER, error);
+    if (mapped.category !== 'unknown') return mapped;
+    return new ProviderError(PROVIDER, 'connectivity', `Soniox TTS connection failed: ${sanitizeMessage(mapped.message, secret)}`, { cause: error });
+  }
+}
+
+function readBody(response: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    response.on('data', (chunk: Buffer) => {
+      if (size < MAX_ERROR_BODY_BYTES) chunks.push(chunk);
+      size += chunk.length;
+    });
+    response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY_BYTES)));
+    response.on('error', reject);
+  });
+}

@@ -1,0 +1,145 @@
+/**
+ * Soniox wire shapes: the real-time STT config message and responses (zod, parsed at the boundary), and the
+ * TTS REST request body. Types are checked against the official `@soniox/node` SDK's declarations; the SDK's
+ * runtime is not used (see the README: it cannot send the key in a header).
+ */
+import { z } from 'zod';
+import type { GenerateSpeechOptions, SttSessionConfig } from '@soniox/node';
+
+export const DEFAULT_STT_URL = 'wss://stt-rt.soniox.com/transcribe-websocket';
+/** The current real-time model (2026-06-16; `stt-rt-v4` is an alias). avr-asr-soniox defaulted to `stt-rt-v3`. */
+export const DEFAULT_STT_MODEL = 'stt-rt-v5';
+export const DEFAULT_LANGUAGE_HINTS: readonly string[] = ['en'];
+
+export const DEFAULT_TTS_URL = 'https://tts-rt.soniox.com/tts';
+export const DEFAULT_TTS_MODEL = 'tts-rt-v1';
+export const DEFAULT_TTS_LANGUAGE = 'en';
+export const DEFAULT_TTS_VOICE = 'Adrian';
+
+/** Control tokens: never part of any text. */
+export const END_TOKEN = '<end>';
+export const FIN_TOKEN = '<fin>';
+
+// ---- STT config ----------------------------------------------------------------------------------------
+
+export interface SttSettings {
+  readonly model: string;
+  readonly sampleRate: number;
+  /** Trimmed, non-empty entries (see `splitList`). Empty: no hints. */
+  readonly languageHints: readonly string[];
+  /** 500..3000 ms; unset: the server default. */
+  readonly maxEndpointDelayMs?: number | undefined;
+  /** Free-text background (`context.text`). */
+  readonly contextText?: string | undefined;
+  /** Words to recognise (`context.terms`). */
+  readonly contextTerms?: readonly string[] | undefined;
+}
+
+/** The first message of a session. No `api_key`: the key travels in the `Authorization` header. */
+export type SttConfigMessage = SttSessionConfig & {
+  model: string;
+  audio_format: 'pcm_s16le';
+  sample_rate: number;
+  num_channels: 1;
+  enable_endpoint_detection: true;
+};
+
+export function buildSttConfig(settings: SttSettings, clientReferenceId?: string): SttConfigMessage {
+  const terms = settings.contextTerms?.filter((term) => term.trim() !== '').map((term) => term.trim()) ?? [];
+  const text = settings.contextText?.trim() ?? '';
+  const hints = settings.languageHints.map((hint) => hint.trim()).filter((hint) => hint !== '');
+  return {
+    model: settings.model,
+    audio_format: 'pcm_s16le',
+    sample_rate: settings.sampleRate,
+    num_channels: 1,
+    ...(hints.length > 0 ? { language_hints: hints } : {}),
+    enable_endpoint_detection: true,
+    ...(settings.maxEndpointDelayMs === undefined ? {} : { max_endpoint_delay_ms: settings.maxEndpointDelayMs }),
+    ...(text !== '' || terms.length > 0 ? { context: { ...(text !== '' ? { text } : {}), ...(terms.length > 0 ? { terms } : {}) } } : {}),
+    // Soniox caps the id at 256 characters.
+    ...(clientReferenceId === undefined || clientReferenceId === '' ? {} : { client_reference_id: clientReferenceId.slice(0, 256) }),
+  };
+}
+
+export type SttControlMessage = { type: 'keepalive' } | { type: 'finalize'; trailing_silence_ms?: number };
+
+// ---- STT responses -------------------------------------------------------------------------------------
+
+export const sttTokenSchema = z.looseObject({
+  text: z.string(),
+  is_final: z.boolean().default(false),
+  start_ms: z.number().optional(),
+  end_ms: z.number().optional(),
+  confidence: z.number().optional(),
+  speaker: z.string().optional(),
+  language: z.string().optional(),
+  translation_status: z.string().optional(),
+});
+export type SttToken = z.infer<typeof sttTokenSchema>;
+
+export const sttResponseSchema = z.looseObject({
+  tokens: z.array(sttTokenSchema).default([]),
+  final_audio_proc_ms: z.number().optional(),
+  total_audio_proc_ms: z.number().optional(),
+  finished: z.boolean().optional(),
+  error_code: z.union([z.number(), z.string()]).optional(),
+  error_message: z.string().optional(),
+});
+export type SttResponse = z.infer<typeof sttResponseSchema>;
+
+export type ParsedSttMessage =
+  | { kind: 'result'; result: SttResponse }
+  | { kind: 'error'; code: number; message: string | undefined }
+  | { kind: 'invalid'; reason: string };
+
+/** One text frame from the server. An `error_code` wins over anything else in the same message. */
+export function parseSttMessage(text: string): ParsedSttMessage {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { kind: 'invalid', reason: 'not JSON' };
+  }
+  const parsed = sttResponseSchema.safeParse(json);
+  if (!parsed.success) return { kind: 'invalid', reason: parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ') };
+  const result = parsed.data;
+  if (result.error_code !== undefined) {
+    const code = typeof result.error_code === 'number' ? result.error_code : Number(result.error_code);
+    return { kind: 'error', code: Number.isFinite(code) ? code : 500, message: result.error_message };
+  }
+  return { kind: 'result', result };
+}
+
+// ---- TTS -----------------------------------------------------------------------------------------------
+
+export interface TtsSettings {
+  readonly model: string;
+  readonly language: string;
+  readonly voice: string;
+  readonly sampleRate: number;
+  readonly bitrate?: number | undefined;
+  readonly speed?: number | undefined;
+}
+
+export type TtsRequestBody = Omit<GenerateSpeechOptions, 'signal'> & {
+  model: string;
+  language: string;
+  voice: string;
+  audio_format: 'pcm_s16le';
+  sample_rate: number;
+  text: string;
+};
+
+export function buildTtsRequest(settings: TtsSettings, text: string, overrides: { voice?: string | undefined; language?: string | undefined } = {}): TtsRequestBody {
+  return {
+    model: settings.model,
+    language: overrides.language ?? settings.language,
+    voice: overrides.voice ?? settings.voice,
+    audio_format: 'pcm_s16le',
+    sample_rate: settings.sampleRate,
+    ...(settings.bitrate === undefined ? {} : { bitrate: settings.bitrate }),
+    ...(settings.speed === undefined ? {} : { speed: settings.speed }),
+    text,
+  };
+}

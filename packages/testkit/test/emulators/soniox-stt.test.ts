@@ -1,0 +1,334 @@
+import { AuthError, BadRequestError, NetworkError, SonioxNodeClient, type RealtimeResult } from '@soniox/node';
+import { afterEach, describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
+import { startSonioxSttEmulator, type SonioxSttEmulator, type SonioxSttEmulatorOptions } from '../../src/emulators/soniox-stt.js';
+import { tone } from '../../src/emulators/common.js';
+import { FIXTURE_TEXT, fixturePath } from '../../src/fixtures.js';
+import { concatPcm, silence } from '../../src/signals.js';
+import { readWavAs8k } from '../../src/wav.js';
+import { encodeMulaw } from '@stsgate/core';
+
+const KEY = 'soniox-test-key-1234';
+const CONFIG = { model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000, num_channels: 1 } as const;
+
+let emulator: SonioxSttEmulator | undefined;
+afterEach(async () => {
+  await emulator?.close();
+  emulator = undefined;
+});
+
+async function start(options: Partial<SonioxSttEmulatorOptions> = {}): Promise<SonioxSttEmulator> {
+  emulator = await startSonioxSttEmulator({ apiKey: KEY, ...options });
+  return emulator;
+}
+
+function bytes(samples: Int16Array): Buffer {
+  return Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+}
+
+/** 20 ms frames of 8 kHz PCM. */
+function frames(samples: Int16Array, frameSamples = 160): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < samples.length; i += frameSamples) out.push(bytes(samples.subarray(i, i + frameSamples)));
+  return out;
+}
+
+type Message = Record<string, unknown> & { tokens?: { text: string; is_final: boolean; start_ms?: number; language?: string }[] };
+
+interface RawClient {
+  readonly ws: WebSocket;
+  readonly messages: Message[];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  until(predicate: (message: Message) => boolean): Promise<Message>;
+}
+
+async function rawClient(url: string, headers: Record<string, string> = { Authorization: `Bearer ${KEY}` }, protocols?: string[]): Promise<RawClient> {
+  const ws = new WebSocket(url, protocols, { headers });
+  const messages: Message[] = [];
+  const listeners = new Set<() => void>();
+  ws.on('message', (data, isBinary) => {
+    expect(isBinary).toBe(false);
+    messages.push(JSON.parse(String(data)) as Message);
+    for (const listener of [...listeners]) listener();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.on('close', (code, reason) => {
+      resolve({ code, reason: reason.toString('utf8') });
+      for (const listener of [...listeners]) listener();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return {
+    ws,
+    messages,
+    closed,
+    until: (predicate) =>
+      new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const found = messages.find(predicate);
+          if (found !== undefined) {
+            listeners.delete(check);
+            resolve(found);
+            return true;
+          }
+          if (ws.readyState === WebSocket.CLOSED) {
+            listeners.delete(check);
+            reject(new Error(`closed without the expected message; got ${JSON.stringify(messages)}`));
+            return true;
+          }
+          return false;
+        };
+        if (!check()) listeners.add(check);
+      }),
+  };
+}
+
+const finalText = (messages: readonly Message[]): string =>
+  messages.flatMap((message) => message.tokens ?? []).filter((token) => token.is_final).map((token) => token.text).join('');
+
+describe('Soniox STT emulator with the official @soniox/node SDK', () => {
+  test('streams a fixture and gets its text, an endpoint and finished', async () => {
+    const emu = await start();
+    const client = new SonioxNodeClient({ api_key: KEY, realtime: { ws_base_url: emu.url } });
+    const session = client.realtime.stt({ ...CONFIG, enable_endpoint_detection: true, language_hints: ['en'] });
+    const results: RealtimeResult[] = [];
+    let endpoints = 0;
+    session.on('result', (result) => results.push(result));
+    session.on('endpoint', () => endpoints++);
+    await session.connect();
+    const audio = concatPcm(readWavAs8k(fixturePath('greeting')), silence(1000));
+    for (const frame of frames(audio)) session.sendAudio(new Uint8Array(frame));
+    await session.finish();
+
+    const finals = results.flatMap((result) => result.tokens).filter((token) => token.is_final);
+    expect(finals.map((token) => token.text).join('')).toBe(FIXTURE_TEXT['greeting.wav']);
+    expect(endpoints).toBe(1);
+    // The SDK strips control tokens; the wire had them.
+    expect(finals.some((token) => token.text === '<end>')).toBe(false);
+    const conn = emu.connections[0];
+    expect(conn?.authVia).toBe('config');
+    expect(conn?.config?.model).toBe('stt-rt-v5');
+    expect(conn?.endOfAudio).toBe('text');
+    expect(conn?.audioMs).toBe(audio.length / 8);
+    expect(conn?.sent.some((message) => 'tokens' in message && message.tokens.some((token) => token.text === '<end>'))).toBe(true);
+    expect(conn?.sent.at(-1)).toMatchObject({ tokens: [], finished: true });
+    // Partials were revealed before the finals.
+    const firstFinal = results.findIndex((result) => result.tokens.some((token) => token.is_final));
+    expect(results.slice(0, firstFinal).some((result) => result.tokens.some((token) => !token.is_final))).toBe(true);
+  });
+
+  test('finalize gives the pending text and a finalized event', async () => {
+    const emu = await start();
+    const client = new SonioxNodeClient({ api_key: KEY, realtime: { ws_base_url: emu.url } });
+    const session = client.realtime.stt({ ...CONFIG });
+    const texts: string[] = [];
+    session.on('result', (result) => texts.push(...result.tokens.filter((token) => token.is_final).map((token) => token.text)));
+    const finalized = new Promise<void>((resolve) => session.on('finalized', () => resolve()));
+    await session.connect();
+    for (const frame of frames(readWavAs8k(fixturePath('question')))) session.sendAudio(new Uint8Array(frame));
+    session.finalize();
+    await finalized;
+    expect(texts.join('')).toBe(FIXTURE_TEXT['question.wav']);
+    expect(emu.connections[0]?.finalizeCount).toBe(1);
+    await session.finish();
+  });
+
+  test('a bad key is an AuthError, a bad model a BadRequestError, a 503 mid-stream a NetworkError', async () => {
+    const emu = await start();
+    const bad = new SonioxNodeClient({ api_key: 'wrong', realtime: { ws_base_url: emu.url } }).realtime.stt({ ...CONFIG });
+    const authError = new Promise<unknown>((resolve) => bad.on('error', resolve));
+    await bad.connect();
+    expect(await authError).toBeInstanceOf(AuthError);
+
+    const good = new SonioxNodeClient({ api_key: KEY, realtime: { ws_base_url: emu.url } });
+    const badModel = good.realtime.stt({ ...CONFIG, model: 'stt-rt-v0' });
+    const modelError = new Promise<unknown>((resolve) => badModel.on('error', resolve));
+    await badModel.connect();
+    const error = await modelError;
+    expect(error).toBeInstanceOf(BadRequestError);
+    expect((error as Error).message).toBe('Invalid model specified.');
+
+    emu.queueFault({ at: { afterAudioMs: 200 }, action: { type: 'error', code: 503 } });
+    const midStream = good.realtime.stt({ ...CONFIG });
+    const midError = new Promise<unknown>((resolve) => midStream.on('error', resolve));
+    await midStream.connect();
+    for (const frame of frames(tone(400, 8000))) midStream.sendAudio(new Uint8Array(frame));
+    const network = await midError;
+    expect(network).toBeInstanceOf(NetworkError);
+    expect((network as Error).message).toMatch(/^Cannot continue request \(code \d+\)\. Please restart the request\.$/);
+  });
+
+  test('requireHeaderAuth refuses the SDK (key only in the config)', async () => {
+    const emu = await start({ requireHeaderAuth: true });
+    const session = new SonioxNodeClient({ api_key: KEY, realtime: { ws_base_url: emu.url } }).realtime.stt({ ...CONFIG });
+    const error = new Promise<unknown>((resolve) => session.on('error', resolve));
+    await session.connect();
+    expect(await error).toBeInstanceOf(AuthError);
+  });
+});
+
+describe('Soniox STT emulator over raw ws', () => {
+  test('header auth; two utterances give two <end> tokens; finals once, finals before non-finals', async () => {
+    const emu = await start();
+    const client = await rawClient(emu.url);
+    client.ws.send(JSON.stringify({ ...CONFIG, enable_endpoint_detection: true, enable_language_identification: true, language_hints: ['it'] }));
+    const audio = concatPcm(readWavAs8k(fixturePath('short')), silence(1200), readWavAs8k(fixturePath('question')), silence(1200));
+    for (const frame of frames(audio)) client.ws.send(frame);
+    client.ws.send(Buffer.alloc(0));
+    expect(await client.closed).toEqual({ code: 1000, reason: '' });
+    expect(emu.connections[0]?.authVia).toBe('header');
+    expect(emu.connections[0]?.endOfAudio).toBe('binary');
+
+    const tokens = client.messages.flatMap((message) => message.tokens ?? []);
+    expect(tokens.filter((token) => token.text === '<end>' && token.is_final)).toHaveLength(2);
+    expect(finalText(client.messages).replaceAll('<end>', '|')).toBe(` ${FIXTURE_TEXT['short.wav']}| ${FIXTURE_TEXT['question.wav']}|`.trimStart());
+    for (const message of client.messages) {
+      const list = message.tokens ?? [];
+      const firstNonFinal = list.findIndex((token) => !token.is_final);
+      if (firstNonFinal >= 0) expect(list.slice(firstNonFinal).every((token) => !token.is_final)).toBe(true);
+    }
+    // Finals are spread over several responses (an adapter must accumulate them up to <end>).
+    const withFinals = client.messages.filter((message) => (message.tokens ?? []).some((token) => token.is_final && token.text !== '<end>'));
+    expect(withFinals.length).toBeGreaterThan(2);
+    expect(tokens.filter((token) => token.text !== '<end>').every((token) => token.language === 'it' && typeof token.start_ms === 'number')).toBe(true);
+    expect(client.messages.at(-1)).toEqual({ tokens: [], final_audio_proc_ms: audio.length / 8, total_audio_proc_ms: audio.length / 8, finished: true });
+    expect(emu.connections[0]?.utterances.map((utterance) => utterance.text)).toEqual([FIXTURE_TEXT['short.wav'], FIXTURE_TEXT['question.wav']]);
+  });
+
+  test('unknown audio gets "utterance N"; without endpoint detection there is no <end>', async () => {
+    const emu = await start();
+    const client = await rawClient(emu.url);
+    client.ws.send(JSON.stringify(CONFIG));
+    for (const frame of frames(concatPcm(tone(700, 8000), silence(800)))) client.ws.send(frame);
+    client.ws.send('');
+    await client.closed;
+    expect(finalText(client.messages)).toBe('utterance 1');
+  });
+
+  test('finalize: pending text final then <fin>; keepalive counted', async () => {
+    const emu = await start();
+    const client = await rawClient(emu.url);
+    client.ws.send(JSON.stringify({ ...CONFIG, enable_endpoint_detection: true }));
+    client.ws.send(JSON.stringify({ type: 'keepalive' }));
+    for (const frame of frames(readWavAs8k(fixturePath('greeting')).subarray(0, 8000 * 3))) client.ws.send(frame);
+    client.ws.send(JSON.stringify({ type: 'finalize' }));
+    await client.until((message) => (message.tokens ?? []).some((token) => token.text === '<fin>'));
+    const text = finalText(client.messages);
+    expect(text.endsWith('<fin>')).toBe(true);
+    expect(text.length).toBeGreaterThan('<fin>'.length);
+    expect(text).not.toContain('<end>');
+    expect(emu.connections[0]?.keepaliveCount).toBe(1);
+    expect(emu.connections[0]?.utterances[0]?.endedBy).toBe('finalize');
+    client.ws.close();
+  });
+
+  test('mulaw at 8 kHz is decoded', async () => {
+    const emu = await start();
+    const client = await rawClient(emu.url);
+    client.ws.send(JSON.stringify({ ...CONFIG, audio_format: 'mulaw' }));
+    const encoded = Buffer.from(encodeMulaw(concatPcm(readWavAs8k(fixturePath('short')), silence(800))));
+    for (let i = 0; i < encoded.length; i += 160) client.ws.send(encoded.subarray(i, i + 160));
+    client.ws.send('');
+    await client.closed;
+    expect(finalText(client.messages)).toBe(FIXTURE_TEXT['short.wav']);
+  });
+
+  test('config validation errors are {error_code:400} then close', async () => {
+    const emu = await start();
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...CONFIG, model: 'nope' }, /^Invalid model specified\.$/],
+      [{ model: 'stt-rt-v5', audio_format: 'pcm_s16le', num_channels: 1 }, /sample_rate/],
+      [{ model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000 }, /num_channels/],
+      [{ ...CONFIG, language_hints: 'en' }, /language_hints/],
+      [{ ...CONFIG, enable_endpoint_detection: 'yes' }, /enable_endpoint_detection/],
+      [{ ...CONFIG, context: { terms: 'AVR' } }, /context\.terms/],
+      [{ ...CONFIG, surprise: true }, /Unknown field: surprise/],
+      [{ audio_format: 'pcm_s16le' }, /Missing required field: model/],
+    ];
+    for (const [config, message] of cases) {
+      const client = await rawClient(emu.url);
+      client.ws.send(JSON.stringify(config));
+      const closed = await client.closed;
+      expect(closed.code).toBe(1000);
+      expect(client.messages).toHaveLength(1);
+      expect(client.messages[0]?.error_code).toBe(400);
+      expect(String(client.messages[0]?.error_message)).toMatch(message);
+    }
+  });
+
+  test('auth: bad header key, missing key, subprotocol key; extra model ids', async () => {
+    const emu = await start({ models: ['stt-rt-v3'] });
+    const bad = await rawClient(emu.url, { Authorization: 'Bearer nope' });
+    bad.ws.send(JSON.stringify({ ...CONFIG, api_key: KEY }));
+    await bad.closed;
+    expect(bad.messages).toEqual([{ error_code: 401, error_message: 'Invalid API key.' }]);
+
+    const none = await rawClient(emu.url, {});
+    none.ws.send(JSON.stringify(CONFIG));
+    await none.closed;
+    expect(none.messages[0]?.error_code).toBe(401);
+
+    const protocol = await rawClient(emu.url, {}, ['soniox-api-key', KEY]);
+    expect(protocol.ws.protocol).toBe('soniox-api-key');
+    protocol.ws.send(JSON.stringify({ ...CONFIG, model: 'stt-rt-v3' }));
+    protocol.ws.send('');
+    await protocol.closed;
+    expect(protocol.messages).toEqual([{ tokens: [], final_audio_proc_ms: 0, total_audio_proc_ms: 0, finished: true }]);
+    expect(emu.connections[2]?.authVia).toBe('subprotocol');
+  });
+
+  test('idle timeout closes with an error; keepalives keep it open', async () => {
+    const emu = await start({ idleTimeoutMs: 150 });
+    const idle = await rawClient(emu.url);
+    idle.ws.send(JSON.stringify(CONFIG));
+    await idle.closed;
+    expect(idle.messages).toEqual([{ error_code: 408, error_message: 'Request timeout.' }]);
+
+    const alive = await rawClient(emu.url);
+    alive.ws.send(JSON.stringify(CONFIG));
+    const connection = await emu.waitForConnection(1);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      alive.ws.send(JSON.stringify({ type: 'keepalive' }));
+    }
+    await emu.waitFor(() => connection.keepaliveCount === 4);
+    expect(connection.closeInfo).toBeUndefined();
+    alive.ws.send('');
+    await alive.closed;
+    expect(alive.messages.at(-1)).toMatchObject({ finished: true });
+  });
+
+  test('faults: drop, stall, close code, http at upgrade', async () => {
+    const emu = await start();
+    emu.queueFault({ at: { afterAudioMs: 100 }, action: { type: 'drop' } });
+    const dropped = await rawClient(emu.url);
+    dropped.ws.send(JSON.stringify(CONFIG));
+    for (const frame of frames(tone(300, 8000))) dropped.ws.send(frame);
+    expect((await dropped.closed).code).toBe(1006);
+    expect(emu.connections[0]?.closeInfo?.by).toBe('dropped');
+
+    emu.queueFault({ at: 'config', action: { type: 'stall' } });
+    const stalled = await rawClient(emu.url);
+    stalled.ws.send(JSON.stringify(CONFIG));
+    for (const frame of frames(concatPcm(tone(500, 8000), silence(800)))) stalled.ws.send(frame);
+    stalled.ws.send('');
+    const connection = await emu.waitForConnection(1);
+    await emu.waitFor(() => connection.stalled && connection.endOfAudio === undefined && connection.audioBytes === 0);
+    expect(stalled.messages).toEqual([]);
+    stalled.ws.close();
+    await stalled.closed;
+
+    emu.queueFault({ at: 'finalize', action: { type: 'close', code: 4003, reason: 'bye' } });
+    const closing = await rawClient(emu.url);
+    closing.ws.send(JSON.stringify(CONFIG));
+    closing.ws.send(JSON.stringify({ type: 'finalize' }));
+    expect(await closing.closed).toEqual({ code: 4003, reason: 'bye' });
+
+    emu.queueFault({ at: 'upgrade', action: { type: 'http', status: 503 } });
+    await expect(rawClient(emu.url)).rejects.toThrow(/503/);
+    expect(emu.upgrades.at(-1)?.status).toBe(503);
+  });
+});
