@@ -62,13 +62,38 @@ async function transcribe(
 ): Promise<void> {
   reply.hijack();
   const res = reply.raw;
+  const body = request.raw;
   let stream: AsrStream | undefined;
   let resample: ((samples: Int16Array) => Int16Array) | undefined;
   let carry: number | undefined;
   let opening: Promise<void> | undefined;
-  let failure: ProviderError | undefined;
-  let pending: Promise<void> = Promise.resolve();
-  const clientGone = () => !res.writable || res.destroyed;
+  let relaying: Promise<void> = Promise.resolve();
+  const early: Buffer[] = [];
+  let settled = false;
+  let settle!: () => void;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+
+  /** End the exchange once: close the provider stream and answer (an error status if nothing was sent). */
+  const end = async (failure: ProviderError | undefined, outcome?: string) => {
+    if (settled) return;
+    settled = true;
+    body.resume(); // discard whatever the client still sends; never destroy the socket under the response
+    await stream?.close();
+    if (outcome !== undefined || res.destroyed) deps.metrics.httpRequests.inc({ route: 'asr', outcome: outcome ?? 'client_gone' });
+    else finish(res, failure, deps, 'asr');
+    settle();
+  };
+  const fail = (error: unknown) => {
+    const failure = toProviderError(asr.id, error);
+    deps.metrics.errors.inc({ kind: `provider_${failure.category}` });
+    call.logger.error({ err: failure }, 'ASR provider error');
+    void end(failure);
+  };
+  const push = (chunk: Buffer) => {
+    const { samples, rest } = pcmFromChunk(chunk, carry);
+    carry = rest;
+    if (samples.length > 0 && stream !== undefined) stream.pushAudio(resample ? resample(samples) : samples);
+  };
 
   // Utterances stream back while audio is still coming in.
   const relay = async (open: AsrStream) => {
@@ -76,16 +101,15 @@ async function transcribe(
       switch (event.type) {
         case 'end_of_utterance': {
           const text = event.text.trim();
-          if (text.length === 0 || clientGone()) break;
+          if (text.length === 0 || settled || res.destroyed) break;
           if (!res.headersSent) res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
           call.logger.debug({ text }, 'utterance');
           if (!res.write(text)) await drained(res, call.abort.signal);
           break;
         }
         case 'error':
-          failure = event.error;
-          deps.metrics.errors.inc({ kind: `provider_${event.error.category}` });
-          call.logger.error({ err: event.error, fatal: event.fatal }, 'ASR provider error');
+          if (event.fatal) fail(event.error);
+          else call.logger.warn({ err: event.error }, 'ASR provider warning');
           break;
         case 'speech_started':
         case 'partial':
@@ -97,47 +121,46 @@ async function transcribe(
 
   const open = async () => {
     try {
-      stream = await asr.adapter.open(call.context);
-      if (stream.inputSampleRate !== AVR_SAMPLE_RATE) {
-        const resampler = createResampler(AVR_SAMPLE_RATE, stream.inputSampleRate);
+      const opened = await asr.adapter.open(call.context);
+      stream = opened;
+      if (opened.inputSampleRate !== AVR_SAMPLE_RATE) {
+        const resampler = createResampler(AVR_SAMPLE_RATE, opened.inputSampleRate);
         resample = (samples) => resampler.process(samples);
       }
-      pending = relay(stream).catch((error: unknown) => {
-        failure = toProviderError(asr.id, error);
-      });
+      relaying = relay(opened).catch(fail);
+      if (settled) return;
+      for (const chunk of early.splice(0)) push(chunk);
     } catch (error) {
-      failure = toProviderError(asr.id, error);
-      call.logger.error({ err: failure }, 'ASR provider connection failed');
+      fail(error);
     }
   };
 
-  request.raw.on('close', () => {
-    if (!request.raw.readableEnded) call.abort.abort();
+  body.on('data', (chunk: Buffer) => {
+    if (settled || chunk.length === 0) return;
+    opening ??= open();
+    if (stream === undefined) early.push(chunk);
+    else push(chunk);
   });
-  try {
-    for await (const chunk of request.raw as AsyncIterable<Buffer>) {
-      if (chunk.length === 0) continue;
-      opening ??= open();
-      await opening;
-      if (stream === undefined || failure !== undefined) break;
-      const { samples, rest } = pcmFromChunk(chunk, carry);
-      carry = rest;
-      if (samples.length > 0) stream.pushAudio(resample ? resample(samples) : samples);
+  body.on('end', () => {
+    if (settled) return;
+    if (opening === undefined) {
+      void end(undefined); // an empty body: nothing to transcribe, no provider session
+      return;
     }
-  } catch {
-    // The client went away mid-body: nothing to answer.
-  }
-  if (call.abort.signal.aborted || clientGone()) {
-    await stream?.close();
-    deps.metrics.httpRequests.inc({ route: 'asr', outcome: 'client_gone' });
-    return;
-  }
-  if (stream !== undefined && failure === undefined) {
-    stream.endInput();
-    await pending;
-  }
-  await stream?.close();
-  finish(res, failure, deps, 'asr');
+    void opening.then(async () => {
+      if (settled || stream === undefined) return;
+      stream.endInput();
+      await relaying;
+      await end(undefined);
+    });
+  });
+  res.on('close', () => {
+    if (!settled && !res.writableFinished) {
+      call.abort.abort();
+      void end(undefined, 'client_gone');
+    }
+  });
+  await done;
 }
 
 export function registerTtsRoute(app: FastifyInstance, tts: { id: string; adapter: TtsAdapter }, deps: HttpRouteDeps): void {

@@ -83,4 +83,21 @@ describe('AVR HTTP endpoints with Soniox, end to end', () => {
     expect(refused.status).toBeGreaterThanOrEqual(400);
     expect(((await refused.json()) as { message: string }).message).toMatch(/TTS provider error/);
   });
+
+  it('ASR faults: a bad key is a JSON 502 before any text; a 503 mid-utterance is recovered without losing words', async () => {
+    const stt = await startSonioxSttEmulator({ apiKey: KEY, requireHeaderAuth: true });
+    cleanups.push(() => stt.close());
+    const bad = await startGateway({ ASR_PROVIDER: 'soniox', SONIOX_WEBSOCKET_URL: stt.url, SONIOX_API_KEY: 'not-the-key' });
+    const refused = await streamToAsr(`${bad.base}/speech-to-text-stream`, concatPcm(readWavAs8k(fixturePath('short')), silence(800)), 'bad-key');
+    expect(refused.status).toBe(502);
+    expect(JSON.parse(refused.writes.join('')).message).toMatch(/^ASR provider error: /);
+
+    stt.queueFault({ at: { afterAudioMs: 1500 }, action: { type: 'error', code: 503 } });
+    const { base } = await startGateway({ ASR_PROVIDER: 'soniox', SONIOX_WEBSOCKET_URL: stt.url });
+    const pcm = concatPcm(readWavAs8k(fixturePath('greeting')), silence(1200));
+    const { status, writes } = await streamToAsr(`${base}/speech-to-text-stream`, pcm, 'asr-503');
+    expect(status).toBe(200);
+    expect(writes).toEqual([FIXTURE_TEXT['greeting.wav']]);
+    expect(stt.connections.filter((c) => c.headers['authorization'] === `Bearer ${KEY}`).length).toBeGreaterThanOrEqual(2);
+  });
 });
