@@ -26,10 +26,12 @@ import {
 } from '../packages/core/dist/index.js';
 import { OutboundQueue } from '../apps/gateway/dist/outbound.js';
 import { fixturePath, readWavAs8k } from '../packages/testkit/dist/index.js';
-import { round } from './lib/util.mjs';
+import { cpus } from 'node:os';
+import { affinityOf, round, setAffinity, which } from './lib/util.mjs';
 
 const FRAMES_PER_SECOND = 50;
 const DISTINCT_FRAMES = 50;
+const PINNED_CPU = '1';
 
 /**
  * CPU ns per call of `op` (one call = one unit of work). `op` returns a number that is accumulated in a
@@ -91,6 +93,19 @@ function chop(samples, size) {
  * @param {{ quick?: boolean, minMs?: number, warmupMs?: number, rounds?: number, vad?: boolean }} [options]
  */
 export async function benchGatewayPath(options = {}) {
+  // Pinned to one core, like the gateway in bench/concurrency.mjs: with a second core free, V8's parallel
+  // GC helper threads add CPU time (2-3x for the allocating steps) that a one-core gateway does not have.
+  const pin = which('taskset') !== undefined && cpus().length >= 2;
+  const originalAffinity = pin ? affinityOf(process.pid) : undefined;
+  const pinned = pin && setAffinity(process.pid, PINNED_CPU);
+  try {
+    return { pinnedToCpu: pinned ? Number(PINNED_CPU) : null, ...(await measureAll(options)) };
+  } finally {
+    if (pinned && originalAffinity !== undefined) setAffinity(process.pid, originalAffinity);
+  }
+}
+
+async function measureAll(options) {
   const quick = options.quick ?? false;
   const settings = {
     minMs: options.minMs ?? (quick ? 150 : 1000),

@@ -19,6 +19,7 @@ export function summarize(values, digits = 2) {
   return {
     n,
     mean: r(n === 0 ? Number.NaN : sum / n),
+    min: r(n === 0 ? Number.NaN : sorted[0]),
     p50: r(percentile(sorted, 50)),
     p90: r(percentile(sorted, 90)),
     p99: r(percentile(sorted, 99)),
@@ -99,4 +100,34 @@ export function setAffinity(pid, cpuList) {
   } catch {
     return false;
   }
+}
+
+/** Per-CPU jiffies from /proc/stat: { cpu0: { busy, idle, softirq, steal, total }, ... } (busy excludes idle/iowait). */
+export function cpuTimes() {
+  const out = {};
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const match = /^(cpu\d+)\s+(.*)$/.exec(line);
+    if (!match) continue;
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = match[2].split(/\s+/).map(Number);
+    const total = user + nice + system + idle + iowait + irq + softirq + (steal ?? 0);
+    out[match[1]] = { busy: total - idle - iowait, idle: idle + iowait, softirq: softirq + irq, steal: steal ?? 0, total };
+  }
+  return out;
+}
+
+/** Per-CPU percentages between two cpuTimes() snapshots. */
+export function cpuPercentBetween(before, after) {
+  const out = {};
+  for (const [cpu, a] of Object.entries(after)) {
+    const b = before[cpu];
+    if (b === undefined) continue;
+    const total = a.total - b.total;
+    if (total <= 0) continue;
+    out[cpu] = {
+      busy: round(((a.busy - b.busy) / total) * 100, 1),
+      irq: round(((a.softirq - b.softirq) / total) * 100, 1),
+      steal: round(((a.steal - b.steal) / total) * 100, 1),
+    };
+  }
+  return out;
 }

@@ -1,0 +1,276 @@
+// stsgate bench: runs every part and writes one JSON document to bench/results/latest.json and stdout.
+// Progress goes to stderr.
+//
+//   pnpm bench                      all default parts (~5 min on 2 cores)
+//   pnpm bench -- --quick           shorter runs: a smoke check that every part works (~1.5 min)
+//   pnpm bench -- --only=concurrency[,gateway-path,...]
+//   node bench/run.mjs --only=concurrency-emulated   (not in the default run)
+//
+// Parts: resampler (bench/resampler.mjs), gateway-path, concurrency (loopback provider); opt-in (--only=...
+// or --all): concurrency-emulated (same load against a 24 kHz provider emulator), openai-path
+// (bench/openai-path.mjs, maintained separately).
+// Environment equivalents: BENCH_QUICK=1, BENCH_ONLY=<parts>, BENCH_ALL=1.
+
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { cpuPercentBetween, cpuTimes, round, sleep, which } from './lib/util.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
+const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'asr-endpoint'];
+const ALL_PARTS = [...DEFAULT_PARTS, 'concurrency-emulated'];
+const REQUIRED_BUILDS = ['packages/core/dist/index.js', 'packages/testkit/dist/index.js', 'packages/silero-vad/dist/index.js', 'apps/gateway/dist/cli.js'];
+
+function parseOptions(argv, env) {
+  const args = argv.filter((arg) => arg !== '--');
+  const unknown = args.filter((arg) => !/^--(quick|all|only=.+)$/.test(arg));
+  if (unknown.length > 0) throw new Error(`unknown argument(s): ${unknown.join(' ')} (use --quick, --only=<part>[,<part>], --all)`);
+  const quick = args.includes('--quick') || env.BENCH_QUICK === '1';
+  const onlyArg = args.find((arg) => arg.startsWith('--only='))?.slice('--only='.length) ?? env.BENCH_ONLY;
+  const all = args.includes('--all') || env.BENCH_ALL === '1';
+  let parts = all ? ALL_PARTS : DEFAULT_PARTS;
+  if (onlyArg !== undefined && onlyArg !== '') {
+    parts = onlyArg.split(',').map((p) => p.trim()).filter((p) => p !== '');
+    const bad = parts.filter((p) => !ALL_PARTS.includes(p));
+    if (bad.length > 0) throw new Error(`unknown part(s): ${bad.join(', ')} (parts: ${ALL_PARTS.join(', ')})`);
+  }
+  return { quick, parts };
+}
+
+function gitInfo() {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return { commit, dirty: status.trim() !== '' };
+  } catch {
+    return { commit: null, dirty: null };
+  }
+}
+
+function machineInfo() {
+  const list = cpus();
+  return {
+    node: process.version,
+    platform: `${process.platform} ${release()} ${process.arch}`,
+    cpus: { model: list[0]?.model ?? 'unknown', count: list.length },
+    totalMemMB: Math.round(totalmem() / 1048576),
+    taskset: which('taskset') !== undefined,
+  };
+}
+
+const log = (line) => process.stderr.write(`[bench] ${line}\n`);
+const CONCURRENCY = fileURLToPath(new URL('./concurrency.mjs', import.meta.url));
+const OPENAI_PATH = fileURLToPath(new URL('./openai-path.mjs', import.meta.url));
+const ASR_ENDPOINT = fileURLToPath(new URL('./asr-endpoint.mjs', import.meta.url));
+let interrupted = false;
+
+/** Runs a bench script in a child process: its stdout is the JSON result, its stderr is passed through. */
+function runChild(script, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => (out += chunk));
+    // The child cleans up its own gateway on SIGINT/SIGTERM; pass the signal on and stop after it.
+    const forward = (signal) => {
+      interrupted = true;
+      child.kill(signal);
+    };
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      if (code !== 0) {
+        reject(new Error(`${script} ${args.join(' ')} exited with ${code ?? signal}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(out));
+      } catch (error) {
+        reject(new Error(`${script} printed no JSON result: ${error instanceof Error ? error.message : String(error)}`));
+      }
+    });
+  });
+}
+
+async function runPart(name, quick) {
+  switch (name) {
+    case 'gateway-path': {
+      const { benchGatewayPath } = await import('./gateway-path.mjs');
+      return benchGatewayPath({ quick });
+    }
+    case 'resampler': {
+      const { benchResampler } = await import('./resampler.mjs');
+      // Its own defaults in a full run; quick mode only shortens the throughput loops.
+      return quick ? benchResampler({ minSeconds: 0.2 }) : benchResampler();
+    }
+    // The load generator gets a fresh process (pinned to CPU 0 by itself): no heap or JIT state left
+    // over from the in-process parts, whose GC pauses would delay its clock.
+    case 'concurrency':
+      return runChild(CONCURRENCY, ['--provider=loopback', ...(quick ? ['--quick'] : [])]);
+    case 'concurrency-emulated':
+      return runChild(CONCURRENCY, ['--provider=emulated', ...(quick ? ['--quick'] : [])]);
+    // bench/openai-path.mjs (the OpenAI Realtime path against the testkit emulator) is maintained separately;
+    // it prints its JSON result when run as a script.
+    case 'openai-path': {
+      if (!existsSync(OPENAI_PATH)) throw new Error('bench/openai-path.mjs not found');
+      return runChild(OPENAI_PATH, quick ? ['--quick'] : []);
+    }
+    // bench/asr-endpoint.mjs: POST /speech-to-text-stream streams at real time against the Soniox emulator.
+    case 'asr-endpoint':
+      return runChild(ASR_ENDPOINT, quick ? ['--quick'] : []);
+    default:
+      throw new Error(`unknown part ${name}`);
+  }
+}
+
+/** The numbers the performance targets ask for, pulled out of the parts (null where a part did not run). */
+function summarize(parts) {
+  const summary = {};
+  const path = parts['gateway-path'];
+  if (path?.totals !== undefined) {
+    summary.gatewayPath = {
+      cpuMsPerCallSecond24kProvider: path.totals.provider24kPcm.cpuMsPerCallSecond,
+      cpuMsPerCallSecond8kProvider: path.totals.provider8kPcm.cpuMsPerCallSecond,
+      cpuMsPerCallSecond8kMulawProvider: path.totals.provider8kMulaw.cpuMsPerCallSecond,
+      resamplingShareOf24kPath: round(
+        (50 * (path.steps.resample8kTo24k.nsPerFrame + path.steps.resample24kTo8k.nsPerFrame)) / (path.totals.provider24kPcm.cpuUsPerCallSecond * 1000),
+        3,
+      ),
+      loopbackVadCpuMsPerCallSecond: path.loopbackVad?.cpuMsPerCallSecond ?? null,
+      target: 'CPU per call-second on the OpenAI Realtime path <= 1 ms (hot path only here; see concurrency for the whole process)',
+    };
+  }
+  for (const [key, part] of [
+    ['concurrency', parts.concurrency],
+    ['concurrencyEmulated', parts['concurrency-emulated']],
+  ]) {
+    if (part?.steps === undefined) continue;
+    const best = part.steps.find((s) => s.pass && s.calls === part.maxSustainedCalls);
+    summary[key] = {
+      provider: part.provider,
+      maxSustainedCalls: part.maxSustainedCalls,
+      stoppedBy: part.stoppedBy,
+      atMax:
+        best === undefined
+          ? null
+          : {
+              calls: best.calls,
+              latenessMs: best.latenessMs,
+              agentAudioDeliveredOnTimePercent: best.agentAudioDeliveredOnTimePercent,
+              replyLatencyP99Ms: best.replyLatencyMs.p99,
+              gatewayCpuPercentOfOneCore: best.gateway.cpuPercentOfOneCore,
+              gatewayCpuMsPerCallSecond: best.gateway.cpuMsPerCallSecond,
+              rssAtLoadMB: best.gateway.rssAtLoadMB,
+              rssPerCallKB: best.gateway.rssPerCallKB,
+              rssGrowthPerCallKB: best.gateway.rssGrowthPerCallKB,
+              agentSecondsPerCall: best.agentSecondsPerCall.mean,
+              repliesPerCall: best.repliesPerCall.mean,
+            },
+      cpuMsPerCallSecondByCalls: Object.fromEntries(part.steps.filter((s) => s.gateway?.cpuMsPerCallSecond !== undefined).map((s) => [s.calls, s.gateway.cpuMsPerCallSecond])),
+      gatewayRss: part.gatewayRss,
+      gatewayIdleCpuPercent: part.gatewayIdleCpuPercent,
+      targets: 'concurrent calls on one core with >= 99% of agent audio on time >= 500; memory per call <= 200 KB and back to baseline when calls end',
+    };
+  }
+  const resampler = parts.resampler;
+  const down = resampler?.directions?.['24k->8k']?.candidates;
+  if (down !== undefined) {
+    const pick = (name) => {
+      const c = down[name];
+      if (c === undefined) return null;
+      return { worstRejectionDb: (c.stopband ?? c.images)?.worstDb ?? null, xRealtime20ms: c.throughput20ms?.xRealtime ?? null };
+    };
+    summary.resampler24kTo8k = {
+      stsgate: pick('stsgate'),
+      libsamplerateFastest: pick('libsamplerate-fastest'),
+      libsamplerateMedium: pick('libsamplerate-medium'),
+      target: '>= 80 dB stopband rejection, faster than libsamplerate-js',
+    };
+  }
+  const openai = parts['openai-path'];
+  if (openai?.steps !== undefined) {
+    summary.openaiPath = {
+      byFormatAndCalls: openai.steps.map((s) => ({
+        format: s.format,
+        calls: s.calls,
+        gatewayCpuMsPerCallSecond: s.gatewayCpuMsPerCallSecond,
+        addedLatencyP50Ms: s.addedLatencyMs?.p50 ?? null,
+        addedLatencyP99Ms: s.addedLatencyMs?.p99 ?? null,
+      })),
+      target: 'CPU per call-second <= 1 ms; added latency p99 <= 2 ms at 100 calls',
+    };
+  }
+  const asrEndpoint = parts['asr-endpoint'];
+  if (asrEndpoint?.steps !== undefined) {
+    summary.asrEndpoint = {
+      byStreams: asrEndpoint.steps.map((s) => ({
+        streams: s.streams,
+        gatewayCpuMsPerStreamSecond: s.gatewayCpuMsPerStreamSecond,
+        gatewayCpuPercentOfOneCore: s.gatewayCpuPercentOfOneCore,
+        textDelayAfterSpeechEndP99Ms: s.textDelayAfterSpeechEndMs?.p99 ?? null,
+      })),
+    };
+  }
+  return summary;
+}
+
+async function main() {
+  const options = parseOptions(process.argv.slice(2), process.env);
+  const missing = REQUIRED_BUILDS.filter((file) => !existsSync(`${ROOT}/${file}`));
+  if (missing.length > 0) throw new Error(`not built: ${missing.join(', ')}; run "pnpm build" first (or "pnpm bench")`);
+  // Other work on the machine distorts every number: sample it first and say so.
+  const idleBefore = cpuTimes();
+  await sleep(2000);
+  const busyBefore = cpuPercentBetween(idleBefore, cpuTimes());
+  const busiest = Math.max(0, ...Object.values(busyBefore).map((c) => c.busy));
+  if (busiest > 10) log(`warning: the machine is busy before the bench (${JSON.stringify(busyBefore)}); results will be disturbed`);
+  const started = performance.now();
+  const document = {
+    bench: 'stsgate',
+    timestamp: new Date().toISOString(),
+    quick: options.quick,
+    parts: options.parts,
+    git: gitInfo(),
+    machine: { ...machineInfo(), cpuBusyPercentBeforeStart: busyBefore },
+    summary: {},
+    results: {},
+    errors: {},
+    durationSeconds: 0,
+  };
+  for (const part of options.parts) {
+    if (interrupted) {
+      document.errors[part] = 'not run: interrupted';
+      continue;
+    }
+    const partStart = performance.now();
+    log(`${part}${options.quick ? ' (quick)' : ''} ...`);
+    try {
+      document.results[part] = await runPart(part, options.quick);
+      log(`${part} done in ${round((performance.now() - partStart) / 1000, 1)} s`);
+    } catch (error) {
+      document.errors[part] = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      log(`${part} FAILED: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  document.summary = summarize(document.results);
+  document.durationSeconds = round((performance.now() - started) / 1000, 1);
+  const text = `${JSON.stringify(document, null, 2)}\n`;
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(`${RESULTS_DIR}latest.json`, text);
+  // A dated copy too, so a later partial run (--only) does not lose a full one.
+  writeFileSync(`${RESULTS_DIR}run-${document.timestamp.replace(/[:.]/g, '-')}.json`, text);
+  process.stdout.write(text);
+  log(`wrote bench/results/latest.json (${document.durationSeconds} s)`);
+  if (Object.keys(document.errors).length > 0) process.exitCode = 1;
+}
+
+main().catch((error) => {
+  process.stderr.write(`[bench] ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 2;
+});
