@@ -4,44 +4,13 @@
 // in 20 ms chunks at real time, as AVR Core does. Reports, per step: gateway CPU per stream-second, RSS, the
 // utterances returned per stream against those sent, and the time from the end of an utterance's audio to its
 // text (endpointing delay of the emulator, ~500 ms, included: compare steps, not the absolute value).
-import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { startGateway } from './lib/gateway-process.mjs';
 import { percentile, procCpuMs, procRssKb, round, setAffinity, sleep, which } from './lib/util.mjs';
 import { concatPcm, fixturePath, readWavAs8k, silence, startSonioxSttEmulator } from '../packages/testkit/dist/index.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const KEY = 'soniox-bench-key';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function startGateway(env) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [`${root}apps/gateway/dist/cli.js`, 'serve'], {
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const pinned = setAffinity(child.pid, '1');
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return { child, port, pinned };
-    } catch {
-      await sleep(100);
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error('gateway did not start');
-}
 
 async function runStep(streams, seconds) {
   const stt = await startSonioxSttEmulator({ apiKey: KEY, requireHeaderAuth: true });

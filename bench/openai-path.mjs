@@ -7,10 +7,9 @@
 // - added latency: emulator sends the first `response.output_audio.delta` of a reply -> the first AVR audio
 //   frame of that reply reaches the client (same clock: both ends live in this process);
 // - agent audio delivered on time (a playout buffer per call starting at each reply's first frame).
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
+import { startGateway } from './lib/gateway-process.mjs';
 import { percentile, procCpuMs, procRssKb, round, setAffinity, sleep, which } from './lib/util.mjs';
 import { encodeAvrAudio } from '../packages/core/dist/index.js';
 import { concatPcm, fixturePath, readWavAs8k, silence, startOpenAiRealtimeEmulator } from '../packages/testkit/dist/index.js';
@@ -19,35 +18,6 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const WebSocket = createRequire(`${root}packages/testkit/package.json`)('ws');
 const API_KEY = 'sk-bench-0123456789';
 const REPLY_MS = 2500;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function startGateway(env) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [`${root}apps/gateway/dist/cli.js`, 'serve'], {
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const pinned = setAffinity(child.pid, '1');
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return { child, port, pinned };
-    } catch {
-      await sleep(100);
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error('gateway did not start');
-}
 
 /** One step: `calls` concurrent calls for `seconds` of steady state. */
 async function runStep(format, calls, seconds) {

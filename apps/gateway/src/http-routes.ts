@@ -8,7 +8,7 @@ import {
   avrTtsRequestSchema,
   bytesFromPcm,
   createResampler,
-  pcmFromBytes,
+  Pcm16Assembler,
   toProviderError,
   type AsrAdapter,
   type AsrStream,
@@ -65,7 +65,7 @@ async function transcribe(
   const body = request.raw;
   let stream: AsrStream | undefined;
   let resample: ((samples: Int16Array) => Int16Array) | undefined;
-  let carry: number | undefined;
+  const assembler = new Pcm16Assembler();
   let opening: Promise<void> | undefined;
   let relaying: Promise<void> = Promise.resolve();
   const early: Buffer[] = [];
@@ -90,8 +90,7 @@ async function transcribe(
     void end(failure);
   };
   const push = (chunk: Buffer) => {
-    const { samples, rest } = pcmFromChunk(chunk, carry);
-    carry = rest;
+    const samples = assembler.push(chunk);
     if (samples.length > 0 && stream !== undefined) stream.pushAudio(resample ? resample(samples) : samples);
   };
 
@@ -250,11 +249,4 @@ function drained(res: FastifyReply['raw'], signal: AbortSignal): Promise<void> {
     res.on('close', done);
     signal.addEventListener('abort', done);
   });
-}
-
-/** Little-endian s16 samples from a body chunk, carrying an odd trailing byte to the next chunk. */
-function pcmFromChunk(chunk: Buffer, carry: number | undefined): { samples: Int16Array; rest: number | undefined } {
-  const bytes = carry === undefined ? chunk : Buffer.concat([Buffer.of(carry), chunk]);
-  const even = bytes.length & ~1;
-  return { samples: pcmFromBytes(bytes.subarray(0, even)), rest: even < bytes.length ? (bytes[even] as number) : undefined };
 }

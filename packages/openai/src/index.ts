@@ -23,7 +23,7 @@ export type { AudioCodec } from './realtime/audio-codec.js';
 // Chat Completions LLM and speech TTS (cascade)
 export { createOpenAiLlm, ChatStreamAccumulator, toChatMessages, toChatTools, DEFAULT_LLM_MODEL } from './llm.js';
 export type { OpenAiLlmOptions } from './llm.js';
-export { createOpenAiTts, Pcm16Assembler, DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, TTS_SAMPLE_RATE } from './tts.js';
+export { createOpenAiTts, DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, TTS_SAMPLE_RATE } from './tts.js';
 export type { OpenAiTtsOptions } from './tts.js';
 
 // Registry definitions (AVR environment variables)

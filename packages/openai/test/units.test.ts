@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { ProviderError } from '@stsgate/core';
 import {
   ChatStreamAccumulator,
-  Pcm16Assembler,
   buildSession,
   heardText,
   parseServerMessage,
@@ -132,24 +131,6 @@ describe('helpers', () => {
     expect(heardText('one two three four', 500, 1000)).toBe('one two');
     expect(heardText('one two three four', 0, 1000)).toBe('');
     expect(heardText('one two three four', 2000, 1000)).toBe('one two three four');
-  });
-
-  it('Pcm16Assembler carries odd bytes across chunks', () => {
-    const pcm = new Int16Array([0, 1, -1, 32767, -32768, 1234, -4321]);
-    const bytes = new Uint8Array(pcm.buffer);
-    const assembler = new Pcm16Assembler();
-    const out: number[] = [];
-    for (const [a, b] of [
-      [0, 3],
-      [3, 4],
-      [4, 4],
-      [4, 9],
-      [9, 14],
-    ] as const) {
-      out.push(...assembler.push(bytes.subarray(a, b)));
-    }
-    expect(out).toEqual([...pcm]);
-    expect(assembler.pendingBytes).toBe(0);
   });
 
   it('ChatStreamAccumulator joins tool-call fragments by index and reports them before done', () => {

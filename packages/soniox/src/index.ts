@@ -7,7 +7,6 @@ export type { TokenAccumulatorOptions } from './tokens.js';
 // Text-to-speech (REST, streamed PCM)
 export { createSonioxTts, sonioxTtsCapabilities, DEFAULT_TTS_TIMEOUT_MS, TTS_SAMPLE_RATE } from './tts.js';
 export type { SonioxTtsOptions } from './tts.js';
-export { Pcm16Assembler } from './pcm.js';
 
 // Wire shapes
 export {

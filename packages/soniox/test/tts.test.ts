@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ProviderError } from '@stsgate/core';
 import { concatPcm, startSonioxTtsEmulator } from '@stsgate/testkit';
 import type { SonioxTtsEmulator, SonioxTtsEmulatorOptions } from '@stsgate/testkit';
-import { Pcm16Assembler, createSonioxTts } from '../src/index.js';
+import { createSonioxTts } from '../src/index.js';
 import type { SonioxTtsOptions } from '../src/index.js';
 import { callContext } from './helpers.js';
 
@@ -39,19 +39,6 @@ async function collect(audio: AsyncIterable<Int16Array>): Promise<{ chunks: Int1
     return { chunks, error };
   }
 }
-
-describe('Pcm16Assembler', () => {
-  it('carries an odd byte across chunks', () => {
-    const samples = Int16Array.from([1, -2, 300, -32768, 32767]);
-    const bytes = new Uint8Array(samples.buffer);
-    const assembler = new Pcm16Assembler();
-    const parts = [bytes.subarray(0, 3), bytes.subarray(3, 4), bytes.subarray(4, 9), bytes.subarray(9)].map((part) => assembler.push(part));
-    expect(Array.from(concatPcm(...parts))).toEqual(Array.from(samples));
-    expect(assembler.pendingBytes).toBe(0);
-    assembler.push(Uint8Array.of(7));
-    expect(assembler.pendingBytes).toBe(1);
-  });
-});
 
 describe('Soniox TTS against the emulator', () => {
   it('POSTs the documented body with Authorization: Bearer and streams the PCM unchanged', async () => {

@@ -14,3 +14,4 @@ export { Framer } from './framer.js';
 export { PlayoutClock } from './playout-clock.js';
 export { samplesToMs, msToSamples, int16ToFloat32, float32ToInt16 } from './pcm.js';
 export { PcmHistory } from './pcm-history.js';
+export { Pcm16Assembler } from './pcm16-assembler.js';

@@ -1,0 +1,39 @@
+// Runs the built gateway (`stsgate serve`) as a child process pinned to CPU 1, for the benches that drive it
+// from this process over real sockets.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { setAffinity, sleep } from './util.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** Starts `stsgate serve` with `env` on a free port; resolves once /health answers. */
+export async function startGateway(env) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [`${root}apps/gateway/dist/cli.js`, 'serve'], {
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const pinned = setAffinity(child.pid, '1');
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return { child, port, pinned };
+    } catch {
+      await sleep(100);
+    }
+  }
+  child.kill('SIGKILL');
+  throw new Error('gateway did not start');
+}
+
