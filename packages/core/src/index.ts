@@ -10,5 +10,6 @@ export * from './errors/provider-error.js';
 export * from './retry/reconnect-policy.js';
 export * from './retry/run-with-reconnect.js';
 export * from './registry/registry.js';
+export * from './config/env.js';
 export * from './util/async-queue.js';
 export * from './audio/index.js';

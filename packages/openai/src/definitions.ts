@@ -1,6 +1,5 @@
 /** Registry definitions: the OpenAI adapters configured from AVR's environment variables. */
 import { z } from 'zod';
-import { defineAdapter } from '@stsgate/core';
 import type { AdapterDefinition } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, resolveInstructions } from '@stsgate/agent';
 import { DEFAULT_DTMF_MESSAGE, DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_URL, DEFAULT_VOICE, createOpenAiRealtime } from './realtime/adapter.js';
@@ -8,18 +7,8 @@ import type { OpenAiRealtimeOptions } from './realtime/adapter.js';
 import type { TurnDetectionSetting } from './realtime/wire.js';
 import { DEFAULT_LLM_MODEL, createOpenAiLlm } from './llm.js';
 import { DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, createOpenAiTts } from './tts.js';
-import {
-  blankToUndefined,
-  envBoolean,
-  envEnum,
-  envInt,
-  envNumber,
-  envOptionalEnum,
-  envText,
-  envTokens,
-  envUrl,
-  isRealtimeModel,
-} from './env.js';
+import { blankToUndefined, defineAdapter, envBoolean, envEnum, envInt, envNumber, envOptionalEnum, envText, envUrl } from '@stsgate/core';
+import { envTokens, isRealtimeModel } from './env.js';
 
 /** Used when no OPENAI_*INSTRUCTIONS variable is set. */
 export const DEFAULT_INSTRUCTIONS =

@@ -4,7 +4,7 @@ import { defineAdapter } from '@stsgate/core';
 import type { AdapterDefinition } from '@stsgate/core';
 import { createSonioxAsr } from './asr.js';
 import { createSonioxTts } from './tts.js';
-import { blankToUndefined, envInt, envNumber, envSecret, envText, envUrl, splitList } from './env.js';
+import { blankToUndefined, envInt, envNumber, envSecret, envText, envUrl, splitList } from '@stsgate/core';
 import { DEFAULT_STT_MODEL, DEFAULT_STT_URL, DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE } from './wire.js';
 
 export const sonioxAsrEnvSchema = z.object({

@@ -30,7 +30,6 @@ export type { SttSettings, SttConfigMessage, SttControlMessage, SttResponse, Stt
 // Registry definitions (AVR environment variables)
 export { defineSonioxAsr, defineSonioxTts, sonioxAsrEnvSchema, sonioxTtsEnvSchema } from './definitions.js';
 export type { SonioxAsrEnv, SonioxTtsEnv } from './definitions.js';
-export { splitList } from './env.js';
 
 // Errors
 export { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus, providerErrorFromClose, categoryForSonioxCode, sanitizeMessage } from './errors.js';

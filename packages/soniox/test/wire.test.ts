@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { ConfigError } from '@stsgate/core';
+import { ConfigError, splitList } from '@stsgate/core';
 import type { SttSessionConfig } from '@soniox/node';
 import {
   DEFAULT_STT_MODEL,
@@ -12,7 +12,6 @@ import {
   providerErrorFromSoniox,
   sonioxAsrEnvSchema,
   sonioxTtsEnvSchema,
-  splitList,
 } from '../src/index.js';
 
 const context = { logger: pino({ enabled: false }) };

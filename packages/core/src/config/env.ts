@@ -1,4 +1,7 @@
-/** zod pieces for environment variables: an empty value means unset, everywhere. */
+/**
+ * zod pieces for adapters' environment variables (AVR's names): an empty value means unset, everywhere
+ * (compose files write `${VAR:-}`).
+ */
 import { z } from 'zod';
 
 export function blankToUndefined(value: unknown): unknown {
@@ -11,9 +14,42 @@ export function envText() {
   return z.preprocess(blankToUndefined, z.string().trim().optional());
 }
 
-/** A required secret (trimmed); the message names the variable, never the value. */
-export function envSecret(name: string) {
-  return z.preprocess(blankToUndefined, z.string({ error: `${name} is required` }).trim());
+export function envEnum<const T extends readonly [string, ...string[]]>(values: T, fallback: T[number]) {
+  return z.preprocess(
+    (value) => {
+      const blank = blankToUndefined(value);
+      return typeof blank === 'string' ? blank.trim().toLowerCase() : blank;
+    },
+    z.enum(values).default(fallback as never),
+  );
+}
+
+export function envOptionalEnum<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.preprocess(
+    (value) => {
+      const blank = blankToUndefined(value);
+      return typeof blank === 'string' ? blank.trim().toLowerCase() : blank;
+    },
+    z.enum(values).optional(),
+  );
+}
+
+const TRUE = new Set(['true', '1', 'yes', 'on']);
+const FALSE = new Set(['false', '0', 'no', 'off']);
+
+/** true/false (also 1/0, yes/no, on/off). */
+export function envBoolean(fallback: boolean) {
+  return z.preprocess(
+    (value) => {
+      const blank = blankToUndefined(value);
+      if (typeof blank !== 'string') return blank;
+      const lower = blank.trim().toLowerCase();
+      if (TRUE.has(lower)) return true;
+      if (FALSE.has(lower)) return false;
+      return blank;
+    },
+    z.boolean({ error: 'must be true or false' }).default(fallback),
+  );
 }
 
 export function envNumber(min: number, max: number) {
@@ -40,6 +76,11 @@ export function envUrl(protocols: readonly string[]) {
       }, `must be a ${protocols.map((p) => `${p}//`).join(' or ')} URL`)
       .optional(),
   );
+}
+
+/** A required secret (trimmed); the message names the variable, never the value. */
+export function envSecret(name: string) {
+  return z.preprocess(blankToUndefined, z.string({ error: `${name} is required` }).trim());
 }
 
 /**
