@@ -4,6 +4,7 @@ import {
   ProviderError,
   ReconnectBudget,
   categoryForStatus,
+  parseRetryAfter,
   providerErrorFromStatus,
   toProviderError,
 } from '../src/index.js';
@@ -28,6 +29,17 @@ describe('ProviderError', () => {
     expect(toProviderError('x', abort)).toMatchObject({ category: 'timeout', retryable: true });
     const kept = new ProviderError('x', 'auth', 'no');
     expect(toProviderError('x', kept)).toBe(kept);
+  });
+});
+
+describe('parseRetryAfter', () => {
+  it('reads seconds or an HTTP date, and ignores garbage', () => {
+    expect(parseRetryAfter('2')).toBe(2000);
+    expect(parseRetryAfter('0.5')).toBe(500);
+    expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6000);
+    expect(parseRetryAfter('soon')).toBeUndefined();
+    expect(parseRetryAfter(' ')).toBeUndefined();
+    expect(parseRetryAfter(undefined)).toBeUndefined();
   });
 });
 

@@ -1,5 +1,5 @@
 /** OpenAI failures as core ProviderErrors: server `error` objects, WebSocket close codes, HTTP statuses. */
-import { ProviderError, categoryForStatus } from '@stsgate/core';
+import { ProviderError, categoryForStatus, parseRetryAfter } from '@stsgate/core';
 import type { ProviderErrorCategory } from '@stsgate/core';
 
 export const PROVIDER = 'openai';
@@ -113,15 +113,6 @@ export function providerErrorFromUpgrade(status: number, body: string, retryAfte
   });
 }
 
-/** `Retry-After` as seconds or an HTTP date, in ms. */
-export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
-  const date = Date.parse(value);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now);
-}
 
 function extractMessage(body: string, secret?: string): string {
   const text = body.trim();

@@ -1,7 +1,7 @@
 /** Errors of the `openai` SDK (REST: chat completions, speech) as ProviderErrors. */
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
-import { ProviderError, categoryForStatus, toProviderError } from '@stsgate/core';
-import { PROVIDER, parseRetryAfter, sanitizeMessage } from './errors.js';
+import { ProviderError, categoryForStatus, toProviderError, parseRetryAfter } from '@stsgate/core';
+import { PROVIDER, sanitizeMessage } from './errors.js';
 
 /** The request was cancelled because the call ended (not a provider failure). */
 export function cancelled(what: string, cause?: unknown): ProviderError {

@@ -91,15 +91,6 @@ export function parseErrorBody(body: string): { code: number | undefined; messag
   }
 }
 
-/** `Retry-After` as seconds or an HTTP date, in ms. */
-export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
-  const date = Date.parse(value);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now);
-}
 
 /** The socket closed without an error message and without `finished`. */
 export function providerErrorFromClose(code: number, reason: string, secret?: string): ProviderError {

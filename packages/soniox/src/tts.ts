@@ -7,9 +7,9 @@
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { ProviderError, toProviderError, Pcm16Assembler } from '@stsgate/core';
+import { ProviderError, toProviderError, Pcm16Assembler, parseRetryAfter } from '@stsgate/core';
 import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest } from '@stsgate/core';
-import { PROVIDER, parseRetryAfter, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
+import { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
 import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, buildTtsRequest } from './wire.js';
 import type { TtsSettings } from './wire.js';
 

@@ -94,3 +94,13 @@ export function toProviderError(provider: string, error: unknown): ProviderError
   }
   return new ProviderError(provider, 'unknown', 'unknown failure', { cause: error });
 }
+
+/** `Retry-After` as seconds or an HTTP date, in ms. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
+  const date = Date.parse(value);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
