@@ -3,6 +3,7 @@ import { defineLoopbackSts } from '@stsgate/loopback';
 import { defineOpenAiLlm, defineOpenAiRealtime, defineOpenAiTts } from '@stsgate/openai';
 import { defineSileroVad } from '@stsgate/silero-vad';
 import { defineSonioxAsr, defineSonioxTts } from '@stsgate/soniox';
+import { defineSpeechmaticsAsr, defineSpeechmaticsFlow, defineSpeechmaticsTts } from '@stsgate/speechmatics';
 
 /**
  * The adapters this gateway build can run, chosen by STS_PROVIDER, ASR_PROVIDER and TTS_PROVIDER.
@@ -16,5 +17,8 @@ export function builtinRegistry(): AdapterRegistry {
     defineOpenAiTts(),
     defineSonioxAsr(),
     defineSonioxTts(),
+    defineSpeechmaticsFlow(),
+    defineSpeechmaticsAsr(),
+    defineSpeechmaticsTts(),
   ]);
 }

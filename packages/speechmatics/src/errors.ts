@@ -1,0 +1,137 @@
+/**
+ * Speechmatics failures as core ProviderErrors: in-band `Error` messages (real-time ASR and Flow), close codes,
+ * HTTP statuses (rejected upgrades, TTS, the temporary-key endpoint) and `@speechmatics/auth` errors.
+ */
+import { ProviderError, categoryForStatus, toProviderError } from '@stsgate/core';
+import type { ProviderErrorCategory } from '@stsgate/core';
+
+export const PROVIDER = 'speechmatics';
+
+const MAX_MESSAGE_LENGTH = 300;
+/** A JWT (temporary key) anywhere in a message: three base64url segments. */
+const JWT_PATTERN = /eyJ[\w-]+\.[\w-]+\.[\w-]+/g;
+
+/** Caps a provider message and removes the API key and any temporary key from it. */
+export function sanitizeMessage(message: string, secret?: string): string {
+  let out = message.length > MAX_MESSAGE_LENGTH ? `${message.slice(0, MAX_MESSAGE_LENGTH)}...` : message;
+  if (secret !== undefined && secret.length >= 4) out = out.split(secret).join('[redacted]');
+  return out.replace(JWT_PATTERN, '[redacted]');
+}
+
+/**
+ * Category of an `Error.type` (real-time API and Flow share the list). `job_error`, `internal_error` and
+ * `quota_exceeded` are the ones the docs say to retry (after a back-off).
+ */
+export function categoryForErrorType(type: string): { category: ProviderErrorCategory; retryable: boolean } {
+  switch (type) {
+    case 'not_authorised':
+      return { category: 'auth', retryable: false };
+    case 'not_allowed':
+      return { category: 'permission', retryable: false };
+    case 'quota_exceeded':
+      return { category: 'quota', retryable: true };
+    case 'timelimit_exceeded':
+      return { category: 'quota', retryable: false };
+    case 'invalid_message':
+    case 'invalid_model':
+    case 'invalid_language':
+    case 'invalid_config':
+    case 'config_error':
+    case 'invalid_audio_type':
+    case 'invalid_output_format':
+      return { category: 'invalid_request', retryable: false };
+    case 'protocol_error':
+      return { category: 'protocol', retryable: false };
+    case 'idle_timeout':
+    case 'session_timeout':
+      return { category: 'timeout', retryable: true };
+    case 'job_error':
+    case 'internal_error':
+    case 'asr_error':
+      return { category: 'server', retryable: true };
+    default:
+      return { category: 'unknown', retryable: false };
+  }
+}
+
+/** An in-band `{"message":"Error","type":...,"reason":...}`. */
+export function providerErrorFromServerError(type: string, reason: string | undefined, secret?: string): ProviderError {
+  const { category, retryable } = categoryForErrorType(type);
+  const detail = reason === undefined || reason === '' ? '' : `: ${sanitizeMessage(reason, secret)}`;
+  return new ProviderError(PROVIDER, category, `Speechmatics error ${type}${detail}`, { retryable, providerCode: type });
+}
+
+/**
+ * A close without an `Error` message before it. Codes from the real-time API's table (Flow's are undocumented and
+ * assumed to match): the close reason carries the error type.
+ */
+export function providerErrorFromClose(code: number, reason: string, secret?: string): ProviderError {
+  const detail = reason === '' ? 'no reason given' : sanitizeMessage(reason, secret);
+  switch (code) {
+    case 1006:
+      return new ProviderError(PROVIDER, 'connectivity', 'the Speechmatics connection dropped (1006)');
+    case 1003:
+      return new ProviderError(PROVIDER, 'protocol', `Speechmatics closed the connection: protocol error (1003): ${detail}`, { retryable: false });
+    case 1008:
+      return new ProviderError(PROVIDER, 'timeout', `Speechmatics closed the connection: policy violation or timeout (1008): ${detail}`);
+    case 1011:
+    case 1012:
+    case 1013:
+      return new ProviderError(PROVIDER, 'server', `Speechmatics closed the connection with a server error (${code}): ${detail}`);
+    case 4001:
+      return new ProviderError(PROVIDER, 'auth', `Speechmatics refused the credentials (4001): ${detail}`, { retryable: false });
+    case 4003:
+      return new ProviderError(PROVIDER, 'permission', `Speechmatics does not allow this (4003): ${detail}`, { retryable: false });
+    case 4004:
+      return new ProviderError(PROVIDER, 'invalid_request', `Speechmatics rejected the model (4004): ${detail}`, { retryable: false });
+    case 4005:
+      return new ProviderError(PROVIDER, 'quota', `Speechmatics quota exceeded (4005): ${detail}`, { retryable: true });
+    case 4006:
+      return new ProviderError(PROVIDER, 'quota', `Speechmatics time limit exceeded (4006): ${detail}`, { retryable: false });
+    case 4013:
+      return new ProviderError(PROVIDER, 'server', `Speechmatics job error (4013): ${detail}`);
+    default:
+      return new ProviderError(PROVIDER, 'closed', `Speechmatics closed the connection (${code}): ${detail}`);
+  }
+}
+
+/** A non-2xx HTTP answer (rejected upgrade, TTS, key endpoint); the body's `detail`/`message`/`reason` if JSON. */
+export function providerErrorFromStatus(
+  status: number,
+  body: string,
+  options: { secret?: string | undefined; what: string; retryAfterMs?: number | undefined },
+): ProviderError {
+  const category = categoryForStatus(status);
+  const text = bodyMessage(body);
+  const detail = text === '' ? '' : `: ${sanitizeMessage(text, options.secret)}`;
+  return new ProviderError(PROVIDER, category, `Speechmatics ${options.what} (HTTP ${status})${detail}`, {
+    statusCode: status,
+    ...(options.retryAfterMs === undefined ? {} : { retryAfterMs: options.retryAfterMs }),
+  });
+}
+
+function bodyMessage(body: string): string {
+  const text = body.trim();
+  if (text.startsWith('{')) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed === 'object' && parsed !== null) {
+        const record = parsed as Record<string, unknown>;
+        for (const key of ['detail', 'message', 'reason', 'error']) {
+          const value = record[key];
+          if (typeof value === 'string' && value !== '') return value;
+        }
+      }
+    } catch {
+      // not JSON after all: use the raw text
+    }
+  }
+  return text.slice(0, 200);
+}
+
+/** A connection-level failure (DNS, refused, reset) with the key removed from the message. */
+export function connectionError(error: unknown, what: string, secret?: string): ProviderError {
+  const mapped = toProviderError(PROVIDER, error);
+  if (mapped.category !== 'unknown') return mapped;
+  return new ProviderError(PROVIDER, 'connectivity', `${what}: ${sanitizeMessage(mapped.message, secret)}`, { cause: error });
+}

@@ -1,0 +1,130 @@
+/**
+ * WebSocket plumbing shared by the real-time ASR and Flow sessions: open (with a timeout, the call's signal and
+ * HTTP-status mapping of a rejected upgrade), close (bounded wait) and frame decoding.
+ *
+ * The sessions use `ws` directly instead of `@speechmatics/real-time-client` / `@speechmatics/flow-client`: both
+ * SDKs throw inside their socket listeners on a non-JSON text frame (and the flow client on an odd-length audio
+ * frame), which is an uncaught exception that would end every call in the process (`test/sdk-limits.test.ts`).
+ */
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { WebSocket } from 'ws';
+import type { RawData } from 'ws';
+import { ProviderError, parseRetryAfter } from '@stsgate/core';
+import { PROVIDER, connectionError, providerErrorFromClose, providerErrorFromStatus } from './errors.js';
+
+const MAX_ERROR_BODY_BYTES = 4096;
+const CLOSE_WAIT_MS = 2000;
+
+export interface OpenSocketOptions {
+  readonly url: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  /** Removed from every error message (API key or temporary key). */
+  readonly secret: string;
+  /** Names the service in messages, e.g. "real-time ASR". */
+  readonly what: string;
+}
+
+/** Resolves with the open socket (no listeners left attached but a no-op 'error'), or rejects with a ProviderError. */
+export function openSocket(options: OpenSocketOptions): Promise<WebSocket> {
+  const { secret, what } = options;
+  return new Promise<WebSocket>((resolve, reject) => {
+    if (options.signal.aborted) {
+      reject(new ProviderError(PROVIDER, 'closed', `the call ended before the Speechmatics ${what} connection was ready`, { retryable: false }));
+      return;
+    }
+    const socket = new WebSocket(options.url, {
+      ...(options.headers === undefined ? {} : { headers: { ...options.headers } }),
+      perMessageDeflate: false,
+      handshakeTimeout: options.timeoutMs,
+    });
+    socket.binaryType = 'nodebuffer';
+    let settled = false;
+    let socketError: Error | undefined;
+    const finish = (error: ProviderError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      options.signal.removeEventListener('abort', onAbort);
+      socket.removeAllListeners();
+      // Never leave the socket without an 'error' listener: an unhandled one would throw.
+      socket.on('error', () => undefined);
+      if (error === undefined) {
+        resolve(socket);
+        return;
+      }
+      if (socket.readyState !== WebSocket.CLOSED) socket.terminate();
+      reject(error);
+    };
+    const onAbort = (): void => finish(new ProviderError(PROVIDER, 'closed', `the call ended before the Speechmatics ${what} connection was ready`, { retryable: false }));
+    options.signal.addEventListener('abort', onAbort, { once: true });
+
+    socket.on('unexpected-response', (request: ClientRequest, response: IncomingMessage) => {
+      const status = response.statusCode ?? 0;
+      const retryAfter = header(response.headers['retry-after']);
+      readBody(response).then(
+        (body) => {
+          request.destroy();
+          finish(providerErrorFromStatus(status, body, { secret, what: `${what} rejected the connection`, retryAfterMs: parseRetryAfter(retryAfter) }));
+        },
+        () => {
+          request.destroy();
+          finish(providerErrorFromStatus(status, '', { secret, what: `${what} rejected the connection` }));
+        },
+      );
+    });
+    socket.on('error', (error: Error) => {
+      socketError = error;
+      finish(
+        error.message.includes('Opening handshake has timed out')
+          ? new ProviderError(PROVIDER, 'timeout', `the Speechmatics ${what} connection timed out after ${options.timeoutMs} ms`)
+          : connectionError(error, `Speechmatics ${what} connection failed`, secret),
+      );
+    });
+    socket.on('close', (code: number, reason: Buffer) => {
+      finish(socketError !== undefined ? connectionError(socketError, `Speechmatics ${what} connection failed`, secret) : providerErrorFromClose(code, reason.toString('utf8'), secret));
+    });
+    socket.on('open', () => finish(undefined));
+  });
+}
+
+/** Closes with 1000 and waits for the close (at most 2 s, then terminates). Idempotent. */
+export function closeSocket(socket: WebSocket, reason = 'call ended'): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (socket.readyState === WebSocket.CLOSED) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(() => socket.terminate(), CLOSE_WAIT_MS);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.on('error', () => undefined);
+    if (socket.readyState === WebSocket.OPEN) socket.close(1000, reason);
+    else socket.terminate();
+  });
+}
+
+export function frameBytes(data: RawData): Buffer {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return data;
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function readBody(response: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    response.on('data', (chunk: Buffer) => {
+      if (size < MAX_ERROR_BODY_BYTES) chunks.push(chunk);
+      size += chunk.length;
+    });
+    response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY_BYTES)));
+    response.on('error', reject);
+  });
+}
