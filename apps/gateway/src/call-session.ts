@@ -87,6 +87,8 @@ export class CallSession implements Pumpable {
   private readonly openResponses = new Set<string>();
   /** A reply cut by barge-in: audio for it still in flight from the provider is dropped. */
   private interruptedResponseId: string | undefined;
+  /** The provider ended the conversation on purpose: the call ends once its last words are heard. */
+  private providerEnded = false;
   private readonly drainWaits = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private initTimer: NodeJS.Timeout | undefined;
   private closedResolve!: () => void;
@@ -293,7 +295,7 @@ export class CallSession implements Pumpable {
       }
       return;
     }
-    if (this.stateValue === 'active') {
+    if (this.stateValue === 'active' && !this.providerEnded) {
       this.log.warn('provider ended the session');
       this.sendError('the provider ended the session');
       await this.close(CLOSE.providerFailure, 'provider ended the session', 'provider_closed');
@@ -335,6 +337,11 @@ export class CallSession implements Pumpable {
         return;
       case 'tool_call':
         void this.runTool(session, event.callId, event.name, event.argumentsJson);
+        return;
+      case 'ended':
+        this.providerEnded = true;
+        this.log.info({ reason: event.reason }, 'the provider ended the conversation');
+        void this.untilAgentAudioHeard().then(() => this.close(CLOSE.normal, 'conversation ended', 'provider_ended'));
         return;
       case 'error': {
         const { error } = event;

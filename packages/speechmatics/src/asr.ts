@@ -41,7 +41,7 @@ export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sample
   readonly maxQueuedMs?: number;
   /** Audio not yet final that is replayed into a new session after a drop. Default 5000. */
   readonly maxReplayMs?: number;
-  readonly reconnect?: ReconnectPolicyOptions;
+  readonly reconnect?: Partial<ReconnectPolicyOptions>;
 }
 
 export const DEFAULT_END_OF_UTTERANCE_SILENCE = 0.5;
@@ -128,7 +128,7 @@ class SpeechmaticsAsrStream implements AsrStream {
     private readonly call: CallContext,
   ) {
     this.logger = call.logger.child({ provider: PROVIDER, kind: 'asr' });
-    this.budget = new ReconnectBudget(options.reconnect ?? DEFAULT_RECONNECT_POLICY);
+    this.budget = new ReconnectBudget({ ...DEFAULT_RECONNECT_POLICY, ...options.reconnect });
     this.maxQueued = msToSamples(options.maxQueuedMs ?? 10_000, inputSampleRate);
     this.maxReplay = msToSamples(options.maxReplayMs ?? 5000, inputSampleRate);
     this.history = new PcmHistory(Math.max(1, this.maxReplay));

@@ -400,7 +400,8 @@ class FlowSession implements StsSession {
         this.logger.info('Flow is ending the conversation');
         break;
       case 'conversation_ended':
-        for (const event of this.mapper.message(message)) this.events.push(event);
+        for (const event of this.mapper.reset()) this.events.push(event);
+        this.events.push({ type: 'ended', reason: 'the Flow agent ended the conversation' });
         return 'ended';
       case 'invalid':
         if (!this.invalidReported) {

@@ -30,6 +30,11 @@ export type StsEvent =
   | { type: 'interrupted'; responseId?: string }
   | { type: 'transcript'; role: 'user' | 'agent'; text: string; final: boolean }
   | { type: 'tool_call'; callId: string; name: string; argumentsJson: string }
+  /**
+   * The provider ended the conversation on purpose (e.g. the agent said goodbye); no events follow. The host lets
+   * the queued agent audio play, then ends the call normally.
+   */
+  | { type: 'ended'; reason: string }
   | ErrorEvent;
 
 export interface StsSession extends Closeable {
