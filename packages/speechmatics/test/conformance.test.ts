@@ -1,6 +1,7 @@
-import { startSpeechmaticsRtEmulator, startSpeechmaticsTtsEmulator } from '@stsgate/testkit';
-import { describeAsrConformance, describeTtsConformance } from '@stsgate/testkit/conformance';
-import { createSpeechmaticsAsr, createSpeechmaticsTts } from '../src/index.js';
+import { startSpeechmaticsAuthEmulator, startSpeechmaticsFlowEmulator, startSpeechmaticsRtEmulator, startSpeechmaticsTtsEmulator } from '@stsgate/testkit';
+import { describeAsrConformance, describeStsConformance, describeTtsConformance } from '@stsgate/testkit/conformance';
+import type { StsConformanceSetup } from '@stsgate/testkit/conformance';
+import { createSpeechmaticsAsr, createSpeechmaticsFlow, createSpeechmaticsTts } from '../src/index.js';
 
 const KEY = 'sm-conformance-key';
 
@@ -23,3 +24,29 @@ describeTtsConformance('speechmatics', async () => {
     cleanup: () => emulator.close(),
   };
 });
+
+const TOOL = 'lookup_order';
+
+/** Flow with temporary keys from the key endpoint emulator; the agent calls the tool on the first turn when offered. */
+function flowSetup(inputSampleRate: 8000 | 16000): StsConformanceSetup {
+  return async () => {
+    const auth = await startSpeechmaticsAuthEmulator({ apiKey: KEY });
+    const flow = await startSpeechmaticsFlowEmulator({
+      verifyToken: (jwt) => auth.verify(jwt, 'flow'),
+      pacing: 4,
+      reply: () => ({ text: 'We open at nine on Saturday.', ms: 800 }),
+      toolCalls: [{ turn: 0, name: TOOL, arguments: { order_id: '42' } }],
+    });
+    return {
+      adapter: createSpeechmaticsFlow({ apiKey: KEY, url: flow.baseUrl, managementUrl: auth.baseUrl, inputSampleRate }),
+      tool: { name: TOOL, parameters: { type: 'object', properties: { order_id: { type: 'string' } }, required: ['order_id'] } },
+      cleanup: async () => {
+        await flow.close();
+        await auth.close();
+      },
+    };
+  };
+}
+
+describeStsConformance('speechmatics flow (8 kHz caller audio)', flowSetup(8000), { quietMs: 300 });
+describeStsConformance('speechmatics flow (16 kHz caller audio)', flowSetup(16000), { quietMs: 300 });

@@ -1,5 +1,5 @@
 /**
- * Conformance suites for ASR and TTS adapters (vitest `describe` factories). A separate entry point,
+ * Conformance suites for ASR, TTS and STS adapters (vitest `describe` factories). A separate entry point,
  * `@stsgate/testkit/conformance`, because it imports vitest: the gateway's CLI imports the main entry.
  */
 export {
@@ -24,3 +24,15 @@ export {
   type TtsCheckName,
   type TtsCheck,
 } from './tts.js';
+export {
+  describeStsConformance,
+  runStsConformanceCheck,
+  STS_CONFORMANCE_CHECKS,
+  type StsConformanceHarness,
+  type StsConformanceSetup,
+  type StsConformanceOptions,
+  type StsConformanceTool,
+  type StsCheckName,
+  type StsCheck,
+  type StsCheckResult,
+} from './sts.js';

@@ -1,0 +1,76 @@
+import { describe, expect, test } from 'vitest';
+import type { StsCapabilities } from '@stsgate/core';
+import { describeStsConformance, runStsConformanceCheck, STS_CONFORMANCE_CHECKS, type StsCheckName, type StsConformanceSetup } from '../../src/conformance/sts.js';
+import { referenceSts, type StsDefects } from './reference-sts.js';
+
+// The OpenAI Realtime adapter runs this suite in packages/openai/test/sts-conformance.test.ts and the loopback in
+// packages/loopback/test/sts-conformance.test.ts: the test kit cannot depend on them (they devDepend on it).
+
+function setup(defects: StsDefects = {}, withTool = true): StsConformanceSetup {
+  return () => Promise.resolve({ adapter: referenceSts(defects), ...(withTool ? { tool: { name: 'lookup_order' } } : {}) });
+}
+
+// The suite passes for a correct adapter...
+describeStsConformance('reference in-process adapter', setup(), { quietMs: 300 });
+
+// ...and fails for broken ones.
+describe('STS conformance self-test: broken adapters fail', () => {
+  const cases: [string, StsDefects, [StsCheckName, RegExp][]][] = [
+    ['mixes caller audio of all sessions into one buffer', { sharedBuffer: true }, [['concurrentIsolation', /session B emitted \d+ audio events although only session A got caller speech/]]],
+    ['emits audio after response_done', { audioAfterDone: true }, [['replyAudio', /audio for response resp_1 after its response_done/]]],
+    ['drops audio sent before its socket is open', { dropEarlyAudio: true }, [['earlyAudio', /timed out after 1500 ms waiting for a reply to the caller turn sent right after connect\(\)/]]],
+    ['a second close() throws and the events never end', { closeNotIdempotent: true }, [['closeIdempotent', /already closed/]]],
+    ['connects although the call has ended', { ignoreAbortedSignal: true }, [['abortBeforeConnect', /connect\(\) resolved although call.signal was already aborted/]]],
+    ['throws on an invalid DTMF digit', { throwOnBadDigit: true }, [['badInputSafe', /sendDtmf\('x'\) threw: invalid digit x/]]],
+    ['reports an error event for an unknown tool call id', { errorOnUnknownToolResult: true }, [['badInputSafe', /unexpected error event: error\(invalid_request: unknown tool call/]]],
+    ['leaks <end> into transcripts', { leakControlTokens: true }, [['transcripts', /control token leaked into a (user|agent) transcript/]]],
+    ['never replies after a tool result', { ignoreToolResult: true }, [['toolRoundTrip', /waiting for a reply after submitToolResult/]]],
+    ['tool arguments are not JSON', { badToolArguments: true }, [['toolRoundTrip', /tool_call argumentsJson is not JSON/]]],
+    ['emits at an undeclared output rate', { undeclaredOutputRate: true }, [['replyAudio', /outputSampleRate 48000 is not among the declared \[24000\]/]]],
+    [
+      'emits empty audio events',
+      { emptyAudioChunks: true },
+      [
+        ['replyAudio', /empty audio event/],
+        ['earlyAudio', /empty audio event/],
+        ['badInputSafe', /empty audio event/],
+      ],
+    ],
+  ];
+  for (const [title, defects, checks] of cases) {
+    for (const [check, message] of checks) {
+      test(`${title}: ${check} fails`, async () => {
+        await expect(runStsConformanceCheck(check, setup(defects), { timeoutMs: 1500, quietMs: 300 })).rejects.toThrow(message);
+      });
+    }
+  }
+
+  test('the defects are specific: a defective adapter still passes the unrelated checks', async () => {
+    await expect(runStsConformanceCheck('replyAudio', setup({ dropEarlyAudio: true }), { quietMs: 300 })).resolves.toEqual({ status: 'passed' });
+    await expect(runStsConformanceCheck('replyAudio', setup({ sharedBuffer: true }), { quietMs: 300 })).resolves.toEqual({ status: 'passed' });
+  });
+});
+
+describe('STS conformance self-test: skips', () => {
+  test('toolRoundTrip and transcripts are skipped when the capability is absent or no tool is given', async () => {
+    const withoutTool = await runStsConformanceCheck('toolRoundTrip', setup({}, false));
+    expect(withoutTool).toMatchObject({ status: 'skipped', reason: expect.stringMatching(/harness\.tool/) as unknown });
+    const capabilities: StsCapabilities = { ...referenceSts().capabilities, toolCalls: false, userTranscripts: false, agentTranscripts: false };
+    const limited: StsConformanceSetup = () => Promise.resolve({ adapter: { ...referenceSts(), capabilities }, tool: { name: 'lookup_order' } });
+    expect(await runStsConformanceCheck('toolRoundTrip', limited)).toMatchObject({ status: 'skipped' });
+    expect(await runStsConformanceCheck('transcripts', limited)).toMatchObject({ status: 'skipped' });
+  });
+
+  test('every check is listed', () => {
+    expect(Object.keys(STS_CONFORMANCE_CHECKS)).toEqual([
+      'replyAudio',
+      'transcripts',
+      'earlyAudio',
+      'concurrentIsolation',
+      'closeIdempotent',
+      'abortBeforeConnect',
+      'badInputSafe',
+      'toolRoundTrip',
+    ]);
+  });
+});
