@@ -226,7 +226,8 @@ function requestCall(request: FastifyRequest, logger: Logger, route: string): Re
 function finish(res: FastifyReply['raw'], failure: ProviderError | undefined, deps: HttpRouteDeps, route: 'asr' | 'tts'): void {
   if (failure !== undefined && !res.headersSent) {
     const status = failure.category === 'invalid_request' ? 400 : failure.category === 'timeout' ? 504 : 502;
-    res.writeHead(status, { 'content-type': 'application/json' });
+    // `connection: close`: the client may still be uploading; a kept-alive socket would hold up a graceful shutdown.
+    res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
     res.end(JSON.stringify({ message: `${route.toUpperCase()} provider error: ${failure.message}` }));
   } else {
     if (!res.headersSent) res.writeHead(200, { 'content-type': route === 'asr' ? 'text/plain; charset=utf-8' : 'application/octet-stream' });

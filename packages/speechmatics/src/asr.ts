@@ -25,7 +25,7 @@ import { PROVIDER, providerErrorFromClose, providerErrorFromServerError } from '
 import { RtTranscriptMapper } from './rt-events.js';
 import { DEFAULT_RT_URL, buildStartRecognition, parseRtMessage } from './rt-wire.js';
 import type { RtSettings } from './rt-wire.js';
-import { closeSocket, frameBytes, openSocket } from './socket.js';
+import { closeSocket, frameBytes, handshake, openSocket } from './socket.js';
 
 export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sampleRate'>> {
   readonly apiKey: string;
@@ -207,34 +207,17 @@ class SpeechmaticsAsrStream implements AsrStream {
       secret,
       what: 'real-time ASR',
     });
-    return new Promise<WebSocket>((resolve, reject) => {
-      let serverError: ProviderError | undefined;
-      const finish = (error: ProviderError | undefined): void => {
-        clearTimeout(timer);
-        this.lifetime.signal.removeEventListener('abort', onAbort);
-        socket.removeAllListeners();
-        socket.on('error', () => undefined);
-        if (error === undefined) resolve(socket);
-        else {
-          socket.terminate();
-          reject(error);
-        }
-      };
-      const onAbort = (): void => finish(new ProviderError(PROVIDER, 'closed', 'the call ended before recognition started', { retryable: false }));
-      const timer = setTimeout(() => finish(new ProviderError(PROVIDER, 'timeout', `Speechmatics did not start recognition within ${timeoutMs} ms`)), timeoutMs);
-      this.lifetime.signal.addEventListener('abort', onAbort, { once: true });
-      socket.on('message', (data: RawData, isBinary: boolean) => {
-        if (isBinary) return;
-        const message = parseRtMessage(frameBytes(data).toString('utf8'));
-        if (message.kind === 'started') finish(undefined);
-        else if (message.kind === 'error') {
-          // The server closes right after; keep the error for the close.
-          serverError = providerErrorFromServerError(message.type, message.reason, secret);
-          finish(serverError);
-        }
-      });
-      socket.on('close', (code: number, reason: Buffer) => finish(serverError ?? providerErrorFromClose(code, reason.toString('utf8'), secret)));
-      socket.send(this.startMessage);
+    return handshake(socket, {
+      start: this.startMessage,
+      timeoutMs,
+      signal: this.lifetime.signal,
+      secret,
+      what: 'start recognition',
+      classify: (text) => {
+        const message = parseRtMessage(text);
+        if (message.kind === 'started') return true;
+        return message.kind === 'error' ? providerErrorFromServerError(message.type, message.reason, secret) : undefined;
+      },
     });
   }
 

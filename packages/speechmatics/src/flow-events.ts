@@ -10,7 +10,7 @@
  *   calls a tool, or the conversation ends).
  */
 import type { StsEvent } from '@stsgate/core';
-import { joinSegments, segmentOf } from './transcript.js';
+import { joinSegments, segmentOf } from './common-wire.js';
 import type { FlowServerMessage } from './flow-wire.js';
 
 export class FlowEventMapper {

@@ -4,8 +4,8 @@
  */
 import type { ToolSpec } from '@stsgate/core';
 import { z } from 'zod';
-import { transcriptSchema } from './transcript.js';
-import type { TranscriptMessage } from './transcript.js';
+import { audioAddedSeq, idOf, noticeOf, parseEnvelope, transcriptSchema } from './common-wire.js';
+import type { Notice, TranscriptMessage } from './common-wire.js';
 
 export const DEFAULT_FLOW_URL = 'wss://flow.api.speechmatics.com/v1/flow';
 /** The agent template avr-sts-speechmatics uses. */
@@ -105,14 +105,11 @@ export type FlowClientMessage =
   | { readonly message: 'ToolResult'; readonly id: string; readonly status: 'ok' | 'rejected' | 'failed'; readonly content: string }
   | { readonly message: 'AddInput'; readonly input: string; readonly interrupt_response: boolean; readonly immediate: boolean };
 
-const namedSchema = z.object({ message: z.string() });
-const seqSchema = z.object({ seq_no: z.number().int() });
 const responseSchema = z.object({ content: z.string().default(''), start_time: z.number().optional(), end_time: z.number().optional() });
 const toolInvokeSchema = z.object({
   id: z.string().min(1),
   function: z.object({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()).default({}) }),
 });
-const noticeSchema = z.object({ type: z.string().default('unknown'), reason: z.string().optional() });
 
 export type FlowServerMessage =
   | { kind: 'conversation_started'; id: string | undefined }
@@ -121,30 +118,22 @@ export type FlowServerMessage =
   | { kind: 'response_started' | 'response_completed' | 'response_interrupted'; content: string }
   | { kind: 'tool_invoke'; id: string; name: string; argumentsJson: string }
   | { kind: 'conversation_ending' | 'conversation_ended' }
-  | { kind: 'info' | 'warning' | 'error'; type: string; reason: string | undefined }
+  | Notice
   /** Debug output (`Debug`, `prompt`) this adapter does not use. */
   | { kind: 'ignored'; message: string }
   | { kind: 'invalid'; reason: string };
 
 /** Never throws: anything unusable is `invalid`, with a reason that holds no conversation text. */
 export function parseFlowMessage(text: string): FlowServerMessage {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { kind: 'invalid', reason: 'not JSON' };
-  }
-  const named = namedSchema.safeParse(json);
-  if (!named.success) return { kind: 'invalid', reason: 'no "message" field' };
-  const name = named.data.message;
+  const envelope = parseEnvelope(text);
+  if (!envelope.ok) return { kind: 'invalid', reason: envelope.reason };
+  const { name, json } = envelope;
   switch (name) {
-    case 'ConversationStarted': {
-      const id = (json as { id?: unknown }).id;
-      return { kind: 'conversation_started', id: typeof id === 'string' ? id : undefined };
-    }
+    case 'ConversationStarted':
+      return { kind: 'conversation_started', id: idOf(json) };
     case 'AudioAdded': {
-      const parsed = seqSchema.safeParse(json);
-      return parsed.success ? { kind: 'audio_added', seqNo: parsed.data.seq_no } : { kind: 'invalid', reason: 'AudioAdded without seq_no' };
+      const seqNo = audioAddedSeq(json);
+      return seqNo === undefined ? { kind: 'invalid', reason: 'AudioAdded without seq_no' } : { kind: 'audio_added', seqNo };
     }
     case 'AddTranscript':
     case 'AddPartialTranscript': {
@@ -170,11 +159,8 @@ export function parseFlowMessage(text: string): FlowServerMessage {
       return { kind: 'conversation_ended' };
     case 'Info':
     case 'Warning':
-    case 'Error': {
-      const parsed = noticeSchema.safeParse(json);
-      const notice = parsed.success ? parsed.data : { type: 'unknown', reason: undefined };
-      return { kind: name === 'Info' ? 'info' : name === 'Warning' ? 'warning' : 'error', type: notice.type, reason: notice.reason };
-    }
+    case 'Error':
+      return noticeOf(name, json);
     case 'Debug':
     case 'prompt':
       return { kind: 'ignored', message: name };

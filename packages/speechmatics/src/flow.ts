@@ -17,7 +17,7 @@ import { PROVIDER, providerErrorFromClose, providerErrorFromServerError } from '
 import { FlowEventMapper } from './flow-events.js';
 import { DEFAULT_FLOW_URL, DEFAULT_TEMPLATE_ID, FLOW_OUTPUT_SAMPLE_RATE, buildStartConversation, flowConnectUrl, flowTools, parseFlowMessage } from './flow-wire.js';
 import type { FlowClientMessage } from './flow-wire.js';
-import { closeSocket, frameBytes, openSocket } from './socket.js';
+import { closeSocket, frameBytes, handshake, openSocket } from './socket.js';
 
 export const DEFAULT_FLOW_DTMF_MESSAGE = 'The caller pressed {{digit}} on the keypad.';
 
@@ -274,46 +274,31 @@ class FlowSession implements StsSession {
   private async startConversation(): Promise<WebSocket> {
     const { keys, apiKey, connectTimeoutMs } = this.settings;
     const key = await keys.get('flow', this.lifetime.signal);
-    const socket = await openSocket({
-      url: flowConnectUrl(this.settings.baseUrl, key),
-      timeoutMs: connectTimeoutMs,
-      signal: this.lifetime.signal,
-      secret: apiKey,
-      what: 'Flow',
-    }).catch((error: unknown) => {
+    try {
+      const socket = await openSocket({
+        url: flowConnectUrl(this.settings.baseUrl, key),
+        timeoutMs: connectTimeoutMs,
+        signal: this.lifetime.signal,
+        secret: apiKey,
+        what: 'Flow',
+      });
+      return await handshake(socket, {
+        start: this.settings.start,
+        timeoutMs: connectTimeoutMs,
+        signal: this.lifetime.signal,
+        secret: apiKey,
+        what: 'start the Flow conversation',
+        classify: (text) => {
+          const message = parseFlowMessage(text);
+          if (message.kind === 'conversation_started') return true;
+          return message.kind === 'error' ? providerErrorFromServerError(message.type, message.reason, apiKey) : undefined;
+        },
+      });
+    } catch (error) {
+      // A refused key (revoked, expired early) is not offered to the next attempt.
       if (error instanceof ProviderError && error.category === 'auth') keys.invalidate('flow', key);
       throw error;
-    });
-    return new Promise<WebSocket>((resolve, reject) => {
-      let serverError: ProviderError | undefined;
-      const finish = (error: ProviderError | undefined): void => {
-        clearTimeout(timer);
-        this.lifetime.signal.removeEventListener('abort', onAbort);
-        socket.removeAllListeners();
-        socket.on('error', () => undefined);
-        if (error === undefined) {
-          resolve(socket);
-          return;
-        }
-        if (error.category === 'auth') keys.invalidate('flow', key);
-        socket.terminate();
-        reject(error);
-      };
-      const onAbort = (): void => finish(new ProviderError(PROVIDER, 'closed', 'the call ended before the Flow conversation started', { retryable: false }));
-      const timer = setTimeout(() => finish(new ProviderError(PROVIDER, 'timeout', `Flow did not start the conversation within ${connectTimeoutMs} ms`)), connectTimeoutMs);
-      this.lifetime.signal.addEventListener('abort', onAbort, { once: true });
-      socket.on('message', (data: RawData, isBinary: boolean) => {
-        if (isBinary) return;
-        const message = parseFlowMessage(frameBytes(data).toString('utf8'));
-        if (message.kind === 'conversation_started') finish(undefined);
-        else if (message.kind === 'error') {
-          serverError = providerErrorFromServerError(message.type, message.reason, apiKey);
-          finish(serverError);
-        }
-      });
-      socket.on('close', (code: number, reason: Buffer) => finish(serverError ?? providerErrorFromClose(code, reason.toString('utf8'), apiKey)));
-      socket.send(this.settings.start);
-    });
+    }
   }
 
   private attach(socket: WebSocket, restarted: boolean): void {

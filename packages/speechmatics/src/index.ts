@@ -19,8 +19,8 @@ export type { SpeechmaticsAsrOptions } from './asr.js';
 export { RtTranscriptMapper } from './rt-events.js';
 export { buildStartRecognition, parseRtMessage, DEFAULT_RT_URL, RT_REGION_URLS } from './rt-wire.js';
 export type { RtRegion, RtServerMessage, RtSettings } from './rt-wire.js';
-export { transcriptSchema, segmentOf, joinSegments } from './transcript.js';
-export type { TranscriptMessage, TranscriptSegment } from './transcript.js';
+export { transcriptSchema, segmentOf, joinSegments } from './common-wire.js';
+export type { TranscriptMessage, TranscriptSegment } from './common-wire.js';
 
 // Text-to-speech
 export { createSpeechmaticsTts, speechmaticsTtsCapabilities, ttsGenerateUrl, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, SPEECHMATICS_TTS_VOICES, TTS_SAMPLE_RATE } from './tts.js';

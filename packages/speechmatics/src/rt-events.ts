@@ -7,8 +7,8 @@
  * reconnect).
  */
 import type { AsrEvent } from '@stsgate/core';
-import { joinSegments, segmentOf } from './transcript.js';
-import type { TranscriptMessage } from './transcript.js';
+import { joinSegments, segmentOf } from './common-wire.js';
+import type { TranscriptMessage } from './common-wire.js';
 
 export class RtTranscriptMapper {
   private finals: string[] = [];

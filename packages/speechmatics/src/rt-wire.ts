@@ -4,8 +4,8 @@
  */
 import type { AdditionalVocabObject, StartRecognition, TranscriptionConfig } from '@speechmatics/real-time-client';
 import { z } from 'zod';
-import { transcriptSchema } from './transcript.js';
-import type { TranscriptMessage } from './transcript.js';
+import { audioAddedSeq, idOf, noticeOf, parseEnvelope, transcriptSchema } from './common-wire.js';
+import type { Notice, TranscriptMessage } from './common-wire.js';
 
 /** Region endpoints per the docs (`global` routes to the nearest region). */
 export const RT_REGION_URLS = {
@@ -55,9 +55,6 @@ export function buildStartRecognition(settings: RtSettings): StartRecognition {
   };
 }
 
-const namedSchema = z.object({ message: z.string() });
-const seqSchema = z.object({ seq_no: z.number().int() });
-const noticeSchema = z.object({ type: z.string().default('unknown'), reason: z.string().optional() });
 const eouSchema = z.object({ metadata: z.object({ start_time: z.number(), end_time: z.number() }).optional() });
 
 export type RtServerMessage =
@@ -66,30 +63,22 @@ export type RtServerMessage =
   | { kind: 'transcript'; message: TranscriptMessage }
   | { kind: 'end_of_utterance'; endMs: number | undefined }
   | { kind: 'end_of_transcript' }
-  | { kind: 'info' | 'warning' | 'error'; type: string; reason: string | undefined }
+  | Notice
   /** A valid message this adapter does not use (translations, audio events, speakers). */
   | { kind: 'ignored'; message: string }
   | { kind: 'invalid'; reason: string };
 
 /** Never throws: anything unusable is `invalid` with a reason that holds no transcript text. */
 export function parseRtMessage(text: string): RtServerMessage {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { kind: 'invalid', reason: 'not JSON' };
-  }
-  const named = namedSchema.safeParse(json);
-  if (!named.success) return { kind: 'invalid', reason: 'no "message" field' };
-  const name = named.data.message;
+  const envelope = parseEnvelope(text);
+  if (!envelope.ok) return { kind: 'invalid', reason: envelope.reason };
+  const { name, json } = envelope;
   switch (name) {
-    case 'RecognitionStarted': {
-      const id = (json as { id?: unknown }).id;
-      return { kind: 'started', id: typeof id === 'string' ? id : undefined };
-    }
+    case 'RecognitionStarted':
+      return { kind: 'started', id: idOf(json) };
     case 'AudioAdded': {
-      const parsed = seqSchema.safeParse(json);
-      return parsed.success ? { kind: 'audio_added', seqNo: parsed.data.seq_no } : { kind: 'invalid', reason: 'AudioAdded without seq_no' };
+      const seqNo = audioAddedSeq(json);
+      return seqNo === undefined ? { kind: 'invalid', reason: 'AudioAdded without seq_no' } : { kind: 'audio_added', seqNo };
     }
     case 'AddTranscript':
     case 'AddPartialTranscript': {
@@ -105,11 +94,8 @@ export function parseRtMessage(text: string): RtServerMessage {
       return { kind: 'end_of_transcript' };
     case 'Info':
     case 'Warning':
-    case 'Error': {
-      const parsed = noticeSchema.safeParse(json);
-      const notice = parsed.success ? parsed.data : { type: 'unknown', reason: undefined };
-      return { kind: name === 'Info' ? 'info' : name === 'Warning' ? 'warning' : 'error', type: notice.type, reason: notice.reason };
-    }
+    case 'Error':
+      return noticeOf(name, json);
     case 'AddPartialTranslation':
     case 'AddTranslation':
     case 'AudioEventStarted':

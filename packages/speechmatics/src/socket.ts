@@ -88,6 +88,55 @@ export function openSocket(options: OpenSocketOptions): Promise<WebSocket> {
   });
 }
 
+export interface HandshakeOptions {
+  /** The first message (`StartRecognition`, `StartConversation`). */
+  readonly start: string;
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  readonly secret: string;
+  /** Names the step in messages, e.g. "start recognition". */
+  readonly what: string;
+  /** A text frame: `true` when it is the go-ahead, a ProviderError when it is the server's refusal. */
+  readonly classify: (text: string) => true | ProviderError | undefined;
+}
+
+/**
+ * Sends the start message and resolves with the socket once the server's go-ahead arrives; rejects (and terminates
+ * the socket) on its `Error`, a close, the timeout or the signal. No listener but a no-op 'error' is left attached.
+ */
+export function handshake(socket: WebSocket, options: HandshakeOptions): Promise<WebSocket> {
+  return new Promise<WebSocket>((resolve, reject) => {
+    let refusal: ProviderError | undefined;
+    const finish = (error: ProviderError | undefined): void => {
+      clearTimeout(timer);
+      options.signal.removeEventListener('abort', onAbort);
+      socket.removeAllListeners();
+      socket.on('error', () => undefined);
+      if (error === undefined) {
+        resolve(socket);
+        return;
+      }
+      socket.terminate();
+      reject(error);
+    };
+    const onAbort = (): void => finish(new ProviderError(PROVIDER, 'closed', `the call ended before Speechmatics could ${options.what}`, { retryable: false }));
+    const timer = setTimeout(() => finish(new ProviderError(PROVIDER, 'timeout', `Speechmatics did not ${options.what} within ${options.timeoutMs} ms`)), options.timeoutMs);
+    options.signal.addEventListener('abort', onAbort, { once: true });
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      if (isBinary) return;
+      const outcome = options.classify(frameBytes(data).toString('utf8'));
+      if (outcome === true) finish(undefined);
+      else if (outcome !== undefined) {
+        // The server closes right after its Error; report the Error, not the close.
+        refusal = outcome;
+        finish(outcome);
+      }
+    });
+    socket.on('close', (code: number, reason: Buffer) => finish(refusal ?? providerErrorFromClose(code, reason.toString('utf8'), options.secret)));
+    socket.send(options.start);
+  });
+}
+
 /** Closes with 1000 and waits for the close (at most 2 s, then terminates). Idempotent. */
 export function closeSocket(socket: WebSocket, reason = 'call ended'): Promise<void> {
   return new Promise<void>((resolve) => {
