@@ -78,7 +78,9 @@ export function defineSpeechmaticsFlow(): AdapterDefinition<'sts'> {
       const templateVariables = async (call: StsCallContext): Promise<TemplateVariables> => {
         const variables: Record<string, string> = {};
         for (const [key, value] of Object.entries(configured)) variables[key] = renderInstructions(value, call);
-        if (hasInstructions) variables[variableName] = await resolveInstructions(source, call);
+        // A URL that fails falls back to the file, else to nothing: the template keeps its own value then.
+        const instructions = hasInstructions ? (await resolveInstructions(source, call)).trim() : '';
+        if (instructions !== '') variables[variableName] = instructions;
         return variables;
       };
       return createSpeechmaticsFlow({

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import type { StsEvent, StsSession, ToolSpec } from '@stsgate/core';
 import { EventLog, FIXTURE_TEXT, concatPcm, flowAgentBaseFrequency, goertzel, silence, startSpeechmaticsAuthEmulator, startSpeechmaticsFlowEmulator } from '@stsgate/testkit';
 import type { SpeechmaticsAuthEmulator, SpeechmaticsFlowEmulator, SpeechmaticsFlowEmulatorOptions } from '@stsgate/testkit';
-import { TemporaryKeys, createSpeechmaticsFlow } from '../src/index.js';
+import { TemporaryKeys, createSpeechmaticsFlow, defineSpeechmaticsFlow } from '../src/index.js';
 import type { SpeechmaticsFlowOptions } from '../src/index.js';
 import { callContext, frames, memoryLogger, sleep, spoken } from './helpers.js';
 
@@ -299,5 +299,34 @@ describe('faults', () => {
     const s = await stack({ faults: [{ at: 'upgrade', action: { type: 'http', status: 503 }, times: 10 }] });
     await expect(open(s)).rejects.toMatchObject({ category: 'server' });
     expect(s.flow.upgrades).toHaveLength(FAST_RETRY.maxAttempts + 1);
+  });
+});
+
+describe('defineSpeechmaticsFlow (environment)', () => {
+  test('template variables and agent instructions are templated per call; a failing instructions URL leaves the template its own persona', async () => {
+    const s = await stack();
+    const env = {
+      SPEECHMATICS_API_KEY: KEY,
+      SPEECHMATICS_FLOW_URL: s.flow.baseUrl,
+      SPEECHMATICS_MANAGEMENT_URL: s.auth.baseUrl,
+      SPEECHMATICS_TEMPLATE_ID: 'acme-agent:latest',
+      SPEECHMATICS_TEMPLATE_VARIABLES: '{"company":"ACME line {{to}}"}',
+    };
+    const silent = { logger: memoryLogger().logger };
+    const withText = defineSpeechmaticsFlow().fromEnv({ ...env, SPEECHMATICS_INSTRUCTIONS: 'You are Anna. The caller is {{from}}.' }, silent);
+    const first = await withText.connect(callContext());
+    cleanups.push(() => first.close());
+    expect(s.flow.connections[0]?.startConversation?.conversation_config).toMatchObject({
+      template_id: 'acme-agent:latest',
+      template_variables: { company: 'ACME line 600', persona: 'You are Anna. The caller is +15550100.' },
+    });
+    // Nothing listens on port 9 of the loopback: the URL fails fast, and no default text replaces the template's persona.
+    const withBadUrl = defineSpeechmaticsFlow().fromEnv({ ...env, SPEECHMATICS_URL_INSTRUCTIONS: 'http://127.0.0.1:9/prompt', SPEECHMATICS_INSTRUCTIONS_VARIABLE: 'prompt' }, silent);
+    const second = await withBadUrl.connect(callContext());
+    cleanups.push(() => second.close());
+    const variables = s.flow.connections[1]?.startConversation?.conversation_config.template_variables ?? {};
+    expect(variables).toMatchObject({ company: 'ACME line 600' });
+    expect(variables).not.toHaveProperty('prompt');
+    expect(variables).not.toHaveProperty('persona');
   });
 });
