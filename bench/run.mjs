@@ -6,9 +6,10 @@
 //   pnpm bench -- --only=concurrency[,gateway-path,...]
 //   node bench/run.mjs --only=concurrency-emulated   (not in the default run)
 //
-// Parts: resampler (bench/resampler.mjs), gateway-path, concurrency (loopback provider); opt-in (--only=...
-// or --all): concurrency-emulated (same load against a 24 kHz provider emulator), openai-path
-// (bench/openai-path.mjs, maintained separately).
+// Parts: resampler (bench/resampler.mjs), gateway-path, concurrency (loopback provider), openai-path
+// (bench/openai-path.mjs, maintained separately), flow-path (bench/flow-path.mjs: the Speechmatics Flow path,
+// 16 kHz agent audio resampled to 8 kHz), asr-endpoint; opt-in (--only=... or --all): concurrency-emulated (same
+// load against a 24 kHz provider emulator).
 // Environment equivalents: BENCH_QUICK=1, BENCH_ONLY=<parts>, BENCH_ALL=1.
 
 import { execFileSync, spawn } from 'node:child_process';
@@ -20,7 +21,7 @@ import { cpuPercentBetween, cpuTimes, round, sleep, which } from './lib/util.mjs
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'asr-endpoint'];
+const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'flow-path', 'asr-endpoint'];
 const ALL_PARTS = [...DEFAULT_PARTS, 'concurrency-emulated'];
 const REQUIRED_BUILDS = ['packages/core/dist/index.js', 'packages/testkit/dist/index.js', 'packages/silero-vad/dist/index.js', 'apps/gateway/dist/cli.js'];
 
@@ -64,6 +65,7 @@ function machineInfo() {
 const log = (line) => process.stderr.write(`[bench] ${line}\n`);
 const CONCURRENCY = fileURLToPath(new URL('./concurrency.mjs', import.meta.url));
 const OPENAI_PATH = fileURLToPath(new URL('./openai-path.mjs', import.meta.url));
+const FLOW_PATH = fileURLToPath(new URL('./flow-path.mjs', import.meta.url));
 const ASR_ENDPOINT = fileURLToPath(new URL('./asr-endpoint.mjs', import.meta.url));
 let interrupted = false;
 
@@ -121,6 +123,9 @@ async function runPart(name, quick) {
       if (!existsSync(OPENAI_PATH)) throw new Error('bench/openai-path.mjs not found');
       return runChild(OPENAI_PATH, quick ? ['--quick'] : []);
     }
+    // bench/flow-path.mjs: STS_PROVIDER=speechmatics against the Flow + temporary-key emulators (real-time agent audio).
+    case 'flow-path':
+      return runChild(FLOW_PATH, quick ? ['--quick'] : []);
     // bench/asr-endpoint.mjs: POST /speech-to-text-stream streams at real time against the Soniox emulator.
     case 'asr-endpoint':
       return runChild(ASR_ENDPOINT, quick ? ['--quick'] : []);
@@ -204,6 +209,27 @@ function summarize(parts) {
         addedLatencyP99Ms: s.addedLatencyMs?.p99 ?? null,
       })),
       target: 'CPU per call-second <= 1 ms; added latency p99 <= 2 ms at 100 calls',
+    };
+  }
+  const flow = parts['flow-path'];
+  if (flow?.steps !== undefined) {
+    const at100 = flow.steps.find((s) => s.calls === 100);
+    summary.flowPath = {
+      pacing: flow.pacing,
+      gatewayCpuMsPerCallSecondAt100Calls: at100?.gatewayCpuMsPerCallSecond ?? null,
+      addedLatencyP99MsAt100Calls: at100?.addedLatencyMs?.p99 ?? null,
+      byCalls: flow.steps.map((s) => ({
+        calls: s.calls,
+        gatewayCpuMsPerCallSecond: s.gatewayCpuMsPerCallSecond,
+        gatewayRssMB: s.gatewayRssMB,
+        addedLatencyP50Ms: s.addedLatencyMs?.p50 ?? null,
+        addedLatencyP99Ms: s.addedLatencyMs?.p99 ?? null,
+        agentAudioDeliveredOnTimePercent: s.agentAudio.deliveredOnTimePercent,
+        agentAudioDeliveredOnTimePercentWith40msPrebuffer: s.agentAudio.withPrebuffer.find((p) => p.prebufferMs === 40)?.deliveredOnTimePercent ?? null,
+        replyDurationOk: s.replyDurationMs.ok,
+        replyDurationMs: { min: s.replyDurationMs.min, max: s.replyDurationMs.max },
+      })),
+      target: 'CPU per call-second <= 1 ms; added latency p99 <= 2 ms at 100 calls; each 2.5 s reply lasts 2.5 s +- 20 ms at AVR Core',
     };
   }
   const asrEndpoint = parts['asr-endpoint'];

@@ -111,6 +111,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
         metadata: callMetadata(request.url),
         earlyAudioBufferMs: config.earlyAudioBufferMs,
         outboundLeadMs: config.outboundLeadMs,
+        outboundStartBufferMs: config.outboundStartBufferMs,
         providerConnectTimeoutMs: config.providerConnectTimeoutMs,
         ...(deps.tools === undefined ? {} : { tools: deps.tools }),
         ...(deps.initTimeoutMs === undefined ? {} : { initTimeoutMs: deps.initTimeoutMs }),

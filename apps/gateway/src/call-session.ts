@@ -46,6 +46,8 @@ export interface CallSessionOptions {
   readonly metadata: Readonly<Record<string, string>>;
   readonly earlyAudioBufferMs: number;
   readonly outboundLeadMs: number;
+  /** See `OUTBOUND_START_BUFFER_MS` (default 0 here: send at once). */
+  readonly outboundStartBufferMs?: number;
   readonly providerConnectTimeoutMs: number;
   readonly tools?: ToolRunner;
   readonly initTimeoutMs?: number;
@@ -87,6 +89,8 @@ export class CallSession implements Pumpable {
   private readonly openResponses = new Set<string>();
   /** A reply cut by barge-in: audio for it still in flight from the provider is dropped. */
   private interruptedResponseId: string | undefined;
+  /** When the first frame of a burst began waiting for `outboundStartBufferMs` of audio. */
+  private burstWaitSince: number | undefined;
   /** The provider ended the conversation on purpose: the call ends once its last words are heard. */
   private providerEnded = false;
   private readonly drainWaits = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
@@ -427,6 +431,7 @@ export class CallSession implements Pumpable {
   pump(): boolean {
     if (this.stateValue !== 'active' || this.socket.readyState !== this.socket.OPEN) return false;
     if (this.socket.bufferedAmount > MAX_SOCKET_BACKLOG_BYTES) return true;
+    if (this.holdBurstStart()) return true;
     let sent = 0;
     while (this.clock.queuedMs() < this.options.outboundLeadMs) {
       const frame = this.outbound.shift();
@@ -437,6 +442,27 @@ export class CallSession implements Pumpable {
     }
     if (sent > 0) this.options.metrics.framesOut.inc(sent);
     return this.outbound.pendingFrames > 0;
+  }
+
+  /**
+   * Agent audio that starts on an empty AVR Core buffer is held until `outboundStartBufferMs` of it is queued, the
+   * reply is complete, or its first frame has waited that long. A provider streaming in real time (Speechmatics
+   * Flow: 40 ms chunks, less one frame of resampler delay for the first) would otherwise leave the caller a gap
+   * after the first frame of every reply.
+   */
+  private holdBurstStart(): boolean {
+    const startBufferMs = this.options.outboundStartBufferMs ?? 0;
+    if (startBufferMs <= 0 || this.clock.isPlaying() || this.outbound.pendingFrames === 0) {
+      this.burstWaitSince = undefined;
+      return false;
+    }
+    const now = performance.now();
+    this.burstWaitSince ??= now;
+    if (this.outbound.pendingMs >= startBufferMs || this.outbound.frontReplyComplete() || now - this.burstWaitSince >= startBufferMs) {
+      this.burstWaitSince = undefined;
+      return false;
+    }
+    return true;
   }
 
   /** Control messages go straight to the socket: they never wait behind queued audio. */

@@ -23,6 +23,8 @@ export const gatewayEnvSchema = z.object({
   EARLY_AUDIO_BUFFER_MS: optional(int(0, 60_000)).transform((v) => v ?? 3000),
   /** How far ahead of real time agent audio is sent, i.e. the depth of AVR Core's playback buffer. */
   OUTBOUND_LEAD_MS: optional(int(20, 5000)).transform((v) => v ?? 120),
+  /** A reply starting on an empty AVR buffer waits (at most this long) until this much audio is queued. 0: never. */
+  OUTBOUND_START_BUFFER_MS: optional(int(0, 1000)).transform((v) => v ?? 40),
   PROVIDER_CONNECT_TIMEOUT_MS: optional(int(100, 120_000)).transform((v) => v ?? 10_000),
   /** On SIGTERM, calls in progress get this long to finish before they are closed. */
   SHUTDOWN_GRACE_MS: optional(int(0, 3_600_000)).transform((v) => v ?? 30_000),
@@ -42,6 +44,7 @@ export interface GatewayConfig {
   readonly wsMaxPayloadBytes: number;
   readonly earlyAudioBufferMs: number;
   readonly outboundLeadMs: number;
+  readonly outboundStartBufferMs: number;
   readonly providerConnectTimeoutMs: number;
   readonly shutdownGraceMs: number;
 }
@@ -65,6 +68,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     wsMaxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
     earlyAudioBufferMs: e.EARLY_AUDIO_BUFFER_MS,
     outboundLeadMs: e.OUTBOUND_LEAD_MS,
+    outboundStartBufferMs: e.OUTBOUND_START_BUFFER_MS,
     providerConnectTimeoutMs: e.PROVIDER_CONNECT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   };

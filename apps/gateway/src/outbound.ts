@@ -54,6 +54,12 @@ export class OutboundQueue {
     return this.pendingFrames * AVR_FRAME_MS;
   }
 
+  /** The oldest queued reply has all its audio here (it ended, or a newer reply started). */
+  frontReplyComplete(): boolean {
+    const front = this.spans[0];
+    return front !== undefined && front.responseId !== this.openResponseId;
+  }
+
   /** Any agent audio still held here, a partial frame included. */
   hasAudio(): boolean {
     return this.framer.bufferedSamples > 0;

@@ -214,6 +214,42 @@ describe('agent audio', () => {
     expect(avr.of('audio').length).toBeGreaterThanOrEqual(5);
   });
 
+  it('a reply streamed in real time starts only once 40 ms are queued (no gap after its first frame)', async () => {
+    const sts = new ScriptedSts();
+    const gateway = await start(sts, { outboundLeadMs: 120, outboundStartBufferMs: 40 });
+    const avr = await connect(gateway);
+    const session = sts.nextSession();
+    avr.send({ type: 'init', uuid: 'start-buffer' });
+    const s = await session;
+    // One frame and a bit, like Flow's first 40 ms chunk after the resampler's delay; the rest 30 ms later.
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(257) });
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(avr.of('audio')).toHaveLength(0);
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(320) });
+    await avr.until(() => avr.of('audio').length >= 3);
+    // A short reply that is already complete is not held back.
+    s.emit({ type: 'response_done', responseId: 'r1' });
+    await avr.until(() => avr.of('audio').length === 4);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    s.emit({ type: 'audio', responseId: 'r2', samples: ramp(100) });
+    s.emit({ type: 'response_done', responseId: 'r2' });
+    await avr.until(() => avr.of('audio').length === 5);
+  });
+
+  it('the start buffer waits at most its own length for more audio', async () => {
+    const sts = new ScriptedSts();
+    const gateway = await start(sts, { outboundStartBufferMs: 60 });
+    const avr = await connect(gateway);
+    const session = sts.nextSession();
+    avr.send({ type: 'init', uuid: 'start-deadline' });
+    const s = await session;
+    const sentAt = performance.now();
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(160) });
+    await avr.until(() => avr.of('audio').length === 1);
+    const waited = performance.now() - sentAt;
+    expect(waited).toBeGreaterThanOrEqual(55);
+  });
+
   it('downsamples provider audio to 8 kHz', async () => {
     const sts = new ScriptedSts({ outputSampleRate: 24000 });
     const gateway = await start(sts, { outboundLeadMs: 2000 });
