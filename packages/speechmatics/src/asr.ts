@@ -26,6 +26,7 @@ import { RtTranscriptMapper } from './rt-events.js';
 import { DEFAULT_RT_URL, buildStartRecognition, parseRtMessage } from './rt-wire.js';
 import type { RtSettings } from './rt-wire.js';
 import { closeSocket, frameBytes, handshake, openSocket } from './socket.js';
+import type { StartedSocket } from './socket.js';
 
 export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sampleRate'>> {
   readonly apiKey: string;
@@ -188,7 +189,7 @@ class SpeechmaticsAsrStream implements AsrStream {
         this.logger.warn({ category: error.category, err: error.message, attempt, delayMs }, 'Speechmatics ASR connection failed; reconnecting');
       },
     }).then(
-      (socket) => this.attach(socket, initialError !== undefined),
+      (started) => this.attach(started, initialError !== undefined),
       (error: unknown) => {
         if (!this.done) this.fail(toProviderError(PROVIDER, error));
       },
@@ -196,7 +197,7 @@ class SpeechmaticsAsrStream implements AsrStream {
   }
 
   /** Opens a socket, sends `StartRecognition`, resolves on `RecognitionStarted`. */
-  private async startSession(): Promise<WebSocket> {
+  private async startSession(): Promise<StartedSocket> {
     const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
     const secret = this.options.apiKey;
     const socket = await openSocket({
@@ -222,27 +223,31 @@ class SpeechmaticsAsrStream implements AsrStream {
   }
 
   /** Recognition has started: replay what is not final yet, then the queue, in order. */
-  private attach(socket: WebSocket, reconnected: boolean): void {
+  private attach(started: StartedSocket, reconnected: boolean): void {
+    const { socket } = started;
     if (this.done) {
       void closeSocket(socket);
       return;
     }
     let lastError: ProviderError | undefined;
     let finished = false;
-    socket.on('message', (data: RawData, isBinary: boolean) => {
-      if (this.socket !== socket || this.done || isBinary) return;
-      const outcome = this.onMessage(frameBytes(data).toString('utf8'));
-      if (outcome === 'finished') finished = true;
-      else if (outcome instanceof ProviderError) lastError = outcome;
-    });
-    socket.on('close', (code: number, reason: Buffer) => {
-      if (this.socket !== socket) return;
-      this.socket = undefined;
-      if (this.done || finished) return;
-      this.onDrop(lastError ?? providerErrorFromClose(code, reason.toString('utf8'), this.options.apiKey));
-    });
-
     this.socket = socket;
+    started.takeOver(
+      (data: RawData, isBinary: boolean) => {
+        if (this.socket !== socket || this.done || isBinary) return;
+        const outcome = this.onMessage(frameBytes(data).toString('utf8'));
+        if (outcome === 'finished') finished = true;
+        else if (outcome instanceof ProviderError) lastError = outcome;
+      },
+      (code: number, reason: Buffer) => {
+        if (this.socket !== socket) return;
+        this.socket = undefined;
+        if (this.done || finished) return;
+        this.onDrop(lastError ?? providerErrorFromClose(code, reason.toString('utf8'), this.options.apiKey));
+      },
+    );
+    if (this.socket !== socket) return;
+
     this.framesSent = 0;
     const sessionBase = this.history.first;
     this.mapper.restart(samplesToMs(sessionBase, this.inputSampleRate));

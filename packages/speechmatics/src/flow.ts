@@ -18,6 +18,7 @@ import { FlowEventMapper } from './flow-events.js';
 import { DEFAULT_FLOW_URL, DEFAULT_TEMPLATE_ID, FLOW_OUTPUT_SAMPLE_RATE, buildStartConversation, flowConnectUrl, flowTools, parseFlowMessage } from './flow-wire.js';
 import type { FlowClientMessage } from './flow-wire.js';
 import { closeSocket, frameBytes, handshake, openSocket } from './socket.js';
+import type { StartedSocket } from './socket.js';
 
 export const DEFAULT_FLOW_DTMF_MESSAGE = 'The caller pressed {{digit}} on the keypad.';
 
@@ -258,7 +259,7 @@ class FlowSession implements StsSession {
 
   /** Starts a conversation within the reconnect budget and attaches it. Rejects with the last failure. */
   private async run(initialError: ProviderError | undefined): Promise<void> {
-    const socket = await runWithReconnect(() => this.startConversation(), {
+    const started = await runWithReconnect(() => this.startConversation(), {
       provider: PROVIDER,
       budget: this.budget,
       signal: this.lifetime.signal,
@@ -267,11 +268,11 @@ class FlowSession implements StsSession {
         this.logger.warn({ category: error.category, err: error.message, attempt, delayMs }, 'Speechmatics Flow connection failed; retrying');
       },
     });
-    this.attach(socket, initialError !== undefined);
+    this.attach(started, initialError !== undefined);
   }
 
   /** Temporary key, upgrade, `StartConversation`; resolves on `ConversationStarted`. */
-  private async startConversation(): Promise<WebSocket> {
+  private async startConversation(): Promise<StartedSocket> {
     const { keys, apiKey, connectTimeoutMs } = this.settings;
     const key = await keys.get('flow', this.lifetime.signal);
     try {
@@ -301,7 +302,8 @@ class FlowSession implements StsSession {
     }
   }
 
-  private attach(socket: WebSocket, restarted: boolean): void {
+  private attach(started: StartedSocket, restarted: boolean): void {
+    const { socket } = started;
     if (this.done) {
       void closeSocket(socket);
       return;
@@ -309,40 +311,41 @@ class FlowSession implements StsSession {
     const conversation: Conversation = { socket, assembler: new Pcm16Assembler(), serverSeq: 0, lastAudioAdded: 0, toolCalls: new Set() };
     let lastError: ProviderError | undefined;
     let ended = false;
-    socket.on('message', (data: RawData, isBinary: boolean) => {
-      if (this.conversation !== conversation || this.done) return;
-      if (isBinary) {
-        this.onAgentAudio(conversation, frameBytes(data));
-        return;
-      }
-      const outcome = this.onMessage(conversation, frameBytes(data).toString('utf8'));
-      if (outcome === 'ended') ended = true;
-      else if (outcome instanceof ProviderError) lastError = outcome;
-    });
-    socket.on('pong', () => {
-      if (this.pongTimer !== undefined) clearTimeout(this.pongTimer);
-      this.pongTimer = undefined;
-    });
-    socket.on('close', (code: number, reason: Buffer) => {
-      if (this.conversation !== conversation || this.done) return;
-      this.conversation = undefined;
-      this.stopKeepalive();
-      if (ended) {
-        this.logger.info('Flow ended the conversation');
-        void this.close();
-        return;
-      }
-      this.onDrop(lastError ?? providerErrorFromClose(code, reason.toString('utf8'), this.settings.apiKey));
-    });
-
     this.conversation = conversation;
-    this.startKeepalive(conversation);
     if (restarted) this.logger.warn('Flow conversation restarted after a drop: the agent does not remember the earlier turns');
     else this.logger.debug('Flow conversation started');
     const gap = this.gap;
     this.gap = [];
     this.gapSamples = 0;
     for (const samples of gap) socket.send(bytesFromPcm(samples));
+    socket.on('pong', () => {
+      if (this.pongTimer !== undefined) clearTimeout(this.pongTimer);
+      this.pongTimer = undefined;
+    });
+    this.startKeepalive(conversation);
+    started.takeOver(
+      (data: RawData, isBinary: boolean) => {
+        if (this.conversation !== conversation || this.done) return;
+        if (isBinary) {
+          this.onAgentAudio(conversation, frameBytes(data));
+          return;
+        }
+        const outcome = this.onMessage(conversation, frameBytes(data).toString('utf8'));
+        if (outcome === 'ended') ended = true;
+        else if (outcome instanceof ProviderError) lastError = outcome;
+      },
+      (code: number, reason: Buffer) => {
+        if (this.conversation !== conversation || this.done) return;
+        this.conversation = undefined;
+        this.stopKeepalive();
+        if (ended) {
+          this.logger.info('Flow ended the conversation');
+          void this.close();
+          return;
+        }
+        this.onDrop(lastError ?? providerErrorFromClose(code, reason.toString('utf8'), this.settings.apiKey));
+      },
+    );
   }
 
   private onDrop(error: ProviderError): void {

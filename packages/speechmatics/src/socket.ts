@@ -100,12 +100,46 @@ export interface HandshakeOptions {
   readonly classify: (text: string) => true | ProviderError | undefined;
 }
 
+/** A session the server has started, not yet handed to its owner. */
+export interface StartedSocket {
+  readonly socket: WebSocket;
+  /**
+   * Hands the socket over: `onMessage` first gets the frames that arrived since the go-ahead (they can come in the
+   * same read as the go-ahead itself, e.g. Flow's first agent audio), then every later one; `onClose` runs once
+   * when the socket closes, also if that already happened.
+   */
+  takeOver(onMessage: (data: RawData, isBinary: boolean) => void, onClose: (code: number, reason: Buffer) => void): void;
+}
+
+/** Keeps what a started socket receives until its owner takes it over. */
+function holdFrames(socket: WebSocket): StartedSocket {
+  const backlog: [RawData, boolean][] = [];
+  let closed: [number, Buffer] | undefined;
+  const keep = (data: RawData, isBinary: boolean): void => void backlog.push([data, isBinary]);
+  const noteClose = (code: number, reason: Buffer): void => {
+    closed = [code, reason];
+  };
+  socket.on('message', keep);
+  socket.on('close', noteClose);
+  return {
+    socket,
+    takeOver(onMessage, onClose) {
+      socket.off('message', keep);
+      socket.off('close', noteClose);
+      socket.on('message', onMessage);
+      socket.on('close', onClose);
+      for (const [data, isBinary] of backlog.splice(0)) onMessage(data, isBinary);
+      if (closed !== undefined) onClose(...closed);
+    },
+  };
+}
+
 /**
- * Sends the start message and resolves with the socket once the server's go-ahead arrives; rejects (and terminates
- * the socket) on its `Error`, a close, the timeout or the signal. No listener but a no-op 'error' is left attached.
+ * Sends the start message and resolves once the server's go-ahead arrives, holding later frames for the owner;
+ * rejects (and terminates the socket) on the server's `Error`, a close, the timeout or the signal.
  */
-export function handshake(socket: WebSocket, options: HandshakeOptions): Promise<WebSocket> {
-  return new Promise<WebSocket>((resolve, reject) => {
+export function handshake(socket: WebSocket, options: HandshakeOptions): Promise<StartedSocket> {
+  return new Promise<StartedSocket>((resolve, reject) => {
     let refusal: ProviderError | undefined;
     const finish = (error: ProviderError | undefined): void => {
       clearTimeout(timer);
@@ -113,7 +147,7 @@ export function handshake(socket: WebSocket, options: HandshakeOptions): Promise
       socket.removeAllListeners();
       socket.on('error', () => undefined);
       if (error === undefined) {
-        resolve(socket);
+        resolve(holdFrames(socket));
         return;
       }
       socket.terminate();

@@ -500,6 +500,12 @@ class CallSession {
   };
 
   private readonly onClose = (code: number, reason: Buffer): void => {
+    // Ticks that were due before the close (an event-loop stall can delay them past it) still play: AVR Core would
+    // have played that audio before the socket went away.
+    if (this.config.realtime && this.endReason === undefined) {
+      const elapsed = performance.now() - this.t0;
+      while (this.nextTick < this.totalTicks && this.nextTick * AVR_FRAME_MS <= elapsed) this.runTick();
+    }
     const atMs = this.nowMs();
     let initiatedBy: CallReport['close']['initiatedBy'];
     if (this.endReason !== undefined) initiatedBy = 'client';
