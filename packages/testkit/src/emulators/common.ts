@@ -1,9 +1,9 @@
 /**
- * Small helpers shared by the provider emulators: ids, loopback listening, request bodies, waiting on
- * state changes, test tones and JSON narrowing. Nothing here holds module-level mutable state.
+ * Small helpers shared by the provider emulators: ids, loopback listening, request bodies, JSON answers, Bearer tokens,
+ * waiting on state changes, fault queues, test tones and JSON narrowing. Nothing here holds module-level mutable state.
  */
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 
@@ -63,6 +63,24 @@ export function readBody(request: IncomingMessage, limit = 8 * 1024 * 1024): Pro
   });
 }
 
+/** Answers with `status` and a JSON body. */
+export function sendJson(response: ServerResponse, status: number, body: JsonValue): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+}
+
+/** The token of an `Authorization: Bearer <token>` header; undefined when the header is missing or not Bearer. */
+export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
+  return /^Bearer\s+(.+)$/i.exec(headers.authorization?.trim() ?? '')?.[1]?.trim();
+}
+
+/** Why a request's Bearer key is refused (`Missing API key.` or `Invalid API key.`); undefined when it is one of `keys`. */
+export function apiKeyProblem(headers: IncomingHttpHeaders, keys: ReadonlySet<string>): string | undefined {
+  const key = bearerToken(headers);
+  if (key === undefined) return 'Missing API key.';
+  return keys.has(key) ? undefined : 'Invalid API key.';
+}
+
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -108,6 +126,24 @@ export function tone(ms: number, rate = 24000, frequency = 440, amplitude = 8000
   for (let i = 0; i < n; i++) {
     const gain = fade === 0 ? 1 : Math.min(1, i / fade, (n - 1 - i) / fade);
     out[i] = Math.round(amplitude * gain * Math.sin((2 * Math.PI * frequency * i) / rate));
+  }
+  return out;
+}
+
+/**
+ * A voiced-like stand-in for synthesised speech: `f0` plus half its third harmonic under a 4 Hz syllable envelope,
+ * 10 ms fades, 60 ms per character of `text` (300..20000 ms), at `rate`.
+ */
+export function syllableSpeech(text: string, rate: number, f0: number): Int16Array {
+  const ms = Math.min(20_000, Math.max(300, text.length * 60));
+  const n = Math.round((ms * rate) / 1000);
+  const fade = Math.round(rate / 100);
+  const out = new Int16Array(n);
+  for (let i = 0; i < n; i++) {
+    const t = i / rate;
+    const envelope = 0.55 + 0.45 * Math.sin(2 * Math.PI * 4 * t);
+    const edge = Math.min(1, i / fade, (n - 1 - i) / fade);
+    out[i] = Math.round(6000 * envelope * edge * (Math.sin(2 * Math.PI * f0 * t) + 0.5 * Math.sin(2 * Math.PI * 3 * f0 * t)));
   }
   return out;
 }
@@ -164,6 +200,28 @@ export class ChangeWaiters {
 
   close(reason = 'emulator closed'): void {
     for (const waiter of [...this.#waiters]) waiter.fail(new Error(reason));
+  }
+}
+
+/** FIFO of queued faults; the head one serves `times` (default 1) consecutive takers, then leaves. */
+export class FaultQueue<F extends { readonly times?: number }> {
+  readonly #queue: { readonly fault: F; remaining: number }[] = [];
+
+  constructor(faults: readonly F[] = []) {
+    for (const fault of faults) this.push(fault);
+  }
+
+  push(fault: F): void {
+    this.#queue.push({ fault, remaining: fault.times ?? 1 });
+  }
+
+  /** The head fault, or undefined when the queue is empty. */
+  take(): F | undefined {
+    const head = this.#queue[0];
+    if (head === undefined) return undefined;
+    head.remaining -= 1;
+    if (head.remaining <= 0) this.#queue.shift();
+    return head.fault;
   }
 }
 

@@ -65,15 +65,17 @@
  * compressed containers (mp3, ogg, ...), endpoint_sensitivity effects, temporary API keys, exact close codes
  * and error wording other than those quoted in §5 (UNCONFIRMED, emulator wording).
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { decodeAlaw, decodeMulaw } from '@stsgate/core';
 import type { Logger } from 'pino';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
 import { FIXTURE_NAMES, FIXTURE_TEXT, fixturePath } from '../fixtures.js';
 import { readWavAs8k } from '../wav.js';
-import { ChangeWaiters, closeServer, listenOnLoopback, silentLogger, TimerSet, type JsonValue, type WaitOptions } from './common.js';
+import { rawSampleCodec, StreamDecoder, wavSampleCodec } from './audio-codecs.js';
+import { bearerToken, silentLogger, TimerSet, type JsonValue, type WaitOptions } from './common.js';
+import { levelDbfs, SpeechSegmenter, splitWords, spreadWords } from './speech-turns.js';
+import { ArmedFaults, createWsEmulatorHost, failUpgrade, toBuffer, writeRawHttp } from './ws-server.js';
 
 // ---- public types ----------------------------------------------------------------------------------------------------
 
@@ -278,11 +280,7 @@ const ENVELOPE_DBFS_FLOOR = -60;
 function envelope(samples: Int16Array, rate: number): number[] {
   const block = Math.max(1, Math.round(rate / 100));
   const out: number[] = [];
-  for (let i = 0; i + block <= samples.length; i += block) {
-    let energy = 0;
-    for (let j = i; j < i + block; j++) energy += (samples[j] as number) ** 2;
-    out.push(Math.max(ENVELOPE_DBFS_FLOOR, 10 * Math.log10(energy / block / 32768 ** 2 + 1e-12)));
-  }
+  for (let i = 0; i + block <= samples.length; i += block) out.push(Math.max(ENVELOPE_DBFS_FLOOR, levelDbfs(samples.subarray(i, i + block))));
   return out;
 }
 
@@ -355,86 +353,7 @@ export function scriptedRecognizer(texts: readonly string[], fallback: SonioxRec
 
 // ---- audio decoding -------------------------------------------------------------------------------------------------
 
-type SampleCodec =
-  | { readonly kind: 'int'; readonly bytes: 1 | 2 | 3 | 4; readonly signed: boolean; readonly little: boolean }
-  | { readonly kind: 'float'; readonly bytes: 4 | 8; readonly little: boolean }
-  | { readonly kind: 'mulaw' }
-  | { readonly kind: 'alaw' };
-
-const RAW_FORMAT = /^pcm_(?:([su])8|([su])(16|24|32)(le|be)|f(32|64)(le|be))$/;
-
-function rawCodec(format: string): SampleCodec | undefined {
-  if (format === 'mulaw') return { kind: 'mulaw' };
-  if (format === 'alaw') return { kind: 'alaw' };
-  const match = RAW_FORMAT.exec(format);
-  if (match === null) return undefined;
-  const [, sign8, sign, bits, endian, floatBits, floatEndian] = match;
-  if (sign8 !== undefined) return { kind: 'int', bytes: 1, signed: sign8 === 's', little: true };
-  if (sign !== undefined) {
-    return { kind: 'int', bytes: (Number(bits) / 8) as 2 | 3 | 4, signed: sign === 's', little: endian === 'le' };
-  }
-  return { kind: 'float', bytes: floatBits === '64' ? 8 : 4, little: floatEndian === 'le' };
-}
-
 const CONTAINER_FORMATS = new Set(['auto', 'aac', 'aiff', 'amr', 'asf', 'wav', 'mp3', 'flac', 'ogg', 'webm']);
-
-function codecBytes(codec: SampleCodec): number {
-  return codec.kind === 'mulaw' || codec.kind === 'alaw' ? 1 : codec.bytes;
-}
-
-function readSample(view: DataView, offset: number, codec: SampleCodec): number {
-  switch (codec.kind) {
-    case 'int': {
-      let value: number;
-      if (codec.bytes === 1) value = codec.signed ? view.getInt8(offset) : view.getUint8(offset) - 128;
-      else if (codec.bytes === 2) value = codec.signed ? view.getInt16(offset, codec.little) : view.getUint16(offset, codec.little) - 0x8000;
-      else if (codec.bytes === 4) value = codec.signed ? view.getInt32(offset, codec.little) : view.getUint32(offset, codec.little) - 0x80000000;
-      else {
-        const b0 = view.getUint8(offset);
-        const b1 = view.getUint8(offset + 1);
-        const b2 = view.getUint8(offset + 2);
-        const unsigned = codec.little ? b0 | (b1 << 8) | (b2 << 16) : (b0 << 16) | (b1 << 8) | b2;
-        value = codec.signed ? (unsigned << 8) >> 8 : unsigned - 0x800000;
-      }
-      return value / 2 ** (codec.bytes * 8 - 16);
-    }
-    case 'float':
-      return (codec.bytes === 4 ? view.getFloat32(offset, codec.little) : view.getFloat64(offset, codec.little)) * 32767;
-    case 'mulaw':
-      return decodeMulaw(new Uint8Array(view.buffer, view.byteOffset + offset, 1))[0] as number;
-    case 'alaw':
-      return decodeAlaw(new Uint8Array(view.buffer, view.byteOffset + offset, 1))[0] as number;
-    default: {
-      const exhaustive: never = codec;
-      throw new Error(`unknown codec ${JSON.stringify(exhaustive)}`);
-    }
-  }
-}
-
-/** Streaming decoder to mono 16-bit; keeps partial sample frames for the next chunk. */
-class StreamDecoder {
-  #leftover: Buffer = Buffer.alloc(0);
-  constructor(
-    readonly codec: SampleCodec,
-    readonly channels: number,
-  ) {}
-
-  decode(chunk: Buffer): Int16Array {
-    const data = this.#leftover.length > 0 ? Buffer.concat([this.#leftover, chunk]) : chunk;
-    const frameBytes = codecBytes(this.codec) * this.channels;
-    const frames = Math.floor(data.length / frameBytes);
-    this.#leftover = Buffer.from(data.subarray(frames * frameBytes));
-    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    const out = new Int16Array(frames);
-    const sampleBytes = codecBytes(this.codec);
-    for (let f = 0; f < frames; f++) {
-      let sum = 0;
-      for (let c = 0; c < this.channels; c++) sum += readSample(view, f * frameBytes + c * sampleBytes, this.codec);
-      out[f] = Math.max(-32768, Math.min(32767, Math.round(sum / this.channels)));
-    }
-    return out;
-  }
-}
 
 /** Parses a RIFF/WAVE header; returns the decoder, rate and data offset, `undefined` if more bytes are needed. */
 function parseWavHeader(data: Buffer): { decoder: StreamDecoder; rate: number; dataOffset: number } | 'invalid' | undefined {
@@ -447,12 +366,7 @@ function parseWavHeader(data: Buffer): { decoder: StreamDecoder; rate: number; d
     const size = data.readUInt32LE(offset + 4);
     if (id === 'data') {
       if (fmt === undefined) return 'invalid';
-      let codec: SampleCodec | undefined;
-      if (fmt.tag === 1 && [8, 16, 24, 32].includes(fmt.bits)) {
-        codec = { kind: 'int', bytes: (fmt.bits / 8) as 1 | 2 | 3 | 4, signed: fmt.bits !== 8, little: true };
-      } else if (fmt.tag === 3 && (fmt.bits === 32 || fmt.bits === 64)) codec = { kind: 'float', bytes: fmt.bits / 8 === 4 ? 4 : 8, little: true };
-      else if (fmt.tag === 6) codec = { kind: 'alaw' };
-      else if (fmt.tag === 7) codec = { kind: 'mulaw' };
+      const codec = wavSampleCodec(fmt.tag, fmt.bits);
       if (codec === undefined) return 'invalid';
       return { decoder: new StreamDecoder(codec, Math.max(1, fmt.channels)), rate: fmt.rate, dataOffset: offset + 8 };
     }
@@ -481,15 +395,10 @@ interface WordPiece {
 
 /** Splits text into token pieces spread over [startMs, endMs]: punctuation and long-word halves are own tokens. */
 function pieces(text: string, startMs: number, endMs: number): WordPiece[] {
-  const words = text.split(/\s+/).filter((word) => word.length > 0);
   const out: WordPiece[] = [];
-  const span = Math.max(0, endMs - startMs);
-  words.forEach((word, index) => {
-    const wordStart = Math.round(startMs + (span * index) / words.length);
-    const wordEnd = Math.round(startMs + (span * (index + 1)) / words.length);
-    const match = /^(.*?)([.,!?;:]*)$/.exec(word);
-    const core = match?.[1] ?? word;
-    const punctuation = match?.[2] ?? '';
+  for (const { index, core, punctuation, startMs: wordStartMs, endMs: wordEndMs } of spreadWords(splitWords(text), startMs, endMs)) {
+    const wordStart = Math.round(wordStartMs);
+    const wordEnd = Math.round(wordEndMs);
     const parts = core.length > 8 ? [core.slice(0, Math.ceil(core.length / 2)), core.slice(Math.ceil(core.length / 2))] : core.length > 0 ? [core] : [];
     const step = parts.length === 0 ? 0 : (wordEnd - wordStart) / parts.length;
     parts.forEach((part, p) => {
@@ -501,7 +410,7 @@ function pieces(text: string, startMs: number, endMs: number): WordPiece[] {
       });
     });
     if (punctuation.length > 0) out.push({ text: punctuation, word: index, startMs: wordEnd, endMs: wordEnd });
-  });
+  }
   return out;
 }
 
@@ -519,22 +428,6 @@ interface Settings {
   readonly responseIntervalMs: number;
   readonly finalWordsPerResponse: number;
   readonly logger: Logger;
-}
-
-interface OpenUtterance {
-  readonly index: number;
-  readonly startSample: number;
-  lastVoicedEnd: number;
-  voicedFrames: number;
-  readonly chunks: Int16Array[];
-  length: number;
-}
-
-function bearer(headers: IncomingHttpHeaders): string | undefined {
-  const value = headers.authorization;
-  if (value === undefined) return undefined;
-  const match = /^Bearer\s+(.+)$/i.exec(value.trim());
-  return match?.[1]?.trim() ?? '';
 }
 
 function subprotocolKey(headers: IncomingHttpHeaders): string | undefined {
@@ -573,17 +466,12 @@ class Connection implements SonioxSttConnection {
   readonly #notify: () => void;
   readonly #timers = new TimerSet();
   #idleTimer: NodeJS.Timeout | undefined;
-  #faults: { at: Exclude<SonioxSttFaultTrigger, 'upgrade'>; action: SonioxSttFaultAction }[];
+  readonly #faults: ArmedFaults<Exclude<SonioxSttFaultTrigger, 'upgrade'>, SonioxSttFaultAction>;
   #phase: 'config' | 'streaming' | 'done' = 'config';
   #decoder: StreamDecoder | undefined;
   #wavHeader: Buffer | undefined;
-  #rate = 8000;
-  #frame: Int16Array = new Int16Array(80);
-  #frameFill = 0;
-  #samples = 0;
+  readonly #speech: SpeechSegmenter;
   #sinceResponse = 0;
-  #utterance: OpenUtterance | undefined;
-  #utteranceCount = 0;
   #finalSamples = 0;
   #anyTokenSent = false;
   #hangoverSamples = 0;
@@ -600,10 +488,8 @@ class Connection implements SonioxSttConnection {
     this.#ws = ws;
     this.#settings = settings;
     this.#notify = notify;
-    this.#faults = faults.flatMap((fault) => {
-      const at = fault.at ?? 'config';
-      return at === 'upgrade' ? [] : [{ at, action: fault.action }];
-    });
+    this.#speech = new SpeechSegmenter(8000, settings.thresholdDbfs, settings.minSpeechMs);
+    this.#faults = new ArmedFaults(faults, 'config');
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(toBuffer(data), isBinary));
     ws.on('close', (code: number, reason: Buffer) => {
       this.closeInfo ??= { code, reason: reason.toString('utf8'), by: 'client' };
@@ -616,7 +502,8 @@ class Connection implements SonioxSttConnection {
   }
 
   get audioMs(): number {
-    return (this.#samples * 1000) / this.#rate + (this.#frameFill * 1000) / this.#rate;
+    const speech = this.#speech;
+    return (speech.samples * 1000) / speech.rate + (speech.pending * 1000) / speech.rate;
   }
 
   finalText(): string {
@@ -696,10 +583,9 @@ class Connection implements SonioxSttConnection {
 
   /** Runs the faults armed for `trigger`; returns true when one ended or froze the connection. */
   #trigger(matches: (at: Exclude<SonioxSttFaultTrigger, 'upgrade'>) => boolean): boolean {
-    const due = this.#faults.filter((fault) => matches(fault.at));
+    const due = this.#faults.take(matches);
     if (due.length === 0) return false;
-    this.#faults = this.#faults.filter((fault) => !due.includes(fault));
-    for (const fault of due) this.applyFault(fault.action);
+    for (const action of due) this.applyFault(action);
     return this.stalled || this.closeInfo !== undefined;
   }
 
@@ -744,7 +630,8 @@ class Connection implements SonioxSttConnection {
     }
     // Auth first: a connection-level key wins over the deprecated config field.
     const configKey = (parsed as Record<string, unknown>).api_key;
-    const headerKey = bearer(this.headers);
+    // A malformed Authorization header is a wrong key, not a missing one.
+    const headerKey = this.headers.authorization === undefined ? undefined : (bearerToken(this.headers) ?? '');
     const protocolKey = subprotocolKey(this.headers);
     const connectionKey = headerKey ?? protocolKey;
     if (connectionKey !== undefined) {
@@ -779,7 +666,7 @@ class Connection implements SonioxSttConnection {
       return;
     }
     const format = config.audio_format ?? 'auto';
-    const codec = rawCodec(format);
+    const codec = rawSampleCodec(format);
     if (codec !== undefined) {
       if (config.sample_rate === undefined) {
         this.#fail(400, `Missing required field: sample_rate (required for audio_format ${format}).`);
@@ -801,11 +688,8 @@ class Connection implements SonioxSttConnection {
   }
 
   #setRate(rate: number): void {
-    this.#rate = rate;
-    this.#frame = new Int16Array(Math.max(1, Math.round(rate / 100)));
-    this.#frameFill = 0;
-    const delay = this.config?.max_endpoint_delay_ms ?? this.#settings.endpointDelayMs;
-    this.#hangoverSamples = Math.round((delay * rate) / 1000);
+    this.#speech.setRate(rate);
+    this.#hangoverSamples = this.#speech.samplesIn(this.config?.max_endpoint_delay_ms ?? this.#settings.endpointDelayMs);
   }
 
   #onControl(text: string): void {
@@ -862,19 +746,11 @@ class Connection implements SonioxSttConnection {
       bytes = this.#wavHeader.subarray(header.dataOffset);
       this.#wavHeader = undefined;
     }
-    const samples = this.#decoder.decode(bytes);
-    for (let i = 0; i < samples.length; ) {
-      const take = Math.min(samples.length - i, this.#frame.length - this.#frameFill);
-      this.#frame.set(samples.subarray(i, i + take), this.#frameFill);
-      this.#frameFill += take;
-      i += take;
-      if (this.#frameFill === this.#frame.length) {
-        this.#processFrame(this.#frame.slice());
-        this.#frameFill = 0;
-        if (this.closeInfo !== undefined || this.stalled) return;
-      }
+    for (const frame of this.#speech.frames(this.#decoder.decode(bytes))) {
+      this.#processFrame(frame);
+      if (this.closeInfo !== undefined || this.stalled) return;
     }
-    if (this.#sinceResponse * 1000 >= this.#settings.responseIntervalMs * this.#rate) {
+    if (this.#sinceResponse * 1000 >= this.#settings.responseIntervalMs * this.#speech.rate) {
       this.#sinceResponse = 0;
       this.#sendPartial();
     }
@@ -884,55 +760,19 @@ class Connection implements SonioxSttConnection {
   }
 
   #processFrame(frame: Int16Array): void {
-    let energy = 0;
-    for (const sample of frame) energy += sample * sample;
-    const voiced = 10 * Math.log10(energy / frame.length / 32768 ** 2 + 1e-12) >= this.#settings.thresholdDbfs;
-    const start = this.#samples;
-    this.#samples += frame.length;
+    const voiced = this.#speech.addFrame(frame);
     this.#sinceResponse += frame.length;
-    const open = this.#utterance;
-    if (open !== undefined) {
-      open.chunks.push(frame);
-      open.length += frame.length;
-    }
-    if (voiced) {
-      if (open === undefined) {
-        this.#utterance = { index: this.#utteranceCount, startSample: start, lastVoicedEnd: this.#samples, voicedFrames: 1, chunks: [frame], length: frame.length };
-      } else {
-        open.lastVoicedEnd = this.#samples;
-        open.voicedFrames++;
-      }
-    } else if (open !== undefined && this.#samples - open.lastVoicedEnd >= this.#hangoverSamples) {
+    if (voiced) return;
+    const open = this.#speech.open;
+    if (open === undefined) {
+      this.#finalSamples = this.#speech.samples;
+    } else if (this.#speech.silenceAfter(open) >= this.#hangoverSamples) {
       this.#endUtterance('endpoint', this.config?.enable_endpoint_detection === true ? { text: '<end>', is_final: true } : undefined);
-    } else if (open === undefined) {
-      this.#finalSamples = this.#samples;
     }
   }
 
   #ms(samples: number): number {
-    return Math.round((samples * 1000) / this.#rate);
-  }
-
-  #utteranceView(open: OpenUtterance, complete: boolean): SonioxUtterance {
-    const all = new Int16Array(open.length);
-    let offset = 0;
-    for (const chunk of open.chunks) {
-      all.set(chunk, offset);
-      offset += chunk.length;
-    }
-    const voicedLength = open.lastVoicedEnd - open.startSample;
-    return {
-      index: open.index,
-      startMs: this.#ms(open.startSample),
-      audioMs: this.#ms(voicedLength),
-      samples: all.subarray(0, voicedLength),
-      sampleRate: this.#rate,
-      complete,
-    };
-  }
-
-  #speechLongEnough(open: OpenUtterance): boolean {
-    return open.voicedFrames * 10 >= this.#settings.minSpeechMs;
+    return Math.round(this.#speech.ms(samples));
   }
 
   #token(piece: WordPiece, isFinal: boolean): SonioxToken {
@@ -960,32 +800,29 @@ class Connection implements SonioxSttConnection {
   }
 
   #sendPartial(): void {
-    const open = this.#utterance;
+    const open = this.#speech.open;
     let tokens: SonioxToken[] = [];
-    if (open !== undefined && this.#speechLongEnough(open)) {
-      const view = this.#utteranceView(open, false);
-      const text = this.#settings.recognize(view);
-      const words = text.split(/\s+/).filter((word) => word.length > 0);
+    if (open !== undefined && this.#speech.longEnough(open)) {
+      const view = this.#speech.view(open, false);
+      const words = splitWords(this.#settings.recognize(view));
       const revealed = Math.max(1, Math.min(words.length, Math.floor(view.audioMs / 250)));
       tokens = this.#nonFinalTokens(pieces(words.slice(0, revealed).join(' '), view.startMs, view.startMs + view.audioMs));
     }
-    this.#send({ tokens, final_audio_proc_ms: this.#ms(this.#finalSamples), total_audio_proc_ms: this.#ms(this.#samples) });
+    this.#send({ tokens, final_audio_proc_ms: this.#ms(this.#finalSamples), total_audio_proc_ms: this.#ms(this.#speech.samples) });
   }
 
   /** Finalises the open utterance (if any) in groups; `control` is appended to the last response (or sent alone). */
   #endUtterance(endedBy: SonioxUtteranceRecord['endedBy'], control: SonioxToken | undefined): void {
-    const open = this.#utterance;
-    this.#utterance = undefined;
-    const totalMs = this.#ms(this.#samples);
+    const open = this.#speech.end();
+    const totalMs = this.#ms(this.#speech.samples);
     let list: WordPiece[] = [];
-    if (open !== undefined && this.#speechLongEnough(open)) {
-      this.#utteranceCount++;
-      const view = this.#utteranceView(open, true);
+    if (open !== undefined) {
+      const view = this.#speech.view(open, true);
       const text = this.#settings.recognize(view).trim();
       list = pieces(text, view.startMs, view.startMs + view.audioMs);
       this.utterances.push({ index: open.index, startMs: view.startMs, endMs: view.startMs + view.audioMs, text, endedBy });
     }
-    this.#finalSamples = this.#samples;
+    this.#finalSamples = this.#speech.samples;
     const groupWords = this.#settings.finalWordsPerResponse;
     const words = list.length === 0 ? 0 : (list[list.length - 1] as WordPiece).word + 1;
     if (words === 0) {
@@ -1007,26 +844,18 @@ class Connection implements SonioxSttConnection {
 
   /** Processes the incomplete analysis frame at a finalize or at the end of the audio. */
   #flushFrame(): void {
-    if (this.#frameFill === 0) return;
-    const rest = this.#frame.slice(0, this.#frameFill);
-    this.#frameFill = 0;
-    this.#processFrame(rest);
+    const rest = this.#speech.flush();
+    if (rest !== undefined) this.#processFrame(rest);
   }
 
   #endOfStream(): void {
     this.#flushFrame();
     if (this.closeInfo !== undefined) return;
     this.#endUtterance('end', undefined);
-    const totalMs = this.#ms(this.#samples);
+    const totalMs = this.#ms(this.#speech.samples);
     this.#send({ tokens: [], final_audio_proc_ms: totalMs, total_audio_proc_ms: totalMs, finished: true });
     this.close(1000, '');
   }
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }
 
 function defaultErrorMessage(code: number): string {
@@ -1048,13 +877,6 @@ function defaultErrorMessage(code: number): string {
   }
 }
 
-function writeRawHttp(socket: Duplex, status: number, body: JsonValue): void {
-  const text = JSON.stringify(body);
-  socket.end(
-    `HTTP/1.1 ${String(status)} Error\r\nContent-Type: application/json\r\nContent-Length: ${String(Buffer.byteLength(text))}\r\nConnection: close\r\n\r\n${text}`,
-  );
-}
-
 // ---- server ---------------------------------------------------------------------------------------------------------
 
 export async function startSonioxSttEmulator(options: SonioxSttEmulatorOptions): Promise<SonioxSttEmulator> {
@@ -1071,80 +893,42 @@ export async function startSonioxSttEmulator(options: SonioxSttEmulatorOptions):
     finalWordsPerResponse: Math.max(1, options.finalWordsPerResponse ?? 3),
     logger: options.logger ?? silentLogger(),
   };
-  const server: Server = createServer();
-  const wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    handleProtocols: (protocols) => (protocols.has('soniox-api-key') ? 'soniox-api-key' : false),
-  });
-  const waiters = new ChangeWaiters();
-  const notify = (): void => waiters.notify();
-  const connections: Connection[] = [];
+  const host = createWsEmulatorHost<Connection, SonioxSttFault>(
+    { perMessageDeflate: false, handleProtocols: (protocols) => (protocols.has('soniox-api-key') ? 'soniox-api-key' : false) },
+    options.faults,
+  );
   const upgrades: SonioxSttUpgradeRecord[] = [];
-  const queue: { fault: SonioxSttFault; remaining: number }[] = (options.faults ?? []).map((fault) => ({ fault, remaining: fault.times ?? 1 }));
-  const takeFault = (): SonioxSttFault | undefined => {
-    const head = queue[0];
-    if (head === undefined) return undefined;
-    head.remaining -= 1;
-    if (head.remaining <= 0) queue.shift();
-    return head.fault;
-  };
-  let nextWaited = 0;
 
-  server.on('request', (request, response) => {
+  host.server.on('request', (request, response) => {
     const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
     response
       .writeHead(path === '/transcribe-websocket' ? 426 : 404, { 'content-type': 'application/json' })
       .end(JSON.stringify({ error_code: path === '/transcribe-websocket' ? 426 : 404, error_message: 'Not found.' }));
   });
 
-  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+  host.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
+    const record = (status: number): void => {
+      upgrades.push({ path, headers: request.headers, status });
+      host.notify();
+    };
     if (path !== '/transcribe-websocket') {
-      upgrades.push({ path, headers: request.headers, status: 404 });
       writeRawHttp(socket, 404, { error_code: 404, error_message: 'Not found.' });
-      notify();
+      record(404);
       return;
     }
-    const fault = takeFault();
+    const fault = host.faults.take();
     if (fault !== undefined && fault.at === 'upgrade') {
-      if (fault.action.type === 'http') {
-        upgrades.push({ path, headers: request.headers, status: fault.action.status });
-        writeRawHttp(socket, fault.action.status, fault.action.body ?? { error_code: fault.action.status, error_message: defaultErrorMessage(fault.action.status) });
-      } else {
-        upgrades.push({ path, headers: request.headers, status: 0 });
-        socket.destroy();
-      }
-      notify();
+      const http = fault.action.type === 'http' ? fault.action : undefined;
+      record(failUpgrade(socket, http, (status) => ({ error_code: status, error_message: defaultErrorMessage(status) })));
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => {
+    host.accept(request, socket, head, (ws, index) => {
       upgrades.push({ path, headers: request.headers, status: 101 });
-      connections.push(new Connection(connections.length, path, request.headers, ws, settings, fault === undefined ? [] : [fault], notify));
-      notify();
+      return new Connection(index, path, request.headers, ws, settings, fault === undefined ? [] : [fault], host.notify);
     });
   });
 
-  const port = await listenOnLoopback(server);
-  return {
-    url: `ws://127.0.0.1:${String(port)}/transcribe-websocket`,
-    port,
-    connections,
-    upgrades,
-    queueFault: (fault) => {
-      queue.push({ fault, remaining: fault.times ?? 1 });
-    },
-    waitFor: (probe, waitOptions) => waiters.waitFor(probe, waitOptions),
-    waitForConnection: (index, waitOptions) => {
-      const wanted = index ?? nextWaited;
-      if (index === undefined) nextWaited++;
-      return waiters.waitFor(() => connections[wanted], waitOptions, `connection ${String(wanted)}`);
-    },
-    close: async () => {
-      for (const connection of connections) connection.dispose();
-      waiters.close();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await closeServer(server);
-    },
-  };
+  const port = await host.listen();
+  return { url: `ws://127.0.0.1:${String(port)}/transcribe-websocket`, port, upgrades, ...host.api };
 }

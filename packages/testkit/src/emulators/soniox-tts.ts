@@ -38,12 +38,13 @@
  *
  * Not implemented: the TTS WebSocket API (`/tts-websocket`), compressed formats, voices listing, timestamps.
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { encodeAlaw, encodeMulaw } from '@stsgate/core';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { encodeWav } from '../wav.js';
-import { ChangeWaiters, closeServer, listenOnLoopback, readBody, silentLogger, TimerSet, type JsonValue, type WaitOptions } from './common.js';
+import { apiKeyProblem, sendJson, silentLogger, syllableSpeech, type JsonValue, type WaitOptions } from './common.js';
+import { checkRequest, createHttpEmulatorHost, HttpError, streamChunked, type JsonRequest } from './http-stream.js';
 import { pcmBytes } from './realtime-audio.js';
 
 export const SONIOX_TTS_MODELS: readonly string[] = ['tts-rt-v1', 'tts-rt-v1-preview'];
@@ -140,55 +141,36 @@ export interface SonioxTtsEmulator {
   close(): Promise<void>;
 }
 
-class TtsError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** The default signal: 150 Hz + 450 Hz with a 4 Hz syllable envelope, 60 ms per character (300..20000 ms). */
 export function defaultSonioxSpeech(text: string, rate: number): Int16Array {
-  const ms = Math.min(20_000, Math.max(300, text.length * 60));
-  const n = Math.round((ms * rate) / 1000);
-  const fade = Math.round(rate / 100);
-  const out = new Int16Array(n);
-  for (let i = 0; i < n; i++) {
-    const t = i / rate;
-    const envelope = 0.55 + 0.45 * Math.sin(2 * Math.PI * 4 * t);
-    const edge = Math.min(1, i / fade, (n - 1 - i) / fade);
-    out[i] = Math.round(6000 * envelope * edge * (Math.sin(2 * Math.PI * 150 * t) + 0.5 * Math.sin(2 * Math.PI * 450 * t)));
-  }
-  return out;
+  return syllableSpeech(text, rate, 150);
 }
 
 function validate(body: unknown, settings: { models: ReadonlySet<string>; voices: ReadonlySet<string> | undefined }): SonioxTtsRequest {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new TtsError(400, 'Request body must be a JSON object.');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'Request body must be a JSON object.');
   const result = bodySchema.safeParse(body);
   if (!result.success) {
     const issue = result.error.issues[0];
-    if (issue === undefined) throw new TtsError(400, 'Invalid request.');
+    if (issue === undefined) throw new HttpError(400, 'Invalid request.');
     const path = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') throw new TtsError(400, `Unknown field: ${issue.keys.join(', ')}`);
-    if (issue.code === 'invalid_type' && (body as Record<string, unknown>)[path] === undefined) throw new TtsError(400, `Missing required field: ${path}`);
-    throw new TtsError(400, `Invalid value for field ${path}: ${issue.message}`);
+    if (issue.code === 'unrecognized_keys') throw new HttpError(400, `Unknown field: ${issue.keys.join(', ')}`);
+    if (issue.code === 'invalid_type' && (body as Record<string, unknown>)[path] === undefined) throw new HttpError(400, `Missing required field: ${path}`);
+    throw new HttpError(400, `Invalid value for field ${path}: ${issue.message}`);
   }
   const data = result.data;
-  if (!settings.models.has(data.model)) throw new TtsError(400, 'Invalid model specified.');
-  if (settings.voices !== undefined && !settings.voices.has(data.voice)) throw new TtsError(400, `Invalid voice: ${data.voice}.`);
+  if (!settings.models.has(data.model)) throw new HttpError(400, 'Invalid model specified.');
+  if (settings.voices !== undefined && !settings.voices.has(data.voice)) throw new HttpError(400, `Invalid voice: ${data.voice}.`);
   if ((COMPRESSED_FORMATS as readonly string[]).includes(data.audio_format)) {
-    throw new TtsError(400, `audio_format ${data.audio_format} is not supported by the emulator.`);
+    throw new HttpError(400, `audio_format ${data.audio_format} is not supported by the emulator.`);
   }
   const audioFormat = PRODUCED_FORMATS.find((format) => format === data.audio_format);
-  if (audioFormat === undefined) throw new TtsError(400, `Invalid audio_format: ${data.audio_format}.`);
+  if (audioFormat === undefined) throw new HttpError(400, `Invalid audio_format: ${data.audio_format}.`);
   const g711 = audioFormat === 'pcm_mulaw' || audioFormat === 'pcm_alaw';
   const sampleRate = data.sample_rate ?? (g711 ? 8000 : 24000);
   if (g711 ? sampleRate !== 8000 : !(PCM_RATES as readonly number[]).includes(sampleRate)) {
-    throw new TtsError(400, `Invalid sample_rate ${String(sampleRate)} for audio_format ${audioFormat}.`);
+    throw new HttpError(400, `Invalid sample_rate ${String(sampleRate)} for audio_format ${audioFormat}.`);
   }
-  if (data.text.trim().length === 0) throw new TtsError(400, 'Text must not be empty.');
+  if (data.text.trim().length === 0) throw new HttpError(400, 'Text must not be empty.');
   return { model: data.model, language: data.language, voice: data.voice, audioFormat, sampleRate, text: data.text, speed: data.speed, body: body as JsonValue };
 }
 
@@ -215,11 +197,6 @@ function encode(samples: Int16Array, request: SonioxTtsRequest): { bytes: Buffer
   }
 }
 
-function sendJsonError(response: ServerResponse, status: number, message: string, body?: JsonValue): void {
-  const text = JSON.stringify(body ?? { error_code: status, error_message: message });
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
-}
-
 function defaultMessage(status: number): string {
   switch (status) {
     case 401:
@@ -243,182 +220,95 @@ export async function startSonioxTtsEmulator(options: SonioxTtsEmulatorOptions):
   };
   const chunkMs = options.chunkMs ?? 100;
   const chunkIntervalMs = options.chunkIntervalMs ?? 5;
-  const logger = options.logger ?? silentLogger();
-  const timers = new TimerSet();
-  const waiters = new ChangeWaiters();
-  const notify = (): void => waiters.notify();
-  const requests: SonioxTtsRequestRecord[] = [];
-  const queue: { fault: SonioxTtsFault; remaining: number }[] = (options.faults ?? []).map((fault) => ({ fault, remaining: fault.times ?? 1 }));
-  const takeFault = (): SonioxTtsFaultAction | undefined => {
-    const head = queue[0];
-    if (head === undefined) return undefined;
-    head.remaining -= 1;
-    if (head.remaining <= 0) queue.shift();
-    return head.fault.action;
-  };
+  const host = createHttpEmulatorHost<SonioxTtsRequestRecord, SonioxTtsFault>(options.faults);
+  const { requests, timers, notify } = host;
 
   const stream = (record: SonioxTtsRequestRecord, request: SonioxTtsRequest, response: ServerResponse, fault: SonioxTtsFaultAction | undefined): void => {
     const samples = options.synthesize?.(request) ?? defaultSonioxSpeech(request.text, request.sampleRate);
     const { bytes, bytesPerMs, offset } = encode(samples, request);
     const sampleBytes = request.audioFormat === 'pcm_f32le' ? 4 : request.audioFormat === 'pcm_mulaw' || request.audioFormat === 'pcm_alaw' ? 1 : 2;
-    const chunkBytes = Math.max(sampleBytes, Math.round((chunkMs * bytesPerMs) / sampleBytes) * sampleBytes);
-    const interval = fault?.type === 'slow' ? fault.chunkIntervalMs : chunkIntervalMs;
-    record.status = 200;
-    response.writeHead(200, {
-      'content-type': request.audioFormat === 'wav' ? 'audio/wav' : 'audio/pcm',
-      trailer: 'x-tts-error-code, x-tts-error-message',
-    });
-    response.flushHeaders();
-    let position = 0;
-    let timer: NodeJS.Timeout | undefined;
-    response.on('close', () => {
-      timers.cancel(timer);
-      if (!record.completed) {
-        record.aborted = true;
-        notify();
-      }
-    });
-    const step = (): void => {
-      timer = undefined;
-      if (response.destroyed) return;
-      const afterChunks = fault !== undefined && 'afterChunks' in fault ? fault.afterChunks : undefined;
-      if (fault?.type === 'stall' && record.chunksSent >= (afterChunks ?? 0)) return;
-      if (fault?.type === 'abort' && record.chunksSent >= (afterChunks ?? 0)) {
-        response.socket?.destroy();
-        return;
-      }
-      if (fault?.type === 'trailer-error' && record.chunksSent >= (afterChunks ?? 1)) {
-        const trailers = { code: fault.code ?? 500, message: fault.message ?? 'Internal server error.' };
-        record.trailers = trailers;
-        response.addTrailers({ 'x-tts-error-code': String(trailers.code), 'x-tts-error-message': trailers.message });
-        record.completed = true;
-        response.end();
-        notify();
-        return;
-      }
-      if (position >= bytes.length) {
-        record.completed = true;
-        response.end();
-        notify();
-        return;
-      }
-      // The WAV header travels with the first chunk.
-      const end = Math.min(bytes.length, position + chunkBytes + (position === 0 ? offset : 0));
-      const chunk = bytes.subarray(position, end);
-      position = end;
-      record.chunksSent++;
-      record.bytesSent += chunk.length;
-      response.write(chunk);
-      notify();
-      timer = timers.after(interval, step);
+    const trailerError = fault?.type === 'trailer-error' ? fault : undefined;
+    const headers = { 'content-type': request.audioFormat === 'wav' ? 'audio/wav' : 'audio/pcm', trailer: 'x-tts-error-code, x-tts-error-message' };
+    const body = {
+      bytes,
+      chunkBytes: Math.max(sampleBytes, Math.round((chunkMs * bytesPerMs) / sampleBytes) * sampleBytes),
+      headerBytes: offset,
+      intervalMs: fault?.type === 'slow' ? fault.chunkIntervalMs : chunkIntervalMs,
+      cut: fault?.type === 'stall' || fault?.type === 'abort' ? { type: fault.type, afterChunks: fault.afterChunks ?? 0 } : undefined,
+      endEarly:
+        trailerError === undefined
+          ? undefined
+          : {
+              afterChunks: trailerError.afterChunks ?? 1,
+              beforeEnd: (): void => {
+                const trailers = { code: trailerError.code ?? 500, message: trailerError.message ?? 'Internal server error.' };
+                record.trailers = trailers;
+                response.addTrailers({ 'x-tts-error-code': String(trailers.code), 'x-tts-error-message': trailers.message });
+              },
+            },
     };
-    step();
+    streamChunked(response, record, headers, body, timers, notify);
   };
 
-  const server = createServer((incoming: IncomingMessage, response: ServerResponse) => {
-    const path = new URL(incoming.url ?? '/', 'http://127.0.0.1').pathname;
-    void (async () => {
-      let raw: Buffer;
-      try {
-        raw = await readBody(incoming);
-      } catch {
-        response.destroy();
-        return;
-      }
-      let body: JsonValue = null;
-      try {
-        body = raw.length === 0 ? null : (JSON.parse(raw.toString('utf8')) as JsonValue);
-      } catch {
-        body = null;
-      }
-      const record: SonioxTtsRequestRecord = {
-        method: incoming.method ?? 'GET',
-        path,
-        headers: incoming.headers,
-        body,
-        request: undefined,
-        status: undefined,
-        chunksSent: 0,
-        bytesSent: 0,
-        completed: false,
-        aborted: false,
-        trailers: undefined,
-      };
-      requests.push(record);
+  const handle = ({ incoming, url, raw, body }: JsonRequest, response: ServerResponse): void => {
+    const path = url.pathname;
+    const record: SonioxTtsRequestRecord = {
+      method: incoming.method ?? 'GET',
+      path,
+      headers: incoming.headers,
+      body,
+      request: undefined,
+      status: undefined,
+      chunksSent: 0,
+      bytesSent: 0,
+      completed: false,
+      aborted: false,
+      trailers: undefined,
+    };
+    requests.push(record);
+    notify();
+    const fail = (status: number, message: string, errorBody?: JsonValue): void => {
+      record.status = status;
+      record.completed = true;
+      sendJson(response, status, errorBody ?? { error_code: status, error_message: message });
       notify();
-      const fail = (status: number, message: string, errorBody?: JsonValue): void => {
-        record.status = status;
-        record.completed = true;
-        sendJsonError(response, status, message, errorBody);
+    };
+    if (path !== '/tts' || incoming.method !== 'POST') {
+      fail(404, 'Not found.');
+      return;
+    }
+    const keyProblem = apiKeyProblem(incoming.headers, apiKeys);
+    if (keyProblem !== undefined) {
+      fail(401, keyProblem);
+      return;
+    }
+    if (raw.length > 0 && body === null) {
+      fail(400, 'Invalid JSON body.');
+      return;
+    }
+    const request = checkRequest(() => validate(body, settings), fail);
+    if (request === undefined) return;
+    record.request = request;
+    const fault = host.faults.take()?.action;
+    if (fault?.type === 'status') {
+      fail(fault.status, defaultMessage(fault.status), fault.body);
+      return;
+    }
+    if ((fault?.type === 'stall' || fault?.type === 'abort') && fault.afterChunks === undefined) {
+      if (fault.type === 'abort') response.socket?.destroy();
+      else response.on('close', () => {
+        record.aborted = !record.completed;
         notify();
-      };
-      if (path !== '/tts' || incoming.method !== 'POST') {
-        fail(404, 'Not found.');
-        return;
-      }
-      const authorization = /^Bearer\s+(.+)$/i.exec(incoming.headers.authorization?.trim() ?? '');
-      const key = authorization?.[1]?.trim();
-      if (key === undefined) {
-        fail(401, 'Missing API key.');
-        return;
-      }
-      if (!apiKeys.has(key)) {
-        fail(401, 'Invalid API key.');
-        return;
-      }
-      if (raw.length > 0 && body === null) {
-        fail(400, 'Invalid JSON body.');
-        return;
-      }
-      let request: SonioxTtsRequest;
-      try {
-        request = validate(body, settings);
-      } catch (error) {
-        if (error instanceof TtsError) {
-          fail(error.status, error.message);
-          return;
-        }
-        throw error;
-      }
-      record.request = request;
-      const fault = takeFault();
-      if (fault?.type === 'status') {
-        fail(fault.status, defaultMessage(fault.status), fault.body);
-        return;
-      }
-      if ((fault?.type === 'stall' || fault?.type === 'abort') && fault.afterChunks === undefined) {
-        if (fault.type === 'abort') response.socket?.destroy();
-        else response.on('close', () => {
-          record.aborted = !record.completed;
-          notify();
-        });
-        return;
-      }
-      stream(record, request, response, fault);
-    })().catch((error: unknown) => {
-      logger.error({ err: error }, 'soniox tts emulator: request failed');
-      if (!response.headersSent) sendJsonError(response, 500, 'Internal server error.');
-      else response.destroy();
-    });
-  });
-
-  const port = await listenOnLoopback(server);
-  const baseUrl = `http://127.0.0.1:${String(port)}`;
-  return {
-    baseUrl,
-    url: `${baseUrl}/tts`,
-    port,
-    requests,
-    queueFault: (fault) => {
-      queue.push({ fault, remaining: fault.times ?? 1 });
-    },
-    waitFor: (probe, waitOptions) => waiters.waitFor(probe, waitOptions),
-    waitForRequest: (predicate, waitOptions) =>
-      waiters.waitFor(() => requests.find((record) => predicate?.(record) ?? true), waitOptions, 'tts request'),
-    close: async () => {
-      timers.clear();
-      waiters.close();
-      await closeServer(server);
-    },
+      });
+      return;
+    }
+    stream(record, request, response, fault);
   };
+  const port = await host.serve(handle, {
+    logger: options.logger ?? silentLogger(),
+    name: 'soniox tts emulator',
+    errorBody: { error_code: 500, error_message: 'Internal server error.' },
+  });
+  const baseUrl = `http://127.0.0.1:${String(port)}`;
+  return { baseUrl, url: `${baseUrl}/tts`, port, ...host.api };
 }

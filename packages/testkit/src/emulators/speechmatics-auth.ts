@@ -39,10 +39,10 @@
  * (`au` + `rt`), real JWT claims or signatures the Speechmatics services would accept.
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { ChangeWaiters, closeServer, isRecord, listenOnLoopback, readBody, silentLogger, type JsonValue, type WaitOptions } from './common.js';
+import { apiKeyProblem, ChangeWaiters, closeServer, FaultQueue, isRecord, listenOnLoopback, readBody, sendJson, silentLogger, type JsonValue, type WaitOptions } from './common.js';
 
 // ---- public types ----------------------------------------------------------------------------------------------------
 
@@ -136,11 +136,6 @@ function errorBody(status: number, detail: string): JsonValue {
   return body;
 }
 
-function sendJson(response: ServerResponse, status: number, body: JsonValue): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
-}
-
 function base64url(value: Buffer | string): string {
   return Buffer.from(value).toString('base64url');
 }
@@ -161,14 +156,7 @@ export async function startSpeechmaticsAuthEmulator(options: SpeechmaticsAuthEmu
   const issued: SpeechmaticsAuthIssuedKey[] = [];
   const waiters = new ChangeWaiters();
   const notify = (): void => waiters.notify();
-  const queue: { fault: SpeechmaticsAuthFault; remaining: number }[] = (options.faults ?? []).map((fault) => ({ fault, remaining: fault.times ?? 1 }));
-  const takeFault = (): SpeechmaticsAuthFault | undefined => {
-    const head = queue[0];
-    if (head === undefined) return undefined;
-    head.remaining -= 1;
-    if (head.remaining <= 0) queue.shift();
-    return head.fault;
-  };
+  const faults = new FaultQueue(options.faults);
 
   const mint = (type: SpeechmaticsAuthKeyType, ttl: number, clientRef: string | undefined, region: string | undefined): SpeechmaticsAuthIssuedKey => {
     const nowMs = clock();
@@ -217,7 +205,7 @@ export async function startSpeechmaticsAuthEmulator(options: SpeechmaticsAuthEmu
         answer(405, errorBody(405, 'Only POST is supported on /v1/api_keys by the emulator.'));
         return;
       }
-      const fault = takeFault();
+      const fault = faults.take();
       if (fault !== undefined) {
         record.fault = fault.type;
         switch (fault.type) {
@@ -237,9 +225,9 @@ export async function startSpeechmaticsAuthEmulator(options: SpeechmaticsAuthEmu
           }
         }
       }
-      const bearer = /^Bearer\s+(.+)$/i.exec(incoming.headers.authorization?.trim() ?? '')?.[1]?.trim();
-      if (bearer === undefined || !apiKeys.has(bearer)) {
-        answer(403, errorBody(403, bearer === undefined ? 'Missing API key.' : 'Invalid API key.'));
+      const keyProblem = apiKeyProblem(incoming.headers, apiKeys);
+      if (keyProblem !== undefined) {
+        answer(403, errorBody(403, keyProblem));
         return;
       }
       const type = record.type ?? 'batch';
@@ -281,9 +269,7 @@ export async function startSpeechmaticsAuthEmulator(options: SpeechmaticsAuthEmu
       const key = issued.find((entry) => entry.token === token);
       return key !== undefined && key.type === type && clock() < key.expiresAtMs;
     },
-    queueFault: (fault) => {
-      queue.push({ fault, remaining: fault.times ?? 1 });
-    },
+    queueFault: (fault) => faults.push(fault),
     waitFor: (probe, waitOptions) => waiters.waitFor(probe, waitOptions),
     close: async () => {
       waiters.close();

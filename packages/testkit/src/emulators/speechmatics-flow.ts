@@ -110,16 +110,18 @@
  * session/usage limits, speaker diarization, the discovery endpoint (`/v1/discovery/templates`).
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { decodeMulaw } from '@stsgate/core';
 import type { Logger } from 'pino';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
-import { ChangeWaiters, closeServer, isRecord, listenOnLoopback, silentLogger, TimerSet, type JsonValue, type WaitOptions } from './common.js';
+import { knownRawSampleCodec, StreamDecoder } from './audio-codecs.js';
+import { bearerToken, isRecord, silentLogger, TimerSet, type JsonValue, type WaitOptions } from './common.js';
 import { pcmBytes } from './realtime-audio.js';
 import { fixtureRecognizer, type SonioxRecognizer, type SonioxUtterance } from './soniox-stt.js';
+import { SpeechSegmenter, splitWords, spreadWords, type OpenUtterance } from './speech-turns.js';
+import { ArmedFaults, createWsEmulatorHost, failUpgrade, toBuffer, writeRawHttp } from './ws-server.js';
 
 // ---- constants ------------------------------------------------------------------------------------------------------
 
@@ -635,16 +637,10 @@ const seconds = (ms: number): number => Math.round(ms) / 1000;
 
 /** RT-shaped transcript: words spread over [startMs, endMs], trailing punctuation as its own result. */
 function transcriptMessage(kind: FlowTranscriptMessage['message'], text: string, startMs: number, endMs: number): FlowTranscriptMessage {
-  const words = text.split(/\s+/).filter((word) => word.length > 0);
+  const words = splitWords(text);
   const results: FlowRecognitionResult[] = [];
-  const span = Math.max(0, endMs - startMs);
   const final = kind === 'AddTranscript';
-  words.forEach((word, index) => {
-    const wordStart = startMs + (span * index) / words.length;
-    const wordEnd = startMs + (span * (index + 1)) / words.length;
-    const match = /^(.*?)([.,!?;:]*)$/.exec(word);
-    const core = match?.[1] ?? word;
-    const punctuation = match?.[2] ?? '';
+  for (const { index, core, punctuation, startMs: wordStart, endMs: wordEnd } of spreadWords(words, startMs, endMs)) {
     if (core.length > 0) {
       results.push({
         type: 'word',
@@ -663,7 +659,7 @@ function transcriptMessage(kind: FlowTranscriptMessage['message'], text: string,
         alternatives: [{ content: punctuation, confidence: 1, language: 'en' }],
       });
     }
-  });
+  }
   return {
     message: kind,
     format: '2.1',
@@ -674,30 +670,9 @@ function transcriptMessage(kind: FlowTranscriptMessage['message'], text: string,
 
 /** The first `fraction` of the words of `content` (rounded down). */
 function spokenPart(content: string, fraction: number): string {
-  const words = content.split(/\s+/).filter((word) => word.length > 0);
+  const words = splitWords(content);
   const count = Math.max(0, Math.min(words.length, Math.floor(words.length * fraction + 1e-9)));
   return words.slice(0, count).join(' ');
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
-
-function bearer(headers: IncomingHttpHeaders): string | undefined {
-  const value = headers.authorization;
-  if (value === undefined) return undefined;
-  const match = /^Bearer\s+(.+)$/i.exec(value.trim());
-  return match?.[1]?.trim();
-}
-
-function writeRawHttp(socket: Duplex, status: number, body: JsonValue): void {
-  const text = JSON.stringify(body);
-  socket.on('error', () => undefined);
-  socket.end(
-    `HTTP/1.1 ${String(status)} Error\r\nContent-Type: application/json\r\nContent-Length: ${String(Buffer.byteLength(text))}\r\nConnection: close\r\n\r\n${text}`,
-  );
 }
 
 function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
@@ -752,16 +727,6 @@ interface Settings {
   readonly startInfo: boolean;
   readonly idleTimeoutMs: number;
   readonly logger: Logger;
-}
-
-interface OpenUtterance {
-  readonly index: number;
-  readonly startSample: number;
-  lastVoicedEnd: number;
-  voicedFrames: number;
-  readonly chunks: Int16Array[];
-  length: number;
-  sincePartial: number;
 }
 
 interface QueuedResponse {
@@ -820,18 +785,13 @@ class Connection implements SpeechmaticsFlowConnection {
   readonly #notify: () => void;
   readonly #timers = new TimerSet();
   #idleTimer: NodeJS.Timeout | undefined;
-  #faults: { at: ArmedTrigger; action: FlowFaultAction }[];
+  readonly #faults: ArmedFaults<ArmedTrigger, FlowFaultAction>;
   #sessionStart = performance.now();
   #declaredTools: ReadonlySet<string> = new Set();
   // caller audio
-  #leftover: Buffer = Buffer.alloc(0);
-  #rate = 16000;
-  #frame: Int16Array = new Int16Array(160);
-  #frameFill = 0;
-  #samples = 0;
+  #decoder = new StreamDecoder(knownRawSampleCodec(DEFAULT_AUDIO_FORMAT.encoding), 1);
+  readonly #speech: SpeechSegmenter;
   #hangoverSamples = 0;
-  #utterance: OpenUtterance | undefined;
-  #utteranceCount = 0;
   #bargeVoicedMs = 0;
   #lastPartial = '';
   // turns and responses
@@ -858,10 +818,8 @@ class Connection implements SpeechmaticsFlowConnection {
     this.#ws = ws;
     this.#settings = settings;
     this.#notify = notify;
-    this.#faults = faults.flatMap((fault) => {
-      const at = fault.at ?? 'start';
-      return at === 'upgrade' ? [] : [{ at, action: fault.action }];
-    });
+    this.#speech = new SpeechSegmenter(16000, settings.thresholdDbfs, settings.minSpeechMs);
+    this.#faults = new ArmedFaults(faults, 'start');
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(toBuffer(data), isBinary));
     // A stalled server answers no pings either (the ws library would otherwise pong for it).
     ws.on('ping', (data: Buffer) => {
@@ -878,7 +836,7 @@ class Connection implements SpeechmaticsFlowConnection {
   }
 
   get inputAudioMs(): number {
-    return ((this.#samples + this.#frameFill) * 1000) / this.#rate;
+    return ((this.#speech.samples + this.#speech.pending) * 1000) / this.#speech.rate;
   }
 
   // ---- public control ----
@@ -1058,11 +1016,9 @@ class Connection implements SpeechmaticsFlowConnection {
 
   /** Runs the faults armed for a trigger; true when one ended or froze the connection. */
   #trigger(matches: (at: ArmedTrigger) => boolean): boolean {
-    if (this.#faults.length === 0) return false;
-    const due = this.#faults.filter((fault) => matches(fault.at));
+    const due = this.#faults.take(matches);
     if (due.length === 0) return false;
-    this.#faults = this.#faults.filter((fault) => !due.includes(fault));
-    for (const fault of due) this.applyFault(fault.action);
+    for (const action of due) this.applyFault(action);
     return this.stalled || this.closeInfo !== undefined;
   }
 
@@ -1152,6 +1108,7 @@ class Connection implements SpeechmaticsFlowConnection {
     }
     this.startConversation = start;
     this.audioFormat = start.audio_format ?? DEFAULT_AUDIO_FORMAT;
+    this.#decoder = new StreamDecoder(knownRawSampleCodec(this.audioFormat.encoding), 1);
     this.#declaredTools = new Set((start.tools ?? []).map((tool) => tool.function.name));
     this.#setRate(this.audioFormat.sample_rate);
     if (this.#trigger((at) => at === 'start')) return;
@@ -1251,7 +1208,7 @@ class Connection implements SpeechmaticsFlowConnection {
     this.#flushFrame();
     const wasActive = this.state === 'active';
     this.state = 'ending';
-    if (this.#utterance !== undefined) this.#endUtterance();
+    if (this.#speech.open !== undefined) this.#endUtterance();
     if (this.closeInfo !== undefined) return;
     if (this.#active !== undefined) {
       const active = this.#active;
@@ -1307,27 +1264,8 @@ class Connection implements SpeechmaticsFlowConnection {
   // ---- caller audio ----
 
   #setRate(rate: number): void {
-    this.#rate = rate;
-    this.#frame = new Int16Array(Math.max(1, Math.round(rate / 100)));
-    this.#frameFill = 0;
-    this.#hangoverSamples = Math.round((this.#settings.endOfTurnSilenceMs * rate) / 1000);
-  }
-
-  #decode(data: Buffer): Int16Array {
-    const bytes = this.#leftover.length > 0 ? Buffer.concat([this.#leftover, data]) : data;
-    const encoding = this.audioFormat?.encoding ?? 'pcm_s16le';
-    if (encoding === 'mulaw') {
-      this.#leftover = Buffer.alloc(0);
-      return decodeMulaw(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    }
-    const width = encoding === 'pcm_f32le' ? 4 : 2;
-    const count = Math.floor(bytes.length / width);
-    this.#leftover = Buffer.from(bytes.subarray(count * width));
-    const out = new Int16Array(count);
-    for (let i = 0; i < count; i++) {
-      out[i] = width === 2 ? bytes.readInt16LE(i * 2) : Math.max(-32768, Math.min(32767, Math.round(bytes.readFloatLE(i * 4) * 32767)));
-    }
-    return out;
+    this.#speech.setRate(rate);
+    this.#hangoverSamples = this.#speech.samplesIn(this.#settings.endOfTurnSilenceMs);
   }
 
   #onAudio(data: Buffer): void {
@@ -1335,93 +1273,44 @@ class Connection implements SpeechmaticsFlowConnection {
     this.inputBytes += data.length;
     this.#send({ message: 'AudioAdded', seq_no: this.inputFrames });
     if (this.state !== 'active' && this.state !== 'ending') return;
-    const samples = this.#decode(data);
-    for (let i = 0; i < samples.length; ) {
-      const take = Math.min(samples.length - i, this.#frame.length - this.#frameFill);
-      this.#frame.set(samples.subarray(i, i + take), this.#frameFill);
-      this.#frameFill += take;
-      i += take;
-      if (this.#frameFill === this.#frame.length) {
-        const frame = this.#frame.slice();
-        this.#frameFill = 0;
-        this.#processFrame(frame);
-        if (this.closeInfo !== undefined || this.stalled) return;
-      }
+    for (const frame of this.#speech.frames(this.#decoder.decode(data))) {
+      this.#processFrame(frame);
+      if (this.closeInfo !== undefined || this.stalled) return;
     }
     const audioMs = this.inputAudioMs;
     this.#trigger((at) => typeof at === 'object' && 'afterAudioMs' in at && audioMs >= at.afterAudioMs);
   }
 
   #flushFrame(): void {
-    if (this.#frameFill === 0) return;
-    const rest = this.#frame.slice(0, this.#frameFill);
-    this.#frameFill = 0;
-    this.#processFrame(rest);
+    const rest = this.#speech.flush();
+    if (rest !== undefined) this.#processFrame(rest);
   }
 
   #processFrame(frame: Int16Array): void {
-    let energy = 0;
-    for (const sample of frame) energy += sample * sample;
-    const voiced = 10 * Math.log10(energy / frame.length / 32768 ** 2 + 1e-12) >= this.#settings.thresholdDbfs;
-    const start = this.#samples;
-    this.#samples += frame.length;
-    const frameMs = (frame.length * 1000) / this.#rate;
-    let open = this.#utterance;
-    if (open !== undefined) {
-      open.chunks.push(frame);
-      open.length += frame.length;
-      open.sincePartial += frame.length;
-    }
+    const speech = this.#speech;
+    const voiced = speech.addFrame(frame);
+    const open = speech.open;
     if (voiced) {
-      if (open === undefined) {
-        open = { index: this.#utteranceCount, startSample: start, lastVoicedEnd: this.#samples, voicedFrames: 1, chunks: [frame], length: frame.length, sincePartial: frame.length };
-        this.#utterance = open;
-      } else {
-        open.lastVoicedEnd = this.#samples;
-        open.voicedFrames++;
-      }
       if (this.#active !== undefined && this.state === 'active') {
-        this.#bargeVoicedMs += frameMs;
+        this.#bargeVoicedMs += speech.ms(frame.length);
         if (this.#bargeVoicedMs >= this.#settings.bargeInMs) this.#interrupt('barge-in');
       }
-    } else if (open !== undefined && this.#samples - open.lastVoicedEnd >= this.#hangoverSamples) {
+    } else if (open !== undefined && speech.silenceAfter(open) >= this.#hangoverSamples) {
       this.#endUtterance();
       return;
     }
-    if (open !== undefined && open.sincePartial * 1000 >= this.#settings.partialIntervalMs * this.#rate) {
+    if (open !== undefined && open.sincePartial * 1000 >= this.#settings.partialIntervalMs * speech.rate) {
       open.sincePartial = 0;
       this.#sendPartial(open);
     }
   }
 
-  #ms(samples: number): number {
-    return Math.round((samples * 1000) / this.#rate);
-  }
-
-  #view(open: OpenUtterance, complete: boolean): FlowUtterance {
-    const all = new Int16Array(open.length);
-    let offset = 0;
-    for (const chunk of open.chunks) {
-      all.set(chunk, offset);
-      offset += chunk.length;
-    }
-    const voicedLength = open.lastVoicedEnd - open.startSample;
-    return {
-      index: open.index,
-      startMs: this.#ms(open.startSample),
-      audioMs: this.#ms(voicedLength),
-      samples: all.subarray(0, voicedLength),
-      sampleRate: this.#rate,
-      complete,
-    };
-  }
-
   #sendPartial(open: OpenUtterance): void {
-    if (open.voicedFrames * 10 < this.#settings.minSpeechMs) return;
-    const view = this.#view(open, false);
+    if (!this.#speech.longEnough(open)) return;
+    const view = this.#speech.view(open, false);
     const text = this.#guard('recognize', () => this.#settings.recognize(view));
     if (text === undefined) return;
-    const words = text.split(/\s+/).filter((word) => word.length > 0);
+    const words = splitWords(text);
     const revealed = words.slice(0, Math.max(1, Math.min(words.length, Math.floor(view.audioMs / 250)))).join(' ');
     // Nothing new during the trailing silence: no repeated partial.
     const key = `${String(open.index)}|${String(view.audioMs)}|${revealed}`;
@@ -1431,12 +1320,10 @@ class Connection implements SpeechmaticsFlowConnection {
   }
 
   #endUtterance(): void {
-    const open = this.#utterance;
-    this.#utterance = undefined;
+    const open = this.#speech.end();
     this.#bargeVoicedMs = 0;
-    if (open === undefined || open.voicedFrames * 10 < this.#settings.minSpeechMs) return;
-    this.#utteranceCount++;
-    const view = this.#view(open, true);
+    if (open === undefined) return;
+    const view = this.#speech.view(open, true);
     const text = this.#guard('recognize', () => this.#settings.recognize(view).trim());
     if (text === undefined || text.length === 0) return;
     const speaking = this.state === 'active';
@@ -1633,24 +1520,11 @@ export async function startSpeechmaticsFlowEmulator(options: SpeechmaticsFlowEmu
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     logger: options.logger ?? silentLogger(),
   };
-  const server: Server = createServer();
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, autoPong: false });
-  const waiters = new ChangeWaiters();
-  const notify = (): void => waiters.notify();
-  const connections: Connection[] = [];
+  const host = createWsEmulatorHost<Connection, FlowFault>({ perMessageDeflate: false, autoPong: false }, options.faults);
   const upgrades: FlowUpgradeRecord[] = [];
-  const queue: { fault: FlowFault; remaining: number }[] = (options.faults ?? []).map((fault) => ({ fault, remaining: fault.times ?? 1 }));
-  const takeFault = (): FlowFault | undefined => {
-    const head = queue[0];
-    if (head === undefined) return undefined;
-    head.remaining -= 1;
-    if (head.remaining <= 0) queue.shift();
-    return head.fault;
-  };
-  let nextWaited = 0;
 
-  server.on('clientError', (_error, socket: Duplex) => socket.destroy());
-  server.on('request', (request, response) => {
+  host.server.on('clientError', (_error, socket: Duplex) => socket.destroy());
+  host.server.on('request', (request, response) => {
     const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
     const status = path === '/v1/flow' ? 426 : 404;
     response
@@ -1658,20 +1532,22 @@ export async function startSpeechmaticsFlowEmulator(options: SpeechmaticsFlowEmu
       .end(JSON.stringify({ message: 'Error', type: 'protocol_error', reason: status === 426 ? 'WebSocket upgrade required.' : 'Not found.' }));
   });
 
-  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+  host.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // A refused client may go away before reading the answer.
+    socket.on('error', () => undefined);
     const url = new URL(request.url ?? '/', 'http://127.0.0.1');
     const path = url.pathname;
     const query: Record<string, string> = Object.fromEntries(url.searchParams);
     const record = (status: number): void => {
       upgrades.push({ path, query, headers: request.headers, status });
-      notify();
+      host.notify();
     };
     if (path !== '/v1/flow') {
       writeRawHttp(socket, 404, { message: 'Error', type: 'protocol_error', reason: 'Not found.' });
       record(404);
       return;
     }
-    const key = bearer(request.headers);
+    const key = bearerToken(request.headers);
     let authVia: 'jwt' | 'header' | undefined;
     if (key !== undefined && settings.apiKeys.has(key)) authVia = 'header';
     else if (query.jwt !== undefined && settings.verifyToken(query.jwt)) authVia = 'jwt';
@@ -1680,45 +1556,19 @@ export async function startSpeechmaticsFlowEmulator(options: SpeechmaticsFlowEmu
       record(401);
       return;
     }
-    const fault = takeFault();
+    const fault = host.faults.take();
     if (fault !== undefined && fault.at === 'upgrade') {
-      if (fault.action.type === 'http') {
-        writeRawHttp(socket, fault.action.status, fault.action.body ?? { message: 'Error', type: 'unknown_error', reason: `HTTP ${String(fault.action.status)}` });
-        record(fault.action.status);
-      } else {
-        socket.destroy();
-        record(0);
-      }
+      const http = fault.action.type === 'http' ? fault.action : undefined;
+      record(failUpgrade(socket, http, (status) => ({ message: 'Error', type: 'unknown_error', reason: `HTTP ${String(status)}` })));
       return;
     }
     const via = authVia;
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      connections.push(new Connection(connections.length, path, query, request.headers, via, ws, settings, fault === undefined ? [] : [fault], notify));
-      record(101);
+    host.accept(request, socket, head, (ws, index) => {
+      upgrades.push({ path, query, headers: request.headers, status: 101 });
+      return new Connection(index, path, query, request.headers, via, ws, settings, fault === undefined ? [] : [fault], host.notify);
     });
   });
 
-  const port = await listenOnLoopback(server);
-  return {
-    baseUrl: `ws://127.0.0.1:${String(port)}`,
-    url: `ws://127.0.0.1:${String(port)}/v1/flow`,
-    port,
-    connections,
-    upgrades,
-    queueFault: (fault) => {
-      queue.push({ fault, remaining: fault.times ?? 1 });
-    },
-    waitFor: (probe, waitOptions) => waiters.waitFor(probe, waitOptions),
-    waitForConnection: (index, waitOptions) => {
-      const wanted = index ?? nextWaited;
-      if (index === undefined) nextWaited++;
-      return waiters.waitFor(() => connections[wanted], waitOptions, `connection ${String(wanted)}`);
-    },
-    close: async () => {
-      for (const connection of connections) connection.dispose();
-      waiters.close();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await closeServer(server);
-    },
-  };
+  const port = await host.listen();
+  return { baseUrl: `ws://127.0.0.1:${String(port)}`, url: `ws://127.0.0.1:${String(port)}/v1/flow`, port, upgrades, ...host.api };
 }

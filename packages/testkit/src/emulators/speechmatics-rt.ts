@@ -104,14 +104,16 @@
  * `concurrent_session_usage` Info unless sent by a fault, session_timeout. Error wording is the emulator's own.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { decodeAlaw, decodeMulaw } from '@stsgate/core';
 import type { Logger } from 'pino';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
-import { ChangeWaiters, closeServer, isRecord, listenOnLoopback, silentLogger, TimerSet, type JsonObject, type JsonValue, type WaitOptions } from './common.js';
+import { knownRawSampleCodec, StreamDecoder, wavSampleCodec } from './audio-codecs.js';
+import { bearerToken, isRecord, silentLogger, TimerSet, type JsonObject, type JsonValue, type WaitOptions } from './common.js';
 import { fixtureRecognizer, type SonioxUtterance } from './soniox-stt.js';
+import { SpeechSegmenter, splitWords, spreadWords, type OpenUtterance } from './speech-turns.js';
+import { ArmedFaults, createWsEmulatorHost, failUpgrade, toBuffer, writeRawHttp } from './ws-server.js';
 
 // ---- public types ----------------------------------------------------------------------------------------------------
 
@@ -433,73 +435,6 @@ export interface SpeechmaticsRtEmulator {
 
 // ---- audio decoding -------------------------------------------------------------------------------------------------
 
-type SampleCodec = 's16' | 's24' | 's32' | 'u8' | 'f32' | 'f64' | 'mulaw' | 'alaw';
-
-const CODEC_BYTES: Readonly<Record<SampleCodec, number>> = { s16: 2, s24: 3, s32: 4, u8: 1, f32: 4, f64: 8, mulaw: 1, alaw: 1 };
-
-function clamp16(value: number): number {
-  if (Number.isNaN(value)) return 0;
-  return Math.max(-32768, Math.min(32767, Math.round(value)));
-}
-
-/** Streaming little-endian decoder to mono 16-bit; keeps partial sample frames for the next chunk. */
-class StreamDecoder {
-  #leftover: Buffer = Buffer.alloc(0);
-  constructor(
-    readonly codec: SampleCodec,
-    readonly channels: number,
-  ) {}
-
-  decode(chunk: Buffer): Int16Array {
-    const data = this.#leftover.length > 0 ? Buffer.concat([this.#leftover, chunk]) : chunk;
-    const sampleBytes = CODEC_BYTES[this.codec];
-    const frameBytes = sampleBytes * this.channels;
-    const frames = Math.floor(data.length / frameBytes);
-    this.#leftover = Buffer.from(data.subarray(frames * frameBytes));
-    const body = data.subarray(0, frames * frameBytes);
-    let interleaved: Int16Array;
-    if (this.codec === 'mulaw') interleaved = decodeMulaw(body);
-    else if (this.codec === 'alaw') interleaved = decodeAlaw(body);
-    else {
-      const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-      interleaved = new Int16Array(frames * this.channels);
-      for (let i = 0; i < interleaved.length; i++) {
-        const at = i * sampleBytes;
-        switch (this.codec) {
-          case 's16':
-            interleaved[i] = view.getInt16(at, true);
-            break;
-          case 's24':
-            interleaved[i] = clamp16(((view.getUint8(at) | (view.getUint8(at + 1) << 8) | (view.getUint8(at + 2) << 16)) << 8) >> 16);
-            break;
-          case 's32':
-            interleaved[i] = clamp16(view.getInt32(at, true) / 65536);
-            break;
-          case 'u8':
-            interleaved[i] = (view.getUint8(at) - 128) << 8;
-            break;
-          case 'f32':
-            interleaved[i] = clamp16(view.getFloat32(at, true) * 32767);
-            break;
-          case 'f64':
-            interleaved[i] = clamp16(view.getFloat64(at, true) * 32767);
-            break;
-          default:
-            break;
-        }
-      }
-    }
-    if (this.channels === 1) return interleaved;
-    const out = new Int16Array(frames);
-    for (let f = 0; f < frames; f++) {
-      let sum = 0;
-      for (let c = 0; c < this.channels; c++) sum += interleaved[f * this.channels + c] as number;
-      out[f] = clamp16(sum / this.channels);
-    }
-    return out;
-  }
-}
-
 /** Parses a RIFF/WAVE header; `undefined` while more bytes are needed. */
 function parseWavHeader(data: Buffer): { decoder: StreamDecoder; rate: number; dataOffset: number } | 'invalid' | undefined {
   if (!'RIFF'.startsWith(data.toString('latin1', 0, Math.min(4, data.length)))) return 'invalid';
@@ -512,11 +447,7 @@ function parseWavHeader(data: Buffer): { decoder: StreamDecoder; rate: number; d
     const size = data.readUInt32LE(offset + 4);
     if (id === 'data') {
       if (fmt === undefined || fmt.rate < 1000 || fmt.rate > 192000 || fmt.channels < 1 || fmt.channels > 16) return 'invalid';
-      let codec: SampleCodec | undefined;
-      if (fmt.tag === 1) codec = ({ 8: 'u8', 16: 's16', 24: 's24', 32: 's32' } as const)[fmt.bits as 8 | 16 | 24 | 32];
-      else if (fmt.tag === 3) codec = fmt.bits === 32 ? 'f32' : fmt.bits === 64 ? 'f64' : undefined;
-      else if (fmt.tag === 6) codec = 'alaw';
-      else if (fmt.tag === 7) codec = 'mulaw';
+      const codec = wavSampleCodec(fmt.tag, fmt.bits);
       if (codec === undefined) return 'invalid';
       return { decoder: new StreamDecoder(codec, fmt.channels), rate: fmt.rate, dataOffset: offset + 8 };
     }
@@ -566,21 +497,11 @@ function languagePackInfo(language: string): JsonObject {
 
 const seconds = (ms: number): number => Math.round(ms / 10) / 100;
 
-function words(text: string): string[] {
-  return text.split(/\s+/u).filter((word) => word.length > 0);
-}
-
 /** Word and punctuation items for `list` spread evenly over [startMs, endMs]. */
 function buildResults(list: readonly string[], startMs: number, endMs: number, language: string, speaker: string | undefined, final: boolean): SpeechmaticsRtResult[] {
   const out: SpeechmaticsRtResult[] = [];
-  const span = Math.max(0, endMs - startMs);
   const extra = speaker === undefined ? {} : { speaker };
-  list.forEach((word, index) => {
-    const wordStart = startMs + (span * index) / list.length;
-    const wordEnd = startMs + (span * (index + 1)) / list.length;
-    const match = /^(.*?)([.,!?;:]*)$/su.exec(word);
-    const core = match?.[1] ?? word;
-    const marks = match?.[2] ?? '';
+  for (const { index, core, punctuation, startMs: wordStart, endMs: wordEnd } of spreadWords(list, startMs, endMs)) {
     if (core.length > 0) {
       const seed = (index * 7 + core.length * 3) % 10;
       out.push({
@@ -590,7 +511,7 @@ function buildResults(list: readonly string[], startMs: number, endMs: number, l
         alternatives: [{ content: core, confidence: Math.round((final ? 0.9 + seed / 100 : 0.6 + seed / 50) * 100) / 100, language, ...extra }],
       });
     }
-    for (const mark of marks) {
+    for (const mark of punctuation) {
       out.push({
         type: 'punctuation',
         start_time: seconds(wordEnd),
@@ -600,7 +521,7 @@ function buildResults(list: readonly string[], startMs: number, endMs: number, l
         alternatives: [{ content: mark, confidence: 1, language, ...extra }],
       });
     }
-  });
+  }
   return out;
 }
 
@@ -619,16 +540,6 @@ interface Settings {
   readonly endGraceMs: number;
   readonly recognitionQualityInfo: boolean;
   readonly logger: Logger;
-}
-
-interface OpenUtterance {
-  readonly index: number;
-  readonly startSample: number;
-  lastVoicedEnd: number;
-  voicedFrames: number;
-  readonly chunks: Int16Array[];
-  length: number;
-  sincePartial: number;
 }
 
 type ConnectionTrigger = Exclude<SpeechmaticsRtFaultTrigger, 'upgrade'>;
@@ -666,12 +577,6 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
   return `Invalid value for ${path}: ${issue.message}`;
 }
 
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
-
 class Connection implements SpeechmaticsRtConnection {
   startRecognition: SpeechmaticsRtStartRecognition | undefined;
   transcriptionConfig: SpeechmaticsRtTranscriptionConfig | undefined;
@@ -690,16 +595,11 @@ class Connection implements SpeechmaticsRtConnection {
   readonly #notify: () => void;
   readonly #timers = new TimerSet();
   #idleTimer: NodeJS.Timeout | undefined;
-  #faults: { at: ConnectionTrigger; action: SpeechmaticsRtFaultAction }[];
+  readonly #faults: ArmedFaults<ConnectionTrigger, SpeechmaticsRtFaultAction>;
   #phase: 'awaiting-start' | 'started' | 'ended' | 'done' = 'awaiting-start';
   #decoder: StreamDecoder | undefined;
   #wavHeader: Buffer | undefined;
-  #rate = 0;
-  #frame: Int16Array = new Int16Array(0);
-  #frameFill = 0;
-  #samples = 0;
-  #utterance: OpenUtterance | undefined;
-  #utteranceCount = 0;
+  readonly #speech: SpeechSegmenter;
   /** End (samples) of the speech whose EndOfUtterance is still due. */
   #eouFrom: number | undefined;
 
@@ -717,10 +617,8 @@ class Connection implements SpeechmaticsRtConnection {
     this.#ws = ws;
     this.#settings = settings;
     this.#notify = notify;
-    this.#faults = faults.flatMap((fault) => {
-      const at = fault.at ?? 'start';
-      return at === 'upgrade' ? [] : [{ at, action: fault.action }];
-    });
+    this.#speech = new SpeechSegmenter(0, settings.thresholdDbfs, settings.minSpeechMs);
+    this.#faults = new ArmedFaults(faults, 'start');
     ws.on('message', (data: RawData, isBinary: boolean) => {
       try {
         this.#onMessage(toBuffer(data), isBinary);
@@ -745,8 +643,9 @@ class Connection implements SpeechmaticsRtConnection {
   }
 
   get audioMs(): number {
-    if (this.#rate === 0) return 0;
-    return ((this.#samples + this.#frameFill) * 1000) / this.#rate;
+    const speech = this.#speech;
+    if (speech.rate === 0) return 0;
+    return ((speech.samples + speech.pending) * 1000) / speech.rate;
   }
 
   finalTranscript(): string {
@@ -861,11 +760,7 @@ class Connection implements SpeechmaticsRtConnection {
 
   /** Runs the faults armed for `trigger`; returns true when one ended or froze the connection. */
   #trigger(matches: (at: ConnectionTrigger) => boolean): boolean {
-    const due = this.#faults.filter((fault) => matches(fault.at));
-    if (due.length > 0) {
-      this.#faults = this.#faults.filter((fault) => !due.includes(fault));
-      for (const fault of due) this.applyFault(fault.action);
-    }
+    for (const action of this.#faults.take(matches)) this.applyFault(action);
     return this.#halted();
   }
 
@@ -967,9 +862,8 @@ class Connection implements SpeechmaticsRtConnection {
     this.startRecognition = start;
     this.transcriptionConfig = start.transcription_config;
     if (start.audio_format.type === 'raw') {
-      const codec: SampleCodec = start.audio_format.encoding === 'pcm_s16le' ? 's16' : start.audio_format.encoding === 'pcm_f32le' ? 'f32' : 'mulaw';
-      this.#decoder = new StreamDecoder(codec, 1);
-      this.#setRate(start.audio_format.sample_rate);
+      this.#decoder = new StreamDecoder(knownRawSampleCodec(start.audio_format.encoding), 1);
+      this.#speech.setRate(start.audio_format.sample_rate);
     }
     this.#phase = 'started';
     if (this.#trigger((at) => at === 'start')) return;
@@ -1016,12 +910,6 @@ class Connection implements SpeechmaticsRtConnection {
 
   // ---- audio ----
 
-  #setRate(rate: number): void {
-    this.#rate = rate;
-    this.#frame = new Int16Array(Math.max(1, Math.round(rate / 100)));
-    this.#frameFill = 0;
-  }
-
   #onAudio(data: Buffer): void {
     if (this.#phase === 'awaiting-start') {
       this.#fail('protocol_error', 'Audio received before StartRecognition.');
@@ -1046,32 +934,16 @@ class Connection implements SpeechmaticsRtConnection {
         return;
       }
       this.#decoder = header.decoder;
-      this.#setRate(header.rate);
+      this.#speech.setRate(header.rate);
       bytes = this.#wavHeader.subarray(header.dataOffset);
       this.#wavHeader = undefined;
     }
-    const samples = this.#decoder.decode(bytes);
-    for (let i = 0; i < samples.length; ) {
-      const take = Math.min(samples.length - i, this.#frame.length - this.#frameFill);
-      this.#frame.set(samples.subarray(i, i + take), this.#frameFill);
-      this.#frameFill += take;
-      i += take;
-      if (this.#frameFill === this.#frame.length) {
-        this.#frameFill = 0;
-        this.#processFrame(this.#frame.slice());
-        if (this.#halted()) return;
-      }
+    for (const frame of this.#speech.frames(this.#decoder.decode(bytes))) {
+      this.#processFrame(frame);
+      if (this.#halted()) return;
     }
     const audioMs = this.audioMs;
     this.#trigger((at) => typeof at === 'object' && audioMs >= at.afterAudioMs);
-  }
-
-  #msToSamples(ms: number): number {
-    return Math.round((ms * this.#rate) / 1000);
-  }
-
-  #ms(samples: number): number {
-    return (samples * 1000) / this.#rate;
   }
 
   #eouTriggerMs(): number {
@@ -1084,65 +956,28 @@ class Connection implements SpeechmaticsRtConnection {
     return Math.min(maxDelayMs, this.#settings.finalSilenceMs, eou > 0 ? eou : Infinity);
   }
 
-  #speechLongEnough(open: OpenUtterance): boolean {
-    return open.voicedFrames * 10 >= this.#settings.minSpeechMs;
-  }
-
   #processFrame(frame: Int16Array): void {
-    let energy = 0;
-    for (const sample of frame) energy += sample * sample;
-    const voiced = 10 * Math.log10(energy / frame.length / 32768 ** 2 + 1e-12) >= this.#settings.thresholdDbfs;
-    const start = this.#samples;
-    this.#samples += frame.length;
-    let open = this.#utterance;
-    if (open !== undefined) {
-      open.chunks.push(frame);
-      open.length += frame.length;
-      open.sincePartial += frame.length;
-    }
+    const speech = this.#speech;
+    const voiced = speech.addFrame(frame);
+    let open = speech.open;
     if (voiced) {
-      if (open === undefined) {
-        open = { index: this.#utteranceCount, startSample: start, lastVoicedEnd: this.#samples, voicedFrames: 1, chunks: [frame], length: frame.length, sincePartial: frame.length };
-        this.#utterance = open;
-      } else {
-        open.lastVoicedEnd = this.#samples;
-        open.voicedFrames++;
-      }
       // Speech resumed before the EndOfUtterance was due: that silence is over.
-      if (this.#eouFrom !== undefined && this.#speechLongEnough(open)) this.#eouFrom = undefined;
-    } else if (open !== undefined && this.#samples - open.lastVoicedEnd >= this.#msToSamples(this.#finalSilenceMs())) {
+      if (this.#eouFrom !== undefined && open !== undefined && speech.longEnough(open)) this.#eouFrom = undefined;
+    } else if (open !== undefined && speech.silenceAfter(open) >= speech.samplesIn(this.#finalSilenceMs())) {
       this.#endUtterance('silence');
       open = undefined;
       if (this.#halted()) return;
     }
-    if (open !== undefined && this.transcriptionConfig?.enable_partials === true && open.sincePartial >= this.#msToSamples(this.#settings.partialIntervalMs)) {
+    if (open !== undefined && this.transcriptionConfig?.enable_partials === true && open.sincePartial >= speech.samplesIn(this.#settings.partialIntervalMs)) {
       open.sincePartial = 0;
-      if (this.#speechLongEnough(open)) this.#sendPartial(open);
+      if (speech.longEnough(open)) this.#sendPartial(open);
     }
     const eouMs = this.#eouTriggerMs();
-    if (!voiced && this.#eouFrom !== undefined && eouMs > 0 && this.#samples - this.#eouFrom >= this.#msToSamples(eouMs)) {
-      const at = seconds(this.#ms(this.#eouFrom));
+    if (!voiced && this.#eouFrom !== undefined && eouMs > 0 && speech.samples - this.#eouFrom >= speech.samplesIn(eouMs)) {
+      const at = seconds(speech.ms(this.#eouFrom));
       this.#eouFrom = undefined;
       this.#send({ message: 'EndOfUtterance', metadata: { start_time: at, end_time: at } });
     }
-  }
-
-  #view(open: OpenUtterance, complete: boolean): SpeechmaticsRtUtterance {
-    const all = new Int16Array(open.length);
-    let offset = 0;
-    for (const chunk of open.chunks) {
-      all.set(chunk, offset);
-      offset += chunk.length;
-    }
-    const voicedLength = open.lastVoicedEnd - open.startSample;
-    return {
-      index: open.index,
-      startMs: Math.round(this.#ms(open.startSample)),
-      audioMs: Math.round(this.#ms(voicedLength)),
-      samples: all.subarray(0, voicedLength),
-      sampleRate: this.#rate,
-      complete,
-    };
   }
 
   #language(): string {
@@ -1155,8 +990,8 @@ class Connection implements SpeechmaticsRtConnection {
   }
 
   #sendPartial(open: OpenUtterance): void {
-    const view = this.#view(open, false);
-    const guess = words(this.#settings.recognize(view));
+    const view = this.#speech.view(open, false);
+    const guess = splitWords(this.#settings.recognize(view));
     if (guess.length === 0) return;
     const revealed = guess.slice(0, Math.max(1, Math.min(guess.length, Math.floor(view.audioMs / 250))));
     const endMs = view.startMs + view.audioMs;
@@ -1175,12 +1010,10 @@ class Connection implements SpeechmaticsRtConnection {
 
   /** Sends the open utterance's finals (if it holds enough speech); returns the end of its speech in ms. */
   #endUtterance(endedBy: SpeechmaticsRtUtteranceRecord['endedBy']): number | undefined {
-    const open = this.#utterance;
-    this.#utterance = undefined;
-    if (open === undefined || !this.#speechLongEnough(open)) return undefined;
-    this.#utteranceCount++;
-    const view = this.#view(open, true);
-    const list = words(this.#settings.recognize(view));
+    const open = this.#speech.end();
+    if (open === undefined) return undefined;
+    const view = this.#speech.view(open, true);
+    const list = splitWords(this.#settings.recognize(view));
     const text = list.join(' ');
     const endMs = view.startMs + view.audioMs;
     this.utterances.push({ index: open.index, startMs: view.startMs, endMs, text, endedBy });
@@ -1199,7 +1032,7 @@ class Connection implements SpeechmaticsRtConnection {
   #forceEnd(): void {
     this.#flushFrame();
     if (this.#halted()) return;
-    const pendingEouMs = this.#eouFrom === undefined ? undefined : this.#ms(this.#eouFrom);
+    const pendingEouMs = this.#eouFrom === undefined ? undefined : this.#speech.ms(this.#eouFrom);
     let endMs = this.#endUtterance('forced');
     if (this.#halted()) return;
     if (endMs === undefined) {
@@ -1215,27 +1048,12 @@ class Connection implements SpeechmaticsRtConnection {
 
   /** Processes the incomplete analysis frame (ForceEndOfUtterance, EndOfStream). */
   #flushFrame(): void {
-    if (this.#frameFill === 0) return;
-    const rest = this.#frame.slice(0, this.#frameFill);
-    this.#frameFill = 0;
-    this.#processFrame(rest);
+    const rest = this.#speech.flush();
+    if (rest !== undefined) this.#processFrame(rest);
   }
 }
 
 // ---- server ---------------------------------------------------------------------------------------------------------
-
-function writeRawHttp(socket: Duplex, status: number, statusText: string, body: JsonValue): void {
-  const text = JSON.stringify(body);
-  socket.end(
-    `HTTP/1.1 ${String(status)} ${statusText}\r\nContent-Type: application/json\r\nContent-Length: ${String(Buffer.byteLength(text))}\r\nConnection: close\r\n\r\n${text}`,
-  );
-}
-
-function bearer(headers: IncomingHttpHeaders): string | undefined {
-  const value = headers.authorization;
-  if (value === undefined) return undefined;
-  return /^Bearer\s+(.+)$/iu.exec(value.trim())?.[1]?.trim() ?? '';
-}
 
 const isV2 = (path: string): boolean => path === '/v2' || path === '/v2/';
 
@@ -1261,29 +1079,16 @@ export async function startSpeechmaticsRtEmulator(options: SpeechmaticsRtEmulato
     recognitionQualityInfo: options.recognitionQualityInfo ?? true,
     logger: options.logger ?? silentLogger(),
   };
-  const server: Server = createServer();
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
-  const waiters = new ChangeWaiters();
-  const notify = (): void => waiters.notify();
-  const connections: Connection[] = [];
+  const host = createWsEmulatorHost<Connection, SpeechmaticsRtFault>({ perMessageDeflate: false }, options.faults);
   const upgrades: SpeechmaticsRtUpgradeRecord[] = [];
-  const queue: { fault: SpeechmaticsRtFault; remaining: number }[] = (options.faults ?? []).map((fault) => ({ fault, remaining: fault.times ?? 1 }));
-  const takeFault = (): SpeechmaticsRtFault | undefined => {
-    const head = queue[0];
-    if (head === undefined) return undefined;
-    head.remaining -= 1;
-    if (head.remaining <= 0) queue.shift();
-    return head.fault;
-  };
-  let nextWaited = 0;
 
-  server.on('request', (request, response) => {
+  host.server.on('request', (request, response) => {
     const path = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
     const status = !isV2(path) ? 404 : request.method === 'GET' ? 426 : 405;
     response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ code: status, error: status === 404 ? 'Not Found' : 'WebSocket upgrade required' }));
   });
 
-  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+  host.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', (error: Error) => settings.logger.debug({ err: error }, 'speechmatics rt emulator: upgrade socket error'));
     let url: URL;
     try {
@@ -1294,10 +1099,13 @@ export async function startSpeechmaticsRtEmulator(options: SpeechmaticsRtEmulato
     const path = url.pathname;
     const query: Record<string, string> = {};
     for (const [key, value] of url.searchParams) query[key] ??= value;
-    const reject = (status: number, statusText: string, body: JsonValue): void => {
+    const record = (status: number): void => {
       upgrades.push({ path, query, headers: request.headers, status });
-      writeRawHttp(socket, status, statusText, body);
-      notify();
+      host.notify();
+    };
+    const reject = (status: number, statusText: string, body: JsonValue): void => {
+      writeRawHttp(socket, status, body, statusText);
+      record(status);
     };
     if (!isV2(path)) {
       reject(404, 'Not Found', { code: 404, error: 'Not Found' });
@@ -1322,51 +1130,25 @@ export async function startSpeechmaticsRtEmulator(options: SpeechmaticsRtEmulato
       }
       authVia = 'jwt';
     } else {
-      const key = bearer(request.headers);
+      const key = bearerToken(request.headers);
       if (key === undefined || key.length === 0 || (settings.apiKeys !== undefined && !settings.apiKeys.has(key))) {
         reject(401, 'Unauthorized', { code: 401, error: 'Unauthorized' });
         return;
       }
       authVia = 'header';
     }
-    const fault = takeFault();
+    const fault = host.faults.take();
     if (fault !== undefined && fault.at === 'upgrade') {
-      if (fault.action.type === 'http') {
-        reject(fault.action.status, 'Error', fault.action.body ?? { code: fault.action.status, error: 'Emulated failure' });
-      } else {
-        upgrades.push({ path, query, headers: request.headers, status: 0 });
-        socket.destroy();
-        notify();
-      }
+      const http = fault.action.type === 'http' ? fault.action : undefined;
+      record(failUpgrade(socket, http, (status) => ({ code: status, error: 'Emulated failure' })));
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => {
+    host.accept(request, socket, head, (ws, index) => {
       upgrades.push({ path, query, headers: request.headers, status: 101 });
-      connections.push(new Connection(connections.length, path, request.headers, query, authVia, ws, settings, fault === undefined ? [] : [fault], notify));
-      notify();
+      return new Connection(index, path, request.headers, query, authVia, ws, settings, fault === undefined ? [] : [fault], host.notify);
     });
   });
 
-  const port = await listenOnLoopback(server);
-  return {
-    url: `ws://127.0.0.1:${String(port)}/v2`,
-    port,
-    connections,
-    upgrades,
-    queueFault: (fault) => {
-      queue.push({ fault, remaining: fault.times ?? 1 });
-    },
-    waitFor: (probe, waitOptions) => waiters.waitFor(probe, waitOptions),
-    waitForConnection: (index, waitOptions) => {
-      const wanted = index ?? nextWaited;
-      if (index === undefined) nextWaited++;
-      return waiters.waitFor(() => connections[wanted], waitOptions, `connection ${String(wanted)}`);
-    },
-    close: async () => {
-      for (const connection of connections) connection.dispose();
-      waiters.close();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await closeServer(server);
-    },
-  };
+  const port = await host.listen();
+  return { url: `ws://127.0.0.1:${String(port)}/v2`, port, upgrades, ...host.api };
 }

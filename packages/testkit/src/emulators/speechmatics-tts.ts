@@ -49,11 +49,12 @@
  * Not implemented: temporary keys (`POST mp.speechmatics.com/v1/api_keys?type=tts`: any key in `options.apiKey`
  * works), formats other than the two 16 kHz ones, rate limiting (use a `status` fault with 429).
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { encodeWav } from '../wav.js';
-import { ChangeWaiters, closeServer, listenOnLoopback, readBody, silentLogger, TimerSet, type JsonValue, type WaitOptions } from './common.js';
+import { apiKeyProblem, sendJson, silentLogger, syllableSpeech, type JsonValue, type WaitOptions } from './common.js';
+import { checkRequest, createHttpEmulatorHost, HttpError, streamChunked, type JsonRequest } from './http-stream.js';
 import { pcmBytes } from './realtime-audio.js';
 
 export const SPEECHMATICS_TTS_VOICES: readonly string[] = ['sarah', 'theo', 'megan', 'jack'];
@@ -143,15 +144,6 @@ export interface SpeechmaticsTtsEmulator {
   close(): Promise<void>;
 }
 
-class TtsError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 const FUNDAMENTAL_HZ: Readonly<Record<string, number>> = { sarah: 210, megan: 200, theo: 120, jack: 110 };
 
 /**
@@ -159,46 +151,29 @@ const FUNDAMENTAL_HZ: Readonly<Record<string, number>> = { sarah: 210, megan: 20
  * plus half its third harmonic, with a 4 Hz syllable envelope and 10 ms fades; 60 ms per character (300..20000 ms).
  */
 export function defaultSpeechmaticsSpeech(text: string, voice = ''): Int16Array {
-  const rate = SPEECHMATICS_TTS_SAMPLE_RATE;
-  const ms = Math.min(20_000, Math.max(300, text.length * 60));
-  const n = Math.round((ms * rate) / 1000);
-  const f0 = FUNDAMENTAL_HZ[voice] ?? 150;
-  const fade = Math.round(rate / 100);
-  const out = new Int16Array(n);
-  for (let i = 0; i < n; i++) {
-    const t = i / rate;
-    const envelope = 0.55 + 0.45 * Math.sin(2 * Math.PI * 4 * t);
-    const edge = Math.min(1, i / fade, (n - 1 - i) / fade);
-    out[i] = Math.round(6000 * envelope * edge * (Math.sin(2 * Math.PI * f0 * t) + 0.5 * Math.sin(2 * Math.PI * 3 * f0 * t)));
-  }
-  return out;
+  return syllableSpeech(text, SPEECHMATICS_TTS_SAMPLE_RATE, FUNDAMENTAL_HZ[voice] ?? 150);
 }
 
 function parseOutputFormat(value: string): SpeechmaticsTtsOutputFormat {
   const format = SPEECHMATICS_TTS_OUTPUT_FORMATS.find((candidate) => candidate === value);
   if (format === undefined) {
-    throw new TtsError(422, `Invalid output_format: ${value}. Supported: ${SPEECHMATICS_TTS_OUTPUT_FORMATS.join(', ')}.`);
+    throw new HttpError(422, `Invalid output_format: ${value}. Supported: ${SPEECHMATICS_TTS_OUTPUT_FORMATS.join(', ')}.`);
   }
   return format;
 }
 
 function validateBody(body: JsonValue, allowUnknownFields: boolean): string {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new TtsError(422, 'Request body must be a JSON object.');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(422, 'Request body must be a JSON object.');
   const schema = allowUnknownFields ? bodySchema : bodySchema.strict();
   const result = schema.safeParse(body);
   if (!result.success) {
     const issue = result.error.issues[0];
-    if (issue?.code === 'unrecognized_keys') throw new TtsError(422, `Unknown field: ${issue.keys.join(', ')}`);
-    if (body['text'] === undefined) throw new TtsError(422, 'Missing required field: text');
-    throw new TtsError(422, 'Field text must be a string.');
+    if (issue?.code === 'unrecognized_keys') throw new HttpError(422, `Unknown field: ${issue.keys.join(', ')}`);
+    if (body['text'] === undefined) throw new HttpError(422, 'Missing required field: text');
+    throw new HttpError(422, 'Field text must be a string.');
   }
-  if (result.data.text.trim().length === 0) throw new TtsError(422, 'Field text must not be empty.');
+  if (result.data.text.trim().length === 0) throw new HttpError(422, 'Field text must not be empty.');
   return result.data.text;
-}
-
-function sendJsonError(response: ServerResponse, status: number, body: JsonValue): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
 function defaultMessage(status: number): string {
@@ -235,183 +210,97 @@ export async function startSpeechmaticsTtsEmulator(options: SpeechmaticsTtsEmula
   const allowUnknownFields = options.allowUnknownFields ?? false;
   const chunkMs = options.chunkMs ?? 100;
   const chunkIntervalMs = options.chunkIntervalMs ?? 5;
-  const logger = options.logger ?? silentLogger();
-  const timers = new TimerSet();
-  const waiters = new ChangeWaiters();
-  const notify = (): void => waiters.notify();
-  const requests: SpeechmaticsTtsRequestRecord[] = [];
-  const queue: { fault: SpeechmaticsTtsFault; remaining: number }[] = (options.faults ?? []).map((fault) => ({ fault, remaining: fault.times ?? 1 }));
-  const takeFault = (): SpeechmaticsTtsFaultAction | undefined => {
-    const head = queue[0];
-    if (head === undefined) return undefined;
-    head.remaining -= 1;
-    if (head.remaining <= 0) queue.shift();
-    return head.fault.action;
-  };
+  const host = createHttpEmulatorHost<SpeechmaticsTtsRequestRecord, SpeechmaticsTtsFault>(options.faults);
+  const { requests, timers, notify } = host;
 
   const stream = (record: SpeechmaticsTtsRequestRecord, request: SpeechmaticsTtsRequest, response: ServerResponse, fault: SpeechmaticsTtsFaultAction | undefined): void => {
     const samples = options.synthesize?.(request) ?? defaultSpeechmaticsSpeech(request.text, request.voice);
     const wav = request.outputFormat === 'wav_16000';
-    const bytes = wav ? encodeWav(samples, SPEECHMATICS_TTS_SAMPLE_RATE) : pcmBytes(samples);
-    const headerBytes = wav ? WAV_HEADER_BYTES : 0;
-    // 32 bytes per ms at 16 kHz s16le: always an even count.
-    const chunkBytes = Math.max(2, Math.round((chunkMs * SPEECHMATICS_TTS_SAMPLE_RATE) / 1000) * 2);
-    const interval = fault?.type === 'slow' ? fault.chunkIntervalMs : chunkIntervalMs;
-    const afterChunks = fault?.type === 'stall' || fault?.type === 'abort' ? (fault.afterChunks ?? 0) : undefined;
-    record.status = 200;
-    response.writeHead(200, { 'content-type': wav ? 'audio/wav' : 'audio/pcm' });
-    response.flushHeaders();
-    let position = 0;
-    let timer: NodeJS.Timeout | undefined;
-    response.on('close', () => {
-      timers.cancel(timer);
-      timer = undefined;
-      if (!record.completed) {
-        record.aborted = true;
-        notify();
-      }
-    });
-    const step = (): void => {
-      timer = undefined;
-      if (response.destroyed) return;
-      if (afterChunks !== undefined && record.chunksSent >= afterChunks) {
-        if (fault?.type === 'abort') response.socket?.destroy();
-        return; // stall: the connection stays open until the client (or close()) ends it
-      }
-      if (position >= bytes.length) {
-        record.completed = true;
-        response.end();
-        notify();
-        return;
-      }
-      // The WAV header travels with the first chunk.
-      const end = Math.min(bytes.length, position + chunkBytes + (position === 0 ? headerBytes : 0));
-      const chunk = bytes.subarray(position, end);
-      position = end;
-      record.chunksSent++;
-      record.bytesSent += chunk.length;
-      response.write(chunk);
-      notify();
-      timer = timers.after(interval, step);
-    };
-    step();
+    streamChunked(
+      response,
+      record,
+      { 'content-type': wav ? 'audio/wav' : 'audio/pcm' },
+      {
+        bytes: wav ? encodeWav(samples, SPEECHMATICS_TTS_SAMPLE_RATE) : pcmBytes(samples),
+        // 32 bytes per ms at 16 kHz s16le: always an even count.
+        chunkBytes: Math.max(2, Math.round((chunkMs * SPEECHMATICS_TTS_SAMPLE_RATE) / 1000) * 2),
+        headerBytes: wav ? WAV_HEADER_BYTES : 0,
+        intervalMs: fault?.type === 'slow' ? fault.chunkIntervalMs : chunkIntervalMs,
+        cut: fault?.type === 'stall' || fault?.type === 'abort' ? { type: fault.type, afterChunks: fault.afterChunks ?? 0 } : undefined,
+      },
+      timers,
+      notify,
+    );
   };
 
-  const server = createServer((incoming: IncomingMessage, response: ServerResponse) => {
-    const url = new URL(incoming.url ?? '/', 'http://127.0.0.1');
+  const handle = ({ incoming, url, body, json }: JsonRequest, response: ServerResponse): void => {
     const path = url.pathname;
-    void (async () => {
-      let raw: Buffer;
-      try {
-        raw = await readBody(incoming);
-      } catch {
-        response.destroy();
-        return;
-      }
-      let body: JsonValue = null;
-      let bodyIsJson = raw.length === 0;
-      try {
-        body = raw.length === 0 ? null : (JSON.parse(raw.toString('utf8')) as JsonValue);
-        bodyIsJson = true;
-      } catch {
-        body = null;
-      }
-      const voice = voiceFromPath(path);
-      const record: SpeechmaticsTtsRequestRecord = {
-        method: incoming.method ?? 'GET',
-        path,
-        voice,
-        outputFormat: url.searchParams.get('output_format') ?? DEFAULT_OUTPUT_FORMAT,
-        headers: incoming.headers,
-        body,
-        request: undefined,
-        fault: undefined,
-        status: undefined,
-        chunksSent: 0,
-        bytesSent: 0,
-        completed: false,
-        aborted: false,
-      };
-      requests.push(record);
+    const voice = voiceFromPath(path);
+    const record: SpeechmaticsTtsRequestRecord = {
+      method: incoming.method ?? 'GET',
+      path,
+      voice,
+      outputFormat: url.searchParams.get('output_format') ?? DEFAULT_OUTPUT_FORMAT,
+      headers: incoming.headers,
+      body,
+      request: undefined,
+      fault: undefined,
+      status: undefined,
+      chunksSent: 0,
+      bytesSent: 0,
+      completed: false,
+      aborted: false,
+    };
+    requests.push(record);
+    notify();
+    const fail = (status: number, message: string, errorBody?: JsonValue): void => {
+      record.status = status;
+      record.completed = true;
+      sendJson(response, status, errorBody ?? { detail: message });
       notify();
-      const fail = (status: number, message: string, errorBody?: JsonValue): void => {
-        record.status = status;
-        record.completed = true;
-        sendJsonError(response, status, errorBody ?? { detail: message });
+    };
+    if (voice === undefined) {
+      fail(404, 'Not Found');
+      return;
+    }
+    if (incoming.method !== 'POST') {
+      fail(405, 'Method Not Allowed');
+      return;
+    }
+    const keyProblem = apiKeyProblem(incoming.headers, apiKeys);
+    if (keyProblem !== undefined) {
+      fail(401, keyProblem);
+      return;
+    }
+    const request = checkRequest((): SpeechmaticsTtsRequest => {
+      if (!voices.has(voice)) throw new HttpError(404, `Voice not found: ${voice}`);
+      const outputFormat = parseOutputFormat(record.outputFormat);
+      if (!json) throw new HttpError(422, 'Invalid JSON body.');
+      return { voice, outputFormat, text: validateBody(body, allowUnknownFields), sampleRate: SPEECHMATICS_TTS_SAMPLE_RATE, body };
+    }, fail);
+    if (request === undefined) return;
+    record.request = request;
+    const fault = host.faults.take()?.action;
+    record.fault = fault;
+    notify();
+    if (fault?.type === 'status') {
+      fail(fault.status, defaultMessage(fault.status), fault.body);
+      return;
+    }
+    if ((fault?.type === 'stall' || fault?.type === 'abort') && fault.afterChunks === undefined) {
+      response.on('close', () => {
+        record.aborted = !record.completed;
         notify();
-      };
-      if (voice === undefined) {
-        fail(404, 'Not Found');
-        return;
-      }
-      if (incoming.method !== 'POST') {
-        fail(405, 'Method Not Allowed');
-        return;
-      }
-      const authorization = /^Bearer\s+(.+)$/i.exec(incoming.headers.authorization?.trim() ?? '');
-      const key = authorization?.[1]?.trim();
-      if (key === undefined) {
-        fail(401, 'Missing API key.');
-        return;
-      }
-      if (!apiKeys.has(key)) {
-        fail(401, 'Invalid API key.');
-        return;
-      }
-      let request: SpeechmaticsTtsRequest;
-      try {
-        if (!voices.has(voice)) throw new TtsError(404, `Voice not found: ${voice}`);
-        const outputFormat = parseOutputFormat(record.outputFormat);
-        if (!bodyIsJson) throw new TtsError(422, 'Invalid JSON body.');
-        const text = validateBody(body, allowUnknownFields);
-        request = { voice, outputFormat, text, sampleRate: SPEECHMATICS_TTS_SAMPLE_RATE, body };
-      } catch (error) {
-        if (error instanceof TtsError) {
-          fail(error.status, error.message);
-          return;
-        }
-        throw error;
-      }
-      record.request = request;
-      const fault = takeFault();
-      record.fault = fault;
-      notify();
-      if (fault?.type === 'status') {
-        fail(fault.status, defaultMessage(fault.status), fault.body);
-        return;
-      }
-      if ((fault?.type === 'stall' || fault?.type === 'abort') && fault.afterChunks === undefined) {
-        response.on('close', () => {
-          record.aborted = !record.completed;
-          notify();
-        });
-        if (fault.type === 'abort') response.socket?.destroy();
-        return;
-      }
-      stream(record, request, response, fault);
-    })().catch((error: unknown) => {
-      logger.error({ err: error }, 'speechmatics tts emulator: request failed');
-      if (!response.headersSent) sendJsonError(response, 500, { detail: 'Internal server error.' });
-      else response.destroy();
-    });
-  });
-
-  const port = await listenOnLoopback(server);
-  const baseUrl = `http://127.0.0.1:${String(port)}`;
-  return {
-    baseUrl,
-    port,
-    requests,
-    queueFault: (fault) => {
-      queue.push({ fault, remaining: fault.times ?? 1 });
-    },
-    waitFor: (probe, waitOptions) => waiters.waitFor(probe, waitOptions),
-    waitForRequest: (predicate, waitOptions) =>
-      waiters.waitFor(() => requests.find((record) => predicate?.(record) ?? true), waitOptions, 'tts request'),
-    close: async () => {
-      timers.clear();
-      waiters.close();
-      await closeServer(server);
-    },
+      });
+      if (fault.type === 'abort') response.socket?.destroy();
+      return;
+    }
+    stream(record, request, response, fault);
   };
+  const port = await host.serve(handle, {
+    logger: options.logger ?? silentLogger(),
+    name: 'speechmatics tts emulator',
+    errorBody: { detail: 'Internal server error.' },
+  });
+  return { baseUrl: `http://127.0.0.1:${String(port)}`, port, ...host.api };
 }

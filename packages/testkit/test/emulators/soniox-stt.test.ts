@@ -1,12 +1,12 @@
 import { AuthError, BadRequestError, NetworkError, SonioxNodeClient, type RealtimeResult } from '@soniox/node';
 import { afterEach, describe, expect, test } from 'vitest';
-import WebSocket from 'ws';
 import { startSonioxSttEmulator, type SonioxSttEmulator, type SonioxSttEmulatorOptions } from '../../src/emulators/soniox-stt.js';
 import { tone } from '../../src/emulators/common.js';
 import { FIXTURE_TEXT, fixturePath } from '../../src/fixtures.js';
 import { concatPcm, silence } from '../../src/signals.js';
 import { readWavAs8k } from '../../src/wav.js';
 import { encodeMulaw } from '@stsgate/core';
+import { connectRawClient, pcm16Frames, type RawWsClient } from './ws-client.js';
 
 const KEY = 'soniox-test-key-1234';
 const CONFIG = { model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000, num_channels: 1 } as const;
@@ -22,68 +22,11 @@ async function start(options: Partial<SonioxSttEmulatorOptions> = {}): Promise<S
   return emulator;
 }
 
-function bytes(samples: Int16Array): Buffer {
-  return Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
-}
-
-/** 20 ms frames of 8 kHz PCM. */
-function frames(samples: Int16Array, frameSamples = 160): Buffer[] {
-  const out: Buffer[] = [];
-  for (let i = 0; i < samples.length; i += frameSamples) out.push(bytes(samples.subarray(i, i + frameSamples)));
-  return out;
-}
-
 type Message = Record<string, unknown> & { tokens?: { text: string; is_final: boolean; start_ms?: number; language?: string }[] };
 
-interface RawClient {
-  readonly ws: WebSocket;
-  readonly messages: Message[];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  until(predicate: (message: Message) => boolean): Promise<Message>;
-}
-
-async function rawClient(url: string, headers: Record<string, string> = { Authorization: `Bearer ${KEY}` }, protocols?: string[]): Promise<RawClient> {
-  const ws = new WebSocket(url, protocols, { headers });
-  const messages: Message[] = [];
-  const listeners = new Set<() => void>();
-  ws.on('message', (data, isBinary) => {
-    expect(isBinary).toBe(false);
-    messages.push(JSON.parse(String(data)) as Message);
-    for (const listener of [...listeners]) listener();
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
-    ws.on('close', (code, reason) => {
-      resolve({ code, reason: reason.toString('utf8') });
-      for (const listener of [...listeners]) listener();
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  return {
-    ws,
-    messages,
-    closed,
-    until: (predicate) =>
-      new Promise((resolve, reject) => {
-        const check = (): boolean => {
-          const found = messages.find(predicate);
-          if (found !== undefined) {
-            listeners.delete(check);
-            resolve(found);
-            return true;
-          }
-          if (ws.readyState === WebSocket.CLOSED) {
-            listeners.delete(check);
-            reject(new Error(`closed without the expected message; got ${JSON.stringify(messages)}`));
-            return true;
-          }
-          return false;
-        };
-        if (!check()) listeners.add(check);
-      }),
-  };
+/** A raw client with header auth by default; the emulator only ever sends JSON text. */
+function rawClient(url: string, headers: Record<string, string> = { Authorization: `Bearer ${KEY}` }, protocols?: string[]): Promise<RawWsClient<Message>> {
+  return connectRawClient<Message>(url, { headers, ...(protocols === undefined ? {} : { protocols }), onBinary: () => expect.fail('binary frame from the emulator') });
 }
 
 const finalText = (messages: readonly Message[]): string =>
@@ -100,7 +43,7 @@ describe('Soniox STT emulator with the official @soniox/node SDK', () => {
     session.on('endpoint', () => endpoints++);
     await session.connect();
     const audio = concatPcm(readWavAs8k(fixturePath('greeting')), silence(1000));
-    for (const frame of frames(audio)) session.sendAudio(new Uint8Array(frame));
+    for (const frame of pcm16Frames(audio)) session.sendAudio(new Uint8Array(frame));
     await session.finish();
 
     const finals = results.flatMap((result) => result.tokens).filter((token) => token.is_final);
@@ -128,7 +71,7 @@ describe('Soniox STT emulator with the official @soniox/node SDK', () => {
     session.on('result', (result) => texts.push(...result.tokens.filter((token) => token.is_final).map((token) => token.text)));
     const finalized = new Promise<void>((resolve) => session.on('finalized', () => resolve()));
     await session.connect();
-    for (const frame of frames(readWavAs8k(fixturePath('question')))) session.sendAudio(new Uint8Array(frame));
+    for (const frame of pcm16Frames(readWavAs8k(fixturePath('question')))) session.sendAudio(new Uint8Array(frame));
     session.finalize();
     await finalized;
     expect(texts.join('')).toBe(FIXTURE_TEXT['question.wav']);
@@ -155,7 +98,7 @@ describe('Soniox STT emulator with the official @soniox/node SDK', () => {
     const midStream = good.realtime.stt({ ...CONFIG });
     const midError = new Promise<unknown>((resolve) => midStream.on('error', resolve));
     await midStream.connect();
-    for (const frame of frames(tone(400, 8000))) midStream.sendAudio(new Uint8Array(frame));
+    for (const frame of pcm16Frames(tone(400, 8000))) midStream.sendAudio(new Uint8Array(frame));
     const network = await midError;
     expect(network).toBeInstanceOf(NetworkError);
     expect((network as Error).message).toMatch(/^Cannot continue request \(code \d+\)\. Please restart the request\.$/);
@@ -176,7 +119,7 @@ describe('Soniox STT emulator over raw ws', () => {
     const client = await rawClient(emu.url);
     client.ws.send(JSON.stringify({ ...CONFIG, enable_endpoint_detection: true, enable_language_identification: true, language_hints: ['it'] }));
     const audio = concatPcm(readWavAs8k(fixturePath('short')), silence(1200), readWavAs8k(fixturePath('question')), silence(1200));
-    for (const frame of frames(audio)) client.ws.send(frame);
+    for (const frame of pcm16Frames(audio)) client.ws.send(frame);
     client.ws.send(Buffer.alloc(0));
     expect(await client.closed).toEqual({ code: 1000, reason: '' });
     expect(emu.connections[0]?.authVia).toBe('header');
@@ -202,7 +145,7 @@ describe('Soniox STT emulator over raw ws', () => {
     const emu = await start();
     const client = await rawClient(emu.url);
     client.ws.send(JSON.stringify(CONFIG));
-    for (const frame of frames(concatPcm(tone(700, 8000), silence(800)))) client.ws.send(frame);
+    for (const frame of pcm16Frames(concatPcm(tone(700, 8000), silence(800)))) client.ws.send(frame);
     client.ws.send('');
     await client.closed;
     expect(finalText(client.messages)).toBe('utterance 1');
@@ -213,9 +156,9 @@ describe('Soniox STT emulator over raw ws', () => {
     const client = await rawClient(emu.url);
     client.ws.send(JSON.stringify({ ...CONFIG, enable_endpoint_detection: true }));
     client.ws.send(JSON.stringify({ type: 'keepalive' }));
-    for (const frame of frames(readWavAs8k(fixturePath('greeting')).subarray(0, 8000 * 3))) client.ws.send(frame);
+    for (const frame of pcm16Frames(readWavAs8k(fixturePath('greeting')).subarray(0, 8000 * 3))) client.ws.send(frame);
     client.ws.send(JSON.stringify({ type: 'finalize' }));
-    await client.until((message) => (message.tokens ?? []).some((token) => token.text === '<fin>'));
+    await client.waitForMessage((message) => (message.tokens ?? []).some((token) => token.text === '<fin>'));
     const text = finalText(client.messages);
     expect(text.endsWith('<fin>')).toBe(true);
     expect(text.length).toBeGreaterThan('<fin>'.length);
@@ -306,14 +249,14 @@ describe('Soniox STT emulator over raw ws', () => {
     emu.queueFault({ at: { afterAudioMs: 100 }, action: { type: 'drop' } });
     const dropped = await rawClient(emu.url);
     dropped.ws.send(JSON.stringify(CONFIG));
-    for (const frame of frames(tone(300, 8000))) dropped.ws.send(frame);
+    for (const frame of pcm16Frames(tone(300, 8000))) dropped.ws.send(frame);
     expect((await dropped.closed).code).toBe(1006);
     expect(emu.connections[0]?.closeInfo?.by).toBe('dropped');
 
     emu.queueFault({ at: 'config', action: { type: 'stall' } });
     const stalled = await rawClient(emu.url);
     stalled.ws.send(JSON.stringify(CONFIG));
-    for (const frame of frames(concatPcm(tone(500, 8000), silence(800)))) stalled.ws.send(frame);
+    for (const frame of pcm16Frames(concatPcm(tone(500, 8000), silence(800)))) stalled.ws.send(frame);
     stalled.ws.send('');
     const connection = await emu.waitForConnection(1);
     await emu.waitFor(() => connection.stalled && connection.endOfAudio === undefined && connection.audioBytes === 0);

@@ -17,6 +17,7 @@ import { tone } from '../../src/emulators/common.js';
 import { FIXTURE_TEXT, fixturePath } from '../../src/fixtures.js';
 import { concatPcm, goertzel, silence } from '../../src/signals.js';
 import { readWavAs8k } from '../../src/wav.js';
+import { connectRawClient, pcm16Bytes, pcm16Frames, type RawWsClient } from './ws-client.js';
 
 let emulator: SpeechmaticsFlowEmulator | undefined;
 const clients: WebSocket[] = [];
@@ -38,26 +39,21 @@ const START = {
 } as const;
 
 type Msg = Record<string, unknown> & { message?: string };
-type WireEvent =
-  | { readonly kind: 'json'; readonly message: Msg; readonly at: number }
-  | { readonly kind: 'audio'; readonly samples: Int16Array; readonly bytes: number; readonly at: number }
-  | { readonly kind: 'text'; readonly text: string; readonly at: number };
 
-interface RawFlowClient {
-  readonly ws: WebSocket;
-  readonly events: WireEvent[];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  messages(type?: string): Msg[];
-  audioFrames(): Extract<WireEvent, { kind: 'audio' }>[];
-  send(message: Record<string, unknown>): void;
-  /** Sends PCM s16le in frames (default 20 ms at 8 kHz), as fast as possible. */
-  sendPcm(samples: Int16Array, frameSamples?: number): void;
-  until<T>(probe: () => T | undefined | false, what?: string, timeoutMs?: number): Promise<T>;
-  next(type: string, predicate?: (message: Msg) => boolean): Promise<Msg>;
+interface AgentAudioFrame {
+  readonly samples: Int16Array;
+  readonly bytes: number;
+  readonly at: number;
 }
 
-function bytes(samples: Int16Array): Buffer {
-  return Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+interface RawFlowClient extends Omit<RawWsClient<Msg>, 'messages'> {
+  /** JSON messages, all or those of one `message` type. */
+  messages(type?: string): Msg[];
+  /** Binary frames (agent audio, PCM s16le), in order. */
+  audioFrames(): AgentAudioFrame[];
+  /** Sends PCM s16le in frames (default 20 ms at 8 kHz), as fast as possible. */
+  sendPcm(samples: Int16Array, frameSamples?: number): void;
+  next(type: string, predicate?: (message: Msg) => boolean): Promise<Msg>;
 }
 
 /** A raw ws client that records every frame and (by default) acks agent audio like the SDK does. */
@@ -66,75 +62,26 @@ async function connect(
   options: { readonly headers?: Record<string, string>; readonly ack?: boolean; readonly jwt?: string | null } = {},
 ): Promise<RawFlowClient> {
   const target = options.jwt === null ? url : `${url}?jwt=${options.jwt ?? 'test-jwt'}&sm-app=test`;
-  const ws = new WebSocket(target, { headers: options.headers ?? {} });
-  clients.push(ws);
-  const events: WireEvent[] = [];
-  const listeners = new Set<() => void>();
-  const started = performance.now();
   let serverSeq = 0;
-  ws.on('message', (data: Buffer, isBinary) => {
-    const at = performance.now() - started;
-    if (isBinary) {
-      const copy = Buffer.from(data);
-      const samples = new Int16Array(copy.buffer, copy.byteOffset, Math.floor(copy.length / 2));
-      events.push({ kind: 'audio', samples, bytes: copy.length, at });
+  const client = await connectRawClient<Msg>(target, {
+    headers: options.headers ?? {},
+    onBinary: (_data, ws) => {
       if (options.ack !== false && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ message: 'AudioReceived', seq_no: ++serverSeq, buffering: 0.02 }));
-    } else {
-      const text = data.toString('utf8');
-      try {
-        events.push({ kind: 'json', message: JSON.parse(text) as Msg, at });
-      } catch {
-        events.push({ kind: 'text', text, at });
-      }
-    }
-    for (const listener of [...listeners]) listener();
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
-    ws.on('close', (code, reason) => {
-      resolve({ code, reason: reason.toString('utf8') });
-      for (const listener of [...listeners]) listener();
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  ws.on('error', () => undefined);
-  const messages = (type?: string): Msg[] =>
-    events.flatMap((event) => (event.kind === 'json' && (type === undefined || event.message.message === type) ? [event.message] : []));
-  const until = <T>(probe: () => T | undefined | false, what = 'condition', timeoutMs = 5000): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const check = (): void => {
-        const value = probe();
-        if (value !== undefined && value !== false) {
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve(value);
-        } else if (ws.readyState === WebSocket.CLOSED) {
-          listeners.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`closed before ${what}; got ${messages().map((m) => String(m.message)).join(', ')}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        listeners.delete(check);
-        reject(new Error(`timed out waiting for ${what}; got ${messages().map((m) => String(m.message)).join(', ')}`));
-      }, timeoutMs);
-      listeners.add(check);
-      check();
-    });
-  return {
-    ws,
-    events,
-    closed,
-    messages,
-    audioFrames: () => events.filter((event): event is Extract<WireEvent, { kind: 'audio' }> => event.kind === 'audio'),
-    send: (message) => ws.send(JSON.stringify(message)),
-    sendPcm: (samples, frameSamples = 160) => {
-      for (let i = 0; i < samples.length; i += frameSamples) ws.send(bytes(samples.subarray(i, i + frameSamples)));
     },
-    until,
-    next: (type, predicate) => until(() => messages(type).find((message) => predicate?.(message) ?? true), type),
+  });
+  clients.push(client.ws);
+  const messages = (type?: string): Msg[] => client.messages.filter((message) => type === undefined || message.message === type);
+  return {
+    ...client,
+    messages,
+    audioFrames: () =>
+      client.frames.flatMap((frame) =>
+        frame.kind === 'binary' ? [{ samples: new Int16Array(frame.data.buffer, frame.data.byteOffset, frame.data.length >> 1), bytes: frame.data.length, at: frame.at }] : [],
+      ),
+    sendPcm: (samples, frameSamples = 160) => {
+      for (const frame of pcm16Frames(samples, frameSamples)) client.ws.send(frame);
+    },
+    next: (type, predicate) => client.until(() => messages(type).find((message) => predicate?.(message) ?? true), type),
   };
 }
 
@@ -248,7 +195,7 @@ describe('Speechmatics Flow emulator protocol (raw ws)', () => {
     const emu = await start({ pacing: 20, reply: () => ({ text: 'ok', ms: 200 }) });
     const speech = (rate: number): Int16Array => concatPcm(tone(400, rate, 300), silence(800, rate));
     const formats = [
-      { encoding: 'pcm_s16le', sample_rate: 16000, payload: (s: Int16Array) => bytes(s), rate: 16000 },
+      { encoding: 'pcm_s16le', sample_rate: 16000, payload: (s: Int16Array) => pcm16Bytes(s), rate: 16000 },
       { encoding: 'mulaw', sample_rate: 8000, payload: (s: Int16Array) => Buffer.from(encodeMulaw(s)), rate: 8000 },
       {
         encoding: 'pcm_f32le',
@@ -293,8 +240,8 @@ describe('Speechmatics Flow emulator protocol (raw ws)', () => {
     expect(results[0]).toMatchObject({ type: 'word', start_time: 0.5 });
     const partials = client.messages('AddPartialTranscript');
     expect(partials.length).toBeGreaterThanOrEqual(2);
-    expect(client.events.findIndex((e) => e.kind === 'json' && e.message.message === 'AddPartialTranscript')).toBeLessThan(
-      client.events.findIndex((e) => e.kind === 'json' && e.message.message === 'AddTranscript'),
+    expect(client.frames.findIndex((e) => e.kind === 'json' && e.message.message === 'AddPartialTranscript')).toBeLessThan(
+      client.frames.findIndex((e) => e.kind === 'json' && e.message.message === 'AddTranscript'),
     );
   });
 
@@ -304,8 +251,8 @@ describe('Speechmatics Flow emulator protocol (raw ws)', () => {
     client.send({ message: 'AddInput', input: 'go', immediate: true });
     const started = await client.next('ResponseStarted');
     const completed = await client.next('ResponseCompleted');
-    const startedAt = client.events.find((e) => e.kind === 'json' && e.message === started)?.at ?? 0;
-    const completedAt = client.events.find((e) => e.kind === 'json' && e.message === completed)?.at ?? 0;
+    const startedAt = client.frames.find((e) => e.kind === 'json' && e.message === started)?.at ?? 0;
+    const completedAt = client.frames.find((e) => e.kind === 'json' && e.message === completed)?.at ?? 0;
     const frames = client.audioFrames();
     expect(frames).toHaveLength(20);
     expect(frames.every((f) => f.bytes === 640)).toBe(true);
@@ -343,9 +290,9 @@ describe('Speechmatics Flow emulator protocol (raw ws)', () => {
     const second = await client.next('ResponseStarted', (m) => m.content === 'Reply to utterance 1');
     expect(second).toBeDefined();
     // No agent audio of response 1 arrived after ResponseInterrupted.
-    const interruptIndex = client.events.findIndex((e) => e.kind === 'json' && e.message.message === 'ResponseInterrupted');
-    const secondIndex = client.events.findIndex((e) => e.kind === 'json' && e.message === second);
-    expect(client.events.slice(interruptIndex + 1, secondIndex).some((e) => e.kind === 'audio')).toBe(false);
+    const interruptIndex = client.frames.findIndex((e) => e.kind === 'json' && e.message.message === 'ResponseInterrupted');
+    const secondIndex = client.frames.findIndex((e) => e.kind === 'json' && e.message === second);
+    expect(client.frames.slice(interruptIndex + 1, secondIndex).some((e) => e.kind === 'binary')).toBe(false);
     expect(framesAtInterrupt * 20).toBe(record?.audioMsSent);
     expect(conn.userTurns).toEqual([expect.objectContaining({ index: 1, text: 'utterance 1' })]);
   });
@@ -577,10 +524,10 @@ describe('Speechmatics Flow emulator protocol (raw ws)', () => {
     const conn = await emu.waitForConnection();
     conn.endConversation();
     expect(await client.closed).toEqual({ code: 1000, reason: '' });
-    const order = client.events.map((e) => (e.kind === 'json' ? String(e.message.message) : e.kind));
+    const order = client.frames.map((e) => (e.kind === 'json' ? String(e.message.message) : e.kind));
     const ending = order.indexOf('ConversationEnding');
     expect(ending).toBeGreaterThan(order.indexOf('ResponseStarted'));
-    expect(order.slice(ending + 1)).toContain('audio');
+    expect(order.slice(ending + 1)).toContain('binary');
     expect(order.slice(-2)).toEqual(['ResponseCompleted', 'ConversationEnded']);
     expect(client.audioFrames().reduce((sum, f) => sum + f.samples.length, 0)).toBe(800 * 16);
     expect(conn.closeInfo).toEqual({ code: 1000, reason: '', by: 'server' });
@@ -739,11 +686,11 @@ describe('Speechmatics Flow emulator faults', () => {
       expect(client.messages()[1]?.message).toBe('ConversationStarted');
     }
     const malformed = await startedClient(emu);
-    expect(malformed.events[0]).toMatchObject({ kind: 'text' });
+    expect(malformed.frames[0]).toMatchObject({ kind: 'text' });
     const odd = await connect(emu.url);
     odd.send(START);
     await odd.next('ResponseCompleted');
-    expect(odd.events[0]).toMatchObject({ kind: 'audio', bytes: 3 });
+    expect(odd.frames[0]).toMatchObject({ kind: 'binary', data: Buffer.from([1, 2, 3]) });
     const conn = emu.connections.at(-1);
     // The odd frame counts as server audio frame 1, so the greeting's frames are 2 and 3.
     await emu.waitFor(() => conn?.audioAcks.length === 3);
@@ -803,10 +750,10 @@ describe('Speechmatics Flow emulator faults', () => {
     const garbled = await connect(emu.url);
     garbled.send(START);
     await garbled.next('ResponseCompleted');
-    const kinds = garbled.events.map((e) => e.kind);
+    const kinds = garbled.frames.map((e) => e.kind);
     expect(kinds.filter((k) => k === 'text')).toHaveLength(1);
-    expect(garbled.events.find((e) => e.kind === 'text')).toMatchObject({ text: 'garbage' });
-    expect(kinds.indexOf('text')).toBeGreaterThan(kinds.indexOf('audio'));
+    expect(garbled.frames.find((e) => e.kind === 'text')).toMatchObject({ text: 'garbage' });
+    expect(kinds.indexOf('text')).toBeGreaterThan(kinds.indexOf('binary'));
   });
 
   test('applyFault on a live connection', async () => {

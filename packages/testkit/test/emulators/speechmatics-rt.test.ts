@@ -13,6 +13,7 @@ import {
 import { FIXTURE_TEXT, fixturePath } from '../../src/fixtures.js';
 import { concatPcm, silence } from '../../src/signals.js';
 import { encodeWav, readWavAs8k } from '../../src/wav.js';
+import { connectRawClient, pcm16Bytes, pcm16Frames, type RawWsClient } from './ws-client.js';
 
 const KEY = 'sm-test-api-key-1234';
 const AUTH = { Authorization: `Bearer ${KEY}` };
@@ -33,81 +34,16 @@ async function start(options: SpeechmaticsRtEmulatorOptions = {}): Promise<Speec
   return emulator;
 }
 
-function bytes(samples: Int16Array): Buffer {
-  return Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
-}
-
-/** 20 ms frames of 8 kHz s16le PCM. */
-function frames(samples: Int16Array, frameSamples = 160): Buffer[] {
-  const out: Buffer[] = [];
-  for (let i = 0; i < samples.length; i += frameSamples) out.push(bytes(samples.subarray(i, i + frameSamples)));
-  return out;
-}
-
 const fixture = (name: 'greeting' | 'short' | 'question', silenceMs = 1000): Int16Array => concatPcm(readWavAs8k(fixturePath(name)), silence(silenceMs));
 
 type Message = Record<string, unknown> & { message?: string };
 
-interface RawClient {
-  readonly ws: WebSocket;
-  readonly messages: Message[];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  send(message: unknown): void;
-  until(predicate: (message: Message) => boolean): Promise<Message>;
-  names(): string[];
+/** A raw client with header auth by default; the emulator only ever sends text frames. */
+function rawClient(url: string, headers: Record<string, string> = AUTH): Promise<RawWsClient<Message>> {
+  return connectRawClient<Message>(url, { headers, onBinary: () => expect.fail('binary frame from the emulator') });
 }
 
-async function rawClient(url: string, headers: Record<string, string> = AUTH): Promise<RawClient> {
-  const ws = new WebSocket(url, { headers });
-  const messages: Message[] = [];
-  const listeners = new Set<() => void>();
-  ws.on('message', (data, isBinary) => {
-    expect(isBinary).toBe(false);
-    const text = String(data);
-    try {
-      messages.push(JSON.parse(text) as Message);
-    } catch {
-      messages.push({ raw: text });
-    }
-    for (const listener of [...listeners]) listener();
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
-    ws.on('close', (code, reason) => {
-      resolve({ code, reason: reason.toString('utf8') });
-      for (const listener of [...listeners]) listener();
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  return {
-    ws,
-    messages,
-    closed,
-    send: (message) => ws.send(typeof message === 'string' ? message : JSON.stringify(message)),
-    names: () => messages.map((message) => String(message.message ?? 'raw')),
-    until: (predicate) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          listeners.delete(check);
-          reject(new Error(`timed out; got ${JSON.stringify(messages.map((message) => message.message))}`));
-        }, 4000);
-        function check(): boolean {
-          const found = messages.find(predicate);
-          if (found !== undefined || ws.readyState === WebSocket.CLOSED) {
-            listeners.delete(check);
-            clearTimeout(timer);
-            if (found !== undefined) resolve(found);
-            else reject(new Error(`closed without the expected message; got ${JSON.stringify(messages)}`));
-            return true;
-          }
-          return false;
-        }
-        if (!check()) listeners.add(check);
-      }),
-  };
-}
+const messageNames = (client: RawWsClient<Message>): string[] => client.messages.map((message) => String(message.message));
 
 /** Resolves with the HTTP status of a refused upgrade. */
 function refusedStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
@@ -133,7 +69,7 @@ describe('Speechmatics RT emulator with the official SDKs', () => {
     const jwt = await createSpeechmaticsJWT({ type: 'rt', apiKey: KEY, managementPlatformURL: auth.baseUrl });
     const client = new RealtimeClient({ url: rt.url, appId: 'stsgate-test', connectionTimeout: 1000 });
     const received: RealtimeServerMessage[] = [];
-    const audio = frames(fixture('greeting'));
+    const audio = pcm16Frames(fixture('greeting'));
     const allAcked = new Promise<void>((resolve) => {
       client.addEventListener('receiveMessage', ({ data }) => {
         received.push(data);
@@ -209,7 +145,7 @@ describe('Speechmatics RT emulator over raw ws', () => {
     const rt = await start();
     const client = await rawClient(rt.url);
     client.send(START);
-    await client.until((message) => message.message === 'RecognitionStarted');
+    await client.waitForMessage((message) => message.message === 'RecognitionStarted');
     expect(rt.connections[0]?.authVia).toBe('header');
     expect(client.messages[1]).toMatchObject({ message: 'Info', type: 'recognition_quality', quality: 'telephony' });
     client.ws.close();
@@ -224,7 +160,7 @@ describe('Speechmatics RT emulator over raw ws', () => {
     // Any non-empty jwt by default; `?jwt=` wins over the header.
     const viaJwt = await rawClient(`${rt.url}?jwt=whatever&sm-app=raw`, {});
     viaJwt.send(START);
-    await viaJwt.until((message) => message.message === 'RecognitionStarted');
+    await viaJwt.waitForMessage((message) => message.message === 'RecognitionStarted');
     expect(rt.connections[1]).toMatchObject({ authVia: 'jwt', appId: 'raw' });
     viaJwt.ws.close();
   });
@@ -278,16 +214,16 @@ describe('Speechmatics RT emulator over raw ws', () => {
       translation_config: { target_languages: ['de'] },
       audio_events_config: { types: ['music'] },
     });
-    await full.until((message) => message.message === 'RecognitionStarted');
+    await full.waitForMessage((message) => message.message === 'RecognitionStarted');
     const encoded = Buffer.from(encodeMulaw(fixture('short')));
     for (let i = 0; i < encoded.length; i += 160) full.ws.send(encoded.subarray(i, i + 160));
-    const final = await full.until((message) => message.message === 'AddTranscript');
+    const final = await full.waitForMessage((message) => message.message === 'AddTranscript');
     expect(transcript(final)).toBe(`${FIXTURE_TEXT['short.wav']} `);
     expect((final.results as { alternatives: { speaker?: string }[] }[])[0]?.alternatives[0]?.speaker).toBe('S1');
     // No end_of_utterance_silence_trigger: no EndOfUtterance.
     full.send({ message: 'EndOfStream', last_seq_no: 1 });
-    await full.until((message) => message.message === 'EndOfTranscript');
-    expect(full.names()).not.toContain('EndOfUtterance');
+    await full.waitForMessage((message) => message.message === 'EndOfTranscript');
+    expect(messageNames(full)).not.toContain('EndOfUtterance');
     full.ws.close();
   });
 
@@ -295,10 +231,10 @@ describe('Speechmatics RT emulator over raw ws', () => {
     const rt = await start();
     const client = await rawClient(rt.url);
     client.send({ ...START, transcription_config: { language: 'en', conversation_config: { end_of_utterance_silence_trigger: 0.8 } } });
-    for (const frame of frames(readWavAs8k(fixturePath('question')))) client.ws.send(frame);
+    for (const frame of pcm16Frames(readWavAs8k(fixturePath('question')))) client.ws.send(frame);
     client.send({ message: 'ForceEndOfUtterance' });
-    await client.until((message) => message.message === 'EndOfUtterance');
-    const names = client.names().filter((name) => name !== 'AudioAdded');
+    await client.waitForMessage((message) => message.message === 'EndOfUtterance');
+    const names = messageNames(client).filter((name) => name !== 'AudioAdded');
     expect(names).toEqual(['RecognitionStarted', 'Info', 'AddTranscript', 'EndOfUtterance']);
     const [final, eou] = [byName(client.messages, 'AddTranscript')[0], byName(client.messages, 'EndOfUtterance')[0]];
     expect(final).toMatchObject({ forced: true });
@@ -307,9 +243,9 @@ describe('Speechmatics RT emulator over raw ws', () => {
     expect(rt.connections[0]?.utterances[0]?.endedBy).toBe('forced');
 
     // Silence after a forced end gives no second EndOfUtterance; a force with nothing pending is answered anyway.
-    for (const frame of frames(silence(1500))) client.ws.send(frame);
+    for (const frame of pcm16Frames(silence(1500))) client.ws.send(frame);
     client.send({ message: 'ForceEndOfUtterance', channel: 'ignored', timestamp: 3.2 });
-    await client.until((message) => message.message === 'EndOfUtterance' && message !== eou);
+    await client.waitForMessage((message) => message.message === 'EndOfUtterance' && message !== eou);
     const finals = byName(client.messages, 'AddTranscript');
     expect(finals).toHaveLength(2);
     expect(finals[1]).toMatchObject({ forced: true, results: [], metadata: { transcript: '' } });
@@ -324,8 +260,8 @@ describe('Speechmatics RT emulator over raw ws', () => {
     const b = await rawClient(rt.url);
     a.send(config);
     b.send(config);
-    const audioA = frames(concatPcm(fixture('short', 1200), fixture('question', 1200)));
-    const audioB = frames(fixture('greeting', 1200));
+    const audioA = pcm16Frames(concatPcm(fixture('short', 1200), fixture('question', 1200)));
+    const audioB = pcm16Frames(fixture('greeting', 1200));
     for (let i = 0; i < Math.max(audioA.length, audioB.length); i++) {
       const frameA = audioA[i];
       const frameB = audioB[i];
@@ -334,11 +270,11 @@ describe('Speechmatics RT emulator over raw ws', () => {
     }
     a.send({ message: 'EndOfStream', last_seq_no: audioA.length });
     b.send({ message: 'EndOfStream', last_seq_no: audioB.length });
-    await Promise.all([a.until((m) => m.message === 'EndOfTranscript'), b.until((m) => m.message === 'EndOfTranscript')]);
+    await Promise.all([a.waitForMessage((m) => m.message === 'EndOfTranscript'), b.waitForMessage((m) => m.message === 'EndOfTranscript')]);
 
     expect(byName(a.messages, 'AddTranscript').map(transcript)).toEqual([`${FIXTURE_TEXT['short.wav']} `, `${FIXTURE_TEXT['question.wav']} `]);
     expect(byName(b.messages, 'AddTranscript').map(transcript)).toEqual([`${FIXTURE_TEXT['greeting.wav']} `]);
-    const flow = a.names().filter((name) => name === 'AddTranscript' || name === 'EndOfUtterance' || name === 'EndOfTranscript');
+    const flow = messageNames(a).filter((name) => name === 'AddTranscript' || name === 'EndOfUtterance' || name === 'EndOfTranscript');
     expect(flow).toEqual(['AddTranscript', 'EndOfUtterance', 'AddTranscript', 'EndOfUtterance', 'EndOfTranscript']);
     // Each final is followed by an empty partial.
     for (const [index, message] of a.messages.entries()) {
@@ -368,7 +304,7 @@ describe('Speechmatics RT emulator over raw ws', () => {
     const floatClient = await rawClient(rt.url);
     floatClient.send({ ...START, audio_format: { type: 'raw', encoding: 'pcm_f32le', sample_rate: 16000 } });
     for (let i = 0; i < f32.length; i += 1280) floatClient.ws.send(f32.subarray(i, i + 1280));
-    expect(transcript(await floatClient.until((message) => message.message === 'AddTranscript'))).toBe(`${FIXTURE_TEXT['question.wav']} `);
+    expect(transcript(await floatClient.waitForMessage((message) => message.message === 'AddTranscript'))).toBe(`${FIXTURE_TEXT['question.wav']} `);
     expect(floatClient.messages).toContainEqual(expect.objectContaining({ message: 'Info', quality: 'broadcast' }));
     expect(rt.connections[0]?.audioMs).toBeCloseTo(pcm8k.length / 8, 0);
     floatClient.ws.close();
@@ -377,12 +313,12 @@ describe('Speechmatics RT emulator over raw ws', () => {
     const fileClient = await rawClient(rt.url);
     fileClient.send({ ...START, audio_format: { type: 'file' } });
     for (let i = 0; i < wav.length; i += 300) fileClient.ws.send(wav.subarray(i, i + 300));
-    expect(transcript(await fileClient.until((message) => message.message === 'AddTranscript'))).toBe(`${FIXTURE_TEXT['short.wav']} `);
+    expect(transcript(await fileClient.waitForMessage((message) => message.message === 'AddTranscript'))).toBe(`${FIXTURE_TEXT['short.wav']} `);
     fileClient.ws.close();
 
     const wrong = await rawClient(rt.url);
     wrong.send({ ...START, audio_format: { type: 'file' } });
-    for (const frame of frames(fixture('short')).slice(0, 3)) wrong.ws.send(frame);
+    for (const frame of pcm16Frames(fixture('short')).slice(0, 3)) wrong.ws.send(frame);
     expect(await wrong.closed).toEqual({ code: 1003, reason: 'invalid_audio_type' });
     expect(byName(wrong.messages, 'Error')[0]).toMatchObject({ type: 'invalid_audio_type' });
   });
@@ -393,11 +329,11 @@ describe('Speechmatics RT emulator over raw ws', () => {
     client.send(START);
     client.send({ message: 'SetRecognitionConfig', transcription_config: { enable_partials: true, max_delay: 2, conversation_config: { end_of_utterance_silence_trigger: 0.4 } } });
     client.send({ message: 'GetSpeakers', final: false });
-    await client.until((message) => message.message === 'SpeakersResult');
+    await client.waitForMessage((message) => message.message === 'SpeakersResult');
     expect(rt.connections[0]?.transcriptionConfig).toMatchObject({ language: 'en', enable_partials: true, max_delay: 2 });
-    for (const frame of frames(fixture('short'))) client.ws.send(frame);
-    await client.until((message) => message.message === 'EndOfUtterance');
-    expect(client.names()).toContain('AddPartialTranscript');
+    for (const frame of pcm16Frames(fixture('short'))) client.ws.send(frame);
+    await client.waitForMessage((message) => message.message === 'EndOfUtterance');
+    expect(messageNames(client)).toContain('AddPartialTranscript');
     client.send({ message: 'SetRecognitionConfig', transcription_config: { diarization: 'speaker' } });
     expect(await client.closed).toEqual({ code: 1003, reason: 'invalid_config' });
 
@@ -411,11 +347,11 @@ describe('Speechmatics RT emulator over raw ws', () => {
     const rt = await start({ endGraceMs: 100 });
     const client = await rawClient(rt.url);
     client.send(START);
-    for (const frame of frames(readWavAs8k(fixturePath('short')))) client.ws.send(frame);
+    for (const frame of pcm16Frames(readWavAs8k(fixturePath('short')))) client.ws.send(frame);
     client.send({ message: 'EndOfStream', last_seq_no: 3 });
-    client.ws.send(bytes(silence(20)));
+    client.ws.send(pcm16Bytes(silence(20)));
     expect(await client.closed).toEqual({ code: 1000, reason: '' });
-    const names = client.names();
+    const names = messageNames(client);
     expect(names.slice(-3)).toEqual(['AddTranscript', 'EndOfTranscript', 'Warning']);
     expect(client.messages.at(-1)).toMatchObject({ type: 'add_audio_after_eos' });
     expect(rt.connections[0]).toMatchObject({ endOfStream: 3, closeInfo: { code: 1000, by: 'server' } });
@@ -434,7 +370,7 @@ describe('Speechmatics RT emulator over raw ws', () => {
 
   test('garbage never crashes the emulator', async () => {
     const rt = await start();
-    const expectError = async (send: (client: RawClient) => void, type: string, code: number): Promise<void> => {
+    const expectError = async (send: (client: RawWsClient<Message>) => void, type: string, code: number): Promise<void> => {
       const client = await rawClient(rt.url);
       send(client);
       expect(await client.closed).toEqual({ code, reason: type });
@@ -457,12 +393,12 @@ describe('Speechmatics RT emulator over raw ws', () => {
     client.ws.send(Buffer.from([1, 2, 3]));
     client.ws.send(Buffer.alloc(0));
     client.ws.send(Buffer.from([4]));
-    await client.until((message) => message.message === 'AudioAdded' && message.seq_no === 3);
+    await client.waitForMessage((message) => message.message === 'AudioAdded' && message.seq_no === 3);
     expect(rt.connections.at(-1)?.audioBytes).toBe(4);
     client.ws.close();
     const last = await rawClient(rt.url);
     last.send(START);
-    await last.until((message) => message.message === 'RecognitionStarted');
+    await last.waitForMessage((message) => message.message === 'RecognitionStarted');
     last.ws.close();
   });
 
@@ -474,12 +410,12 @@ describe('Speechmatics RT emulator over raw ws', () => {
     });
     const client = await rawClient(rt.url);
     client.send(START);
-    for (const frame of frames(fixture('short'))) client.ws.send(frame);
+    for (const frame of pcm16Frames(fixture('short'))) client.ws.send(frame);
     expect(await client.closed).toEqual({ code: 1011, reason: 'unknown_error' });
     expect(byName(client.messages, 'Error')).toEqual([expect.objectContaining({ type: 'unknown_error' })]);
     const next = await rawClient(rt.url);
     next.send(START);
-    await next.until((message) => message.message === 'RecognitionStarted');
+    await next.waitForMessage((message) => message.message === 'RecognitionStarted');
     next.ws.close();
   });
 });
@@ -515,14 +451,14 @@ describe('Speechmatics RT emulator faults', () => {
 
     const info = await rawClient(rt.url);
     info.send(START);
-    await info.until((message) => message.message === 'RecognitionStarted');
+    await info.waitForMessage((message) => message.message === 'RecognitionStarted');
     expect(info.messages[0]).toEqual({ message: 'Info', type: 'concurrent_session_usage', reason: expect.any(String), usage: 3, quota: 2 });
     info.ws.close();
 
     const malformed = await rawClient(rt.url);
     malformed.send(START);
-    await malformed.until((message) => message.message === 'RecognitionStarted');
-    expect(malformed.messages[0]).toEqual({ raw: expect.stringMatching(/^\{"message":"AddTranscript"/) });
+    await malformed.waitForMessage((message) => message.message === 'RecognitionStarted');
+    expect(malformed.frames[0]).toEqual({ kind: 'text', text: expect.stringMatching(/^\{"message":"AddTranscript"/), at: expect.any(Number) });
     malformed.ws.close();
 
     const custom = await rawClient(rt.url);
@@ -541,12 +477,12 @@ describe('Speechmatics RT emulator faults', () => {
         { at: 'end', action: { type: 'error', errorType: 'job_error' } },
       ],
     });
-    const audio = frames(tone(600, 8000));
+    const audio = pcm16Frames(tone(600, 8000));
 
     const warned = await rawClient(rt.url);
     warned.send(START);
     for (const frame of audio) warned.ws.send(frame);
-    await warned.until((message) => message.message === 'AudioAdded' && message.seq_no === audio.length);
+    await warned.waitForMessage((message) => message.message === 'AudioAdded' && message.seq_no === audio.length);
     const warningAt = warned.messages.findIndex((message) => message.message === 'Warning');
     expect(warned.messages[warningAt]).toMatchObject({ type: 'duration_limit_exceeded' });
     expect(warned.messages[warningAt - 1]).toEqual({ message: 'AudioAdded', seq_no: 10 });
@@ -565,7 +501,7 @@ describe('Speechmatics RT emulator faults', () => {
     stalled.send({ message: 'EndOfStream', last_seq_no: audio.length });
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(byName(stalled.messages, 'AudioAdded').at(-1)).toEqual({ message: 'AudioAdded', seq_no: 10 });
-    expect(stalled.names()).not.toContain('EndOfTranscript');
+    expect(messageNames(stalled)).not.toContain('EndOfTranscript');
     expect(stalled.ws.readyState).toBe(WebSocket.OPEN);
     stalled.ws.close();
 
@@ -578,7 +514,7 @@ describe('Speechmatics RT emulator faults', () => {
     ended.send(START);
     ended.send({ message: 'EndOfStream', last_seq_no: 0 });
     expect(await ended.closed).toEqual({ code: 4013, reason: 'job_error' });
-    expect(ended.names()).not.toContain('EndOfTranscript');
+    expect(messageNames(ended)).not.toContain('EndOfTranscript');
   });
 
   test('applyFault and close() on a live connection', async () => {
@@ -586,9 +522,9 @@ describe('Speechmatics RT emulator faults', () => {
     const client = await rawClient(rt.url);
     client.send(START);
     const conn = await rt.waitForConnection();
-    await client.until((message) => message.message === 'RecognitionStarted');
+    await client.waitForMessage((message) => message.message === 'RecognitionStarted');
     conn.applyFault({ type: 'warning', warningType: 'session_timeout', reason: 'soon' });
-    await client.until((message) => message.message === 'Warning');
+    await client.waitForMessage((message) => message.message === 'Warning');
     conn.close(4006, 'timelimit_exceeded');
     expect(await client.closed).toEqual({ code: 4006, reason: 'timelimit_exceeded' });
     expect(conn.closeInfo).toEqual({ code: 4006, reason: 'timelimit_exceeded', by: 'server' });
