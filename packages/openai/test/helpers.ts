@@ -1,19 +1,9 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { StsCallContext, StsEvent, StsSession, ToolSpec } from '@stsgate/core';
+import type { LogLine } from '@stsgate/testkit';
 
-export interface LogLine {
-  readonly level: number;
-  readonly msg: string;
-  readonly [key: string]: unknown;
-}
-
-/** A pino logger whose lines are kept in memory (parsed), for asserting on warnings. */
-export function memoryLogger(level: pino.Level = 'debug'): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino({ level }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
-  return { logger, lines };
-}
+export { memoryLogger, type LogLine } from '@stsgate/testkit';
 
 export function callContext(options: { logger?: Logger; tools?: readonly ToolSpec[]; signal?: AbortSignal; callId?: string } = {}): StsCallContext {
   return {

@@ -4,18 +4,7 @@ import type { CallContext, StsCallContext, ToolSpec } from '@stsgate/core';
 import { chunkPcm, concatPcm, fixturePath, readWavAs8k, silence } from '@stsgate/testkit';
 import type { FixtureBaseName } from '@stsgate/testkit';
 
-export interface LogLine {
-  readonly level: number;
-  readonly msg: string;
-  readonly [key: string]: unknown;
-}
-
-/** A pino logger whose lines are kept in memory (parsed), for asserting on what is (not) logged. */
-export function memoryLogger(level: pino.Level = 'debug'): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino({ level }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
-  return { logger, lines };
-}
+export { memoryLogger, type LogLine } from '@stsgate/testkit';
 
 export function callContext(options: { logger?: Logger; signal?: AbortSignal; callId?: string; tools?: readonly ToolSpec[] } = {}): StsCallContext & CallContext {
   return {

@@ -14,6 +14,7 @@ export {
   type BargeIn,
 } from './call-simulator.js';
 export { EventLog } from './event-log.js';
+export { memoryLogger, type LogLine } from './memory-logger.js';
 export { silence, whiteNoise, concatPcm, chunkPcm, goertzel, bestAlignment, audibleSpan } from './signals.js';
 export { runCallCommand, formatReport, parseDtmf, CALL_USAGE, type CliIo } from './cli-call.js';
 export {
