@@ -230,7 +230,7 @@ class FlowSession implements StsSession {
   submitToolResult(callId: string, output: string): void {
     const conversation = this.conversation;
     if (this.done || conversation === undefined || !conversation.toolCalls.delete(callId)) {
-      this.logger.warn({ callId }, 'tool result dropped: the Flow conversation that asked for it is gone');
+      this.logger.warn({ callId }, 'tool result dropped: no Flow tool call with that id is pending (answered already, or from a conversation that was replaced)');
       return;
     }
     this.send({ message: 'ToolResult', id: callId, status: 'ok', content: output });
