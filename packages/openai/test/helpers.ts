@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { StsCallContext, StsEvent, StsSession, ToolSpec } from '@stsgate/core';
+import { EventLog as BaseEventLog } from '@stsgate/testkit';
 import type { LogLine } from '@stsgate/testkit';
 
 export { memoryLogger, type LogLine } from '@stsgate/testkit';
@@ -15,79 +16,21 @@ export function callContext(options: { logger?: Logger; tools?: readonly ToolSpe
   };
 }
 
-/** Consumes a session's events in the background; tests wait for the first event matching a predicate. */
-export class EventLog {
-  readonly all: StsEvent[] = [];
-  ended = false;
-  failure: unknown;
-  private readonly waiters = new Set<() => void>();
-  readonly done: Promise<void>;
-
+/** The test kit's EventLog over a session's events, waiting for the first event (from index `from`) matching a predicate. */
+export class EventLog extends BaseEventLog<StsEvent> {
   constructor(session: StsSession) {
-    this.done = (async () => {
-      try {
-        for await (const event of session.events) {
-          this.all.push(event);
-          this.notify();
-        }
-      } catch (error) {
-        this.failure = error;
-      } finally {
-        this.ended = true;
-        this.notify();
-      }
-    })();
-  }
-
-  private notify(): void {
-    for (const waiter of [...this.waiters]) waiter();
+    super(session.events);
   }
 
   /** Resolves with the first event (at index >= `from`) matching `predicate`; the timeout is only a safety net. */
   waitFor<T extends StsEvent>(predicate: (event: StsEvent) => event is T, from?: number, timeoutMs?: number): Promise<T>;
   waitFor(predicate: (event: StsEvent) => boolean, from?: number, timeoutMs?: number): Promise<StsEvent>;
   waitFor(predicate: (event: StsEvent) => boolean, from = 0, timeoutMs = 8000): Promise<StsEvent> {
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const found = this.all.slice(from).find(predicate);
-        if (found !== undefined) {
-          finish();
-          resolve(found);
-          return true;
-        }
-        if (this.ended) {
-          finish();
-          reject(new Error(`events ended without a match (${this.all.map((e) => e.type).join(',')})`));
-          return true;
-        }
-        return false;
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`no matching event within ${timeoutMs} ms (${this.all.map((e) => e.type).join(',')})`));
-      }, timeoutMs);
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-      };
-      const waiter = (): void => void check();
-      this.waiters.add(waiter);
-      check();
-    });
+    return this.until(() => this.all.slice(from).find(predicate), 'a matching event', timeoutMs);
   }
 
   waitForEnd(timeoutMs = 8000): Promise<void> {
-    return this.waitFor(() => false, 0, timeoutMs).then(
-      () => undefined,
-      (error: unknown) => {
-        if (this.ended) return;
-        throw error;
-      },
-    );
-  }
-
-  of<K extends StsEvent['type']>(type: K): Extract<StsEvent, { type: K }>[] {
-    return this.all.filter((event): event is Extract<StsEvent, { type: K }> => event.type === type);
+    return this.until(() => this.ended, 'the end of the events', timeoutMs).then(() => undefined);
   }
 }
 

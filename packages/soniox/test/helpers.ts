@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { AsrEvent, AsrStream, CallContext } from '@stsgate/core';
-import { chunkPcm, fixturePath, readWavAs8k, silence } from '@stsgate/testkit';
+import { EventLog, chunkPcm, fixturePath, readWavAs8k, silence } from '@stsgate/testkit';
 import type { FixtureBaseName } from '@stsgate/testkit';
 
 export { memoryLogger, type LogLine } from '@stsgate/testkit';
@@ -15,55 +15,10 @@ export function callContext(options: { logger?: Logger; signal?: AbortSignal; ca
   };
 }
 
-/** Consumes a stream's events in the background; tests wait for the first event matching a predicate. */
-export class AsrEventLog {
-  readonly all: AsrEvent[] = [];
-  ended = false;
-  failure: unknown;
-  private readonly waiters = new Set<() => void>();
-  readonly done: Promise<void>;
-
+/** The test kit's EventLog over an ASR stream's events, with utterance helpers. */
+export class AsrEventLog extends EventLog<AsrEvent> {
   constructor(stream: AsrStream) {
-    this.done = (async () => {
-      try {
-        for await (const event of stream.events) {
-          this.all.push(event);
-          this.notify();
-        }
-      } catch (error) {
-        this.failure = error;
-      } finally {
-        this.ended = true;
-        this.notify();
-      }
-    })();
-  }
-
-  private notify(): void {
-    for (const waiter of [...this.waiters]) waiter();
-  }
-
-  /** Resolves once `probe` returns something truthy (re-checked on every event); rejects if the stream ends first. */
-  until<T>(probe: () => T | undefined | null | false, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const check = (): boolean => {
-        const value = probe();
-        if (value !== undefined && value !== null && value !== false) {
-          resolve(value);
-          return true;
-        }
-        if (this.ended) {
-          reject(new Error(`stream ended before ${what}; events: ${JSON.stringify(this.all.map((e) => e.type))}`));
-          return true;
-        }
-        return false;
-      };
-      if (check()) return;
-      const waiter = (): void => {
-        if (check()) this.waiters.delete(waiter);
-      };
-      this.waiters.add(waiter);
-    });
+    super(stream.events);
   }
 
   utterances(): string[] {
@@ -71,7 +26,7 @@ export class AsrEventLog {
   }
 
   errors(): Extract<AsrEvent, { type: 'error' }>[] {
-    return this.all.filter((event): event is Extract<AsrEvent, { type: 'error' }> => event.type === 'error');
+    return this.of('error');
   }
 
   untilUtterances(count: number): Promise<string[]> {
