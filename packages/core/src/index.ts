@@ -13,3 +13,4 @@ export * from './registry/registry.js';
 export * from './config/env.js';
 export * from './util/async-queue.js';
 export * from './audio/index.js';
+export * from './util/transport.js';

@@ -11,7 +11,7 @@ import { endianness } from 'node:os';
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { RawData } from 'ws';
-import { AsyncQueue, DEFAULT_RECONNECT_POLICY, PcmHistory, ProviderError, ReconnectBudget, msToSamples, samplesToMs, toProviderError, runWithReconnect, parseRetryAfter } from '@stsgate/core';
+import { AsyncQueue, DEFAULT_RECONNECT_POLICY, closeWebSocket, readErrorBody, PcmHistory, ProviderError, ReconnectBudget, msToSamples, samplesToMs, toProviderError, runWithReconnect, parseRetryAfter } from '@stsgate/core';
 import type { AsrAdapter, AsrCapabilities, AsrEvent, AsrStream, CallContext, ReconnectPolicyOptions, SampleRate } from '@stsgate/core';
 import { PROVIDER, providerErrorFromClose, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
 import { TokenAccumulator } from './tokens.js';
@@ -84,8 +84,6 @@ export function createSonioxAsr(options: SonioxAsrOptions): AsrAdapter {
 type Pending = { kind: 'audio'; samples: Int16Array } | { kind: 'finalize' };
 
 const LITTLE_ENDIAN = endianness() === 'LE';
-const MAX_ERROR_BODY_BYTES = 4096;
-const CLOSE_WAIT_MS = 2000;
 
 /** PCM samples -> a fresh little-endian byte buffer (the caller may reuse its array). */
 function pcmBytes(samples: Int16Array): Buffer {
@@ -187,7 +185,7 @@ class SonioxAsrStream implements AsrStream {
       this.events.end();
       const socket = this.socket;
       this.socket = undefined;
-      if (socket !== undefined) await closeSocket(socket);
+      if (socket !== undefined) await closeWebSocket(socket);
     })();
     return this.closing;
   }
@@ -244,7 +242,7 @@ class SonioxAsrStream implements AsrStream {
       socket.on('unexpected-response', (request: ClientRequest, response: IncomingMessage) => {
         const status = response.statusCode ?? 0;
         const retryAfter = response.headers['retry-after'];
-        readBody(response).then(
+        readErrorBody(response).then(
           (body) => {
             request.destroy();
             finish(
@@ -276,7 +274,7 @@ class SonioxAsrStream implements AsrStream {
   /** The socket is open: send the config, then replayed and queued audio, in order. */
   private attach(socket: WebSocket, reconnected: boolean): void {
     if (this.done) {
-      void closeSocket(socket);
+      void closeWebSocket(socket);
       return;
     }
     let lastError: ProviderError | undefined;
@@ -450,34 +448,4 @@ function rawText(data: RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
   return data.toString('utf8');
-}
-
-function readBody(response: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    response.on('data', (chunk: Buffer) => {
-      if (size < MAX_ERROR_BODY_BYTES) chunks.push(chunk);
-      size += chunk.length;
-    });
-    response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY_BYTES)));
-    response.on('error', reject);
-  });
-}
-
-function closeSocket(socket: WebSocket): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (socket.readyState === WebSocket.CLOSED) {
-      resolve();
-      return;
-    }
-    const timer = setTimeout(() => socket.terminate(), CLOSE_WAIT_MS);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    socket.on('error', () => undefined);
-    if (socket.readyState === WebSocket.OPEN) socket.close(1000, 'call ended');
-    else socket.terminate();
-  });
 }

@@ -7,7 +7,7 @@
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { ProviderError, toProviderError, Pcm16Assembler, parseRetryAfter } from '@stsgate/core';
+import { ProviderError, toProviderError, Pcm16Assembler, parseRetryAfter, readErrorBody } from '@stsgate/core';
 import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest } from '@stsgate/core';
 import { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
 import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, buildTtsRequest } from './wire.js';
@@ -118,7 +118,7 @@ export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
       });
       const status = response.statusCode ?? 0;
       if (status < 200 || status >= 300) {
-        const text = await readBody(response).catch(() => '');
+        const text = await readErrorBody(response, { maxBytes: MAX_ERROR_BODY_BYTES }).catch(() => '');
         throw stopReason ?? providerErrorFromStatus(status, text, {
           secret,
           what: 'TTS request failed',
@@ -172,17 +172,4 @@ export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
     if (mapped.category !== 'unknown') return mapped;
     return new ProviderError(PROVIDER, 'connectivity', `Soniox TTS connection failed: ${sanitizeMessage(mapped.message, secret)}`, { cause: error });
   }
-}
-
-function readBody(response: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    response.on('data', (chunk: Buffer) => {
-      if (size < MAX_ERROR_BODY_BYTES) chunks.push(chunk);
-      size += chunk.length;
-    });
-    response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY_BYTES)));
-    response.on('error', reject);
-  });
 }

@@ -10,6 +10,7 @@ import type { WebSocket } from 'ws';
 import type { RawData } from 'ws';
 import {
   AsyncQueue,
+  closeWebSocket,
   DEFAULT_RECONNECT_POLICY,
   PcmHistory,
   ProviderError,
@@ -25,7 +26,7 @@ import { PROVIDER, providerErrorFromClose, providerErrorFromServerError } from '
 import { RtTranscriptMapper } from './rt-events.js';
 import { DEFAULT_RT_URL, buildStartRecognition, parseRtMessage } from './rt-wire.js';
 import type { RtSettings } from './rt-wire.js';
-import { closeSocket, frameBytes, handshake, openSocket } from './socket.js';
+import { frameBytes, handshake, openSocket } from './socket.js';
 import type { StartedSocket } from './socket.js';
 
 export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sampleRate'>> {
@@ -172,7 +173,7 @@ class SpeechmaticsAsrStream implements AsrStream {
       this.events.end();
       const socket = this.socket;
       this.socket = undefined;
-      if (socket !== undefined) await closeSocket(socket);
+      if (socket !== undefined) await closeWebSocket(socket);
     })();
     return this.closing;
   }
@@ -226,7 +227,7 @@ class SpeechmaticsAsrStream implements AsrStream {
   private attach(started: StartedSocket, reconnected: boolean): void {
     const { socket } = started;
     if (this.done) {
-      void closeSocket(socket);
+      void closeWebSocket(socket);
       return;
     }
     let lastError: ProviderError | undefined;

@@ -10,14 +10,14 @@
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { RawData } from 'ws';
-import { AsyncQueue, DEFAULT_RECONNECT_POLICY, Pcm16Assembler, ProviderError, ReconnectBudget, bytesFromPcm, msToSamples, runWithReconnect, toProviderError } from '@stsgate/core';
+import { AsyncQueue, DEFAULT_RECONNECT_POLICY, closeWebSocket, Pcm16Assembler, ProviderError, ReconnectBudget, bytesFromPcm, msToSamples, runWithReconnect, toProviderError } from '@stsgate/core';
 import type { ReconnectPolicyOptions, SampleRate, StsAdapter, StsCallContext, StsCapabilities, StsEvent, StsSession } from '@stsgate/core';
 import { TemporaryKeys } from './auth.js';
 import { PROVIDER, providerErrorFromClose, providerErrorFromServerError } from './errors.js';
 import { FlowEventMapper } from './flow-events.js';
 import { DEFAULT_FLOW_URL, DEFAULT_TEMPLATE_ID, FLOW_OUTPUT_SAMPLE_RATE, buildStartConversation, flowConnectUrl, flowTools, parseFlowMessage } from './flow-wire.js';
 import type { FlowClientMessage } from './flow-wire.js';
-import { closeSocket, frameBytes, handshake, openSocket } from './socket.js';
+import { frameBytes, handshake, openSocket } from './socket.js';
 import type { StartedSocket } from './socket.js';
 
 export const DEFAULT_FLOW_DTMF_MESSAGE = 'The caller pressed {{digit}} on the keypad.';
@@ -250,7 +250,7 @@ class FlowSession implements StsSession {
       if (conversation.socket.readyState === WebSocket.OPEN) {
         conversation.socket.send(JSON.stringify({ message: 'AudioEnded', last_seq_no: conversation.lastAudioAdded } satisfies FlowClientMessage));
       }
-      await closeSocket(conversation.socket);
+      await closeWebSocket(conversation.socket);
     })();
     return this.closing;
   }
@@ -305,7 +305,7 @@ class FlowSession implements StsSession {
   private attach(started: StartedSocket, restarted: boolean): void {
     const { socket } = started;
     if (this.done) {
-      void closeSocket(socket);
+      void closeWebSocket(socket);
       return;
     }
     const conversation: Conversation = { socket, assembler: new Pcm16Assembler(), serverSeq: 0, lastAudioAdded: 0, toolCalls: new Set() };

@@ -9,11 +9,8 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import type { RawData } from 'ws';
-import { ProviderError, parseRetryAfter } from '@stsgate/core';
+import { ProviderError, parseRetryAfter, readErrorBody } from '@stsgate/core';
 import { PROVIDER, connectionError, providerErrorFromClose, providerErrorFromStatus } from './errors.js';
-
-const MAX_ERROR_BODY_BYTES = 4096;
-const CLOSE_WAIT_MS = 2000;
 
 export interface OpenSocketOptions {
   readonly url: string;
@@ -62,7 +59,7 @@ export function openSocket(options: OpenSocketOptions): Promise<WebSocket> {
     socket.on('unexpected-response', (request: ClientRequest, response: IncomingMessage) => {
       const status = response.statusCode ?? 0;
       const retryAfter = header(response.headers['retry-after']);
-      readBody(response).then(
+      readErrorBody(response).then(
         (body) => {
           request.destroy();
           finish(providerErrorFromStatus(status, body, { secret, what: `${what} rejected the connection`, retryAfterMs: parseRetryAfter(retryAfter) }));
@@ -171,24 +168,6 @@ export function handshake(socket: WebSocket, options: HandshakeOptions): Promise
   });
 }
 
-/** Closes with 1000 and waits for the close (at most 2 s, then terminates). Idempotent. */
-export function closeSocket(socket: WebSocket, reason = 'call ended'): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (socket.readyState === WebSocket.CLOSED) {
-      resolve();
-      return;
-    }
-    const timer = setTimeout(() => socket.terminate(), CLOSE_WAIT_MS);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    socket.on('error', () => undefined);
-    if (socket.readyState === WebSocket.OPEN) socket.close(1000, reason);
-    else socket.terminate();
-  });
-}
-
 export function frameBytes(data: RawData): Buffer {
   if (Array.isArray(data)) return Buffer.concat(data);
   if (data instanceof ArrayBuffer) return Buffer.from(data);
@@ -197,17 +176,4 @@ export function frameBytes(data: RawData): Buffer {
 
 function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-export function readBody(response: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    response.on('data', (chunk: Buffer) => {
-      if (size < MAX_ERROR_BODY_BYTES) chunks.push(chunk);
-      size += chunk.length;
-    });
-    response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY_BYTES)));
-    response.on('error', reject);
-  });
 }

@@ -7,7 +7,7 @@ import type { ClientRequest } from 'node:http';
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { RawData } from 'ws';
-import { ProviderError, toProviderError } from '@stsgate/core';
+import { ProviderError, closeWebSocket, readErrorBody, toProviderError } from '@stsgate/core';
 import type { SessionUpdateEvent } from 'openai/resources/realtime/realtime';
 import { PROVIDER, providerErrorFromClose, providerErrorFromUpgrade, sanitizeMessage } from '../errors.js';
 import { Handshake } from './handshake.js';
@@ -38,8 +38,6 @@ export interface ConnectionOptions {
   readonly onDrop: (error: ProviderError) => void;
 }
 
-const MAX_ERROR_BODY_BYTES = 4096;
-const CLOSE_WAIT_MS = 2000;
 
 export class RealtimeConnection {
   private closing: Promise<void> | undefined;
@@ -71,21 +69,10 @@ export class RealtimeConnection {
 
   /** Closes on purpose (no `onDrop`). Idempotent. */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
+    if (this.closing === undefined) {
       this.stopKeepalive();
-      const socket = this.socket;
-      if (socket.readyState === WebSocket.CLOSED) {
-        resolve();
-        return;
-      }
-      const timer = setTimeout(() => socket.terminate(), CLOSE_WAIT_MS);
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      if (socket.readyState === WebSocket.OPEN) socket.close(1000, 'call ended');
-      else socket.terminate();
-    });
+      this.closing = closeWebSocket(this.socket);
+    }
     return this.closing;
   }
 
@@ -195,7 +182,7 @@ export function openRealtimeConnection(options: ConnectionOptions): Promise<Real
     socket.on('unexpected-response', (request: ClientRequest, response: IncomingMessage) => {
       const status = response.statusCode ?? 0;
       const retryAfter = headerValue(response.headers['retry-after']);
-      readBody(response).then(
+      readErrorBody(response).then(
         (body) => {
           request.destroy();
           fail(providerErrorFromUpgrade(status, body, retryAfter, apiKey));
@@ -283,27 +270,4 @@ function rawText(data: RawData): string {
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-function readBody(response: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => finish(), 1000);
-    const finish = (): void => {
-      clearTimeout(timer);
-      response.removeAllListeners('data');
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    };
-    response.on('data', (chunk: Buffer) => {
-      if (size >= MAX_ERROR_BODY_BYTES) return;
-      chunks.push(chunk);
-      size += chunk.length;
-    });
-    response.once('end', finish);
-    response.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
 }
