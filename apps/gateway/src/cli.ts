@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError } from '@stsgate/core';
-import { runCallCommand, startOpenAiRealtimeEmulator } from '@stsgate/testkit';
+import { runCallCommand, startOpenAiRealtimeEmulator, startSpeechmaticsAuthEmulator, startSpeechmaticsFlowEmulator } from '@stsgate/testkit';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
 import { builtinRegistry } from './providers.js';
 import { resolveServeSetup, serve } from './serve.js';
@@ -12,6 +12,7 @@ Usage:
   stsgate call <ws-url> --in caller.wav --out reply.wav [--uuid ID] [--tail-ms N] [--dtmf MS:DIGIT,...] [--json]
                                 act as AVR Core: stream a WAV to a gateway in real time, record what the caller hears
   stsgate emulate openai        run a local OpenAI Realtime (GA) emulator to try STS_PROVIDER=openai without a key
+  stsgate emulate speechmatics  run local Speechmatics Flow and temporary-key emulators to try STS_PROVIDER=speechmatics
   stsgate healthcheck           exit 0 if the local gateway answers GET /health (for container health checks)
   stsgate help                  this text
 `;
@@ -49,23 +50,37 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** A local provider emulator for trying the gateway without an API key (replies with a tone). */
+/** Local provider emulators for trying the gateway without an API key (they answer with a tone). */
 async function emulate(args: string[]): Promise<number> {
-  if (args[0] !== 'openai') {
-    process.stderr.write('stsgate: usage: stsgate emulate openai\n');
+  const provider = args[0];
+  if (provider !== 'openai' && provider !== 'speechmatics') {
+    process.stderr.write('stsgate: usage: stsgate emulate openai|speechmatics\n');
     return 2;
   }
-  const apiKey = 'sk-emulator-key';
-  const emulator = await startOpenAiRealtimeEmulator({ apiKey });
-  process.stdout.write(
-    `OpenAI Realtime emulator listening. Run the gateway with:\n` +
-      `  STS_PROVIDER=openai OPENAI_API_KEY=${apiKey} OPENAI_REALTIME_URL=${emulator.url} stsgate serve\n`,
-  );
+  const closers: (() => Promise<void>)[] = [];
+  if (provider === 'openai') {
+    const apiKey = 'sk-emulator-key';
+    const emulator = await startOpenAiRealtimeEmulator({ apiKey });
+    closers.push(() => emulator.close());
+    process.stdout.write(
+      `OpenAI Realtime emulator listening. Run the gateway with:\n` +
+        `  STS_PROVIDER=openai OPENAI_API_KEY=${apiKey} OPENAI_REALTIME_URL=${emulator.url} stsgate serve\n`,
+    );
+  } else {
+    const apiKey = 'sm-emulator-key';
+    const auth = await startSpeechmaticsAuthEmulator({ apiKey });
+    const flow = await startSpeechmaticsFlowEmulator({ verifyToken: (jwt) => auth.verify(jwt, 'flow'), greeting: { text: 'Hello, how can I help?', ms: 1500 } });
+    closers.push(() => flow.close(), () => auth.close());
+    process.stdout.write(
+      `Speechmatics Flow emulator listening. Run the gateway with:\n` +
+        `  STS_PROVIDER=speechmatics SPEECHMATICS_API_KEY=${apiKey} SPEECHMATICS_FLOW_URL=${flow.baseUrl} SPEECHMATICS_MANAGEMENT_URL=${auth.baseUrl} stsgate serve\n`,
+    );
+  }
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  await emulator.close();
+  for (const close of closers) await close();
   return 0;
 }
 
