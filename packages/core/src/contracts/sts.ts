@@ -35,7 +35,24 @@ export type StsEvent =
    * the queued agent audio play, then ends the call normally.
    */
   | { type: 'ended'; reason: string }
+  /** How long the stages of one agent turn took (a composed agent reports it; the host records it). */
+  | { type: 'turn_metrics'; metrics: TurnMetrics }
   | ErrorEvent;
+
+/**
+ * Timings of one agent turn, in ms, each with the provider it measures (absent when the turn had no such stage).
+ * `endOfSpeech` is when the caller stopped talking (on the audio clock of what the session received).
+ */
+export interface TurnMetrics {
+  /** End of the caller's speech to the final transcript that ended the turn. */
+  readonly asrFinal?: { readonly provider: string; readonly ms: number };
+  /** LLM request to its first token. */
+  readonly llmFirstToken?: { readonly provider: string; readonly ms: number };
+  /** First text sent to TTS to its first audio. */
+  readonly ttsFirstAudio?: { readonly provider: string; readonly ms: number };
+  /** End of the caller's speech to the first agent audio the session emitted. */
+  readonly endOfSpeechToFirstAudioMs?: number;
+}
 
 export interface StsSession extends Closeable {
   readonly inputSampleRate: SampleRate;

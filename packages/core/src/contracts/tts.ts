@@ -1,9 +1,9 @@
-import type { AudioEncoding, CallContext, SampleRate } from './common.js';
+import type { AudioEncoding, CallContext, Closeable, SampleRate } from './common.js';
 
 export interface TtsCapabilities {
   readonly outputSampleRates: readonly SampleRate[];
   readonly encodings: readonly AudioEncoding[];
-  /** Text can be pushed incrementally into one synthesis (otherwise: one request per sentence). */
+  /** Text can be pushed incrementally into one synthesis with `streamText` (otherwise: one request per sentence). */
   readonly streamingInput: boolean;
 }
 
@@ -11,6 +11,26 @@ export interface TtsRequest {
   readonly text: string;
   readonly voice?: string;
   readonly language?: string;
+}
+
+/** The settings of a synthesis whose text arrives later, piece by piece. */
+export type TtsStreamRequest = Omit<TtsRequest, 'text'>;
+
+/**
+ * One synthesis fed incrementally (an LLM reply as it streams): text pieces are spoken in order, as one
+ * utterance, with the provider's own prosody across piece boundaries.
+ */
+export interface TtsTextStream extends Closeable {
+  readonly outputSampleRate: SampleRate;
+  /** Appends text (any size: a word, a clause). Ignored after `endText()` or `close()`. */
+  pushText(text: string): void;
+  /** No more text: `audio` ends once the pushed text has been spoken. */
+  endText(): void;
+  /**
+   * PCM chunks at `outputSampleRate`, single consumer. Throws a ProviderError on failure; ends after `endText()`
+   * once everything is spoken, or at once after `close()` (which cancels the synthesis upstream).
+   */
+  readonly audio: AsyncIterable<Int16Array>;
 }
 
 export interface TtsAdapter {
@@ -21,4 +41,9 @@ export interface TtsAdapter {
    * (or returning from the iterator) cancels the upstream request. Errors are ProviderErrors.
    */
   synthesize(request: TtsRequest, call: CallContext): { readonly outputSampleRate: SampleRate; readonly audio: AsyncIterable<Int16Array> };
+  /**
+   * Present exactly when `capabilities.streamingInput` is true: opens a synthesis whose text is pushed as it is
+   * produced. Aborting `call.signal` cancels it like `close()`.
+   */
+  streamText?(request: TtsStreamRequest, call: CallContext): TtsTextStream;
 }

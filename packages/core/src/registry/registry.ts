@@ -32,6 +32,16 @@ export function zodProblems(error: z.ZodError): string[] {
   return error.issues.map((issue) => (issue.path.length > 0 ? `${issue.path.join('.')}: ${issue.message}` : issue.message));
 }
 
+/** What a definition gets when it builds its adapter. */
+export interface BuildContext extends AdapterContext {
+  /**
+   * Another adapter of this build, configured from the same environment and built once however often it is asked
+   * for: composite adapters (the cascade) assemble their stages with it. Throws a ConfigError (unknown id, invalid
+   * settings). Absent when a definition is used outside a registry.
+   */
+  readonly resolve?: <K extends AdapterKind>(kind: K, id: string) => AdapterKinds[K];
+}
+
 export interface AdapterDefinition<K extends AdapterKind = AdapterKind> {
   readonly kind: K;
   readonly id: string;
@@ -39,7 +49,7 @@ export interface AdapterDefinition<K extends AdapterKind = AdapterKind> {
   /** The port the AVR container this adapter replaces listens on (drop-in default). */
   readonly defaultPort?: number;
   /** Parses this adapter's environment variables, then builds the adapter. Throws ConfigError. */
-  fromEnv(env: Env, context: AdapterContext): AdapterKinds[K];
+  fromEnv(env: Env, context: BuildContext): AdapterKinds[K];
 }
 
 export interface AdapterSpec<K extends AdapterKind, S extends z.ZodType> {
@@ -49,7 +59,7 @@ export interface AdapterSpec<K extends AdapterKind, S extends z.ZodType> {
   readonly defaultPort?: number;
   /** Reads the adapter's settings from environment variables (AVR's names where they exist). */
   readonly envSchema: S;
-  create(config: z.output<S>, context: AdapterContext): AdapterKinds[K];
+  create(config: z.output<S>, context: BuildContext): AdapterKinds[K];
 }
 
 export function defineAdapter<K extends AdapterKind, S extends z.ZodType>(spec: AdapterSpec<K, S>): AdapterDefinition<K> {
@@ -87,5 +97,50 @@ export class AdapterRegistry {
 
   ids(kind: AdapterKind): string[] {
     return [...this.definitions.values()].filter((d) => d.kind === kind).map((d) => d.id);
+  }
+}
+
+/**
+ * Builds the adapters of one configuration, each at most once: the host and composite adapters asking for the same
+ * `kind:id` share one instance. A definition's ConfigError is remembered and thrown again to every asker.
+ */
+export class AdapterResolver {
+  private readonly built = new Map<string, { adapter: AdapterKinds[AdapterKind] } | { error: unknown }>();
+  private readonly building = new Set<string>();
+
+  constructor(
+    private readonly registry: AdapterRegistry,
+    private readonly env: Env,
+    private readonly context: AdapterContext,
+  ) {}
+
+  resolve<K extends AdapterKind>(kind: K, id: string): AdapterKinds[K] {
+    const key = `${kind}:${id}`;
+    const done = this.built.get(key);
+    if (done !== undefined) {
+      if ('error' in done) throw done.error;
+      return done.adapter as AdapterKinds[K];
+    }
+    if (this.building.has(key)) throw new Error(`adapter ${key} depends on itself`);
+    const definition = this.registry.get(kind, id);
+    if (definition === undefined) {
+      const available = this.registry.ids(kind);
+      throw new ConfigError(`${kind} provider "${id}"`, [`unknown ${kind} provider "${id}" (available: ${available.join(', ') || 'none'})`]);
+    }
+    this.building.add(key);
+    try {
+      const adapter = definition.fromEnv(this.env, {
+        ...this.context,
+        logger: this.context.logger.child({ provider: id, kind }),
+        resolve: (k, i) => this.resolve(k, i),
+      });
+      this.built.set(key, { adapter });
+      return adapter;
+    } catch (error) {
+      this.built.set(key, { error });
+      throw error;
+    } finally {
+      this.building.delete(key);
+    }
   }
 }
