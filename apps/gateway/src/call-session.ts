@@ -16,6 +16,7 @@ import {
   type StsEvent,
   type StsSession,
   type ToolSpec,
+  type TurnMetrics,
 } from '@stsgate/core';
 import type { GatewayMetrics } from './metrics.js';
 import { OutboundQueue, type OutboundPacer, type Pumpable } from './outbound.js';
@@ -342,6 +343,9 @@ export class CallSession implements Pumpable {
       case 'tool_call':
         void this.runTool(session, event.callId, event.name, event.argumentsJson);
         return;
+      case 'turn_metrics':
+        this.recordTurnMetrics(event.metrics);
+        return;
       case 'ended':
         this.providerEnded = true;
         this.log.info({ reason: event.reason }, 'the provider ended the conversation');
@@ -356,6 +360,16 @@ export class CallSession implements Pumpable {
         return;
       }
     }
+  }
+
+  private recordTurnMetrics(metrics: TurnMetrics): void {
+    const { metrics: gauges, providerId } = this.options;
+    const { asrFinal, llmFirstToken, ttsFirstAudio, endOfSpeechToFirstAudioMs } = metrics;
+    if (asrFinal !== undefined) gauges.turnAsrFinalSeconds.observe({ provider: asrFinal.provider }, asrFinal.ms / 1000);
+    if (llmFirstToken !== undefined) gauges.turnLlmFirstTokenSeconds.observe({ provider: llmFirstToken.provider }, llmFirstToken.ms / 1000);
+    if (ttsFirstAudio !== undefined) gauges.turnTtsFirstAudioSeconds.observe({ provider: ttsFirstAudio.provider }, ttsFirstAudio.ms / 1000);
+    if (endOfSpeechToFirstAudioMs !== undefined) gauges.turnResponseSeconds.observe({ provider: providerId }, endOfSpeechToFirstAudioMs / 1000);
+    this.log.debug({ turn: metrics }, 'turn timings');
   }
 
   /**

@@ -44,7 +44,27 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  /** Per-turn stage timings reported by composed agents (the cascade), labelled by the stage's provider. */
+  readonly turnAsrFinalSeconds = turnHistogram('stsgate_turn_asr_final_seconds', 'Caller end of speech to the final transcript that ended the turn', this.registry);
+  readonly turnLlmFirstTokenSeconds = turnHistogram('stsgate_turn_llm_first_token_seconds', 'LLM request to its first token', this.registry);
+  readonly turnTtsFirstAudioSeconds = turnHistogram('stsgate_turn_tts_first_audio_seconds', 'First text sent to TTS to its first audio', this.registry);
+  readonly turnResponseSeconds = turnHistogram(
+    'stsgate_turn_response_seconds',
+    'Caller end of speech to the first agent audio of the reply (labelled by the STS provider)',
+    this.registry,
+  );
+
   constructor(collectProcessMetrics = true) {
     if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'stsgate_' });
   }
+}
+
+function turnHistogram(name: string, help: string, registry: Registry): Histogram<'provider'> {
+  return new Histogram({
+    name,
+    help,
+    labelNames: ['provider'] as const,
+    buckets: [0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10],
+    registers: [registry],
+  });
 }
