@@ -1,4 +1,4 @@
-// The Speechmatics Flow path end to end: the built gateway (`stsgate serve`, STS_PROVIDER=speechmatics) in its own
+// The Speechmatics Flow path end to end: the built gateway (`stsgate serve`, STS_PROVIDER=speechmatics-flow) in its own
 // process, pinned to core 1; in this process (core 0) the testkit's Speechmatics Flow and management-platform
 // (temporary keys) emulators and N simulated AVR Core calls. Each call loops "question.wav, then 3.5 s of
 // silence" (5.66 s); the emulator answers every caller turn (its energy VAD ends a turn after 700 ms of silence)
@@ -199,7 +199,7 @@ async function runStep(calls, loops, pacing = 'realtime') {
     });
     const { flow } = step;
     step.gateway = await startGateway({
-      STS_PROVIDER: 'speechmatics',
+      STS_PROVIDER: 'speechmatics-flow',
       SPEECHMATICS_API_KEY: API_KEY,
       SPEECHMATICS_FLOW_URL: flow.baseUrl,
       SPEECHMATICS_MANAGEMENT_URL: step.auth.baseUrl,
@@ -404,7 +404,7 @@ export async function benchFlowPath({ quick = false, pacing = 'realtime' } = {})
   }
   return {
     method:
-      'gateway (STS_PROVIDER=speechmatics) in its own process pinned to core 1; Speechmatics Flow + temporary-key emulators and simulated AVR Core calls in the bench process (core 0)',
+      'gateway (STS_PROVIDER=speechmatics-flow) in its own process pinned to core 1; Speechmatics Flow + temporary-key emulators and simulated AVR Core calls in the bench process (core 0)',
     tasksetAvailable: which('taskset') !== undefined,
     pacing: pacing === 'realtime' ? 'realtime (40 ms binary frames of 16 kHz PCM every 40 ms)' : `${pacing}x real time (40 ms binary frames every ${round(40 / pacing, 2)} ms)`,
     replyMs: REPLY_MS,

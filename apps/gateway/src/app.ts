@@ -2,10 +2,14 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
-import type { AsrAdapter, StsAdapter, TtsAdapter } from '@stsgate/core';
+import type { AsrAdapter, LlmAdapter, StsAdapter, TtsAdapter } from '@stsgate/core';
 import type { GatewayConfig } from './config.js';
 import { CallSession, type ToolRunner } from './call-session.js';
+import { WebSocketTransport } from './call-transport.js';
+import { callMetadata } from './call-metadata.js';
+import { registerLegacyStsRoute } from './legacy-sts-route.js';
 import { registerAsrRoute, registerTtsRoute } from './http-routes.js';
+import { registerLlmRoute, type LlmRouteOptions } from './llm-route.js';
 import { GatewayMetrics } from './metrics.js';
 import { OutboundPacer } from './outbound.js';
 
@@ -16,8 +20,10 @@ export interface GatewayDeps {
   readonly asr?: { readonly id: string; readonly adapter: AsrAdapter } | undefined;
   /** `POST /text-to-speech-stream` (AVR TTS contract). */
   readonly tts?: { readonly id: string; readonly adapter: TtsAdapter } | undefined;
+  /** `POST /prompt-stream` (AVR LLM contract). */
+  readonly llm?: { readonly id: string; readonly adapter: LlmAdapter; readonly options: Omit<LlmRouteOptions, 'tools'> } | undefined;
   readonly logger: Logger;
-  /** The agent's tools (run by the gateway when the provider asks). */
+  /** The agent's tools (run by the gateway when the provider or the LLM asks). */
   readonly tools?: ToolRunner | undefined;
   /** Node process metrics (event loop lag, GC, memory) on /metrics; off in tests. */
   readonly collectProcessMetrics?: boolean;
@@ -34,9 +40,6 @@ export interface Gateway {
    */
   shutdown(graceMs: number): Promise<void>;
 }
-
-/** Query keys the gateway consumes itself and never passes to providers or logs. */
-const RESERVED_QUERY_KEYS = new Set(['token']);
 
 export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
   const app = Fastify({
@@ -93,6 +96,9 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const httpDeps = { logger: deps.logger, metrics, admit: admitHttp };
   if (deps.asr !== undefined) registerAsrRoute(app, deps.asr, httpDeps);
   if (deps.tts !== undefined) registerTtsRoute(app, deps.tts, httpDeps);
+  if (deps.llm !== undefined) {
+    registerLlmRoute(app, deps.llm, httpDeps, { ...deps.llm.options, tools: deps.tools });
+  }
 
   const sts = deps.sts;
   // AVR Core connects to STS_URL as given, so any path upgrades to a call.
@@ -102,7 +108,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     preValidation: admit,
     handler: (_request, reply) => reply.code(426).send({ message: 'connect with a WebSocket (AVR STS protocol)' }),
     wsHandler: (socket, request) => {
-      const call = new CallSession(socket, {
+      const call = new CallSession(new WebSocketTransport(socket), {
         adapter: sts.adapter,
         providerId: sts.id,
         logger: deps.logger.child({ conn: request.id }),
@@ -120,6 +126,22 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       void call.closed.then(() => calls.delete(call));
     },
   });
+
+  // AVR's legacy STS contract (raw PCM over HTTP), still accepted by AVR Core as an STS_URL.
+  if (sts !== undefined) {
+    registerLegacyStsRoute(app, sts, {
+      logger: deps.logger,
+      metrics,
+      pacer,
+      config,
+      tools: deps.tools,
+      admit,
+      onCall: (call) => {
+        calls.add(call);
+        void call.closed.then(() => calls.delete(call));
+      },
+    });
+  }
 
   app.addHook('onClose', async () => {
     pacer.close();
@@ -153,16 +175,6 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       return shutdownDone;
     },
   };
-}
-
-/** The connect query string as call metadata (last value wins for repeated keys). */
-export function callMetadata(url: string): Record<string, string> {
-  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
-  const metadata: Record<string, string> = {};
-  for (const [key, value] of new URLSearchParams(query)) {
-    if (!RESERVED_QUERY_KEYS.has(key)) metadata[key] = value;
-  }
-  return metadata;
 }
 
 function authorised(request: FastifyRequest, token: string): boolean {

@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { WebSocket, RawData } from 'ws';
 import {
   AVR_FRAME_MS,
   AVR_SAMPLE_RATE,
@@ -7,8 +6,6 @@ import {
   ProviderError,
   createResampler,
   decodeAvrInbound,
-  encodeAvrAudio,
-  encodeAvrOutbound,
   toProviderError,
   type AvrOutbound,
   type Resampler,
@@ -18,6 +15,7 @@ import {
   type ToolSpec,
   type TurnMetrics,
 } from '@stsgate/core';
+import type { CallInbound, CallTransport } from './call-transport.js';
 import type { GatewayMetrics } from './metrics.js';
 import { OutboundQueue, type OutboundPacer, type Pumpable } from './outbound.js';
 
@@ -55,12 +53,12 @@ export interface CallSessionOptions {
   readonly now?: () => number;
 }
 
-/** WebSocket close codes used towards AVR Core. */
+/** WebSocket close codes used towards AVR Core (other transports map them to their own terms). */
 export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, providerFailure: 1011 } as const;
 
 const MAX_EARLY_DTMF = 32;
-/** Stop writing while this much is unsent on the socket: the peer is not reading. */
-const MAX_SOCKET_BACKLOG_BYTES = 64 * 1024;
+/** Stop writing while this much is unsent on the transport: the peer is not reading. */
+const MAX_TRANSPORT_BACKLOG_BYTES = 64 * 1024;
 const DEFAULT_INIT_TIMEOUT_MS = 10_000;
 /** A call-control tool waits at most this long for the agent's last words to be heard. */
 const MAX_AUDIO_DRAIN_WAIT_MS = 30_000;
@@ -68,10 +66,11 @@ const MAX_AUDIO_DRAIN_WAIT_MS = 30_000;
 const AUDIO_DRAIN_MARGIN_MS = 200;
 
 /**
- * One AVR Core call: `awaiting_init -> connecting -> active -> closing -> closed`.
- * Listeners are attached in the constructor, before anything awaits, so no early frame is lost.
+ * One AVR Core call: `awaiting_init -> connecting -> active -> closing -> closed`, over any
+ * {@link CallTransport}. The transport is attached in the constructor, before anything awaits, so no
+ * early frame is lost.
  */
-export class CallSession implements Pumpable {
+export class CallSession implements Pumpable, CallInbound {
   private stateValue: CallState = 'awaiting_init';
   private log: Logger;
   private callId: string | undefined;
@@ -101,19 +100,18 @@ export class CallSession implements Pumpable {
   readonly closed: Promise<void> = new Promise((resolve) => (this.closedResolve = resolve));
 
   constructor(
-    private readonly socket: WebSocket,
+    private readonly transport: CallTransport,
     private readonly options: CallSessionOptions,
   ) {
     this.log = options.logger;
     this.clock = new PlayoutClock(options.now);
-    socket.on('message', this.onMessage);
-    socket.on('close', this.onSocketClose);
-    socket.on('error', this.onSocketError);
     options.metrics.activeCalls.inc();
     this.initTimer = setTimeout(() => {
       this.sendError('no init message received');
       void this.close(CLOSE.protocolError, 'no init', 'init_timeout');
     }, options.initTimeoutMs ?? DEFAULT_INIT_TIMEOUT_MS);
+    // Last: a transport may deliver init right away (the HTTP one does).
+    transport.attach(this);
   }
 
   get state(): CallState {
@@ -126,24 +124,41 @@ export class CallSession implements Pumpable {
 
   // ---- inbound (AVR Core -> provider) -------------------------------------------------------
 
-  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+  handleAvrMessage(data: string | Uint8Array): void {
+    this.guard(() => this.decodeMessage(data));
+  }
+
+  handleInit(uuid: string): void {
+    this.guard(() => this.onInit(uuid));
+  }
+
+  handleAudio(samples: Int16Array): void {
+    this.guard(() => this.onAudio(samples));
+  }
+
+  handleDtmf(digit: string): void {
+    this.guard(() => this.onDtmf(digit));
+  }
+
+  /** Inbound is dropped once the call is closing. */
+  private guard(handle: () => void): void {
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
     try {
-      this.handleMessage(data, isBinary);
+      handle();
     } catch (error) {
       // An adapter bug must cost at most this message, never the process or another call.
       this.options.metrics.errors.inc({ kind: 'internal' });
       this.log.error({ err: error }, 'failed to handle a message from AVR Core');
       this.sendError('internal error while handling the message');
     }
-  };
+  }
 
-  private handleMessage(data: RawData, isBinary: boolean): void {
-    if (isBinary) {
+  private decodeMessage(data: string | Uint8Array): void {
+    if (typeof data !== 'string') {
       this.protocolProblem('binary_frame', 'binary frames are not supported: send JSON text messages');
       return;
     }
-    const decoded = decodeAvrInbound(rawToString(data));
+    const decoded = decodeAvrInbound(data);
     if (!decoded.ok) {
       this.protocolProblem(decoded.error.code, decoded.error.message);
       return;
@@ -443,14 +458,14 @@ export class CallSession implements Pumpable {
   // ---- outbound (provider -> AVR Core) ------------------------------------------------------
 
   pump(): boolean {
-    if (this.stateValue !== 'active' || this.socket.readyState !== this.socket.OPEN) return false;
-    if (this.socket.bufferedAmount > MAX_SOCKET_BACKLOG_BYTES) return true;
+    if (this.stateValue !== 'active' || !this.transport.open) return false;
+    if (this.transport.backlogBytes > MAX_TRANSPORT_BACKLOG_BYTES) return true;
     if (this.holdBurstStart()) return true;
     let sent = 0;
     while (this.clock.queuedMs() < this.options.outboundLeadMs) {
       const frame = this.outbound.shift();
       if (frame === undefined) break;
-      this.socket.send(encodeAvrAudio(frame.samples));
+      this.transport.sendAudio(frame.samples);
       this.clock.enqueue(frame.responseId, AVR_FRAME_MS);
       sent++;
     }
@@ -479,9 +494,9 @@ export class CallSession implements Pumpable {
     return true;
   }
 
-  /** Control messages go straight to the socket: they never wait behind queued audio. */
+  /** Control messages go straight to the transport: they never wait behind queued audio. */
   private sendControl(message: AvrOutbound): void {
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(encodeAvrOutbound(message));
+    if (this.transport.open) this.transport.sendControl(message);
   }
 
   private sendError(message: string): void {
@@ -496,17 +511,17 @@ export class CallSession implements Pumpable {
 
   // ---- teardown ------------------------------------------------------------------------------
 
-  private readonly onSocketClose = (code: number): void => {
+  transportClosed(code?: number): void {
     this.log.info({ code }, 'AVR Core closed the call');
     void this.close(undefined, undefined, 'completed');
-  };
+  }
 
-  private readonly onSocketError = (error: Error): void => {
+  transportError(error: Error): void {
     this.options.metrics.errors.inc({ kind: 'socket' });
     this.log.warn({ err: error }, 'call socket error');
-  };
+  }
 
-  /** End the call: close the provider session, then the socket if it is still open. Idempotent. */
+  /** End the call: close the transport if it is still open, then the provider session. Idempotent. */
   async close(code?: number, reason?: string, outcome = 'completed'): Promise<void> {
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return this.closed;
     this.stateValue = 'closing';
@@ -520,10 +535,7 @@ export class CallSession implements Pumpable {
       wait.resolve();
     }
     this.drainWaits.clear();
-    this.socket.off('message', this.onMessage);
-    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
-      this.socket.close(code ?? CLOSE.normal, reason);
-    }
+    this.transport.close(code ?? CLOSE.normal, reason);
     try {
       await this.session?.close();
     } catch (error) {
@@ -533,8 +545,7 @@ export class CallSession implements Pumpable {
     this.stateValue = 'closed';
     this.options.metrics.activeCalls.dec();
     this.options.metrics.callsTotal.inc({ outcome });
-    this.socket.off('close', this.onSocketClose);
-    this.socket.off('error', this.onSocketError);
+    this.transport.dispose();
     this.log.info({ outcome }, 'call ended');
     this.closedResolve();
   }
@@ -544,10 +555,4 @@ export class CallSession implements Pumpable {
     this.sendError('the gateway is shutting down');
     await this.close(CLOSE.goingAway, 'gateway shutting down', 'shutdown');
   }
-}
-
-function rawToString(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
 }

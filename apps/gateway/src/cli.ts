@@ -1,6 +1,17 @@
 #!/usr/bin/env node
 import { ConfigError } from '@stsgate/core';
-import { runCallCommand, startOpenAiRealtimeEmulator, startSpeechmaticsAuthEmulator, startSpeechmaticsFlowEmulator } from '@stsgate/testkit';
+import { writeFileSync } from 'node:fs';
+import {
+  runCallCommand,
+  startOpenAiRealtimeEmulator,
+  startOpenAiRestEmulator,
+  startSonioxSttEmulator,
+  startSonioxTtsEmulator,
+  startSpeechmaticsAuthEmulator,
+  startSpeechmaticsFlowEmulator,
+  startSpeechmaticsRtEmulator,
+  startSpeechmaticsTtsEmulator,
+} from '@stsgate/testkit';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
 import { builtinRegistry } from './providers.js';
 import { resolveServeSetup, serve } from './serve.js';
@@ -11,8 +22,13 @@ Usage:
   stsgate serve                 run the gateway (configured by environment variables; see README)
   stsgate call <ws-url> --in caller.wav --out reply.wav [--uuid ID] [--tail-ms N] [--dtmf MS:DIGIT,...] [--json]
                                 act as AVR Core: stream a WAV to a gateway in real time, record what the caller hears
-  stsgate emulate openai        run a local OpenAI Realtime (GA) emulator to try STS_PROVIDER=openai without a key
-  stsgate emulate speechmatics  run local Speechmatics Flow and temporary-key emulators to try STS_PROVIDER=speechmatics
+  stsgate emulate <provider>... [--env-file FILE]
+                                run local emulators of providers to try them without a key, and print (or write to
+                                FILE) the variables that point the gateway at them. Providers:
+                                  openai             Realtime (STS_PROVIDER=openai), Chat Completions and speech (LLM, TTS)
+                                  speechmatics       real-time ASR, TTS and temporary keys
+                                  soniox             real-time ASR and TTS (REST and WebSocket)
+                                  speechmatics-flow  Flow and temporary keys (STS_PROVIDER=speechmatics-flow)
   stsgate healthcheck           exit 0 if the local gateway answers GET /health (for container health checks)
   stsgate help                  this text
 `;
@@ -50,37 +66,93 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Local provider emulators for trying the gateway without an API key (they answer with a tone). */
+const EMULATED = ['openai', 'speechmatics', 'soniox', 'speechmatics-flow'] as const;
+type Emulated = (typeof EMULATED)[number];
+
+/** Starts one provider's emulators; returns the variables that point the gateway at them, and how to stop them. */
+async function startEmulators(provider: Emulated): Promise<{ env: Record<string, string>; close: () => Promise<void> }> {
+  switch (provider) {
+    case 'openai': {
+      const apiKey = 'sk-emulator-key';
+      const realtime = await startOpenAiRealtimeEmulator({ apiKey });
+      const rest = await startOpenAiRestEmulator({ apiKey });
+      return {
+        env: { OPENAI_API_KEY: apiKey, OPENAI_REALTIME_URL: realtime.url, OPENAI_BASE_URL: rest.baseUrl },
+        close: async () => {
+          await realtime.close();
+          await rest.close();
+        },
+      };
+    }
+    case 'speechmatics': {
+      const apiKey = 'sm-emulator-key';
+      const auth = await startSpeechmaticsAuthEmulator({ apiKey });
+      const rt = await startSpeechmaticsRtEmulator({ apiKey });
+      const tts = await startSpeechmaticsTtsEmulator({ apiKey });
+      return {
+        env: { SPEECHMATICS_API_KEY: apiKey, SPEECHMATICS_RT_URL: rt.url, SPEECHMATICS_TTS_URL: tts.baseUrl, SPEECHMATICS_MANAGEMENT_URL: auth.baseUrl },
+        close: async () => {
+          await rt.close();
+          await tts.close();
+          await auth.close();
+        },
+      };
+    }
+    case 'soniox': {
+      const apiKey = 'soniox-emulator-key';
+      const stt = await startSonioxSttEmulator({ apiKey });
+      const tts = await startSonioxTtsEmulator({ apiKey });
+      return {
+        env: { SONIOX_API_KEY: apiKey, SONIOX_WEBSOCKET_URL: stt.url, SONIOX_TTS_URL: tts.url, SONIOX_TTS_WEBSOCKET_URL: tts.wsUrl },
+        close: async () => {
+          await stt.close();
+          await tts.close();
+        },
+      };
+    }
+    case 'speechmatics-flow': {
+      const apiKey = 'sm-emulator-key';
+      const auth = await startSpeechmaticsAuthEmulator({ apiKey });
+      const flow = await startSpeechmaticsFlowEmulator({ verifyToken: (jwt) => auth.verify(jwt, 'flow'), greeting: { text: 'Hello, how can I help?', ms: 1500 } });
+      return {
+        env: { SPEECHMATICS_API_KEY: apiKey, SPEECHMATICS_FLOW_URL: flow.baseUrl, SPEECHMATICS_MANAGEMENT_URL: auth.baseUrl },
+        close: async () => {
+          await flow.close();
+          await auth.close();
+        },
+      };
+    }
+  }
+}
+
+/**
+ * Local provider emulators for trying the gateway without an API key: their ASR recognises the test kit's speech
+ * fixtures, their LLM answers "You said: ...", their TTS and STS answer with synthetic speech.
+ */
 async function emulate(args: string[]): Promise<number> {
-  const provider = args[0];
-  if (provider !== 'openai' && provider !== 'speechmatics') {
-    process.stderr.write('stsgate: usage: stsgate emulate openai|speechmatics\n');
+  const envFileAt = args.indexOf('--env-file');
+  const envFile = envFileAt >= 0 ? args[envFileAt + 1] : undefined;
+  const names = args.filter((arg, index) => index !== envFileAt && index !== envFileAt + 1);
+  const unknown = names.filter((name) => !(EMULATED as readonly string[]).includes(name));
+  if (names.length === 0 || unknown.length > 0 || (envFileAt >= 0 && envFile === undefined)) {
+    process.stderr.write(`stsgate: usage: stsgate emulate <${EMULATED.join('|')}>... [--env-file FILE]\n`);
     return 2;
   }
-  const closers: (() => Promise<void>)[] = [];
-  if (provider === 'openai') {
-    const apiKey = 'sk-emulator-key';
-    const emulator = await startOpenAiRealtimeEmulator({ apiKey });
-    closers.push(() => emulator.close());
-    process.stdout.write(
-      `OpenAI Realtime emulator listening. Run the gateway with:\n` +
-        `  STS_PROVIDER=openai OPENAI_API_KEY=${apiKey} OPENAI_REALTIME_URL=${emulator.url} stsgate serve\n`,
-    );
-  } else {
-    const apiKey = 'sm-emulator-key';
-    const auth = await startSpeechmaticsAuthEmulator({ apiKey });
-    const flow = await startSpeechmaticsFlowEmulator({ verifyToken: (jwt) => auth.verify(jwt, 'flow'), greeting: { text: 'Hello, how can I help?', ms: 1500 } });
-    closers.push(() => flow.close(), () => auth.close());
-    process.stdout.write(
-      `Speechmatics Flow emulator listening. Run the gateway with:\n` +
-        `  STS_PROVIDER=speechmatics SPEECHMATICS_API_KEY=${apiKey} SPEECHMATICS_FLOW_URL=${flow.baseUrl} SPEECHMATICS_MANAGEMENT_URL=${auth.baseUrl} stsgate serve\n`,
-    );
-  }
+  const started = [];
+  for (const name of new Set(names as Emulated[])) started.push(await startEmulators(name));
+  const env = Object.assign({}, ...started.map((s) => s.env)) as Record<string, string>;
+  const lines = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+  if (envFile !== undefined) writeFileSync(envFile, `${lines.join('\n')}\n`);
+  process.stdout.write(
+    `Emulators of ${[...new Set(names)].join(', ')} listening${envFile === undefined ? '' : ` (variables written to ${envFile})`}. Point the gateway at them with:\n` +
+      lines.map((line) => `  ${line}\n`).join('') +
+      'Stop with Ctrl-C.\n',
+  );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  for (const close of closers) await close();
+  for (const { close } of started) await close();
   return 0;
 }
 

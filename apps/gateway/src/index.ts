@@ -1,4 +1,8 @@
-export { buildGateway, callMetadata, type Gateway, type GatewayDeps } from './app.js';
+export { buildGateway, type Gateway, type GatewayDeps } from './app.js';
+export { callMetadata } from './call-metadata.js';
+export { WebSocketTransport, type CallTransport, type CallInbound } from './call-transport.js';
+export { registerLegacyStsRoute, type LegacyStsDeps } from './legacy-sts-route.js';
+export { registerLlmRoute, llmRouteEnvSchema, llmRouteOptionsFromEnv, type LlmRouteOptions } from './llm-route.js';
 export { CallSession, CLOSE, type CallState, type CallSessionOptions, type ToolRunner, type ToolCallContext } from './call-session.js';
 export { gatewayConfig, loadGatewayConfig, gatewayEnvSchema, DEFAULT_PORT, type GatewayConfig } from './config.js';
 export { createLogger, loggerOptions, REDACT_PATHS } from './logging.js';

@@ -1,4 +1,5 @@
 import { AdapterRegistry } from '@stsgate/core';
+import { CASCADE_PRESET, SONIOX_PRESET, SPEECHMATICS_PRESET, defineCascadeSts } from '@stsgate/cascade';
 import { defineLoopbackSts } from '@stsgate/loopback';
 import { defineOpenAiLlm, defineOpenAiRealtime, defineOpenAiTts } from '@stsgate/openai';
 import { defineSileroVad } from '@stsgate/silero-vad';
@@ -6,12 +7,13 @@ import { defineSonioxAsr, defineSonioxTts } from '@stsgate/soniox';
 import { defineSpeechmaticsAsr, defineSpeechmaticsFlow, defineSpeechmaticsTts } from '@stsgate/speechmatics';
 
 /**
- * The adapters this gateway build can run, chosen by STS_PROVIDER, ASR_PROVIDER and TTS_PROVIDER.
- * Listed explicitly: nothing registers itself on import.
+ * The adapters this gateway build can run, chosen by STS_PROVIDER, ASR_PROVIDER, LLM_PROVIDER and TTS_PROVIDER
+ * (and VAD_PROVIDER for the cascade). Listed explicitly: nothing registers itself on import.
  */
 export function builtinRegistry(): AdapterRegistry {
   return new AdapterRegistry([
     defineLoopbackSts(defineSileroVad()),
+    defineSileroVad(),
     defineOpenAiRealtime(),
     defineOpenAiLlm(),
     defineOpenAiTts(),
@@ -20,5 +22,8 @@ export function builtinRegistry(): AdapterRegistry {
     defineSpeechmaticsFlow(),
     defineSpeechmaticsAsr(),
     defineSpeechmaticsTts(),
+    defineCascadeSts(CASCADE_PRESET),
+    defineCascadeSts(SPEECHMATICS_PRESET),
+    defineCascadeSts(SONIOX_PRESET),
   ]);
 }

@@ -1,9 +1,19 @@
 import type { Logger } from 'pino';
-import { agentEnvSchema, createToolSet } from '@stsgate/agent';
-import { ConfigError, zodProblems, type AdapterRegistry, type AsrAdapter, type Env, type StsAdapter, type TtsAdapter } from '@stsgate/core';
-import type { ToolRunner } from './call-session.js';
+import { agentEnvSchema, createToolSet, type ToolSet } from '@stsgate/agent';
+import {
+  AdapterResolver,
+  ConfigError,
+  zodProblems,
+  type AdapterRegistry,
+  type AsrAdapter,
+  type Env,
+  type LlmAdapter,
+  type StsAdapter,
+  type TtsAdapter,
+} from '@stsgate/core';
 import { buildGateway, type Gateway } from './app.js';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER, loadGatewayConfig, type GatewayConfig } from './config.js';
+import { llmRouteEnvSchema, llmRouteOptionsFromEnv, type LlmRouteOptions } from './llm-route.js';
 import { createLogger } from './logging.js';
 
 export interface ServeSetup {
@@ -12,21 +22,23 @@ export interface ServeSetup {
   readonly sts: { readonly id: string; readonly adapter: StsAdapter } | undefined;
   readonly asr: { readonly id: string; readonly adapter: AsrAdapter } | undefined;
   readonly tts: { readonly id: string; readonly adapter: TtsAdapter } | undefined;
+  /** `POST /prompt-stream` (AVR LLM contract) with this LLM, and its settings. */
+  readonly llm: { readonly id: string; readonly adapter: LlmAdapter; readonly options: LlmRouteOptions } | undefined;
   readonly logger: Logger;
-  /** The agent's tools (built-ins + TOOLS_DIR), when the STS provider can call tools. */
-  readonly tools: ToolRunner | undefined;
+  /** The agent's tools (built-ins + TOOLS_DIR), when the STS provider or the LLM route can call tools. */
+  readonly tools: ToolSet | undefined;
 }
 
-const PROVIDER_VARIABLES = { sts: 'STS_PROVIDER', asr: 'ASR_PROVIDER', tts: 'TTS_PROVIDER' } as const;
+const PROVIDER_VARIABLES = { sts: 'STS_PROVIDER', asr: 'ASR_PROVIDER', llm: 'LLM_PROVIDER', tts: 'TTS_PROVIDER' } as const;
 
 /**
  * Validate the whole configuration (the gateway's variables and every chosen provider's) and build
- * the adapters. Every problem is reported in one ConfigError.
+ * the adapters. Every problem is reported once, in one ConfigError.
  *
- * `STS_PROVIDER` selects the speech-to-speech provider (AVR's WebSocket); `ASR_PROVIDER` and
- * `TTS_PROVIDER` serve AVR's HTTP ASR and TTS contracts. With none of them set, the loopback STS
- * provider runs. Without `PORT`, the port is that of the AVR container the first configured
- * provider replaces (STS, then ASR, then TTS).
+ * `STS_PROVIDER` selects the speech-to-speech provider (AVR's WebSocket); `ASR_PROVIDER`, `LLM_PROVIDER` and
+ * `TTS_PROVIDER` serve AVR's HTTP ASR, LLM and TTS contracts (and are the stages of a cascade STS provider, which
+ * shares the same adapter instances). With none of them set, the loopback STS provider runs. Without `PORT`, the
+ * port is that of the AVR container the first configured provider replaces (STS, then ASR, LLM, TTS).
  */
 export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogger = createLogger): ServeSetup {
   const problems: string[] = [];
@@ -38,8 +50,9 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
     problems.push(...error.problems);
   }
   const logger = makeLogger(config?.logLevel ?? 'info', config?.logPretty ?? false);
-  const nothingChosen = !env.STS_PROVIDER && !env.ASR_PROVIDER && !env.TTS_PROVIDER;
-  const choose = <K extends 'sts' | 'asr' | 'tts'>(kind: K, fallback?: string) => {
+  const resolver = new AdapterResolver(registry, env, { logger });
+  const nothingChosen = !env.STS_PROVIDER && !env.ASR_PROVIDER && !env.LLM_PROVIDER && !env.TTS_PROVIDER;
+  const choose = <K extends 'sts' | 'asr' | 'llm' | 'tts'>(kind: K, fallback?: string) => {
     const id = env[PROVIDER_VARIABLES[kind]] || fallback;
     if (id === undefined) return undefined;
     const definition = registry.get(kind, id);
@@ -48,36 +61,61 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
       return undefined;
     }
     try {
-      const adapter = definition.fromEnv(env, { logger: logger.child({ provider: id, kind }) });
-      return { id, adapter, defaultPort: definition.defaultPort };
+      return { id, adapter: resolver.resolve(kind, id), defaultPort: definition.defaultPort };
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      problems.push(...error.problems.map((problem) => `${id}: ${problem}`));
+      problems.push(...error.problems);
       return undefined;
     }
   };
   const sts = choose('sts', nothingChosen ? DEFAULT_STS_PROVIDER : undefined);
   const asr = choose('asr');
+  const llm = choose('llm');
   const tts = choose('tts');
   const agentEnv = agentEnvSchema.safeParse(env);
   if (!agentEnv.success) problems.push(...zodProblems(agentEnv.error));
-  if (problems.length > 0 || config === undefined || !agentEnv.success) throw new ConfigError('stsgate', problems);
-  const tools = sts?.adapter.capabilities.toolCalls ? createToolSet(agentEnv.data, logger.child({ component: 'tools' })) : undefined;
+  let llmOptions: Omit<LlmRouteOptions, 'tools'> | undefined;
+  if (llm !== undefined) {
+    const llmEnv = llmRouteEnvSchema.safeParse(env);
+    if (!llmEnv.success) problems.push(...zodProblems(llmEnv.error));
+    else {
+      try {
+        llmOptions = llmRouteOptionsFromEnv(llmEnv.data);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        problems.push(...error.problems);
+      }
+    }
+  }
+  // A stage shared by the cascade and an HTTP route reports its problems once.
+  const unique = [...new Set(problems)];
+  if (unique.length > 0 || config === undefined || !agentEnv.success) throw new ConfigError('stsgate', unique);
+  const wantsTools = sts?.adapter.capabilities.toolCalls === true || (llm?.adapter.capabilities.toolCalls === true && llmOptions !== undefined);
+  const tools = wantsTools ? createToolSet(agentEnv.data, logger.child({ component: 'tools' })) : undefined;
   if (nothingChosen) {
     logger.info(
       `no STS_PROVIDER set: running the "loopback" diagnostic provider, which plays each caller utterance back. ` +
         `Set STS_PROVIDER to one of: ${registry.ids('sts').join(', ')} to use a real provider.`,
     );
   }
-  const port = config.port ?? sts?.defaultPort ?? asr?.defaultPort ?? tts?.defaultPort ?? DEFAULT_PORT;
+  const port = config.port ?? sts?.defaultPort ?? asr?.defaultPort ?? llm?.defaultPort ?? tts?.defaultPort ?? DEFAULT_PORT;
   const strip = <T extends { id: string; adapter: unknown }>(chosen: T | undefined) => (chosen ? { id: chosen.id, adapter: chosen.adapter as T['adapter'] } : undefined);
-  return { config, port, sts: strip(sts), asr: strip(asr), tts: strip(tts), logger, tools };
+  return {
+    config,
+    port,
+    sts: strip(sts),
+    asr: strip(asr),
+    tts: strip(tts),
+    llm: llm === undefined || llmOptions === undefined ? undefined : { id: llm.id, adapter: llm.adapter, options: llmOptions },
+    logger,
+    tools,
+  };
 }
 
 /** Run the gateway until SIGTERM/SIGINT, then shut down gracefully. */
 export async function serve(setup: ServeSetup): Promise<Gateway> {
-  const { config, logger, port, sts, asr, tts, tools } = setup;
-  const gateway = await buildGateway(config, { logger, collectProcessMetrics: true, sts, asr, tts, tools });
+  const { config, logger, port, sts, asr, llm, tts, tools } = setup;
+  const gateway = await buildGateway(config, { logger, collectProcessMetrics: true, sts, asr, llm, tts, tools });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -102,10 +140,11 @@ export async function serve(setup: ServeSetup): Promise<Gateway> {
   const address = gateway.app.server.address();
   const boundPort = typeof address === 'object' && address !== null ? address.port : port;
   logger.info(
-    { host: config.host, port: boundPort, sts: sts?.id, asr: asr?.id, tts: tts?.id },
+    { host: config.host, port: boundPort, sts: sts?.id, asr: asr?.id, llm: llm?.id, tts: tts?.id },
     `stsgate listening on port ${boundPort}` +
       (sts ? `; STS_URL=ws://<this-host>:${boundPort}` : '') +
       (asr ? `; ASR_URL=http://<this-host>:${boundPort}/speech-to-text-stream` : '') +
+      (llm ? `; LLM_URL=http://<this-host>:${boundPort}/prompt-stream` : '') +
       (tts ? `; TTS_URL=http://<this-host>:${boundPort}/text-to-speech-stream` : ''),
   );
   return gateway;

@@ -2,8 +2,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { WebSocket } from 'ws';
-import { ProviderError, pcmFromBytes, type StsAdapter } from '@stsgate/core';
-import { buildGateway, gatewayConfig, type Gateway, type GatewayConfig, type ToolRunner } from '../src/index.js';
+import { ProviderError, pcmFromBytes, type AvrOutbound, type StsAdapter } from '@stsgate/core';
+import {
+  buildGateway,
+  CallSession,
+  gatewayConfig,
+  GatewayMetrics,
+  OutboundPacer,
+  type Gateway,
+  type GatewayConfig,
+  type ToolRunner,
+} from '../src/index.js';
+import type { CallInbound, CallTransport } from '../src/call-transport.js';
 import { AvrRecorder } from './ws-client.js';
 import { ScriptedSts } from './scripted-sts.js';
 
@@ -502,6 +512,143 @@ describe('HTTP endpoints', () => {
     expect(metrics.body).toContain('stsgate_provider_connect_seconds');
     const plain = await gateway.app.inject('/anything');
     expect(plain.statusCode).toBe(426);
+  });
+});
+
+/** A transport with no socket: records what the call sends; the test plays AVR Core through `call`. */
+class MemoryTransport implements CallTransport {
+  readonly audio: Int16Array[] = [];
+  readonly controls: AvrOutbound[] = [];
+  backlogBytes = 0;
+  open = true;
+  closedWith: { code: number; reason: string | undefined } | undefined;
+  disposed = false;
+  call: CallInbound | undefined;
+
+  attach(call: CallInbound): void {
+    this.call = call;
+  }
+  sendAudio(samples: Int16Array): void {
+    this.audio.push(samples);
+  }
+  sendControl(message: AvrOutbound): void {
+    this.controls.push(message);
+  }
+  close(code: number, reason?: string): void {
+    this.closedWith = { code, reason };
+    this.open = false;
+  }
+  dispose(): void {
+    this.disposed = true;
+  }
+}
+
+const memoryCalls: { call: CallSession; pacer: OutboundPacer }[] = [];
+afterEach(async () => {
+  await Promise.all(memoryCalls.splice(0).map(({ call, pacer }) => call.close().then(() => pacer.close())));
+});
+
+/** A call over a MemoryTransport with a hand-driven clock; the pacer never ticks by itself, the test pumps. */
+function memoryCall(sts: ScriptedSts) {
+  const transport = new MemoryTransport();
+  const metrics = new GatewayMetrics(false);
+  const pacer = new OutboundPacer(3_600_000);
+  const clock = { now: 0 };
+  const call = new CallSession(transport, {
+    adapter: sts,
+    providerId: sts.id,
+    logger,
+    metrics,
+    pacer,
+    metadata: {},
+    earlyAudioBufferMs: 1000,
+    outboundLeadMs: 100,
+    providerConnectTimeoutMs: 1000,
+    now: () => clock.now,
+  });
+  memoryCalls.push({ call, pacer });
+  return { call, transport, metrics, clock };
+}
+
+/** Let the provider's queued events reach the call (no timers involved). */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('CallSession over an in-memory transport', () => {
+  it('runs a call: init, caller audio and DTMF to the provider, agent audio kept to the lead, then the hang-up', async () => {
+    const sts = new ScriptedSts();
+    const { call, transport, metrics, clock } = memoryCall(sts);
+    call.handleDtmf('1');
+    expect(transport.controls).toEqual([{ type: 'error', message: 'dtmf_digit received before init; send init first' }]);
+    const session = sts.nextSession();
+    call.handleInit('memory-1');
+    call.handleAudio(tone(160, 7)); // while the provider connects: buffered, then delivered
+    const s = await session;
+    await settle();
+    expect(s.call.callId).toBe('memory-1');
+    expect(call.state).toBe('active');
+    call.handleDtmf('5');
+    expect(s.audio.map((chunk) => chunk[0])).toEqual([7]);
+    expect(s.dtmf).toEqual(['5']);
+
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(8000) });
+    await settle();
+    expect(transport.audio).toHaveLength(5); // 100 ms lead, no time has passed
+    clock.now = 40;
+    expect(call.pump()).toBe(true);
+    expect(transport.audio).toHaveLength(7);
+    transport.backlogBytes = 1_000_000; // the peer stopped reading
+    clock.now = 200;
+    expect(call.pump()).toBe(true);
+    expect(transport.audio).toHaveLength(7);
+    transport.backlogBytes = 0;
+    call.pump();
+    expect(transport.audio).toHaveLength(12);
+    expect(transport.audio.every((frame) => frame.length === 160)).toBe(true);
+
+    transport.call?.transportClosed();
+    await call.closed;
+    expect(call.state).toBe('closed');
+    expect(s.closeCount).toBe(1);
+    expect(transport.closedWith).toEqual({ code: 1000, reason: undefined });
+    expect(transport.disposed).toBe(true);
+    expect(await metrics.registry.metrics()).toMatch(/stsgate_active_calls 0/);
+    call.handleAudio(tone(160)); // after the end: ignored
+    expect(s.audio).toHaveLength(1);
+  });
+
+  it('barge-in: interruption first, the queue dropped, the provider told exactly what was heard', async () => {
+    const sts = new ScriptedSts();
+    const { call, transport, clock } = memoryCall(sts);
+    const session = sts.nextSession();
+    call.handleInit('memory-barge');
+    const s = await session;
+    await settle();
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(8000) });
+    await settle();
+    expect(transport.audio).toHaveLength(5);
+    clock.now = 40;
+    s.emit({ type: 'speech_started' });
+    await settle();
+    expect(transport.controls).toEqual([{ type: 'interruption' }]);
+    expect(s.truncations).toEqual([{ responseId: 'r1', heardMs: 40 }]);
+    expect(call.pump()).toBe(false);
+    expect(transport.audio).toHaveLength(5);
+    // The rest of the cut reply is dropped; the next reply plays at once.
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(1600) });
+    s.emit({ type: 'audio', responseId: 'r2', samples: tone(160, 9) });
+    await settle();
+    expect(transport.audio).toHaveLength(6);
+    expect(transport.audio[5]?.[0]).toBe(9);
+  });
+
+  it('a provider that fails to connect: an error, then the transport closed with 1011', async () => {
+    const sts = new ScriptedSts({ connectError: new ProviderError('scripted', 'auth', 'invalid API key') });
+    const { call, transport, metrics } = memoryCall(sts);
+    call.handleInit('memory-fail');
+    await call.closed;
+    expect(transport.controls).toEqual([{ type: 'error', message: 'provider connection failed: invalid API key' }]);
+    expect(transport.closedWith).toEqual({ code: 1011, reason: 'provider connection failed' });
+    expect(await metrics.registry.metrics()).toMatch(/stsgate_calls_total\{outcome="provider_error"\} 1/);
   });
 });
 

@@ -17,7 +17,7 @@ import {
 } from '@stsgate/testkit';
 import { buildGateway, builtinRegistry, resolveServeSetup } from '../src/index.js';
 
-// `STS_PROVIDER=speechmatics` composed exactly as `stsgate serve` does, against the Flow and key-endpoint emulators,
+// `STS_PROVIDER=speechmatics-flow` composed exactly as `stsgate serve` does, against the Flow and key-endpoint emulators,
 // driven by the AVR Core call simulator in real time.
 const API_KEY = 'sm-e2e-key-0123456789';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -32,7 +32,7 @@ async function startStack(flowOptions: SpeechmaticsFlowEmulatorOptions = {}, env
   cleanups.push(() => flow.close());
   const setup = resolveServeSetup(
     {
-      STS_PROVIDER: 'speechmatics',
+      STS_PROVIDER: 'speechmatics-flow',
       SPEECHMATICS_API_KEY: API_KEY,
       SPEECHMATICS_FLOW_URL: flow.baseUrl,
       SPEECHMATICS_MANAGEMENT_URL: auth.baseUrl,

@@ -87,6 +87,7 @@ describe('graceful shutdown', () => {
       sts: { id: 'scripted', adapter: sts },
       logger,
       asr: undefined,
+      llm: undefined,
       tts: undefined,
       tools: undefined,
     });

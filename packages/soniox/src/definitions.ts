@@ -5,7 +5,7 @@ import type { AdapterDefinition } from '@stsgate/core';
 import { createSonioxAsr } from './asr.js';
 import { createSonioxTts } from './tts.js';
 import { blankToUndefined, envInt, envNumber, envSecret, envText, envUrl, splitList } from '@stsgate/core';
-import { DEFAULT_STT_MODEL, DEFAULT_STT_URL, DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE } from './wire.js';
+import { DEFAULT_STT_MODEL, DEFAULT_STT_URL, DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, DEFAULT_TTS_WS_URL } from './wire.js';
 
 export const sonioxAsrEnvSchema = z.object({
   SONIOX_API_KEY: envSecret('SONIOX_API_KEY'),
@@ -61,6 +61,8 @@ const ttsAudioFormat = z.preprocess(
 export const sonioxTtsEnvSchema = z.object({
   SONIOX_API_KEY: envSecret('SONIOX_API_KEY'),
   SONIOX_TTS_URL: envUrl(['http:', 'https:']).transform((url) => url ?? DEFAULT_TTS_URL),
+  /** The streaming-text socket (`streamText`, used by the cascade pipeline). */
+  SONIOX_TTS_WEBSOCKET_URL: envUrl(['ws:', 'wss:']).transform((url) => url ?? DEFAULT_TTS_WS_URL),
   SONIOX_TTS_MODEL: envText().transform((model) => model ?? DEFAULT_TTS_MODEL),
   SONIOX_TTS_LANGUAGE: envText().transform((language) => language ?? DEFAULT_TTS_LANGUAGE),
   SONIOX_TTS_VOICE: envText().transform((voice) => voice ?? DEFAULT_TTS_VOICE),
@@ -72,18 +74,19 @@ export const sonioxTtsEnvSchema = z.object({
 });
 export type SonioxTtsEnv = z.output<typeof sonioxTtsEnvSchema>;
 
-/** The `soniox` TTS provider (REST, streamed 8 kHz PCM; port 6011 like avr-tts-soniox). */
+/** The `soniox` TTS provider (REST and WebSocket, streamed 8 kHz PCM; port 6011 like avr-tts-soniox). */
 export function defineSonioxTts(): AdapterDefinition<'tts'> {
   return defineAdapter({
     kind: 'tts',
     id: 'soniox',
-    description: 'Soniox text-to-speech (REST /tts, streamed 8 kHz PCM)',
+    description: 'Soniox text-to-speech (REST /tts and WebSocket streaming text, 8 kHz PCM)',
     defaultPort: 6011,
     envSchema: sonioxTtsEnvSchema,
     create(env) {
       return createSonioxTts({
         apiKey: env.SONIOX_API_KEY,
         url: env.SONIOX_TTS_URL,
+        websocketUrl: env.SONIOX_TTS_WEBSOCKET_URL,
         model: env.SONIOX_TTS_MODEL,
         language: env.SONIOX_TTS_LANGUAGE,
         voice: env.SONIOX_TTS_VOICE,

@@ -1,22 +1,26 @@
 /**
- * `createSonioxTts`: Soniox REST TTS (`POST /tts`, streamed raw PCM s16le) as a core TtsAdapter.
+ * `createSonioxTts`: Soniox TTS as a core TtsAdapter. `synthesize` uses the REST API (`POST /tts`, streamed raw PCM
+ * s16le); `streamText` uses the real-time WebSocket API, text pushed as it is produced (see `tts-stream.ts`).
  *
- * Uses `node:http`/`node:https` rather than `fetch`: errors that happen after audio started streaming arrive as
+ * REST uses `node:http`/`node:https` rather than `fetch`: errors that happen after audio started streaming arrive as
  * HTTP trailers (`x-tts-error-code` / `x-tts-error-message`), and Node's `fetch` does not expose trailers.
  */
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { ProviderError, toProviderError, Pcm16Assembler, parseRetryAfter, readErrorBody } from '@stsgate/core';
-import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest } from '@stsgate/core';
+import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
 import { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
-import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, buildTtsRequest } from './wire.js';
+import { openSonioxTtsStream } from './tts-stream.js';
+import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, DEFAULT_TTS_WS_URL, buildTtsRequest } from './wire.js';
 import type { TtsSettings } from './wire.js';
 
 export interface SonioxTtsOptions {
   readonly apiKey: string;
   /** Default `https://tts-rt.soniox.com/tts`; `http://` works for local servers. */
   readonly url?: string;
+  /** `streamText`'s socket. Default `wss://tts-rt.soniox.com/tts-websocket`; `ws://` works for local servers. */
+  readonly websocketUrl?: string;
   /** Default `tts-rt-v1`. */
   readonly model?: string;
   /** Default `en`; a request's own language wins. */
@@ -28,17 +32,24 @@ export interface SonioxTtsOptions {
   readonly bitrate?: number;
   /** 0.7..1.3 */
   readonly speed?: number;
-  /** No response, or no data, for this long: a `timeout` ProviderError. Default 30000. */
+  /**
+   * No response, or no data, for this long: a `timeout` ProviderError. Default 30000. `streamText`: the upgrade, the
+   * first audio after text went out, and any silence while audio is owed.
+   */
   readonly timeoutMs?: number;
+  /** `streamText`: while nothing else is sent, a `keep_alive` goes out at least this often. Default 10000. */
+  readonly keepaliveIntervalMs?: number;
 }
 
 export const DEFAULT_TTS_TIMEOUT_MS = 30_000;
+/** Soniox closes a TTS socket that is idle for 20-30 s. */
+const DEFAULT_TTS_KEEPALIVE_INTERVAL_MS = 10_000;
 export const TTS_SAMPLE_RATE: SampleRate = 8000;
 
 export const sonioxTtsCapabilities: TtsCapabilities = {
   outputSampleRates: [TTS_SAMPLE_RATE],
   encodings: ['pcm_s16le'],
-  streamingInput: false,
+  streamingInput: true,
 };
 
 const MAX_ERROR_BODY_BYTES = 8192;
@@ -56,6 +67,10 @@ export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
   if (sampleRate !== TTS_SAMPLE_RATE) throw new RangeError(`Soniox TTS sample rate must be 8000 for AVR, not ${String(sampleRate)}`);
   const url = new URL(options.url ?? DEFAULT_TTS_URL);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`Soniox TTS URL must be http(s), not ${url.protocol}`);
+  const websocketUrl = new URL(options.websocketUrl ?? DEFAULT_TTS_WS_URL);
+  if (websocketUrl.protocol !== 'ws:' && websocketUrl.protocol !== 'wss:') {
+    throw new RangeError(`Soniox TTS WebSocket URL must be ws(s), not ${websocketUrl.protocol}`);
+  }
   const settings: TtsSettings = {
     model: options.model ?? DEFAULT_TTS_MODEL,
     language: options.language ?? DEFAULT_TTS_LANGUAGE,
@@ -65,6 +80,7 @@ export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
     speed: options.speed,
   };
   const timeoutMs = options.timeoutMs ?? DEFAULT_TTS_TIMEOUT_MS;
+  const keepaliveIntervalMs = Math.max(200, options.keepaliveIntervalMs ?? DEFAULT_TTS_KEEPALIVE_INTERVAL_MS);
   const secret = options.apiKey;
 
   async function* stream(request: TtsRequest, call: CallContext): AsyncGenerator<Int16Array> {
@@ -164,6 +180,9 @@ export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
     capabilities: sonioxTtsCapabilities,
     synthesize(request: TtsRequest, call: CallContext) {
       return { outputSampleRate: TTS_SAMPLE_RATE, audio: stream(request, call) };
+    },
+    streamText(request: TtsStreamRequest, call: CallContext): TtsTextStream {
+      return openSonioxTtsStream({ apiKey: secret, url: websocketUrl.href, settings, outputSampleRate: TTS_SAMPLE_RATE, timeoutMs, keepaliveIntervalMs }, request, call);
     },
   };
 

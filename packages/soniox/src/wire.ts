@@ -1,10 +1,10 @@
 /**
- * Soniox wire shapes: the real-time STT config message and responses (zod, parsed at the boundary), and the
- * TTS REST request body. Types are checked against the official `@soniox/node` SDK's declarations; the SDK's
- * runtime is not used (see the README: it cannot send the key in a header).
+ * Soniox wire shapes: the real-time STT config message and responses (zod, parsed at the boundary), the TTS REST
+ * request body, and the TTS WebSocket messages. Types are checked against the official `@soniox/node` SDK's
+ * declarations; the SDK's runtime is not used (see the README: it cannot send the key in a header).
  */
 import { z } from 'zod';
-import type { GenerateSpeechOptions, SttSessionConfig } from '@soniox/node';
+import type { GenerateSpeechOptions, SttSessionConfig, TtsStreamConfig } from '@soniox/node';
 
 export const DEFAULT_STT_URL = 'wss://stt-rt.soniox.com/transcribe-websocket';
 /** The current real-time model (2026-06-16; `stt-rt-v4` is an alias). avr-asr-soniox defaulted to `stt-rt-v3`. */
@@ -12,6 +12,7 @@ export const DEFAULT_STT_MODEL = 'stt-rt-v5';
 export const DEFAULT_LANGUAGE_HINTS: readonly string[] = ['en'];
 
 export const DEFAULT_TTS_URL = 'https://tts-rt.soniox.com/tts';
+export const DEFAULT_TTS_WS_URL = 'wss://tts-rt.soniox.com/tts-websocket';
 export const DEFAULT_TTS_MODEL = 'tts-rt-v1';
 export const DEFAULT_TTS_LANGUAGE = 'en';
 export const DEFAULT_TTS_VOICE = 'Adrian';
@@ -141,5 +142,79 @@ export function buildTtsRequest(settings: TtsSettings, text: string, overrides: 
     ...(settings.bitrate === undefined ? {} : { bitrate: settings.bitrate }),
     ...(settings.speed === undefined ? {} : { speed: settings.speed }),
     text,
+  };
+}
+
+// ---- TTS WebSocket (text pushed as it is produced) -----------------------------------------------------------------
+
+/** A stream's config message. No `api_key`: the key travels in the `Authorization` header. */
+export type TtsStreamConfigMessage = Omit<TtsStreamConfig, 'return_timestamps'> & {
+  audio_format: 'pcm_s16le';
+  sample_rate: number;
+};
+
+export function buildTtsStreamConfig(
+  settings: TtsSettings,
+  streamId: string,
+  overrides: { voice?: string | undefined; language?: string | undefined } = {},
+): TtsStreamConfigMessage {
+  return {
+    model: settings.model,
+    language: overrides.language ?? settings.language,
+    voice: overrides.voice ?? settings.voice,
+    audio_format: 'pcm_s16le',
+    sample_rate: settings.sampleRate,
+    ...(settings.bitrate === undefined ? {} : { bitrate: settings.bitrate }),
+    ...(settings.speed === undefined ? {} : { speed: settings.speed }),
+    stream_id: streamId,
+  };
+}
+
+/** What the client sends after a stream's config (the SDK's `sendText`, `finish`, `cancel` and keepalive). */
+export type TtsStreamClientMessage =
+  | { text: string; text_end: boolean; stream_id: string }
+  | { stream_id: string; cancel: true }
+  | { keep_alive: true };
+
+/**
+ * A server message: the SDK's `TtsEvent` fields (`error_code` may also be a numeric string, as for STT); `timestamps`
+ * and unknown fields pass through unchecked.
+ */
+export const ttsStreamResponseSchema = z.looseObject({
+  stream_id: z.string().optional(),
+  audio: z.base64().optional(),
+  audio_end: z.boolean().optional(),
+  terminated: z.boolean().optional(),
+  error_code: z.union([z.number(), z.string()]).optional(),
+  error_message: z.string().optional(),
+});
+
+export type ParsedTtsStreamMessage =
+  | { kind: 'stream'; streamId: string | undefined; audio: Buffer | undefined; audioEnd: boolean; terminated: boolean }
+  /** `streamId` undefined: a connection-level error (the server closes the socket). */
+  | { kind: 'error'; streamId: string | undefined; code: number; message: string | undefined }
+  | { kind: 'invalid'; reason: string };
+
+/** One text frame from the TTS socket. An `error_code` wins over anything else in the same message. */
+export function parseTtsStreamMessage(text: string): ParsedTtsStreamMessage {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { kind: 'invalid', reason: 'not JSON' };
+  }
+  const parsed = ttsStreamResponseSchema.safeParse(json);
+  if (!parsed.success) return { kind: 'invalid', reason: parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ') };
+  const message = parsed.data;
+  if (message.error_code !== undefined) {
+    const code = typeof message.error_code === 'number' ? message.error_code : Number(message.error_code);
+    return { kind: 'error', streamId: message.stream_id, code: Number.isFinite(code) ? code : 500, message: message.error_message };
+  }
+  return {
+    kind: 'stream',
+    streamId: message.stream_id,
+    audio: message.audio === undefined ? undefined : Buffer.from(message.audio, 'base64'),
+    audioEnd: message.audio_end === true,
+    terminated: message.terminated === true,
   };
 }

@@ -188,6 +188,7 @@ describe('TTS environment (avr-tts-soniox names)', () => {
     expect(sonioxTtsEnvSchema.parse({ SONIOX_API_KEY: 'k' })).toEqual({
       SONIOX_API_KEY: 'k',
       SONIOX_TTS_URL: 'https://tts-rt.soniox.com/tts',
+      SONIOX_TTS_WEBSOCKET_URL: 'wss://tts-rt.soniox.com/tts-websocket',
       SONIOX_TTS_MODEL: 'tts-rt-v1',
       SONIOX_TTS_LANGUAGE: 'en',
       SONIOX_TTS_VOICE: 'Adrian',
@@ -206,6 +207,7 @@ describe('TTS environment (avr-tts-soniox names)', () => {
     expect(() => definition.fromEnv({ SONIOX_API_KEY: 'k', SONIOX_TTS_AUDIO_FORMAT: 'mp3' }, context)).toThrow(/SONIOX_TTS_AUDIO_FORMAT/);
     expect(() => definition.fromEnv({}, context)).toThrow(/SONIOX_API_KEY is required/);
     const adapter = definition.fromEnv({ SONIOX_API_KEY: 'k' }, context);
-    expect(adapter.capabilities).toEqual({ outputSampleRates: [8000], encodings: ['pcm_s16le'], streamingInput: false });
+    expect(adapter.capabilities).toEqual({ outputSampleRates: [8000], encodings: ['pcm_s16le'], streamingInput: true });
+    expect(typeof adapter.streamText).toBe('function');
   });
 });

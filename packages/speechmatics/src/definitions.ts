@@ -58,20 +58,25 @@ export const speechmaticsFlowEnvSchema = z.object({
 export type SpeechmaticsFlowEnv = z.output<typeof speechmaticsFlowEnvSchema>;
 
 /**
- * The `speechmatics` STS provider (Flow); avr-sts-speechmatics' port 6040. Template variables come from
+ * The `speechmatics-flow` STS provider (Flow, deprecated: Speechmatics withdrew Flow in 2026; `speechmatics` is now
+ * the cascade preset); avr-sts-speechmatics' port 6040. Template variables come from
  * SPEECHMATICS_TEMPLATE_VARIABLES, and the agent instructions (SPEECHMATICS_INSTRUCTIONS, _URL_, _FILE_) fill the
  * SPEECHMATICS_INSTRUCTIONS_VARIABLE variable; all are templated per call with `{{from}}`, `{{to}}`, `{{uuid}}`.
  */
 export function defineSpeechmaticsFlow(): AdapterDefinition<'sts'> {
   return defineAdapter({
     kind: 'sts',
-    id: 'speechmatics',
-    description: 'Speechmatics Flow: conversational agent over WebSocket (16 kHz agent audio, tools, transcripts)',
+    id: 'speechmatics-flow',
+    description: 'Speechmatics Flow (deprecated, withdrawn by Speechmatics): conversational agent over WebSocket',
     defaultPort: 6040,
     envSchema: speechmaticsFlowEnvSchema,
-    create(env) {
+    create(env, context) {
+      context.logger.warn(
+        'STS_PROVIDER=speechmatics-flow is deprecated: Speechmatics has withdrawn Flow, it works only for accounts that still have it. ' +
+          'STS_PROVIDER=speechmatics runs Speechmatics ASR + an LLM + Speechmatics TTS instead.',
+      );
       const source = instructionSourceFromEnv(env, '', 'SPEECHMATICS');
-      checkInstructionFile(source, 'sts provider "speechmatics"');
+      checkInstructionFile(source, 'sts provider "speechmatics-flow"');
       const hasInstructions = source.text !== undefined || source.url !== undefined || source.file !== undefined;
       const variableName = env.SPEECHMATICS_INSTRUCTIONS_VARIABLE;
       const configured = env.SPEECHMATICS_TEMPLATE_VARIABLES;

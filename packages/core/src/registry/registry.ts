@@ -20,11 +20,15 @@ export type Env = Readonly<Record<string, string | undefined>>;
 /** Raised when an adapter's configuration is invalid; lists every problem at once. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  /** The problems already name the adapter they belong to (e.g. `soniox: SONIOX_API_KEY is required`). */
+  readonly scoped: boolean;
   constructor(
     readonly scope: string,
     readonly problems: readonly string[],
+    options: { readonly scoped?: boolean } = {},
   ) {
     super(`invalid configuration for ${scope}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.scoped = options.scoped ?? false;
   }
 }
 
@@ -102,7 +106,9 @@ export class AdapterRegistry {
 
 /**
  * Builds the adapters of one configuration, each at most once: the host and composite adapters asking for the same
- * `kind:id` share one instance. A definition's ConfigError is remembered and thrown again to every asker.
+ * `kind:id` share one instance. A definition's ConfigError is remembered and thrown again to every asker, scoped:
+ * each problem starts with the adapter's id (`soniox: SONIOX_API_KEY is required`), so the same problem reached
+ * through two askers reads the same and can be reported once.
  */
 export class AdapterResolver {
   private readonly built = new Map<string, { adapter: AdapterKinds[AdapterKind] } | { error: unknown }>();
@@ -125,7 +131,9 @@ export class AdapterResolver {
     const definition = this.registry.get(kind, id);
     if (definition === undefined) {
       const available = this.registry.ids(kind);
-      throw new ConfigError(`${kind} provider "${id}"`, [`unknown ${kind} provider "${id}" (available: ${available.join(', ') || 'none'})`]);
+      throw new ConfigError(`${kind} provider "${id}"`, [`unknown ${kind.toUpperCase()} provider "${id}" (available: ${available.join(', ') || 'none'})`], {
+        scoped: true,
+      });
     }
     this.building.add(key);
     try {
@@ -137,8 +145,12 @@ export class AdapterResolver {
       this.built.set(key, { adapter });
       return adapter;
     } catch (error) {
-      this.built.set(key, { error });
-      throw error;
+      const scoped =
+        error instanceof ConfigError && !error.scoped
+          ? new ConfigError(error.scope, error.problems.map((problem) => `${id}: ${problem}`), { scoped: true })
+          : error;
+      this.built.set(key, { error: scoped });
+      throw scoped;
     } finally {
       this.building.delete(key);
     }

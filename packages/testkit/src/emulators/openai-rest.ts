@@ -20,9 +20,10 @@
  *   such id must be answered, with the real 400 messages), tools (`{type:'function', function:{name}}`),
  *   stream_options only with stream.
  * - `stream: true` -> `text/event-stream` of `data: <chat.completion.chunk>\n\n`: a role chunk, content deltas
- *   (word by word), tool-call deltas keyed by `index` (id/type/name only in the first delta of each index, then
- *   `arguments` pieces), a finish chunk (`delta: {}`, finish_reason), a `choices: []` usage chunk with
- *   `stream_options.include_usage` (other chunks then carry `usage: null`), and `data: [DONE]`.
+ *   (word by word; token-like with `latency.tokensPerSecond`), tool-call deltas keyed by `index` (id/type/name only
+ *   in the first delta of each index, then `arguments` pieces), a finish chunk (`delta: {}`, finish_reason), a
+ *   `choices: []` usage chunk with `stream_options.include_usage` (other chunks then carry `usage: null`), and
+ *   `data: [DONE]`.
  *   Non-stream -> one `chat.completion`.
  * - Script: `chat(request) -> { text?, toolCalls?: [{name, arguments, id?}], finishReason? }` (may be async).
  *   Default: "You said: <last user text>." (or "Done." after a tool result).
@@ -35,6 +36,18 @@
  *   events. Other formats (mp3 default, opus, aac, flac) -> 400 `unsupported_by_emulator`.
  * - Script: `speech(request) -> Int16Array (24 kHz) | undefined`. Default: a 440 Hz tone of 60 ms per character
  *   (300..10000 ms). `speed` is validated, not applied.
+ *
+ * Latency (`options.latency`, default none: chunks every `timing.chunkIntervalMs`, the first at once). Errors and
+ * faults without `afterChunks` are never delayed.
+ * - Chat (streaming): `firstTokenMs` sends the first content or tool-call delta (the finish chunk of an empty reply)
+ *   this many ms after the request. The headers and the role chunk go out at once, as the real API sends them early
+ *   (a tool-call-only reply has no separate role chunk). `tokensPerSecond` paces the deltas after it and the finish
+ *   chunk (1000 / tokensPerSecond ms apart; the usage chunk and [DONE] follow after `chunkIntervalMs`) and makes the
+ *   deltas token-like: words with their leading space and punctuation on its own (`"Hi, you."` -> `Hi` `,` ` you`
+ *   `.`), tool-call arguments in 4-character pieces. Non-stream answers are not delayed.
+ * - Speech: `firstByteMs` starts the response (headers and first chunk) this many ms after the request;
+ *   `realTimeFactor` paces the body at that fraction of real time (each chunk follows the previous one after its
+ *   audio length × realTimeFactor, e.g. 0.5: twice as fast as playback) instead of every `chunkIntervalMs`.
  *
  * Faults (queued, FIFO, optionally per route, `times` default 1): `{type:'status', status, body?, retryAfter?}` (401/429/
  * 500 default bodies; 429 sends `retry-after`), `{type:'stall', afterChunks?}` (no response at all, or stop after N
@@ -125,6 +138,20 @@ export interface RestRequestRecord {
   status: number | undefined;
   /** Whether the response ended normally (not stalled/aborted/closed by the client). */
   completed: boolean;
+  /** `Date.now()` when the last byte of a completed response was written. */
+  completedAt: number | undefined;
+}
+
+/** Provider latency (see the header comment). */
+export interface OpenAiRestLatency {
+  /** Chat: request to the first content/tool-call delta (default: `chunkIntervalMs` after the role chunk). */
+  readonly firstTokenMs?: number;
+  /** Chat: token-like deltas at this rate (default: word by word, every `chunkIntervalMs`). */
+  readonly tokensPerSecond?: number;
+  /** Speech: request to the first audio byte (default 0). */
+  readonly firstByteMs?: number;
+  /** Speech: body pacing as synthesis time per audio time (default: every `chunkIntervalMs`). */
+  readonly realTimeFactor?: number;
 }
 
 export interface OpenAiRestEmulatorOptions {
@@ -139,6 +166,7 @@ export interface OpenAiRestEmulatorOptions {
     /** Audio per speech body chunk (default 100 ms). */
     readonly speechChunkMs?: number;
   };
+  readonly latency?: OpenAiRestLatency;
 }
 
 export interface OpenAiRestEmulator {
@@ -297,6 +325,16 @@ function splitPieces(text: string): string[] {
   return text.match(/\S+\s*|\s+/g) ?? [];
 }
 
+/** Token-like pieces: words with their leading whitespace, punctuation on its own (joined back they are `text`). */
+function splitTokens(text: string): string[] {
+  return text.match(/\s*[\p{L}\p{N}'’]+|\s*[^\s\p{L}\p{N}'’]|\s+$/gu) ?? [];
+}
+
+/** Tool-call arguments in about one token (4 characters) per piece. */
+function splitTokenArguments(args: string): string[] {
+  return args.match(/[\s\S]{1,4}/g) ?? [];
+}
+
 function splitArguments(args: string): string[] {
   if (args.length === 0) return [];
   const size = Math.ceil(args.length / Math.min(3, args.length));
@@ -398,6 +436,13 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
   const logger = options.logger ?? silentLogger();
   const chunkIntervalMs = options.timing?.chunkIntervalMs ?? 5;
   const speechChunkMs = options.timing?.speechChunkMs ?? 100;
+  const firstTokenMs = options.latency?.firstTokenMs;
+  const tokensPerSecond = options.latency?.tokensPerSecond;
+  if (tokensPerSecond !== undefined && !(tokensPerSecond > 0)) {
+    throw new RangeError(`latency.tokensPerSecond must be > 0, got ${String(tokensPerSecond)}`);
+  }
+  const firstByteMs = Math.max(0, options.latency?.firstByteMs ?? 0);
+  const realTimeFactor = options.latency?.realTimeFactor;
   const waiters = new ChangeWaiters();
   const timers = new TimerSet();
   const requests: RestRequestRecord[] = [];
@@ -411,14 +456,19 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
     return entry.fault.action;
   };
 
-  /** Writes body chunks paced by chunkIntervalMs, honouring stall/abort-after-N faults and client disconnects. */
+  /**
+   * Writes body chunks, chunk `i` not before `notBefore(i)` (a performance.now() time, asked once chunk i-1 is out),
+   * honouring stall/abort-after-N faults and client disconnects.
+   */
   const stream = (
     response: ServerResponse,
     record: RestRequestRecord,
     chunks: readonly (string | Buffer)[],
     cut: RestFaultAction | undefined,
+    notBefore: (index: number) => number,
   ): void => {
     let index = 0;
+    let dueAt = notBefore(0);
     let timer: NodeJS.Timeout | undefined;
     response.on('close', () => {
       timers.cancel(timer);
@@ -428,6 +478,12 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
     const step = (): void => {
       timer = undefined;
       if (response.destroyed) return;
+      const waitMs = dueAt - performance.now();
+      if (waitMs > 0) {
+        // Also after a timer that fired early (Node timers can, by up to 1 ms).
+        timer = timers.after(waitMs, step);
+        return;
+      }
       if (index >= limit && cut !== undefined && cut.type !== 'status') {
         logger.debug({ path: record.path, fault: cut.type, after: index }, 'openai rest emulator cut the stream');
         if (cut.type === 'abort') response.socket?.destroy();
@@ -439,11 +495,13 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
         // The last chunk ends the response at once: clients stop reading at `[DONE]` / the last byte.
         response.end(chunk);
         record.completed = true;
+        record.completedAt = Date.now();
         waiters.notify();
         return;
       }
       response.write(chunk as string | Buffer);
-      timer = timers.after(chunkIntervalMs, step);
+      dueAt = notBefore(index);
+      timer = timers.after(Math.max(0, dueAt - performance.now()), step);
     };
     step();
   };
@@ -452,6 +510,7 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
     record.status = status;
     response.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
     record.completed = true;
+    record.completedAt = Date.now();
     waiters.notify();
   };
 
@@ -475,7 +534,13 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
     }
   };
 
-  const handleChat = async (response: ServerResponse, record: RestRequestRecord, body: JsonObject, cut: RestFaultAction | undefined): Promise<void> => {
+  const handleChat = async (
+    response: ServerResponse,
+    record: RestRequestRecord,
+    body: JsonObject,
+    cut: RestFaultAction | undefined,
+    startedAt: number,
+  ): Promise<void> => {
     const request = parseChatRequest(body);
     const reply = options.chat === undefined ? defaultChatReply(request) : await options.chat(request);
     const id = randomId('chatcmpl', 29);
@@ -530,19 +595,25 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
       type: 'function',
       function: { name: call.name, arguments: '' },
     });
-    if (text !== '' || calls.length === 0) {
+    const textPieces = tokensPerSecond === undefined ? splitPieces(text) : splitTokens(text);
+    const argumentPieces = tokensPerSecond === undefined ? splitArguments : splitTokenArguments;
+    const roleChunk = text !== '' || calls.length === 0;
+    if (roleChunk) {
       events.push(chunk({ role: 'assistant', content: '', refusal: null }));
-      for (const piece of splitPieces(text)) events.push(chunk({ content: piece }));
+      for (const piece of textPieces) events.push(chunk({ content: piece }));
     }
+    // Index of the first content/tool-call delta (or of the finish chunk of an empty reply).
+    const firstToken = roleChunk ? 1 : 0;
     calls.forEach((call, index) => {
       if (index === 0 && events.length === 0) {
         events.push(chunk({ role: 'assistant', content: null, tool_calls: [header(call, index)], refusal: null }));
       } else {
         events.push(chunk({ tool_calls: [header(call, index)] }));
       }
-      for (const piece of splitArguments(call.arguments)) events.push(chunk({ tool_calls: [{ index, function: { arguments: piece } }] }));
+      for (const piece of argumentPieces(call.arguments)) events.push(chunk({ tool_calls: [{ index, function: { arguments: piece } }] }));
     });
     events.push(chunk({}, finishReason));
+    const finish = events.length - 1;
     if (includeUsage) {
       events.push(
         `data: ${JSON.stringify({
@@ -558,18 +629,34 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
       );
     }
     events.push('data: [DONE]\n\n');
+    const tokenGapMs = tokensPerSecond === undefined ? chunkIntervalMs : 1000 / tokensPerSecond;
+    const notBefore = (index: number): number => {
+      if (index === firstToken && firstTokenMs !== undefined) return startedAt + firstTokenMs;
+      const now = performance.now();
+      if (index === 0) return now;
+      return now + (index > firstToken && index <= finish ? tokenGapMs : chunkIntervalMs);
+    };
     record.status = 200;
     response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    stream(response, record, events, cut);
+    // The headers go out now even when the first chunk waits for `firstTokenMs`.
+    response.flushHeaders();
+    stream(response, record, events, cut, notBefore);
   };
 
-  const handleSpeech = (response: ServerResponse, record: RestRequestRecord, body: JsonObject, cut: RestFaultAction | undefined): void => {
+  const handleSpeech = (response: ServerResponse, record: RestRequestRecord, body: JsonObject, cut: RestFaultAction | undefined, startedAt: number): void => {
     const request = parseSpeechRequest(body);
     const pcm = options.speech?.(request) ?? tone(Math.min(10_000, Math.max(300, request.input.length * 60)), 24000);
     const bytes = pcmBytes(pcm);
     const chunkBytes = Math.max(2, Math.round(48 * speechChunkMs) & ~1);
     const pieces: Buffer[] = [];
     for (let offset = 0; offset < bytes.length; offset += chunkBytes) pieces.push(bytes.subarray(offset, offset + chunkBytes));
+    // Audio ms of each body chunk (48 bytes per ms at 24 kHz s16le); a WAV body starts with its header, which holds none.
+    const pieceMs = pieces.map((piece) => piece.length / 48);
+    const chunkAudioMs = request.streamFormat === 'audio' && request.responseFormat === 'wav' ? [0, ...pieceMs] : pieceMs;
+    const notBefore = (index: number): number => {
+      if (index === 0) return startedAt + firstByteMs;
+      return performance.now() + (realTimeFactor === undefined ? chunkIntervalMs : Math.max(0, (chunkAudioMs[index - 1] ?? 0) * realTimeFactor));
+    };
     record.status = 200;
     if (request.streamFormat === 'sse') {
       const events = pieces.map((piece) => `data: ${JSON.stringify({ type: 'speech.audio.delta', audio: piece.toString('base64') })}\n\n`);
@@ -582,19 +669,20 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
         })}\n\n`,
       );
       response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
-      stream(response, record, events, cut);
+      stream(response, record, events, cut, notBefore);
       return;
     }
     if (request.responseFormat === 'wav') {
       response.writeHead(200, { 'content-type': 'audio/wav' });
-      stream(response, record, [wavHeader(bytes.length, 24000), ...pieces], cut);
+      stream(response, record, [wavHeader(bytes.length, 24000), ...pieces], cut, notBefore);
       return;
     }
     response.writeHead(200, { 'content-type': 'audio/pcm' });
-    stream(response, record, pieces, cut);
+    stream(response, record, pieces, cut, notBefore);
   };
 
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const startedAt = performance.now();
     const url = new URL(request.url ?? '/', 'http://127.0.0.1');
     const method = request.method ?? 'GET';
     const route: RestRoute | 'other' =
@@ -620,6 +708,7 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
       receivedAt: Date.now(),
       status: undefined,
       completed: false,
+      completedAt: undefined,
     };
     requests.push(record);
     logger.debug({ method, path: url.pathname }, 'openai rest emulator request');
@@ -647,8 +736,8 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
         );
       }
       if (!isRecord(body)) throw new HttpError(400, 'The request body must be a JSON object.');
-      if (route === 'chat') await handleChat(response, record, body, fault);
-      else handleSpeech(response, record, body, fault);
+      if (route === 'chat') await handleChat(response, record, body, fault, startedAt);
+      else handleSpeech(response, record, body, fault, startedAt);
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       sendJson(response, record, error.status, error.body());

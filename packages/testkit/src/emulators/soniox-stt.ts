@@ -21,7 +21,8 @@
  *   fixtureRecognizer(), scriptedRecognizer(texts, fallback?): recognisers for `options.recognize`
  *   SONIOX_STT_MODELS: the model ids accepted by default (`stt-rt-v5`, `stt-rt-v4`)
  *
- * Behaviour (audio clock: everything is driven by the audio received, never by wall time, except the idle timeout):
+ * Behaviour (audio clock: everything is driven by the audio received, never by wall time, except the idle timeout
+ * and `latency`):
  * - Upgrade only at `/transcribe-websocket` (HTTP 404 otherwise). No acknowledgement is ever sent: the first client
  *   message must be the config JSON (a binary first frame, invalid JSON or a non-object -> 400).
  * - Auth: `Authorization: Bearer <key>` on the upgrade, or the subprotocol pair `soniox-api-key`, `<key>` (UNCONFIRMED
@@ -54,6 +55,11 @@
  * - Empty frame (0-byte binary or "" text) -> remaining finals (no `<end>`), then
  *   `{"tokens":[],"final_audio_proc_ms":T,"total_audio_proc_ms":T,"finished":true}` and close 1000.
  * - No client message for more than `idleTimeoutMs` (default 20000) -> 408 "Request timeout." and close.
+ *
+ * Latency (`options.latency`, default none): `finalDelayMs` holds every response that carries a final token (finals,
+ * `<end>`, `<fin>`) this many ms of wall time after the emulator decided it on the audio clock. Responses keep their
+ * order: those decided meanwhile (non-final, `finished`) wait behind it and the end-of-stream close follows them. An
+ * error, a fault or a close drops what is still held.
  *
  * Faults (`SonioxSttFault`, FIFO, each for one connection; `times` for several): at `upgrade` (`http` status
  * response, or `drop`), at `config` (right after the config is accepted), after `{afterAudioMs}` of audio, at
@@ -234,6 +240,12 @@ export interface SonioxSttConnection {
   close(code?: number, reason?: string): void;
 }
 
+/** Provider latency added on top of the audio clock (see the header comment). */
+export interface SonioxSttLatency {
+  /** Wall time between deciding a response with final tokens and sending it (default 0). */
+  readonly finalDelayMs?: number;
+}
+
 export interface SonioxSttEmulatorOptions {
   /** Valid API key(s). */
   readonly apiKey: string | readonly string[];
@@ -255,6 +267,7 @@ export interface SonioxSttEmulatorOptions {
   readonly responseIntervalMs?: number;
   /** Words finalised per response at the end of an utterance (default 3). */
   readonly finalWordsPerResponse?: number;
+  readonly latency?: SonioxSttLatency;
   readonly faults?: readonly SonioxSttFault[];
   readonly logger?: Logger;
 }
@@ -416,6 +429,40 @@ function pieces(text: string, startMs: number, endMs: number): WordPiece[] {
 
 // ---- connection -----------------------------------------------------------------------------------------------------
 
+/**
+ * Runs sends in order, none before its due time: an entry waits for its own delay and for every entry queued before
+ * it; with nothing pending and no delay it runs at once (so a zero delay changes nothing). Its timer belongs to the
+ * connection's TimerSet, whose clear() (close, drop, stall) drops what is pending. Shared with the Speechmatics RT
+ * emulator.
+ */
+export class OrderedSends {
+  readonly #timers: TimerSet;
+  readonly #queue: { readonly dueAt: number; readonly run: () => void }[] = [];
+
+  constructor(timers: TimerSet) {
+    this.#timers = timers;
+  }
+
+  push(delayMs: number, run: () => void): void {
+    this.#queue.push({ dueAt: performance.now() + delayMs, run });
+    if (this.#queue.length === 1) this.#drain();
+  }
+
+  #drain(): void {
+    for (let head = this.#queue[0]; head !== undefined; head = this.#queue[0]) {
+      const waitMs = head.dueAt - performance.now();
+      if (waitMs > 0) {
+        // Checked again when the timer fires: Node timers can fire up to 1 ms early.
+        this.#timers.after(waitMs, () => this.#drain());
+        return;
+      }
+      // Still queued while it runs, so whatever it pushes waits behind it.
+      head.run();
+      this.#queue.shift();
+    }
+  }
+}
+
 interface Settings {
   readonly apiKeys: ReadonlySet<string>;
   readonly models: ReadonlySet<string>;
@@ -427,6 +474,7 @@ interface Settings {
   readonly minSpeechMs: number;
   readonly responseIntervalMs: number;
   readonly finalWordsPerResponse: number;
+  readonly finalDelayMs: number;
   readonly logger: Logger;
 }
 
@@ -465,6 +513,8 @@ class Connection implements SonioxSttConnection {
   readonly #settings: Settings;
   readonly #notify: () => void;
   readonly #timers = new TimerSet();
+  /** Responses (and the end-of-stream close), in order, finals held for `latency.finalDelayMs`. */
+  readonly #responses = new OrderedSends(this.#timers);
   #idleTimer: NodeJS.Timeout | undefined;
   readonly #faults: ArmedFaults<Exclude<SonioxSttFaultTrigger, 'upgrade'>, SonioxSttFaultAction>;
   #phase: 'config' | 'streaming' | 'done' = 'config';
@@ -574,6 +624,11 @@ class Connection implements SonioxSttConnection {
     this.sent.push(message);
     this.#ws.send(JSON.stringify(message));
     this.#notify();
+  }
+
+  #respond(result: SonioxSttResult): void {
+    const delayMs = result.tokens.some((token) => token.is_final) ? this.#settings.finalDelayMs : 0;
+    this.#responses.push(delayMs, () => this.#send(result));
   }
 
   #fail(code: number, message: string, closeCode = 1000): void {
@@ -808,7 +863,7 @@ class Connection implements SonioxSttConnection {
       const revealed = Math.max(1, Math.min(words.length, Math.floor(view.audioMs / 250)));
       tokens = this.#nonFinalTokens(pieces(words.slice(0, revealed).join(' '), view.startMs, view.startMs + view.audioMs));
     }
-    this.#send({ tokens, final_audio_proc_ms: this.#ms(this.#finalSamples), total_audio_proc_ms: this.#ms(this.#speech.samples) });
+    this.#respond({ tokens, final_audio_proc_ms: this.#ms(this.#finalSamples), total_audio_proc_ms: this.#ms(this.#speech.samples) });
   }
 
   /** Finalises the open utterance (if any) in groups; `control` is appended to the last response (or sent alone). */
@@ -827,7 +882,7 @@ class Connection implements SonioxSttConnection {
     const words = list.length === 0 ? 0 : (list[list.length - 1] as WordPiece).word + 1;
     if (words === 0) {
       // Nothing to finalise: `<fin>` still answers a finalize; `<end>` needs an utterance.
-      if (control !== undefined && endedBy === 'finalize') this.#send({ tokens: [control], final_audio_proc_ms: totalMs, total_audio_proc_ms: totalMs });
+      if (control !== undefined && endedBy === 'finalize') this.#respond({ tokens: [control], final_audio_proc_ms: totalMs, total_audio_proc_ms: totalMs });
       this.#notify();
       return;
     }
@@ -837,7 +892,7 @@ class Connection implements SonioxSttConnection {
       const rest = this.#nonFinalTokens(list.filter((piece) => piece.word >= from + groupWords));
       const finalMs = last ? totalMs : (finals[finals.length - 1]?.end_ms ?? totalMs);
       const tokens = last && control !== undefined ? [...finals, control] : [...finals, ...rest];
-      this.#send({ tokens, final_audio_proc_ms: finalMs, total_audio_proc_ms: totalMs });
+      this.#respond({ tokens, final_audio_proc_ms: finalMs, total_audio_proc_ms: totalMs });
       if (this.closeInfo !== undefined || this.stalled) return;
     }
   }
@@ -853,8 +908,8 @@ class Connection implements SonioxSttConnection {
     if (this.closeInfo !== undefined) return;
     this.#endUtterance('end', undefined);
     const totalMs = this.#ms(this.#speech.samples);
-    this.#send({ tokens: [], final_audio_proc_ms: totalMs, total_audio_proc_ms: totalMs, finished: true });
-    this.close(1000, '');
+    this.#respond({ tokens: [], final_audio_proc_ms: totalMs, total_audio_proc_ms: totalMs, finished: true });
+    this.#responses.push(0, () => this.close(1000, ''));
   }
 }
 
@@ -891,6 +946,7 @@ export async function startSonioxSttEmulator(options: SonioxSttEmulatorOptions):
     minSpeechMs: options.vad?.minSpeechMs ?? 60,
     responseIntervalMs: options.responseIntervalMs ?? 120,
     finalWordsPerResponse: Math.max(1, options.finalWordsPerResponse ?? 3),
+    finalDelayMs: Math.max(0, options.latency?.finalDelayMs ?? 0),
     logger: options.logger ?? silentLogger(),
   };
   const host = createWsEmulatorHost<Connection, SonioxSttFault>(

@@ -31,8 +31,8 @@
  *   HTTP 401 on the upgrade (JSON body `{"code":401,"error":"Unauthorized"}`, UNCONFIRMED). Failed upgrades do not
  *   consume queued faults.
  *
- * Session (audio clock: everything is driven by the audio received, never by wall time, except the idle timeout and
- * the close grace after EndOfTranscript; all JSON goes out as text frames)
+ * Session (audio clock: everything is driven by the audio received, never by wall time, except the idle timeout, the
+ * close grace after EndOfTranscript and `latency`; all JSON goes out as text frames)
  * - The first message must be a text `StartRecognition`, validated with zod (strict: unknown fields are errors).
  *   `audio_format` (required): `{type:'raw', encoding: pcm_s16le|pcm_f32le|mulaw, sample_rate: integer 1000..192000}`
  *   or `{type:'file'}` (the emulator decodes only a WAV stream holding PCM/float/G.711; anything else -> Error
@@ -89,6 +89,13 @@
  *   invalid_config, invalid_audio_type, invalid_language, invalid_output_format) use 1003: emulator choice, UNCONFIRMED.
  * - A failure inside the emulator is answered with Error `unknown_error` + close 1011; garbage never crashes it.
  *
+ * Latency (`options.latency`, default none): `finalDelayMs` sends each `AddTranscript` (forced ones included) and
+ * each `EndOfUtterance` this many ms of wall time after the emulator decided it on the audio clock (`utterances` is
+ * recorded at the decision). The transcript messages (AddPartialTranscript, AddTranscript, EndOfUtterance,
+ * EndOfTranscript) keep their order: a partial or EndOfTranscript decided meanwhile waits behind them, and the close
+ * grace starts once EndOfTranscript is out. AudioAdded, Info, Warning, SpeakersResult and Error are not held (audio
+ * is acked while a transcript is pending); an Error, a fault or a close drops what is still held.
+ *
  * Faults (`SpeechmaticsRtFault`, FIFO, each for one accepted connection; `times` for several): at `upgrade` (`http`
  * status response, or `drop`), at `start` (default: after StartRecognition was validated, before RecognitionStarted,
  * so an `error` makes the SDK's start() reject with `Error(<type>)`), after `{afterAudioMs}` of audio, at `force`
@@ -111,7 +118,7 @@ import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
 import { knownRawSampleCodec, StreamDecoder, wavSampleCodec } from './audio-codecs.js';
 import { bearerToken, isRecord, silentLogger, TimerSet, type JsonObject, type JsonValue, type WaitOptions } from './common.js';
-import { fixtureRecognizer, type SonioxUtterance } from './soniox-stt.js';
+import { fixtureRecognizer, OrderedSends, type SonioxUtterance } from './soniox-stt.js';
 import { SpeechSegmenter, splitWords, spreadWords, type OpenUtterance } from './speech-turns.js';
 import { ArmedFaults, createWsEmulatorHost, failUpgrade, toBuffer, writeRawHttp } from './ws-server.js';
 
@@ -391,6 +398,12 @@ export interface SpeechmaticsRtConnection {
   close(code?: number, reason?: string): void;
 }
 
+/** Provider latency added on top of the audio clock (see the header comment). */
+export interface SpeechmaticsRtLatency {
+  /** Wall time between deciding an AddTranscript or EndOfUtterance and sending it (default 0). */
+  readonly finalDelayMs?: number;
+}
+
 export interface SpeechmaticsRtEmulatorOptions {
   /** API key(s) accepted as `Authorization: Bearer <key>` (default: any non-empty key). */
   readonly apiKey?: string | readonly string[];
@@ -416,6 +429,7 @@ export interface SpeechmaticsRtEmulatorOptions {
   readonly endGraceMs?: number;
   /** Send `Info recognition_quality` after RecognitionStarted (default true). */
   readonly recognitionQualityInfo?: boolean;
+  readonly latency?: SpeechmaticsRtLatency;
   readonly faults?: readonly SpeechmaticsRtFault[];
   readonly logger?: Logger;
 }
@@ -539,6 +553,7 @@ interface Settings {
   readonly idleTimeoutMs: number;
   readonly endGraceMs: number;
   readonly recognitionQualityInfo: boolean;
+  readonly finalDelayMs: number;
   readonly logger: Logger;
 }
 
@@ -594,6 +609,8 @@ class Connection implements SpeechmaticsRtConnection {
   readonly #settings: Settings;
   readonly #notify: () => void;
   readonly #timers = new TimerSet();
+  /** The transcript messages, in order, finals held for `latency.finalDelayMs`. */
+  readonly #transcripts = new OrderedSends(this.#timers);
   #idleTimer: NodeJS.Timeout | undefined;
   readonly #faults: ArmedFaults<ConnectionTrigger, SpeechmaticsRtFaultAction>;
   #phase: 'awaiting-start' | 'started' | 'ended' | 'done' = 'awaiting-start';
@@ -752,6 +769,11 @@ class Connection implements SpeechmaticsRtConnection {
     this.#ws.send(JSON.stringify(message));
   }
 
+  /** A transcript message, after those queued before it; `final` ones also wait `finalDelayMs`. */
+  #sendTranscript(message: SpeechmaticsRtServerMessage, final = false): void {
+    this.#transcripts.push(final ? this.#settings.finalDelayMs : 0, () => this.#send(message));
+  }
+
   #fail(type: SpeechmaticsRtErrorType, reason: string, closeCode?: number): void {
     if (this.stalled || this.closeInfo !== undefined) return;
     this.#send({ message: 'Error', type, reason });
@@ -904,8 +926,10 @@ class Connection implements SpeechmaticsRtConnection {
     this.#endUtterance('end');
     if (this.#halted()) return;
     this.#eouFrom = undefined;
-    this.#send({ message: 'EndOfTranscript' });
-    this.#timers.after(this.#settings.endGraceMs, () => this.close(1000, ''));
+    this.#sendTranscript({ message: 'EndOfTranscript' });
+    this.#transcripts.push(0, () => {
+      if (!this.#halted()) this.#timers.after(this.#settings.endGraceMs, () => this.close(1000, ''));
+    });
   }
 
   // ---- audio ----
@@ -976,7 +1000,7 @@ class Connection implements SpeechmaticsRtConnection {
     if (!voiced && this.#eouFrom !== undefined && eouMs > 0 && speech.samples - this.#eouFrom >= speech.samplesIn(eouMs)) {
       const at = seconds(speech.ms(this.#eouFrom));
       this.#eouFrom = undefined;
-      this.#send({ message: 'EndOfUtterance', metadata: { start_time: at, end_time: at } });
+      this.#sendTranscript({ message: 'EndOfUtterance', metadata: { start_time: at, end_time: at } }, true);
     }
   }
 
@@ -995,7 +1019,7 @@ class Connection implements SpeechmaticsRtConnection {
     if (guess.length === 0) return;
     const revealed = guess.slice(0, Math.max(1, Math.min(guess.length, Math.floor(view.audioMs / 250))));
     const endMs = view.startMs + view.audioMs;
-    this.#send({
+    this.#sendTranscript({
       message: 'AddPartialTranscript',
       format: '2.1',
       metadata: { start_time: seconds(view.startMs), end_time: seconds(endMs), transcript: revealed.length > 0 ? `${revealed.join(' ')} ` : '' },
@@ -1005,7 +1029,7 @@ class Connection implements SpeechmaticsRtConnection {
 
   #sendEmptyPartial(atMs: number): void {
     if (this.transcriptionConfig?.enable_partials !== true) return;
-    this.#send({ message: 'AddPartialTranscript', format: '2.1', metadata: { start_time: seconds(atMs), end_time: seconds(atMs), transcript: '' }, results: [] });
+    this.#sendTranscript({ message: 'AddPartialTranscript', format: '2.1', metadata: { start_time: seconds(atMs), end_time: seconds(atMs), transcript: '' }, results: [] });
   }
 
   /** Sends the open utterance's finals (if it holds enough speech); returns the end of its speech in ms. */
@@ -1017,13 +1041,16 @@ class Connection implements SpeechmaticsRtConnection {
     const text = list.join(' ');
     const endMs = view.startMs + view.audioMs;
     this.utterances.push({ index: open.index, startMs: view.startMs, endMs, text, endedBy });
-    this.#send({
-      message: 'AddTranscript',
-      format: '2.1',
-      metadata: { start_time: seconds(view.startMs), end_time: seconds(endMs), transcript: text.length > 0 ? `${text} ` : '' },
-      results: buildResults(list, view.startMs, endMs, this.#language(), this.#speaker(), true),
-      ...(endedBy === 'forced' ? { forced: true as const } : {}),
-    });
+    this.#sendTranscript(
+      {
+        message: 'AddTranscript',
+        format: '2.1',
+        metadata: { start_time: seconds(view.startMs), end_time: seconds(endMs), transcript: text.length > 0 ? `${text} ` : '' },
+        results: buildResults(list, view.startMs, endMs, this.#language(), this.#speaker(), true),
+        ...(endedBy === 'forced' ? { forced: true as const } : {}),
+      },
+      true,
+    );
     this.#sendEmptyPartial(endMs);
     this.#eouFrom = open.lastVoicedEnd;
     return endMs;
@@ -1039,11 +1066,11 @@ class Connection implements SpeechmaticsRtConnection {
       // Nothing pending: an empty forced transcript, so a client waiting for it is answered.
       endMs = pendingEouMs ?? this.audioMs;
       const at = seconds(endMs);
-      this.#send({ message: 'AddTranscript', format: '2.1', metadata: { start_time: at, end_time: at, transcript: '' }, results: [], forced: true });
+      this.#sendTranscript({ message: 'AddTranscript', format: '2.1', metadata: { start_time: at, end_time: at, transcript: '' }, results: [], forced: true }, true);
     }
     this.#eouFrom = undefined;
     const at = seconds(endMs);
-    this.#send({ message: 'EndOfUtterance', metadata: { start_time: at, end_time: at }, forced: true });
+    this.#sendTranscript({ message: 'EndOfUtterance', metadata: { start_time: at, end_time: at }, forced: true }, true);
   }
 
   /** Processes the incomplete analysis frame (ForceEndOfUtterance, EndOfStream). */
@@ -1077,6 +1104,7 @@ export async function startSpeechmaticsRtEmulator(options: SpeechmaticsRtEmulato
     idleTimeoutMs: options.idleTimeoutMs ?? 3_600_000,
     endGraceMs: options.endGraceMs ?? 500,
     recognitionQualityInfo: options.recognitionQualityInfo ?? true,
+    finalDelayMs: Math.max(0, options.latency?.finalDelayMs ?? 0),
     logger: options.logger ?? silentLogger(),
   };
   const host = createWsEmulatorHost<Connection, SpeechmaticsRtFault>({ perMessageDeflate: false }, options.faults);

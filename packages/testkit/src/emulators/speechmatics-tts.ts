@@ -34,6 +34,10 @@
  *   signal (fundamental per voice + its third harmonic, 4 Hz syllable envelope) of 60 ms per character of text,
  *   bounded to 300..20000 ms, so a pcm_16000 body is exactly `clamp(60 * text.length, 300, 20000) * 32` bytes.
  * - A client that closes the connection before the end is recorded (`record.aborted`), and streaming stops.
+ * - Latency (`options.latency`, default none): `firstByteMs` starts the response (headers and first chunk) this many
+ *   ms after the request arrived (errors and faults without `afterChunks` are not delayed); `realTimeFactor` paces the
+ *   body at that fraction of real time (each chunk follows the previous one after `chunkMs × realTimeFactor`, e.g.
+ *   0.5: twice as fast as playback) instead of every `chunkIntervalMs`. A `slow` fault still wins.
  *
  * Faults (queued FIFO, `times` default 1; taken by a request that passed validation):
  * `{type:'status', status, body?}` (an error status before streaming; default body `{"detail": <message>}`),
@@ -117,6 +121,14 @@ export interface SpeechmaticsTtsRequestRecord {
   aborted: boolean;
 }
 
+/** Provider latency (see the header comment). */
+export interface SpeechmaticsTtsLatency {
+  /** Request to the first audio byte (default 0). */
+  readonly firstByteMs?: number;
+  /** Body pacing as synthesis time per audio time (default: every `chunkIntervalMs`). */
+  readonly realTimeFactor?: number;
+}
+
 export interface SpeechmaticsTtsEmulatorOptions {
   readonly apiKey: string | readonly string[];
   /** Voices that exist (default SPEECHMATICS_TTS_VOICES). */
@@ -129,6 +141,7 @@ export interface SpeechmaticsTtsEmulatorOptions {
   readonly chunkIntervalMs?: number;
   /** Accept (and ignore) body fields other than `text` (default false: 422). */
   readonly allowUnknownFields?: boolean;
+  readonly latency?: SpeechmaticsTtsLatency;
   readonly faults?: readonly SpeechmaticsTtsFault[];
   readonly logger?: Logger;
 }
@@ -210,30 +223,61 @@ export async function startSpeechmaticsTtsEmulator(options: SpeechmaticsTtsEmula
   const allowUnknownFields = options.allowUnknownFields ?? false;
   const chunkMs = options.chunkMs ?? 100;
   const chunkIntervalMs = options.chunkIntervalMs ?? 5;
+  const firstByteMs = Math.max(0, options.latency?.firstByteMs ?? 0);
+  const realTimeFactor = options.latency?.realTimeFactor;
+  const pacedIntervalMs = realTimeFactor === undefined ? chunkIntervalMs : Math.max(0, chunkMs * realTimeFactor);
   const host = createHttpEmulatorHost<SpeechmaticsTtsRequestRecord, SpeechmaticsTtsFault>(options.faults);
   const { requests, timers, notify } = host;
 
-  const stream = (record: SpeechmaticsTtsRequestRecord, request: SpeechmaticsTtsRequest, response: ServerResponse, fault: SpeechmaticsTtsFaultAction | undefined): void => {
+  const stream = (
+    record: SpeechmaticsTtsRequestRecord,
+    request: SpeechmaticsTtsRequest,
+    response: ServerResponse,
+    fault: SpeechmaticsTtsFaultAction | undefined,
+    receivedAt: number,
+  ): void => {
     const samples = options.synthesize?.(request) ?? defaultSpeechmaticsSpeech(request.text, request.voice);
     const wav = request.outputFormat === 'wav_16000';
-    streamChunked(
-      response,
-      record,
-      { 'content-type': wav ? 'audio/wav' : 'audio/pcm' },
-      {
-        bytes: wav ? encodeWav(samples, SPEECHMATICS_TTS_SAMPLE_RATE) : pcmBytes(samples),
-        // 32 bytes per ms at 16 kHz s16le: always an even count.
-        chunkBytes: Math.max(2, Math.round((chunkMs * SPEECHMATICS_TTS_SAMPLE_RATE) / 1000) * 2),
-        headerBytes: wav ? WAV_HEADER_BYTES : 0,
-        intervalMs: fault?.type === 'slow' ? fault.chunkIntervalMs : chunkIntervalMs,
-        cut: fault?.type === 'stall' || fault?.type === 'abort' ? { type: fault.type, afterChunks: fault.afterChunks ?? 0 } : undefined,
-      },
-      timers,
-      notify,
-    );
+    const start = (): void =>
+      streamChunked(
+        response,
+        record,
+        { 'content-type': wav ? 'audio/wav' : 'audio/pcm' },
+        {
+          bytes: wav ? encodeWav(samples, SPEECHMATICS_TTS_SAMPLE_RATE) : pcmBytes(samples),
+          // 32 bytes per ms at 16 kHz s16le: always an even count.
+          chunkBytes: Math.max(2, Math.round((chunkMs * SPEECHMATICS_TTS_SAMPLE_RATE) / 1000) * 2),
+          headerBytes: wav ? WAV_HEADER_BYTES : 0,
+          intervalMs: fault?.type === 'slow' ? fault.chunkIntervalMs : pacedIntervalMs,
+          cut: fault?.type === 'stall' || fault?.type === 'abort' ? { type: fault.type, afterChunks: fault.afterChunks ?? 0 } : undefined,
+        },
+        timers,
+        notify,
+      );
+    // The response starts `firstByteMs` after the request; a client gone before that is recorded as aborted.
+    if (performance.now() >= receivedAt + firstByteMs) {
+      start();
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const startWhenDue = (): void => {
+      const waitMs = receivedAt + firstByteMs - performance.now();
+      // Checked again when the timer fires: Node timers can fire up to 1 ms early.
+      timer = waitMs > 0 ? timers.after(waitMs, startWhenDue) : undefined;
+      if (timer === undefined) start();
+    };
+    startWhenDue();
+    response.once('close', () => {
+      if (timer === undefined) return;
+      timers.cancel(timer);
+      timer = undefined;
+      record.aborted = !record.completed;
+      notify();
+    });
   };
 
   const handle = ({ incoming, url, body, json }: JsonRequest, response: ServerResponse): void => {
+    const receivedAt = performance.now();
     const path = url.pathname;
     const voice = voiceFromPath(path);
     const record: SpeechmaticsTtsRequestRecord = {
@@ -295,7 +339,7 @@ export async function startSpeechmaticsTtsEmulator(options: SpeechmaticsTtsEmula
       if (fault.type === 'abort') response.socket?.destroy();
       return;
     }
-    stream(record, request, response, fault);
+    stream(record, request, response, fault, receivedAt);
   };
   const port = await host.serve(handle, {
     logger: options.logger ?? silentLogger(),

@@ -1,0 +1,87 @@
+import type { RawData, WebSocket } from 'ws';
+import { encodeAvrAudio, encodeAvrOutbound, type AvrOutbound } from '@stsgate/core';
+
+/** What a transport delivers to its call (implemented by CallSession). */
+export interface CallInbound {
+  /** One AVR WebSocket message: JSON text as a string, or the bytes of a binary frame (refused). */
+  handleAvrMessage(data: string | Uint8Array): void;
+  handleInit(uuid: string): void;
+  /** Caller audio, PCM 8 kHz. */
+  handleAudio(samples: Int16Array): void;
+  handleDtmf(digit: string): void;
+  /** AVR Core hung up (closed the socket, ended the request or went away). */
+  transportClosed(code?: number): void;
+  transportError(error: Error): void;
+}
+
+/** How a call reaches AVR Core: the call logic never sees the wire. */
+export interface CallTransport {
+  /** Start delivering to `call`. Called once, synchronously by the CallSession constructor. */
+  attach(call: CallInbound): void;
+  /** One 20 ms frame of agent audio (PCM 8 kHz). */
+  sendAudio(samples: Int16Array): void;
+  /** interruption / transcript / error: never behind queued audio. */
+  sendControl(message: AvrOutbound): void;
+  /** Bytes written but not yet taken by the peer (pacing stops above a limit). */
+  readonly backlogBytes: number;
+  readonly open: boolean;
+  /** Stop delivering inbound messages and end the call towards AVR Core if it is still open. */
+  close(code: number, reason?: string): void;
+  /** The call is fully closed: remove the remaining listeners. */
+  dispose(): void;
+}
+
+/** AVR's STS protocol over WebSocket: one JSON text message per audio frame or control message. */
+export class WebSocketTransport implements CallTransport {
+  private call: CallInbound | undefined;
+
+  constructor(private readonly socket: WebSocket) {}
+
+  attach(call: CallInbound): void {
+    this.call = call;
+    this.socket.on('message', this.onMessage);
+    this.socket.on('close', this.onClose);
+    this.socket.on('error', this.onError);
+  }
+
+  get open(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
+  get backlogBytes(): number {
+    return this.socket.bufferedAmount;
+  }
+
+  sendAudio(samples: Int16Array): void {
+    this.socket.send(encodeAvrAudio(samples));
+  }
+
+  sendControl(message: AvrOutbound): void {
+    this.socket.send(encodeAvrOutbound(message));
+  }
+
+  close(code: number, reason?: string): void {
+    this.socket.off('message', this.onMessage);
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) this.socket.close(code, reason);
+  }
+
+  dispose(): void {
+    this.socket.off('close', this.onClose);
+    this.socket.off('error', this.onError);
+  }
+
+  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+    const bytes = rawToBuffer(data);
+    this.call?.handleAvrMessage(isBinary ? bytes : bytes.toString('utf8'));
+  };
+
+  private readonly onClose = (code: number): void => this.call?.transportClosed(code);
+
+  private readonly onError = (error: Error): void => this.call?.transportError(error);
+}
+
+function rawToBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
