@@ -129,12 +129,12 @@ const stats = (values, digits = 1) => {
   };
 };
 
-/** A caller of `turns` questions, `offsetMs` into the cycle, padded so every call lasts as long. */
-function callerInput(turns, offsetMs) {
+/** A caller of `turns` questions, `offsetMs` into the cycle; `padded`: then silence so every call lasts as long. */
+function callerInput(turns, offsetMs, padded = true) {
   const block = concatPcm(QUESTION, silence(CYCLE_MS - QUESTION.length / 8));
   const parts = [silence(LEAD_MS + offsetMs)];
   for (let t = 0; t < turns; t++) parts.push(block);
-  parts.push(silence(CYCLE_MS - offsetMs));
+  if (padded) parts.push(silence(CYCLE_MS - offsetMs));
   return concatPcm(...parts);
 }
 
@@ -230,6 +230,12 @@ function turnHistograms(text) {
     );
   }
   return out;
+}
+
+/** A plain (unlabelled) gauge of a /metrics scrape, in ms (null when absent). */
+function gaugeMs(text, name) {
+  const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return match === null ? null : round(Number(match[1]) * 1000, 2);
 }
 
 // ---- one step -----------------------------------------------------------------------------------------------------------
@@ -369,7 +375,7 @@ async function runStep(calls, turns, options) {
 
     // Warm-up (JIT, VAD model, connections): short calls of one turn each.
     const warm = await Promise.all(
-      Array.from({ length: WARM_UP_CALLS }, (_, i) => simulateCall({ url, uuid: `w${String(i).padStart(3, '0')}`, input: concatPcm(silence(500), callerInput(1, 0)), tailMs: 300 })),
+      Array.from({ length: WARM_UP_CALLS }, (_, i) => simulateCall({ url, uuid: `w${String(i).padStart(3, '0')}`, input: callerInput(1, 0, false), tailMs: 300 })),
     );
     const warmAudio = warm.reduce((n, r) => n + r.received.audioMs, 0);
     if (warmAudio === 0) throw new Error(`cascade-path: no agent audio during the warm-up (errors: ${JSON.stringify(warm.flatMap((r) => r.errors))})`);
@@ -394,6 +400,8 @@ async function runStep(calls, turns, options) {
     const windowEnd = launchStart + LEAD_MS + turns * CYCLE_MS;
     if (windowEnd - windowStart < 2000) throw new Error(`cascade-path: steady window too short (${round(windowEnd - windowStart)} ms); use more turns`);
     await sleep(windowStart - performance.now());
+    const metricsUrl = `http://127.0.0.1:${gateway.port}/metrics`;
+    await (await fetch(metricsUrl)).text(); // resets the gateway's event-loop delay histogram
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
     const benchCpuBefore = process.cpuUsage();
@@ -407,8 +415,9 @@ async function runStep(calls, turns, options) {
     const benchCpu = process.cpuUsage(benchCpuBefore);
     loopDelay.disable();
     const rssLoadKb = procRssKb(gateway.child.pid);
+    const windowMetrics = await (await fetch(metricsUrl)).text();
     const reports = await Promise.all(pending);
-    const metricsText = await (await fetch(`http://127.0.0.1:${gateway.port}/metrics`)).text();
+    const metricsText = await (await fetch(metricsUrl)).text();
     const gatewayAlive = gateway.child.exitCode === null && gateway.child.signalCode === null;
 
     // Match the emulators' records to calls and turns.
@@ -464,6 +473,9 @@ async function runStep(calls, turns, options) {
       hopsMs: hops,
       gatewayCpuMsPerCallSecond: round(gatewayCpuMs / callSeconds, 3),
       gatewayCpuPercentOfOneCore: round((gatewayCpuMs / windowMs) * 100, 1),
+      // The gateway's own event-loop delay over the window (its /metrics; includes the 10 ms sampling interval).
+      gatewayEventLoopDelayP99Ms: gaugeMs(windowMetrics, 'stsgate_nodejs_eventloop_lag_p99_seconds'),
+      gatewayEventLoopDelayMaxMs: gaugeMs(windowMetrics, 'stsgate_nodejs_eventloop_lag_max_seconds'),
       gatewayRssIdleMB: round(rssIdleKb / 1024, 1),
       gatewayRssMB: round(rssLoadKb / 1024, 1),
       gatewayRssPerCallKB: round((rssLoadKb - rssIdleKb) / calls, 0),
@@ -497,7 +509,9 @@ async function runStep(calls, turns, options) {
         callsNotCompleted: reports.filter((r) => r.endReason !== 'completed').length,
         userTranscripts: sum((r) => r.transcripts.filter((t) => t.role === 'user').length),
       },
-      metrics: turnHistograms(metricsText),
+      // The gateway's per-turn histograms (whole step, the warm-up's turns included). The cascade records
+      // asr_final and response only for turns whose end of speech its VAD heard before the ASR ended the turn.
+      metrics: { turns: calls * turns + WARM_UP_CALLS, ...turnHistograms(metricsText) },
       machineCpuPercent: Object.fromEntries(
         Object.entries(machine).map(([cpu, m]) => [cpu, cpu === 'cpu1' && gateway.pinned ? { ...m, otherThanGateway: round(m.busy - (gatewayCpuMs / windowMs) * 100, 1) } : m]),
       ),

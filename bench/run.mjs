@@ -8,7 +8,8 @@
 //
 // Parts: resampler (bench/resampler.mjs), gateway-path, concurrency (loopback provider), openai-path
 // (bench/openai-path.mjs, maintained separately), flow-path (bench/flow-path.mjs: the Speechmatics Flow path,
-// 16 kHz agent audio resampled to 8 kHz), asr-endpoint; opt-in (--only=... or --all): concurrency-emulated (same
+// 16 kHz agent audio resampled to 8 kHz), asr-endpoint, cascade-path (bench/cascade-path.mjs: STS_PROVIDER=soniox, ASR +
+// LLM + TTS against emulators with fixed latencies); opt-in (--only=... or --all): concurrency-emulated (same
 // load against a 24 kHz provider emulator).
 // Environment equivalents: BENCH_QUICK=1, BENCH_ONLY=<parts>, BENCH_ALL=1.
 
@@ -21,7 +22,7 @@ import { cpuPercentBetween, cpuTimes, round, sleep, which } from './lib/util.mjs
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'flow-path', 'asr-endpoint'];
+const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'flow-path', 'asr-endpoint', 'cascade-path'];
 const ALL_PARTS = [...DEFAULT_PARTS, 'concurrency-emulated'];
 const REQUIRED_BUILDS = ['packages/core/dist/index.js', 'packages/testkit/dist/index.js', 'packages/silero-vad/dist/index.js', 'apps/gateway/dist/cli.js'];
 
@@ -67,6 +68,7 @@ const CONCURRENCY = fileURLToPath(new URL('./concurrency.mjs', import.meta.url))
 const OPENAI_PATH = fileURLToPath(new URL('./openai-path.mjs', import.meta.url));
 const FLOW_PATH = fileURLToPath(new URL('./flow-path.mjs', import.meta.url));
 const ASR_ENDPOINT = fileURLToPath(new URL('./asr-endpoint.mjs', import.meta.url));
+const CASCADE_PATH = fileURLToPath(new URL('./cascade-path.mjs', import.meta.url));
 let interrupted = false;
 
 /** Runs a bench script in a child process: its stdout is the JSON result, its stderr is passed through. */
@@ -129,6 +131,9 @@ async function runPart(name, quick) {
     // bench/asr-endpoint.mjs: POST /speech-to-text-stream streams at real time against the Soniox emulator.
     case 'asr-endpoint':
       return runChild(ASR_ENDPOINT, quick ? ['--quick'] : []);
+    // bench/cascade-path.mjs: STS_PROVIDER=soniox (Soniox STT + OpenAI chat + Soniox TTS) against emulators with fixed latencies.
+    case 'cascade-path':
+      return runChild(CASCADE_PATH, quick ? ['--quick'] : []);
     default:
       throw new Error(`unknown part ${name}`);
   }
@@ -230,6 +235,34 @@ function summarize(parts) {
         replyDurationMs: { min: s.replyDurationMs.min, max: s.replyDurationMs.max },
       })),
       target: 'CPU per call-second <= 1 ms; added latency p99 <= 2 ms at 100 calls; each 2.5 s reply lasts 2.5 s +- 20 ms at AVR Core',
+    };
+  }
+  const cascade = parts['cascade-path'];
+  if (cascade?.steps !== undefined) {
+    const at100 = cascade.steps.find((s) => s.calls === 100);
+    // The OpenAI Realtime path's CPU per call-second at 100 calls, when openai-path ran in the same run.
+    const openaiAt100 = (format) => openai?.steps?.find((s) => s.format === format && s.calls === 100)?.gatewayCpuMsPerCallSecond ?? null;
+    summary.cascadePath = {
+      gatewayShareMsAt100Calls: at100?.gatewayShareMs ?? null,
+      meetsTargetAt100Calls: at100?.meetsTarget ?? null,
+      gatewayCpuMsPerCallSecondAt100Calls: at100?.gatewayCpuMsPerCallSecond ?? null,
+      openaiPathCpuMsPerCallSecondAt100Calls: { pcmu: openaiAt100('pcmu'), pcm24: openaiAt100('pcm24') },
+      subtractedMs: cascade.subtracted.totalMs,
+      byCalls: cascade.steps.map((s) => ({
+        calls: s.calls,
+        gatewayShareMs: s.gatewayShareMs === null ? null : { p50: s.gatewayShareMs.p50, p95: s.gatewayShareMs.p95, p99: s.gatewayShareMs.p99 },
+        gatewayHopsMs: s.gatewayHopsMs === null ? null : { p50: s.gatewayHopsMs.p50, p95: s.gatewayHopsMs.p95, p99: s.gatewayHopsMs.p99 },
+        providerExcessP50Ms: s.providerExcessMs?.p50 ?? null,
+        gatewayCpuMsPerCallSecond: s.gatewayCpuMsPerCallSecond,
+        gatewayCpuPercentOfOneCore: s.gatewayCpuPercentOfOneCore,
+        gatewayRssIdleMB: s.gatewayRssIdleMB,
+        gatewayRssMB: s.gatewayRssMB,
+        agentFramesOnTimePercent: s.agentFramesOnTime.onTimePercent,
+        allRepliesWhole: s.replies.allWhole,
+        interruptions: s.avr.interruptions,
+      })),
+      problems: cascade.problems,
+      target: cascade.target,
     };
   }
   const asrEndpoint = parts['asr-endpoint'];

@@ -197,7 +197,8 @@ export class CascadeSession implements StsSession {
 
   private submitDigits(): void {
     this.dtmfTimer = undefined;
-    const digits = this.digits;
+    // `#` ends an entry (like "1234#"): it is not part of it, unless it is all there is.
+    const digits = this.digits.length > 1 && this.digits.endsWith('#') ? this.digits.slice(0, -1) : this.digits;
     this.digits = '';
     if (digits === '' || this.closed) return;
     const text = this.settings.dtmfMessage.split('{{digit}}').join(digits);
@@ -215,8 +216,7 @@ export class CascadeSession implements StsSession {
         return;
       case 'speech_end':
         this.speechStartMs = undefined;
-        // The caller stopped `vadMs - atMs` ago (audio arrives in real time).
-        this.turns.speechEnded(performance.now() - Math.max(0, this.receivedMs - event.atMs));
+        this.turns.speechEnded(event.atMs);
         return;
       case 'misfire':
         this.speechStartMs = undefined;
@@ -260,8 +260,10 @@ export class CascadeSession implements StsSession {
     this.events.push({ type: 'transcript', role: 'user', text, final: true });
     this.logger.debug({ text }, 'caller turn');
     this.conversation.addUser(text);
-    const reply = this.newReply(turn?.endOfSpeechAt);
-    if (turn?.endOfSpeechAt !== undefined) reply.metrics.asrFinal = { provider: this.settings.asr.id, ms: performance.now() - turn.endOfSpeechAt };
+    // Caller audio arrives in real time: speech that ended `receivedMs - endOfSpeechMs` ago in the stream ended that long ago.
+    const endOfSpeechAt = turn?.endOfSpeechMs === undefined ? undefined : performance.now() - Math.max(0, this.receivedMs - turn.endOfSpeechMs);
+    const reply = this.newReply(endOfSpeechAt);
+    if (endOfSpeechAt !== undefined) reply.metrics.asrFinal = { provider: this.settings.asr.id, ms: performance.now() - endOfSpeechAt };
     void this.runReply(reply, undefined);
   }
 
@@ -416,8 +418,8 @@ export class CascadeSession implements StsSession {
     );
     this.remember(responseId, entry, speech.timeline, this.clock.queuedMs() + TRANSCRIPT_MARGIN_MS);
     if (speech.timeline.audioMs > 0) this.events.push({ type: 'response_done', responseId });
-    const failure = llmFailure ?? (outcome.type === 'failed' ? outcome.error : undefined);
-    if (failure !== undefined) this.reportTurnFailure(failure);
+    if (llmFailure !== undefined) this.reportTurnFailure('LLM', llmFailure);
+    else if (outcome.type === 'failed') this.reportTurnFailure('TTS', outcome.error);
   }
 
   private async runTools(reply: Reply, toolCalls: readonly Extract<LlmDelta, { type: 'tool_call' }>[]): Promise<void> {
@@ -554,10 +556,14 @@ export class CascadeSession implements StsSession {
     if (!this.closed) this.fail(new ProviderError(this.settings.asr.id, 'closed', 'the ASR stream ended'), 'the ASR failed');
   }
 
-  /** A turn failed (LLM or TTS): AVR gets one error, the call goes on. */
-  private reportTurnFailure(error: ProviderError): void {
-    this.logger.error({ err: error, category: error.category }, 'the agent could not answer this turn');
-    this.events.push({ type: 'error', error, fatal: false });
+  /** A turn failed (LLM or TTS): AVR gets one error naming the stage, the call goes on. */
+  private reportTurnFailure(stage: 'LLM' | 'TTS', error: ProviderError): void {
+    this.logger.error({ err: error, category: error.category, stage }, 'the agent could not answer this turn');
+    const named = new ProviderError(error.provider, error.category, `${stage} (${error.provider}) failed this turn: ${error.message}`, {
+      retryable: false,
+      cause: error,
+    });
+    this.events.push({ type: 'error', error: named, fatal: false });
   }
 
   /** The call cannot go on: one fatal error, then the session closes. */

@@ -14,7 +14,7 @@ export interface CascadeBehaviour {
   readonly greeting: Greeting;
   /** The user message keypad digits become; `{{digit}}` is replaced by the digits pressed. */
   readonly dtmfMessage: string;
-  /** Digits pressed within this of each other form one message (`#` ends it at once). */
+  /** Digits pressed within this of each other form one message (`#` ends it at once and is left out). */
   readonly dtmfInterDigitMs: number;
   /** After the VAD heard the caller stop, how long the ASR may take to end the turn itself. */
   readonly endpointMaxWaitMs: number;

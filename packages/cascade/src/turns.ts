@@ -21,8 +21,11 @@ export interface TurnSettings {
 
 export interface Turn {
   readonly text: string;
-  /** `performance.now()` when the caller stopped speaking, if the VAD heard it. */
-  readonly endOfSpeechAt: number | undefined;
+  /**
+   * Where the caller stopped speaking, on the caller-audio clock (ms of audio since the stream began): where the VAD
+   * heard the speech end, else the end of the last final word (when the ASR times its words).
+   */
+  readonly endOfSpeechMs: number | undefined;
   /** What ended it: the ASR's endpointing, or the VAD fallback with the words recognised by then. */
   readonly endedBy: 'asr' | 'vad';
 }
@@ -39,7 +42,8 @@ const LATE_END_OF_UTTERANCE_MS = 3000;
 export class TurnDetector {
   private finals: string[] = [];
   private hypothesis = '';
-  private endOfSpeechAt: number | undefined;
+  private vadEndMs: number | undefined;
+  private lastWordEndMs: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private fallbackAt: number | undefined;
   private closed = false;
@@ -65,6 +69,7 @@ export class TurnDetector {
         return;
       case 'final': {
         this.finals.push(event.text.trim());
+        if (event.endMs !== undefined) this.lastWordEndMs = Math.max(this.lastWordEndMs ?? 0, event.endMs);
         const finalText = this.finals.join(' ');
         if (countWords(finalText) >= countWords(this.hypothesis)) this.hypothesis = finalText;
         return;
@@ -73,9 +78,9 @@ export class TurnDetector {
         const late = this.fallbackAt !== undefined && this.now() - this.fallbackAt < LATE_END_OF_UTTERANCE_MS;
         this.fallbackAt = undefined;
         const text = event.text.trim() || this.finals.join(' ');
-        const endOfSpeechAt = this.endOfSpeechAt;
+        const endOfSpeechMs = this.endOfSpeechMs();
         this.resetUtterance();
-        if (!late) this.emit(text, endOfSpeechAt, 'asr');
+        if (!late) this.emit(text, endOfSpeechMs, 'asr');
         return;
       }
       case 'error':
@@ -86,13 +91,13 @@ export class TurnDetector {
   /** The VAD heard speech begin: the caller is still talking, nothing ends now. */
   speechStarted(): void {
     this.clearTimer();
-    this.endOfSpeechAt = undefined;
+    this.vadEndMs = undefined;
   }
 
-  /** The VAD heard the caller stop, at `at` (`performance.now()` time). */
-  speechEnded(at: number): void {
+  /** The VAD heard the caller stop at `atMs` of caller audio. */
+  speechEnded(atMs: number): void {
     if (this.closed) return;
-    this.endOfSpeechAt = at;
+    this.vadEndMs = atMs;
     this.clearTimer();
     if (this.settings.asrEndpointing) this.timer = setTimeout(() => this.askFinalize(), this.settings.endpointMaxWaitMs);
     else this.askFinalize();
@@ -117,24 +122,29 @@ export class TurnDetector {
   private fallback(): void {
     this.timer = undefined;
     const text = this.finals.length > 0 ? this.finals.join(' ') : this.hypothesis;
-    const endOfSpeechAt = this.endOfSpeechAt;
+    const endOfSpeechMs = this.endOfSpeechMs();
     this.resetUtterance();
     if (text.trim() === '') return;
     this.fallbackAt = this.now();
-    this.emit(text, endOfSpeechAt, 'vad');
+    this.emit(text, endOfSpeechMs, 'vad');
   }
 
-  private emit(text: string, endOfSpeechAt: number | undefined, endedBy: Turn['endedBy']): void {
+  private endOfSpeechMs(): number | undefined {
+    return this.vadEndMs ?? this.lastWordEndMs;
+  }
+
+  private emit(text: string, endOfSpeechMs: number | undefined, endedBy: Turn['endedBy']): void {
     const trimmed = text.replace(/\s+/g, ' ').trim();
     if (trimmed === '') return;
-    this.listener.turn({ text: trimmed, endOfSpeechAt, endedBy });
+    this.listener.turn({ text: trimmed, endOfSpeechMs, endedBy });
   }
 
   private resetUtterance(): void {
     this.clearTimer();
     this.finals = [];
     this.hypothesis = '';
-    this.endOfSpeechAt = undefined;
+    this.vadEndMs = undefined;
+    this.lastWordEndMs = undefined;
   }
 
   private clearTimer(): void {

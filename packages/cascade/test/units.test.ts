@@ -104,7 +104,7 @@ describe('TurnDetector', () => {
     d.speechEnded(123);
     d.asr({ type: 'final', text: 'Hello there.' });
     d.asr({ type: 'end_of_utterance', text: 'Hello there.' });
-    expect(turns).toEqual([{ text: 'Hello there.', endOfSpeechAt: 123, endedBy: 'asr' }]);
+    expect(turns).toEqual([{ text: 'Hello there.', endOfSpeechMs: 123, endedBy: 'asr' }]);
     expect(d.words).toBe(0);
   });
 
@@ -118,7 +118,7 @@ describe('TurnDetector', () => {
     vi.advanceTimersByTime(1);
     expect(finalized()).toBe(1);
     vi.advanceTimersByTime(500);
-    expect(turns).toEqual([{ text: 'book a table', endOfSpeechAt: 5, endedBy: 'vad' }]);
+    expect(turns).toEqual([{ text: 'book a table', endOfSpeechMs: 5, endedBy: 'vad' }]);
     // The ASR's late end of the same utterance is not a second turn.
     d.asr({ type: 'end_of_utterance', text: 'Book a table.' });
     expect(turns).toHaveLength(1);
