@@ -158,8 +158,15 @@ async function emulate(args: string[]): Promise<number> {
 
 /** Probe the gateway on this host, on the port `serve` would pick from the same environment. */
 async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
-  const provider = builtinRegistry().get('sts', env.STS_PROVIDER || DEFAULT_STS_PROVIDER);
-  const port = env.PORT || String(provider?.defaultPort ?? DEFAULT_PORT);
+  const registry = builtinRegistry();
+  const nothingChosen = !env.STS_PROVIDER && !env.ASR_PROVIDER && !env.LLM_PROVIDER && !env.TTS_PROVIDER;
+  const chosen = [
+    registry.get('sts', env.STS_PROVIDER || (nothingChosen ? DEFAULT_STS_PROVIDER : '')),
+    registry.get('asr', env.ASR_PROVIDER ?? ''),
+    registry.get('llm', env.LLM_PROVIDER ?? ''),
+    registry.get('tts', env.TTS_PROVIDER ?? ''),
+  ];
+  const port = env.PORT || String(chosen.find((definition) => definition?.defaultPort !== undefined)?.defaultPort ?? DEFAULT_PORT);
   try {
     const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) });
     return response.ok ? 0 : 1;

@@ -2,7 +2,10 @@
  * The end-to-end scenarios every cascade preset must pass, driven by the AVR Core call simulator in real time.
  * Each preset's test file runs them against its own stages' emulators.
  */
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
+import { bytesFromPcm } from '@stsgate/core';
 import {
   FIXTURE_TEXT,
   concatPcm,
@@ -240,6 +243,48 @@ export async function stageFailures(preset: Preset): Promise<void> {
     expect(report.transcripts.filter((t) => t.role === 'agent').map((t) => t.text)).toEqual([REPLIES.confirm]);
     const asrConnections = preset === 'speechmatics' ? stack.speechmaticsRt?.connections : stack.sonioxStt?.connections;
     expect(asrConnections?.length).toBe(2);
+  } finally {
+    await stack.close();
+  }
+}
+
+/**
+ * AVR's legacy STS contract over the cascade: `POST /speech-to-speech-stream` with the caller's raw PCM streamed in
+ * real time gets the agent's raw PCM back, paced.
+ */
+export async function legacyHttp(preset: Preset): Promise<void> {
+  const stack = await startCascadeStack(preset, { chat: conversationReply, env: { [`${PREFIX[preset]}_GREETING`]: 'false' } });
+  try {
+    const { port } = stack.gateway.app.server.address() as AddressInfo;
+    const received: Buffer[] = [];
+    const request = httpRequest(`http://127.0.0.1:${port}/speech-to-speech-stream`, {
+      method: 'POST',
+      headers: { 'transfer-encoding': 'chunked', 'x-uuid': 'legacy-cascade-call' },
+    });
+    const response = new Promise<{ status: number; type: string | undefined }>((resolve, reject) => {
+      request.once('response', (res) => {
+        res.on('data', (bytes: Buffer) => received.push(bytes));
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'] }));
+      });
+      request.once('error', reject);
+    });
+    const bytes = bytesFromPcm(concatPcm(silence(300), fixture('greeting'), silence(7000)));
+    const started = performance.now();
+    for (let offset = 0; offset < bytes.length; offset += 320) {
+      const due = offset / 16 - (performance.now() - started);
+      if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+      request.write(bytes.subarray(offset, offset + 320));
+    }
+    request.end();
+    const { status, type } = await response;
+    expect(status).toBe(200);
+    expect(type).toBe('text/event-stream');
+    const chats = stack.rest.requests.filter((r) => r.route === 'chat');
+    expect(chats).toHaveLength(1);
+    expect(JSON.stringify(chats[0]?.body)).toContain(FIXTURE_TEXT['greeting.wav']);
+    // The whole reply came back as 8 kHz PCM (the TTS emulators speak about 2 s of it).
+    const audioMs = Buffer.concat(received).length / 16;
+    expect(audioMs).toBeGreaterThan(2000);
   } finally {
     await stack.close();
   }

@@ -50,8 +50,6 @@ export interface CascadeStack {
   readonly sonioxTts?: SonioxTtsEmulator;
   readonly speechmaticsRt?: SpeechmaticsRtEmulator;
   readonly speechmaticsTts?: SpeechmaticsTtsEmulator;
-  /** The chat requests, in order. */
-  chatRequests(): ChatCompletionRequest['messages'][];
   close(): Promise<void>;
 }
 
@@ -124,7 +122,6 @@ export async function startCascadeStack(preset: Preset, options: CascadeStackOpt
     ...(sonioxTts === undefined ? {} : { sonioxTts }),
     ...(speechmaticsRt === undefined ? {} : { speechmaticsRt }),
     ...(speechmaticsTts === undefined ? {} : { speechmaticsTts }),
-    chatRequests: () => rest.requests.filter((r) => r.route === 'chat').map((r) => (r.body as { messages: ChatCompletionRequest['messages'] }).messages),
     async close() {
       for (const close of closers.reverse()) await close();
     },
