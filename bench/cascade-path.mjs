@@ -509,9 +509,15 @@ async function runStep(calls, turns, options) {
         callsNotCompleted: reports.filter((r) => r.endReason !== 'completed').length,
         userTranscripts: sum((r) => r.transcripts.filter((t) => t.role === 'user').length),
       },
-      // The gateway's per-turn histograms (whole step, the warm-up's turns included). The cascade records
-      // asr_final and response only for turns whose end of speech its VAD heard before the ASR ended the turn.
+      // `finalize` messages the gateway sent to the STT: the ASR ends every turn itself here, so each one is a turn
+      // detector fallback timer that fired after the turn had already ended (a VAD speech end arriving late).
+      sttFinalizeMessages: stt.connections.reduce((n, c) => n + c.finalizeCount, 0),
+      // The gateway's per-turn histograms (whole step, the warm-up's turns included: counts should equal `turns`).
       metrics: { turns: calls * turns + WARM_UP_CALLS, ...turnHistograms(metricsText) },
+      // Other work on a core (beyond the gateway on core 1, beyond this process on core 0) above 15%: disturbed.
+      disturbed:
+        (machine.cpu1?.busy ?? 0) - (gateway.pinned ? (gatewayCpuMs / windowMs) * 100 : 0) > 15 ||
+        (machine.cpu0?.busy ?? 0) - ((benchCpu.user + benchCpu.system) / 1000 / windowMs) * 100 > 15,
       machineCpuPercent: Object.fromEntries(
         Object.entries(machine).map(([cpu, m]) => [cpu, cpu === 'cpu1' && gateway.pinned ? { ...m, otherThanGateway: round(m.busy - (gatewayCpuMs / windowMs) * 100, 1) } : m]),
       ),

@@ -22,7 +22,7 @@ Usage:
   stsgate serve                 run the gateway (configured by environment variables; see README)
   stsgate call <ws-url> --in caller.wav --out reply.wav [--uuid ID] [--tail-ms N] [--dtmf MS:DIGIT,...] [--json]
                                 act as AVR Core: stream a WAV to a gateway in real time, record what the caller hears
-  stsgate emulate <provider>... [--env-file FILE]
+  stsgate emulate <provider>... [--write-env FILE]
                                 run local emulators of providers to try them without a key, and print (or write to
                                 FILE) the variables that point the gateway at them. Providers:
                                   openai             Realtime (STS_PROVIDER=openai), Chat Completions and speech (LLM, TTS)
@@ -130,12 +130,12 @@ async function startEmulators(provider: Emulated): Promise<{ env: Record<string,
  * fixtures, their LLM answers "You said: ...", their TTS and STS answer with synthetic speech.
  */
 async function emulate(args: string[]): Promise<number> {
-  const envFileAt = args.indexOf('--env-file');
-  const envFile = envFileAt >= 0 ? args[envFileAt + 1] : undefined;
-  const names = args.filter((arg, index) => index !== envFileAt && index !== envFileAt + 1);
+  const writeEnvAt = args.indexOf('--write-env');
+  const envFile = writeEnvAt >= 0 ? args[writeEnvAt + 1] : undefined;
+  const names = args.filter((arg, index) => index !== writeEnvAt && index !== writeEnvAt + 1);
   const unknown = names.filter((name) => !(EMULATED as readonly string[]).includes(name));
-  if (names.length === 0 || unknown.length > 0 || (envFileAt >= 0 && envFile === undefined)) {
-    process.stderr.write(`stsgate: usage: stsgate emulate <${EMULATED.join('|')}>... [--env-file FILE]\n`);
+  if (names.length === 0 || unknown.length > 0 || (writeEnvAt >= 0 && envFile === undefined)) {
+    process.stderr.write(`stsgate: usage: stsgate emulate <${EMULATED.join('|')}>... [--write-env FILE]\n`);
     return 2;
   }
   const started = [];

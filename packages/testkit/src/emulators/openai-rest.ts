@@ -26,7 +26,7 @@
  *   `data: [DONE]`.
  *   Non-stream -> one `chat.completion`.
  * - Script: `chat(request) -> { text?, toolCalls?: [{name, arguments, id?}], finishReason? }` (may be async).
- *   Default: "You said: <last user text>." (or "Done." after a tool result).
+ *   Default: "You said: <last user text>." (or "Done." after a tool result, "Hello, how can I help you?" with no user message).
  *
  * POST /v1/audio/speech
  * - Validates model (tts-1, tts-1-hd, gpt-4o-mini-tts*; others 404 model_not_found), input (1..4096 chars), voice,
@@ -311,7 +311,8 @@ function defaultChatReply(request: ChatCompletionRequest): ChatScriptReply {
   const last = request.messages[request.messages.length - 1];
   if (last?.role === 'tool') return { text: 'Done.' };
   const user = [...request.messages].reverse().find((message) => message.role === 'user');
-  const content = user?.content;
+  if (user === undefined) return { text: 'Hello, how can I help you?' };
+  const content = user.content;
   const text =
     typeof content === 'string'
       ? content
