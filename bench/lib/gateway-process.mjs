@@ -18,10 +18,14 @@ export function freePort() {
   });
 }
 
-/** Starts `stsgate serve` with `env` on a free port; resolves once /health answers. */
+/**
+ * Starts `stsgate serve` with `env` on a free port; resolves once /health answers. `BENCH_GATEWAY_NODE_ARGS` adds Node
+ * options to the gateway process only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (written when the gateway exits).
+ */
 export async function startGateway(env) {
   const port = await freePort();
-  const child = spawn(process.execPath, [`${root}apps/gateway/dist/cli.js`, 'serve'], {
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+  const child = spawn(process.execPath, [...nodeArgs, `${root}apps/gateway/dist/cli.js`, 'serve'], {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

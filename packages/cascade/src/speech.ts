@@ -275,28 +275,34 @@ class ChunkedSpeech extends SpeechBase {
   }
 }
 
-/** One `streamText` synthesis fed as the text comes (TTS with streaming input). */
+/**
+ * One `streamText` synthesis fed as the text comes (TTS with streaming input). It opens when the round begins, so
+ * its connection is ready by the time the LLM's first words are.
+ */
 class StreamedSpeech extends SpeechBase {
   private readonly texts: string[] = [];
   private stream: TtsTextStream | undefined;
-  private running = false;
+
+  constructor(settings: SpeechSettings) {
+    super(settings);
+    if (!this.cancelled) void this.run();
+  }
 
   add(text: string): void {
     if (this.cancelled || this.ended || text.trim() === '') return;
-    this.texts.push(text);
+    // Chunks come trimmed: the space after each one tells the TTS its last word is complete (it may then speak it
+    // without waiting for the next chunk) and keeps "Sure." and "We" apart.
+    const piece = `${text.trim()} `;
+    this.textSent();
+    this.texts.push(piece);
     this.timeline.appendText(text);
-    if (this.running) this.stream?.pushText(text);
-    else {
-      this.running = true;
-      void this.run();
-    }
+    this.stream?.pushText(piece);
   }
 
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (!this.running) this.finish({ type: 'spoken' });
-    else this.stream?.endText();
+    this.stream?.endText();
   }
 
   override cancel(): void {
@@ -307,13 +313,12 @@ class StreamedSpeech extends SpeechBase {
   private async run(): Promise<void> {
     let received = false;
     try {
-      this.textSent();
       await this.withRetry(
         'TTS stream',
         async () => {
           const stream = (this.settings.tts.streamText as NonNullable<TtsAdapter['streamText']>)(this.settings.request, this.requestCall());
           this.stream = stream;
-          // A new stream (first, or a retry before any audio) gets every piece so far.
+          // A new stream (a retry before any audio) gets every piece so far.
           for (const text of this.texts) stream.pushText(text);
           if (this.ended) stream.endText();
           const resampler = this.resamplerFor(stream.outputSampleRate);

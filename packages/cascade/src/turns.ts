@@ -46,6 +46,8 @@ export class TurnDetector {
   private lastWordEndMs: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private fallbackAt: number | undefined;
+  /** The ASR ended an utterance since the VAD last heard speech begin. */
+  private endedSinceSpeech = false;
   private closed = false;
 
   constructor(
@@ -80,6 +82,7 @@ export class TurnDetector {
         const text = event.text.trim() || this.finals.join(' ');
         const endOfSpeechMs = this.endOfSpeechMs();
         this.resetUtterance();
+        this.endedSinceSpeech = true;
         if (!late) this.emit(text, endOfSpeechMs, 'asr');
         return;
       }
@@ -92,11 +95,14 @@ export class TurnDetector {
   speechStarted(): void {
     this.clearTimer();
     this.vadEndMs = undefined;
+    this.endedSinceSpeech = false;
   }
 
   /** The VAD heard the caller stop at `atMs` of caller audio. */
   speechEnded(atMs: number): void {
     if (this.closed) return;
+    // The ASR already ended this speech's turn (its endpointing is quicker than the VAD's silence): nothing pending.
+    if (this.endedSinceSpeech && this.hypothesis === '') return;
     this.vadEndMs = atMs;
     this.clearTimer();
     if (this.settings.asrEndpointing) this.timer = setTimeout(() => this.askFinalize(), this.settings.endpointMaxWaitMs);

@@ -136,7 +136,7 @@ export class FakeTts implements TtsAdapter {
 
 export const silentLogger = pino({ level: 'silent' });
 
-export function callContext(signal = new AbortController().signal): StsCallContext {
+export function callContext(signal: AbortSignal = new AbortController().signal): StsCallContext {
   return { callId: 'call-1', metadata: { from: '2001' }, logger: silentLogger, signal, tools: [] };
 }
 

@@ -80,8 +80,10 @@ describe('cascade session (in-memory stages)', () => {
       (_request, signal) => {
         attempt++;
         if (attempt === 1) {
+          // A server that accepted the request and never sends a token.
           return (async function* (): AsyncGenerator<LlmDelta> {
             await new Promise((resolve) => signal.addEventListener('abort', resolve));
+            yield* [];
           })();
         }
         return textDeltas('Here I am.');

@@ -125,6 +125,19 @@ describe('TurnDetector', () => {
     d.close();
   });
 
+  it('the VAD hearing the end of speech the ASR already ended asks nothing more of the ASR', () => {
+    vi.useFakeTimers();
+    const { d, turns, finalized } = detector();
+    d.speechStarted();
+    d.asr({ type: 'final', text: 'Yes.' });
+    d.asr({ type: 'end_of_utterance', text: 'Yes.' });
+    d.speechEnded(900);
+    vi.advanceTimersByTime(5000);
+    expect(finalized()).toBe(0);
+    expect(turns).toHaveLength(1);
+    d.close();
+  });
+
   it('a turn without words starts nothing; speech resuming cancels the wait', () => {
     vi.useFakeTimers();
     const { d, turns, finalized } = detector({ asrEndpointing: false });

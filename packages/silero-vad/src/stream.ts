@@ -1,14 +1,23 @@
 import { PcmHistory } from '@stsgate/core';
-import type { Tensor } from 'onnxruntime-node';
 import type { VadEvent, VadOptions, VadStream } from '@stsgate/core';
 import type { Inference, SileroModel, SileroRate } from './model.js';
 import { Segmenter } from './segmenter.js';
 import type { SegmentEvent } from './segmenter.js';
 
+/** About 256 ms at 32 ms windows: the model sees the start of every silence, so its hangover within speech is kept. */
+const QUIET_WINDOWS_BEFORE_SKIP = 8;
+
 export interface StreamSettings extends VadOptions {
   /** Speech probability below which a frame counts as silence. */
   readonly negThreshold: number;
   readonly maxSpeechMs: number;
+  /**
+   * Once `QUIET_WINDOWS_BEFORE_SKIP` windows in a row were quieter than this (RMS, dBFS), further quiet windows are
+   * silence without running the model (probability 0; the recurrent state, which has just seen that silence, is
+   * kept): on a VoIP line much of a call is near-digital silence, and the model is the largest CPU cost per call.
+   * `-Infinity` runs the model on every window.
+   */
+  readonly silenceFloorDbfs: number;
 }
 
 /**
@@ -26,8 +35,11 @@ export class SileroVadStream implements VadStream {
   private readonly segmenter: Segmenter;
   private readonly history: PcmHistory;
   private readonly window: Float32Array;
-  private readonly input: Tensor;
-  private state: Tensor;
+  /** Mean square of a window at the silence floor, in the model's float scale. */
+  private readonly floorPower: number;
+  /** Consecutive windows below the silence floor. */
+  private quietWindows = 0;
+  private state: Float32Array;
   /** Absolute position of the first sample not yet run through the model. */
   private processed = 0;
   private chain: Promise<unknown> = Promise.resolve();
@@ -55,8 +67,8 @@ export class SileroVadStream implements VadStream {
     });
     this.history = new PcmHistory(rate.sampleRate * 4);
     this.window = new Float32Array(rate.contextSamples + rate.frameSamples);
-    this.input = model.inputTensor(this.window);
     this.state = model.initialState();
+    this.floorPower = 10 ** (settings.silenceFloorDbfs / 10);
   }
 
   process(samples: Int16Array): Promise<VadEvent[]> {
@@ -73,6 +85,7 @@ export class SileroVadStream implements VadStream {
     this.generation++;
     this.segmenter.reset();
     this.state = this.model.initialState();
+    this.quietWindows = 0;
     this.window.fill(0, 0, this.contextSamples);
     this.history.discardBefore(this.processed - this.padSamples);
   }
@@ -97,28 +110,46 @@ export class SileroVadStream implements VadStream {
       const frameStart = this.processed;
       const generation = this.generation;
       this.history.readFloat(frameStart, frame, this.window, context);
-      let result: Inference;
-      try {
-        result = await this.model.infer(this.input, this.state, this.sampleRate);
-      } catch (error) {
+      let probability = 0;
+      this.quietWindows = this.belowFloor() ? this.quietWindows + 1 : 0;
+      if (this.quietWindows > QUIET_WINDOWS_BEFORE_SKIP) {
+        this.processed = frameStart + frame;
+      } else {
+        let result: Inference;
+        try {
+          result = await this.model.infer(this.window, this.state, this.sampleRate);
+        } catch (error) {
+          if (this.closed) return [];
+          throw error;
+        }
         if (this.closed) return [];
-        throw error;
+        this.processed = frameStart + frame;
+        if (generation !== this.generation) {
+          // reset() happened during this inference: drop its result and start from a clean context.
+          this.window.fill(0, 0, context);
+          continue;
+        }
+        this.state = result.state;
+        probability = result.probability;
       }
-      if (this.closed) return [];
-      this.processed = frameStart + frame;
-      if (generation !== this.generation) {
-        // reset() happened during this inference: drop its result and start from a clean context.
-        this.window.fill(0, 0, context);
-        continue;
-      }
-      this.state = result.state;
       this.window.copyWithin(0, frame, frame + context);
-      for (const event of this.segmenter.push(result.probability, frameStart, this.processed)) {
+      for (const event of this.segmenter.push(probability, frameStart, this.processed)) {
         events.push(this.toVadEvent(event));
       }
       this.history.discardBefore((this.segmenter.active ? this.segmenter.segmentStart : this.processed) - this.padSamples);
     }
     return events;
+  }
+
+  /** The window's frame (not its context) is quieter than the silence floor. */
+  private belowFloor(): boolean {
+    if (this.floorPower <= 0) return false;
+    let energy = 0;
+    for (let i = this.contextSamples; i < this.window.length; i++) {
+      const sample = this.window[i] as number;
+      energy += sample * sample;
+    }
+    return energy / this.frameSamples < this.floorPower;
   }
 
   private toVadEvent(event: SegmentEvent): VadEvent {

@@ -1,8 +1,9 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, ProviderError, createResampler } from '@stsgate/core';
 import type { VadEvent, VadStream } from '@stsgate/core';
 import { pino } from 'pino';
 import { createSileroVad, defineSileroVad } from '../src/index.js';
+import { SileroModel } from '../src/model.js';
 import {
   audibleSpan,
   chunkPcm as chunks,
@@ -64,6 +65,47 @@ describe('Silero VAD stream (8 kHz native)', () => {
     const events = await feed(stream, concat(silence(500), readFixture('question'), silence(1000)));
     await stream.close();
     expect(kinds(events)).toEqual(['speech_start', 'speech_end']);
+  });
+
+  it('skips the model on long near-digital silence, with the same utterances as running it on every window', async () => {
+    const input = concat(silence(2000), readFixture('question'), silence(3000), readFixture('short'), silence(2000));
+    const infer = vi.spyOn(SileroModel.prototype, 'infer');
+    const gated = await vad.open(8000);
+    const gatedEvents = await feed(gated, input);
+    const gatedRuns = infer.mock.calls.length;
+    const everyWindow = createSileroVad({ silenceFloorDbfs: -Infinity });
+    const full = await everyWindow.open(8000);
+    infer.mockClear();
+    const fullEvents = await feed(full, input);
+    const fullRuns = infer.mock.calls.length;
+    infer.mockRestore();
+    await Promise.all([gated.close(), everyWindow.close()]);
+    expect(kinds(gatedEvents)).toEqual(['speech_start', 'speech_end', 'speech_start', 'speech_end']);
+    expect(kinds(fullEvents)).toEqual(kinds(gatedEvents));
+    gatedEvents.forEach((event, i) => expect(Math.abs(event.atMs - (fullEvents[i]?.atMs ?? 0))).toBeLessThanOrEqual(64));
+    // 10.5 s of audio is 328 windows; 7 s of it is silence the gated stream mostly does not run the model on.
+    expect(fullRuns).toBe(Math.floor(input.length / 256));
+    expect(gatedRuns).toBeLessThan(fullRuns * 0.5);
+  });
+
+  it('streams processed together (one batched model run) get exactly the events they get alone', async () => {
+    const inputs = [concat(silence(400), readFixture('greeting'), silence(800)), concat(silence(900), readFixture('short'), silence(1200))];
+    const alone = [];
+    for (const input of inputs) {
+      const stream = await vad.open(8000);
+      alone.push(await feed(stream, input));
+      await stream.close();
+    }
+    const streams = await Promise.all(inputs.map(() => vad.open(8000)));
+    const together: VadEvent[][] = inputs.map(() => []);
+    const parts = inputs.map((input) => [...chunks(input, 160)]);
+    for (let i = 0; i < Math.max(...parts.map((p) => p.length)); i++) {
+      const results = await Promise.all(streams.map((stream, s) => stream.process(parts[s]?.[i] ?? new Int16Array(0))));
+      results.forEach((events, s) => together[s]?.push(...events));
+    }
+    await Promise.all(streams.map((stream) => stream.close()));
+    expect(together).toEqual(alone);
+    expect(kinds(together[0] ?? [])).toEqual(['speech_start', 'speech_end']);
   });
 
   it('yields nothing for pure silence', async () => {
