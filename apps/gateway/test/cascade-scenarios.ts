@@ -212,14 +212,13 @@ export async function toolCall(preset: Preset): Promise<void> {
 }
 
 /**
- * A failure in each stage: the LLM fails the first turn (HTTP 500 through every retry), the TTS fails the second,
- * the ASR connection drops before the third. Each failed turn costs one AVR `error`; the call goes on and the third
- * turn is answered.
+ * A failure in each stage: the TTS fails the first turn, the LLM the second (HTTP 500 through every retry), the ASR
+ * connection drops before the third. Each failed turn costs one AVR `error`; the call goes on and the third turn is
+ * answered.
  */
 export async function stageFailures(preset: Preset): Promise<void> {
   const stack = await startCascadeStack(preset, { chat: conversationReply, env: { [`${PREFIX[preset]}_GREETING`]: 'false' } });
   try {
-    stack.rest.queueFault({ route: 'chat', action: { type: 'status', status: 500 }, times: 3 });
     if (preset === 'soniox') stack.sonioxTts?.queueWsFault({ at: 'stream', action: { type: 'error', code: 500, message: 'synthesis failed' }, times: 3 });
     else stack.speechmaticsTts?.queueFault({ action: { type: 'status', status: 500 }, times: 3 });
     const input = concatPcm(silence(500), fixture('greeting'), silence(3000), fixture('question'), silence(3000), fixture('short'), silence(500));
@@ -227,12 +226,16 @@ export async function stageFailures(preset: Preset): Promise<void> {
     const dropAtMs = 500 + 3535 + 3000 + 2167 + 1500;
     if (preset === 'speechmatics') stack.speechmaticsRt?.queueFault({ at: { afterAudioMs: dropAtMs }, action: { type: 'drop' } });
     else stack.sonioxStt?.queueFault({ at: { afterAudioMs: dropAtMs }, action: { type: 'drop' } });
-    const report = await simulateCall({ url: stack.url(), input, tailMs: 8000 });
+    const call = simulateCall({ url: stack.url(), input, tailMs: 8000 });
+    // The second turn's LLM request, and its retries, fail.
+    await stack.rest.waitForRequest('chat', undefined, { timeoutMs: 15_000 });
+    stack.rest.queueFault({ route: 'chat', action: { type: 'status', status: 500 }, times: 3 });
+    const report = await call;
     checkClean(report);
     expect(report.errors).toHaveLength(2);
-    expect(report.errors[0]?.message).toMatch(/^provider error: LLM \(openai\) failed this turn: .*500/);
-    expect(report.errors[0]?.message).not.toContain('cascade-e2e-key');
-    expect(report.errors[1]?.message).toMatch(/^provider error: TTS \((speechmatics|soniox)\) failed this turn/);
+    expect(report.errors[0]?.message).toMatch(/^provider error: TTS \((speechmatics|soniox)\) failed this turn/);
+    expect(report.errors[1]?.message).toMatch(/^provider error: LLM \(openai\) failed this turn: .*500/);
+    expect(JSON.stringify(report.errors)).not.toContain('cascade-e2e-key');
     expect(report.serverClosedFirst).toBe(false);
     expect(report.transcripts.filter((t) => t.role === 'user').map((t) => t.text)).toEqual([
       FIXTURE_TEXT['greeting.wav'],

@@ -46,6 +46,44 @@ describe('gateway configuration', () => {
     expect(problems.some((p) => p.startsWith('loopback:') && p.includes('VAD_THRESHOLD'))).toBe(true);
   });
 
+  it('the cascade names each missing stage, and every stage problem, in one error', () => {
+    const missing = problemsOf(() => resolveServeSetup({ STS_PROVIDER: 'cascade' }, builtinRegistry(), silent));
+    expect(missing).toEqual([
+      'cascade: ASR_PROVIDER is required: the ASR stage of STS_PROVIDER=cascade',
+      'cascade: LLM_PROVIDER is required: the LLM stage of STS_PROVIDER=cascade',
+      'cascade: TTS_PROVIDER is required: the TTS stage of STS_PROVIDER=cascade',
+    ]);
+    const stages = problemsOf(() =>
+      resolveServeSetup({ STS_PROVIDER: 'cascade', ASR_PROVIDER: 'soniox', LLM_PROVIDER: 'nope', TTS_PROVIDER: 'speechmatics', CASCADE_MAX_REPLY_CHARS: '1' }, builtinRegistry(), silent),
+    );
+    // ASR_PROVIDER and TTS_PROVIDER also serve AVR's HTTP routes: their problems are still reported once.
+    expect(stages).toEqual([
+      'cascade: CASCADE_MAX_REPLY_CHARS: Too small: expected number to be >=50',
+      'soniox: SONIOX_API_KEY: SONIOX_API_KEY is required',
+      'LLM_PROVIDER: unknown provider "nope" (available: openai)',
+      'speechmatics: SPEECHMATICS_API_KEY: SPEECHMATICS_API_KEY is required',
+    ]);
+  });
+
+  it('STS_PROVIDER=speechmatics without an LLM says what to set, and why (Flow is withdrawn)', () => {
+    const problems = problemsOf(() => resolveServeSetup({ STS_PROVIDER: 'speechmatics', SPEECHMATICS_API_KEY: 'sm-key' }, builtinRegistry(), silent));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^speechmatics: LLM_PROVIDER is required\. Speechmatics has withdrawn Flow.*LLM_PROVIDER=openai.*OPENAI_API_KEY.*STS_PROVIDER=speechmatics-flow/);
+    // OpenAI's variables are enough: the LLM is then openai (AVR's documented Speechmatics agent), on port 6040.
+    const setup = resolveServeSetup({ STS_PROVIDER: 'speechmatics', SPEECHMATICS_API_KEY: 'sm-key', OPENAI_API_KEY: 'sk-x' }, builtinRegistry(), silent);
+    expect(setup.sts?.id).toBe('speechmatics');
+    expect(setup.port).toBe(6040);
+    expect(setup.sts?.adapter.capabilities).toMatchObject({ toolCalls: true, truncation: true, userTranscripts: true, agentTranscripts: true });
+  });
+
+  it('LLM_PROVIDER alone serves /prompt-stream on avr-llm-openai\'s port', () => {
+    const setup = resolveServeSetup({ LLM_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-x' }, builtinRegistry(), silent);
+    expect(setup.port).toBe(6002);
+    expect(setup.sts).toBeUndefined();
+    expect(setup.llm?.id).toBe('openai');
+    expect(setup.tools?.specs.map((tool) => tool.name)).toEqual(['avr_transfer', 'avr_hangup']);
+  });
+
   it('keeps the query string as metadata, decoded, without the auth token', () => {
     expect(callMetadata('/?from=2000&to=5001&channel=PJSIP%2F2000-1&token=t&vip=yes')).toEqual({
       from: '2000',

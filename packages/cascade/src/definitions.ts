@@ -63,12 +63,16 @@ export const SONIOX_PRESET: CascadePreset = {
     '(or OPENAI_BASE_URL for any OpenAI-compatible server)',
 };
 
-/** The cascade's own tuning variables (shared by every preset). */
-export const cascadeEnvSchema = z.object({
+/** Which adapters make the stages (validated by the registry, which knows the ids). */
+const stagesEnvSchema = z.object({
   ASR_PROVIDER: envText(),
   LLM_PROVIDER: envText(),
   TTS_PROVIDER: envText(),
-  VAD_PROVIDER: envText().transform((id) => id ?? 'silero'),
+  VAD_PROVIDER: envText(),
+});
+
+/** The cascade's own tuning variables (shared by every preset). */
+export const cascadeEnvSchema = z.object({
   CASCADE_ENDPOINT_MAX_WAIT_MS: envInt(0, 10_000),
   CASCADE_FINALIZE_GRACE_MS: envInt(0, 10_000),
   CASCADE_BARGE_IN_MIN_SPEECH_MS: envInt(0, 5000),
@@ -95,8 +99,8 @@ function agentEnvSchema(prefix: string) {
 }
 
 /** LLM_PROVIDER, else `openai` when OpenAI's REST variables are there (the documented Speechmatics agent). */
-function llmProviderId(env: Env, cascade: CascadeEnv): string | undefined {
-  if (cascade.LLM_PROVIDER !== undefined) return cascade.LLM_PROVIDER;
+function llmProviderId(env: Env, llmProvider: string | undefined): string | undefined {
+  if (llmProvider !== undefined) return llmProvider;
   const set = (name: string) => (env[name] ?? '').trim() !== '' && env[name] !== 'undefined';
   return set('OPENAI_API_KEY') || set('OPENAI_BASE_URL') || set('OPENAI_BASEURL') ? 'openai' : undefined;
 }
@@ -156,13 +160,13 @@ export function defineCascadeSts(preset: CascadePreset = CASCADE_PRESET): Adapte
           return undefined;
         }
       };
-      const c: Partial<CascadeEnv> = cascade.success ? cascade.data : {};
+      const chosen = stagesEnvSchema.parse(env);
       const needs = (variable: string) => `${variable} is required: the ${variable.split('_')[0]} stage of STS_PROVIDER=${preset.id}`;
-      const asr = stage('asr', 'ASR_PROVIDER', c.ASR_PROVIDER ?? preset.asr, needs('ASR_PROVIDER'));
-      const llmId = cascade.success ? llmProviderId(env, cascade.data) : undefined;
-      const llm = stage('llm', 'LLM_PROVIDER', llmId, preset.llmHint === undefined ? needs('LLM_PROVIDER') : `LLM_PROVIDER is required. ${preset.llmHint}`);
-      const tts = stage('tts', 'TTS_PROVIDER', c.TTS_PROVIDER ?? preset.tts, needs('TTS_PROVIDER'));
-      const vad = stage('vad', 'VAD_PROVIDER', c.VAD_PROVIDER ?? 'silero', needs('VAD_PROVIDER'));
+      const asr = stage('asr', 'ASR_PROVIDER', chosen.ASR_PROVIDER ?? preset.asr, needs('ASR_PROVIDER'));
+      const llmHint = preset.llmHint === undefined ? needs('LLM_PROVIDER') : `LLM_PROVIDER is required. ${preset.llmHint}`;
+      const llm = stage('llm', 'LLM_PROVIDER', llmProviderId(env, chosen.LLM_PROVIDER), llmHint);
+      const tts = stage('tts', 'TTS_PROVIDER', chosen.TTS_PROVIDER ?? preset.tts, needs('TTS_PROVIDER'));
+      const vad = stage('vad', 'VAD_PROVIDER', chosen.VAD_PROVIDER ?? 'silero', needs('VAD_PROVIDER'));
       if (problems.length > 0 || asr === undefined || llm === undefined || tts === undefined || vad === undefined || !cascade.success || !agent.success) {
         throw new ConfigError(`sts provider "${preset.id}"`, problems, { scoped: true });
       }

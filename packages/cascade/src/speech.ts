@@ -82,9 +82,23 @@ abstract class SpeechBase implements Speech {
     this.finish({ type: 'cancelled' });
   }
 
-  /** The context of one request: aborted by `cancel()` (and so by the reply's signal). */
-  protected requestCall(): CallContext {
-    return { ...this.settings.call, signal: this.abort.signal };
+  /**
+   * The context of one request: aborted by `cancel()` (and so by the reply's signal), and by `release()` once the
+   * request is over. A request abandoned for its silence must stop upstream now: an iterator suspended inside the
+   * adapter would only see its `return()` after its next chunk.
+   */
+  protected requestCall(): { call: CallContext; release: () => void } {
+    const request = new AbortController();
+    const onAbort = (): void => request.abort();
+    if (this.abort.signal.aborted) request.abort();
+    else this.abort.signal.addEventListener('abort', onAbort, { once: true });
+    return {
+      call: { ...this.settings.call, signal: request.signal },
+      release: () => {
+        this.abort.signal.removeEventListener('abort', onAbort);
+        request.abort();
+      },
+    };
   }
 
   protected textSent(): void {
@@ -218,13 +232,18 @@ class ChunkedSpeech extends SpeechBase {
       await this.withRetry(
         'TTS request',
         async () => {
-          const synthesis = this.settings.tts.synthesize({ ...this.settings.request, text: chunk.text }, this.requestCall());
-          chunk.rate = synthesis.outputSampleRate;
-          for await (const piece of this.timed(synthesis.audio, (first) => (first ? this.settings.firstAudioTimeoutMs : this.settings.idleTimeoutMs))) {
-            if (this.cancelled) return;
-            received = true;
-            chunk.pieces.push(piece);
-            wake();
+          const { call, release } = this.requestCall();
+          try {
+            const synthesis = this.settings.tts.synthesize({ ...this.settings.request, text: chunk.text }, call);
+            chunk.rate = synthesis.outputSampleRate;
+            for await (const piece of this.timed(synthesis.audio, (first) => (first ? this.settings.firstAudioTimeoutMs : this.settings.idleTimeoutMs))) {
+              if (this.cancelled) return;
+              received = true;
+              chunk.pieces.push(piece);
+              wake();
+            }
+          } finally {
+            release();
           }
         },
         () => received,
@@ -316,7 +335,8 @@ class StreamedSpeech extends SpeechBase {
       await this.withRetry(
         'TTS stream',
         async () => {
-          const stream = (this.settings.tts.streamText as NonNullable<TtsAdapter['streamText']>)(this.settings.request, this.requestCall());
+          const { call, release } = this.requestCall();
+          const stream = (this.settings.tts.streamText as NonNullable<TtsAdapter['streamText']>)(this.settings.request, call);
           this.stream = stream;
           // A new stream (a retry before any audio) gets every piece so far.
           for (const text of this.texts) stream.pushText(text);
@@ -334,6 +354,7 @@ class StreamedSpeech extends SpeechBase {
             const tail = resampler?.flush();
             if (tail !== undefined && tail.length > 0) this.emitAudio(tail, undefined);
           } finally {
+            release();
             await stream.close();
           }
         },

@@ -114,6 +114,11 @@ export class FakeTts implements TtsAdapter {
   readonly id = 'fake-tts';
   readonly capabilities = { outputSampleRates: [8000] as SampleRate[], encodings: ['pcm_s16le' as const], streamingInput: false };
   readonly requests: { text: string; signal: AbortSignal }[] = [];
+  /** Requests that send nothing until they are aborted (a stalled TTS), counted down. */
+  stalls = 0;
+  /** `performance.now()` when each request was aborted, and when the first audio went out. */
+  readonly abortedAt: number[] = [];
+  firstAudioAt: number | undefined;
   constructor(
     private readonly msPerChar = 10,
     private readonly pieceDelayMs = 0,
@@ -123,10 +128,18 @@ export class FakeTts implements TtsAdapter {
     this.requests.push({ text: request.text, signal: call.signal });
     const samples = Math.round((request.text.length * this.msPerChar * 8000) / 1000);
     const delay = this.pieceDelayMs;
+    const stall = this.stalls > 0;
+    if (stall) this.stalls--;
+    call.signal.addEventListener('abort', () => this.abortedAt.push(performance.now()), { once: true });
+    const firstAudio = (): void => {
+      this.firstAudioAt ??= performance.now();
+    };
     async function* audio(): AsyncGenerator<Int16Array> {
+      if (stall) await new Promise((resolve) => call.signal.addEventListener('abort', resolve));
       for (let sent = 0; sent < samples; sent += 160) {
         if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
         if (call.signal.aborted) return;
+        firstAudio();
         yield new Int16Array(Math.min(160, samples - sent)).fill(1000);
       }
     }

@@ -97,6 +97,19 @@ describe('cascade session (in-memory stages)', () => {
     expect(log.of('error')).toEqual([]);
   });
 
+  it('a TTS request that stalls before its first audio is abandoned and retried; the reply is whole', async () => {
+    const tts = new FakeTts();
+    tts.stalls = 1;
+    const { asr, log, said } = await start(() => textDeltas('All good here.'), { tts, behaviour: { ttsFirstAudioTimeoutMs: 150 } });
+    asr.say('status?');
+    await log.until(() => said('agent').length === 1, 'the reply');
+    expect(tts.requests.map((r) => r.text)).toEqual(['All good here.', 'All good here.']);
+    // The stalled request was cancelled upstream when it was given up, not at the end of the reply.
+    expect(tts.abortedAt[0]).toBeLessThan(tts.firstAudioAt ?? 0);
+    expect(log.of('audio').reduce((n, a) => n + a.samples.length, 0)).toBe(14 * 10 * 8);
+    expect(log.of('error')).toEqual([]);
+  });
+
   it('barge-in: speech_started at once, LLM and TTS aborted, history keeps what the host says was heard', async () => {
     const tts = new FakeTts(10, 20); // real time
     const text = 'One two three four five six, seven eight nine ten eleven twelve.';
@@ -108,8 +121,11 @@ describe('cascade session (in-memory stages)', () => {
     vad.next({ type: 'speech_start', atMs: 0 });
     session.sendAudio(frame());
     await log.until(() => log.of('speech_started').length === 1, 'speech_started');
+    const bargeInAt = performance.now();
     expect(llm.signals[0]?.aborted).toBe(true);
-    expect(tts.requests.every((r) => r.signal.aborted)).toBe(true);
+    // The request speaking the first clause was cancelled upstream by the barge-in.
+    expect(tts.abortedAt.length).toBeGreaterThan(0);
+    expect(Math.max(...tts.abortedAt)).toBeLessThan(bargeInAt + 50);
     await log.until(() => log.of('response_done').length === 1, 'the response closed');
     const audioCount = log.of('audio').length;
     session.truncate(responseId, 250);

@@ -131,7 +131,8 @@ export class AdapterResolver {
     const definition = this.registry.get(kind, id);
     if (definition === undefined) {
       const available = this.registry.ids(kind);
-      throw new ConfigError(`${kind} provider "${id}"`, [`unknown ${kind.toUpperCase()} provider "${id}" (available: ${available.join(', ') || 'none'})`], {
+      // Worded as the host reports its own choices (`<KIND>_PROVIDER` selects a kind), so the two read the same.
+      throw new ConfigError(`${kind} provider "${id}"`, [`${kind.toUpperCase()}_PROVIDER: unknown provider "${id}" (available: ${available.join(', ') || 'none'})`], {
         scoped: true,
       });
     }
