@@ -35,6 +35,9 @@ export interface HttpRouteDeps {
 
 const MAX_TTS_BODY_BYTES = 64 * 1024;
 
+/** A call id AVR Core may send (`X-UUID`, a body's `uuid`) that is safe to log and pass to providers. */
+export const AVR_CALL_ID_PATTERN = /^[\w.:-]{1,128}$/;
+
 export function registerAsrRoute(app: FastifyInstance, asr: { id: string; adapter: AsrAdapter }, deps: HttpRouteDeps): void {
   // The body is a long-lived PCM stream: leave it unparsed and read `request.raw` as it arrives.
   void app.register(async (scope) => {
@@ -216,7 +219,7 @@ interface RequestCall {
 
 function requestCall(request: FastifyRequest, logger: Logger, route: string): RequestCall {
   const header = request.headers[AVR_UUID_HEADER];
-  const uuid = typeof header === 'string' && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
+  const uuid = typeof header === 'string' && AVR_CALL_ID_PATTERN.test(header) ? header : randomUUID();
   const abort = new AbortController();
   const callLogger = logger.child({ callId: uuid, route });
   return { context: { callId: uuid, metadata: {}, logger: callLogger, signal: abort.signal }, logger: callLogger, abort };
@@ -237,7 +240,7 @@ function finish(res: FastifyReply['raw'], failure: ProviderError | undefined, de
 }
 
 /** Wait until the client reads again, leaves, or the request is aborted (whichever comes first). */
-function drained(res: FastifyReply['raw'], signal: AbortSignal): Promise<void> {
+export function drained(res: FastifyReply['raw'], signal: AbortSignal): Promise<void> {
   if (res.destroyed || signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AVR_FRAME_SAMPLES, AVR_UUID_HEADER, Framer, Pcm16Assembler, bytesFromPcm, type AvrOutbound, type StsAdapter } from '@stsgate/core';
 import { callMetadata } from './call-metadata.js';
+import { AVR_CALL_ID_PATTERN } from './http-routes.js';
 import { CallSession, CLOSE, type ToolRunner } from './call-session.js';
 import type { CallInbound, CallTransport } from './call-transport.js';
 import type { GatewayConfig } from './config.js';
@@ -68,7 +69,7 @@ export function registerLegacyStsRoute(app: FastifyInstance, sts: { id: string; 
 /** `X-UUID` when it is a sane identifier (as for the ASR and TTS routes), else a fresh one. */
 function callUuid(request: FastifyRequest): string {
   const header = request.headers[AVR_UUID_HEADER];
-  return typeof header === 'string' && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
+  return typeof header === 'string' && AVR_CALL_ID_PATTERN.test(header) ? header : randomUUID();
 }
 
 /**

@@ -20,7 +20,7 @@ import {
 } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, resolveInstructions } from '@stsgate/agent';
 import type { InstructionSource, ToolContext, ToolSet } from '@stsgate/agent';
-import type { HttpRouteDeps } from './http-routes.js';
+import { AVR_CALL_ID_PATTERN, drained, type HttpRouteDeps } from './http-routes.js';
 
 /**
  * AVR's pipeline-mode LLM contract, generic over any core LlmAdapter:
@@ -90,7 +90,6 @@ export function llmRouteOptionsFromEnv(env: z.output<typeof llmRouteEnvSchema>):
   };
 }
 
-const UUID_PATTERN = /^[\w.:-]{1,128}$/;
 
 const llmRequestSchema = z
   .looseObject({
@@ -137,7 +136,7 @@ export function registerLlmRoute(app: FastifyInstance, llm: { id: string; adapte
     const body = parsed.data;
     const header = request.headers[AVR_UUID_HEADER];
     const uuid =
-      typeof header === 'string' && UUID_PATTERN.test(header) ? header : body.uuid !== undefined && UUID_PATTERN.test(body.uuid) ? body.uuid : randomUUID();
+      typeof header === 'string' && AVR_CALL_ID_PATTERN.test(header) ? header : body.uuid !== undefined && AVR_CALL_ID_PATTERN.test(body.uuid) ? body.uuid : randomUUID();
     // The history, when present, already ends with `message` (which n8n-style adapters read alone).
     const items =
       body.messages !== undefined && body.messages.length > 0
@@ -341,20 +340,4 @@ function cutAtWord(text: string, room: number): string {
   const head = text.slice(0, room);
   const space = head.search(/\s\S*$/);
   return space < 0 ? '' : head.slice(0, space);
-}
-
-/** Wait until the client reads again, leaves, or the request is aborted (whichever comes first). */
-function drained(res: FastifyReply['raw'], signal: AbortSignal): Promise<void> {
-  if (res.destroyed || signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-    signal.addEventListener('abort', done);
-  });
 }

@@ -3,10 +3,10 @@
  * connection, no first token in time), then streamed with an inactivity limit. A failure after the first delta
  * ends the completion with that error: repeating the request would speak the start of the reply twice.
  */
-import { ProviderError, ReconnectBudget, toProviderError } from '@stsgate/core';
+import { ProviderError, ReconnectBudget, delay, toProviderError } from '@stsgate/core';
 import type { CallContext, LlmAdapter, LlmDelta, LlmRequest, ReconnectPolicyOptions } from '@stsgate/core';
 import type { Logger } from 'pino';
-import { sleep, withTimeout } from './timing.js';
+import { withTimeout } from './timing.js';
 
 export interface LlmStreamSettings {
   readonly firstTokenTimeoutMs: number;
@@ -48,7 +48,7 @@ export async function* streamCompletion(
       const decision = budget.next(failure);
       if (!decision.retry || (failure.retryAfterMs ?? 0) > settings.maxRetryWaitMs) throw failure;
       settings.logger.warn({ err: failure, attempt: decision.attempt, delayMs: decision.delayMs }, 'LLM request failed before its first token; retrying');
-      await sleep(Math.min(decision.delayMs, settings.maxRetryWaitMs), call.signal);
+      await delay(Math.min(decision.delayMs, settings.maxRetryWaitMs), call.signal);
     } finally {
       call.signal.removeEventListener('abort', onAbort);
       attempt.abort();

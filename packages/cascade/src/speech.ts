@@ -8,10 +8,10 @@
  * emitted it cannot be retried without repeating words, so the round ends there with the error.
  */
 import type { Logger } from 'pino';
-import { ProviderError, ReconnectBudget, createResampler, samplesToMs, toProviderError } from '@stsgate/core';
+import { ProviderError, ReconnectBudget, createResampler, delay, samplesToMs, toProviderError } from '@stsgate/core';
 import type { CallContext, ReconnectPolicyOptions, Resampler, SampleRate, TtsAdapter, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
 import { SpokenTimeline } from './timeline.js';
-import { sleep, withTimeout } from './timing.js';
+import { withTimeout } from './timing.js';
 
 export interface SpeechSettings {
   readonly tts: TtsAdapter;
@@ -144,7 +144,7 @@ abstract class SpeechBase implements Speech {
         const decision = budget.next(failure);
         if (!decision.retry) throw failure;
         this.settings.logger.warn({ err: failure, attempt: decision.attempt, delayMs: decision.delayMs }, `${what} failed; retrying`);
-        await sleep(decision.delayMs, this.abort.signal);
+        await delay(decision.delayMs, this.abort.signal);
         if (this.cancelled) throw cancelledError(this.settings.tts.id);
       }
     }

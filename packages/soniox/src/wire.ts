@@ -94,22 +94,33 @@ export type ParsedSttMessage =
   | { kind: 'error'; code: number; message: string | undefined }
   | { kind: 'invalid'; reason: string };
 
-/** One text frame from the server. An `error_code` wins over anything else in the same message. */
-export function parseSttMessage(text: string): ParsedSttMessage {
+/**
+ * A server text frame checked against `schema`, and its `error_code` (a number, or digits in a string; anything else
+ * counts as 500) when it has one.
+ */
+function parseFrame<T extends { readonly error_code?: number | string | undefined }>(
+  text: string,
+  schema: z.ZodType<T>,
+): { ok: true; data: T; errorCode: number | undefined } | { ok: false; reason: string } {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    return { kind: 'invalid', reason: 'not JSON' };
+    return { ok: false, reason: 'not JSON' };
   }
-  const parsed = sttResponseSchema.safeParse(json);
-  if (!parsed.success) return { kind: 'invalid', reason: parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ') };
-  const result = parsed.data;
-  if (result.error_code !== undefined) {
-    const code = typeof result.error_code === 'number' ? result.error_code : Number(result.error_code);
-    return { kind: 'error', code: Number.isFinite(code) ? code : 500, message: result.error_message };
-  }
-  return { kind: 'result', result };
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) return { ok: false, reason: parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ') };
+  const raw = parsed.data.error_code;
+  const code = raw === undefined ? undefined : typeof raw === 'number' ? raw : Number(raw);
+  return { ok: true, data: parsed.data, errorCode: code === undefined ? undefined : Number.isFinite(code) ? code : 500 };
+}
+
+/** One text frame from the server. An `error_code` wins over anything else in the same message. */
+export function parseSttMessage(text: string): ParsedSttMessage {
+  const frame = parseFrame(text, sttResponseSchema);
+  if (!frame.ok) return { kind: 'invalid', reason: frame.reason };
+  if (frame.errorCode !== undefined) return { kind: 'error', code: frame.errorCode, message: frame.data.error_message };
+  return { kind: 'result', result: frame.data };
 }
 
 // ---- TTS -----------------------------------------------------------------------------------------------
@@ -197,19 +208,10 @@ export type ParsedTtsStreamMessage =
 
 /** One text frame from the TTS socket. An `error_code` wins over anything else in the same message. */
 export function parseTtsStreamMessage(text: string): ParsedTtsStreamMessage {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { kind: 'invalid', reason: 'not JSON' };
-  }
-  const parsed = ttsStreamResponseSchema.safeParse(json);
-  if (!parsed.success) return { kind: 'invalid', reason: parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ') };
-  const message = parsed.data;
-  if (message.error_code !== undefined) {
-    const code = typeof message.error_code === 'number' ? message.error_code : Number(message.error_code);
-    return { kind: 'error', streamId: message.stream_id, code: Number.isFinite(code) ? code : 500, message: message.error_message };
-  }
+  const frame = parseFrame(text, ttsStreamResponseSchema);
+  if (!frame.ok) return { kind: 'invalid', reason: frame.reason };
+  const message = frame.data;
+  if (frame.errorCode !== undefined) return { kind: 'error', streamId: message.stream_id, code: frame.errorCode, message: message.error_message };
   return {
     kind: 'stream',
     streamId: message.stream_id,

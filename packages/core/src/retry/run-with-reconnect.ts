@@ -61,7 +61,7 @@ function aborted(provider: string, last: ProviderError | undefined): ProviderErr
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts (the caller checks the signal). */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
+export function delay(ms: number, signal: AbortSignal): Promise<void> {
   if (ms <= 0 || signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
