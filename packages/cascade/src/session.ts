@@ -52,7 +52,6 @@ interface SpokenRound {
 }
 
 interface Reply {
-  readonly id: number;
   readonly abort: AbortController;
   readonly endOfSpeechAt: number | undefined;
   readonly metrics: { -readonly [K in keyof TurnMetrics]: TurnMetrics[K] };
@@ -75,14 +74,17 @@ export class CascadeSession implements StsSession {
   private readonly recent = new Map<string, SpokenRound>();
   private readonly pendingToolCalls = new Set<string>();
   private reply: Reply | undefined;
-  private replyCount = 0;
   private roundCount = 0;
+  /** The round whose audio was emitted last (what a caller may still be hearing after its reply ended). */
+  private lastRoundId: string | undefined;
   /** Caller audio received (ms), and run through the VAD. */
   private receivedMs = 0;
   private vadMs = 0;
   private vadChain: Promise<void> = Promise.resolve();
   private vadBacklogMs = 0;
   private vadDropping = false;
+  /** The VAD failed: the call goes on with the ASR's endpointing alone, and no barge-in. */
+  private vadFailed = false;
   /** The VAD is inside a speech segment that began at this caller-audio position. */
   private speechStartMs: number | undefined;
   /** Caller audio position (ms) from which caller speech counts as speaking over the latest reply. */
@@ -155,6 +157,7 @@ export class CascadeSession implements StsSession {
     const ms = samplesToMs(samples.length, this.asr.inputSampleRate);
     this.receivedMs += ms;
     this.asr.pushAudio(samples);
+    if (this.vadFailed) return;
     if (this.vadBacklogMs > MAX_VAD_BACKLOG_MS) {
       if (!this.vadDropping) this.logger.warn({ backlogMs: this.vadBacklogMs }, 'VAD is behind: caller audio skipped for barge-in detection');
       this.vadDropping = true;
@@ -177,7 +180,12 @@ export class CascadeSession implements StsSession {
         },
         (error: unknown) => {
           this.vadBacklogMs -= ms;
-          if (!this.closed) this.fail(toProviderError('vad', error), 'the VAD failed');
+          if (this.closed || this.vadFailed) return;
+          this.vadFailed = true;
+          const failure = toProviderError(this.settings.vad.id, error);
+          this.logger.error({ err: failure }, 'the VAD failed: going on without barge-in');
+          const message = `VAD (${this.settings.vad.id}) failed, the call goes on without barge-in: ${failure.message}`;
+          this.events.push({ type: 'error', error: new ProviderError(failure.provider, failure.category, message, { retryable: false, cause: failure }), fatal: false });
         },
       );
   }
@@ -286,7 +294,6 @@ export class CascadeSession implements StsSession {
 
   private newReply(endOfSpeechAt: number | undefined): Reply {
     const reply: Reply = {
-      id: ++this.replyCount,
       abort: new AbortController(),
       endOfSpeechAt,
       metrics: {},
@@ -453,6 +460,7 @@ export class CascadeSession implements StsSession {
     }
     this.sendMetrics(reply);
     this.clock.enqueue(responseId, samplesToMs(samples.length, this.outputSampleRate));
+    this.lastRoundId = responseId;
     this.events.push({ type: 'audio', responseId, samples });
   }
 
@@ -464,6 +472,10 @@ export class CascadeSession implements StsSession {
   private cancelReply(reason: 'barge_in' | 'interrupted'): void {
     const reply = this.reply;
     this.reply = undefined;
+    // The host reports what was heard after a barge-in (truncate); for a stop of our own, our estimate stands.
+    if (reason === 'interrupted' && reply?.round === undefined && this.lastRoundId !== undefined && this.clock.isPlaying()) {
+      this.truncate(this.lastRoundId, this.clock.heardMs(this.lastRoundId));
+    }
     if (reply !== undefined) {
       reply.cancelled = true;
       reply.abort.abort();

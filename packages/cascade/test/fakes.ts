@@ -65,12 +65,20 @@ export class FakeVad implements VadAdapter {
   private readonly script: VadEvent[][] = [];
   opened: Partial<VadOptions> | undefined;
   closed = false;
+  /** The next `process()` call rejects (a broken model). */
+  failNext = false;
 
   open(_rate: SampleRate, options?: Partial<VadOptions>): Promise<VadStream> {
     this.opened = options;
     return Promise.resolve({
       sampleRate: 8000,
-      process: () => Promise.resolve(this.script.shift() ?? []),
+      process: () => {
+        if (this.failNext) {
+          this.failNext = false;
+          return Promise.reject(new Error('onnxruntime: invalid tensor'));
+        }
+        return Promise.resolve(this.script.shift() ?? []);
+      },
       reset: () => undefined,
       close: async () => {
         this.closed = true;

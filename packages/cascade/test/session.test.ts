@@ -167,6 +167,54 @@ describe('cascade session (in-memory stages)', () => {
     expect(said('user')).toEqual(['The caller pressed 42 on the keypad.', 'The caller pressed 7 on the keypad.']);
   });
 
+  it('keys pressed while the agent speaks stop the reply (interrupted); the history keeps what was heard by then', async () => {
+    const text = 'First we will check your account. Then we will look at the last three invoices together.';
+    const { asr, llm, session, log, said } = await start(() => textDeltas(text), { tts: new FakeTts(30, 20), behaviour: { dtmfInterDigitMs: 50 } });
+    asr.say('help');
+    await log.until(() => log.of('audio').length >= 40, 'some of the reply heard');
+    llm.script = () => textDeltas('Got it.');
+    session.sendDtmf('3');
+    await log.until(() => log.of('interrupted').length === 1, 'interrupted');
+    await log.until(() => said('agent').length === 2, 'the answer to the digits');
+    const heard = said('agent')[0] ?? '';
+    expect(text.startsWith(heard)).toBe(true);
+    expect(heard.length).toBeLessThan(text.length);
+    expect(llm.requests[1]?.messages.slice(-2)).toEqual([
+      { role: 'assistant', content: heard },
+      { role: 'user', content: 'The caller pressed 3 on the keypad.' },
+    ]);
+  });
+
+  it('keys pressed after the reply was written, while it still plays: the history keeps what was heard by then', async () => {
+    const text = 'Your balance is forty two euros. Your next invoice is due on the first of next month.';
+    // 30 ms a character delivered at once: about 2.6 s of audio the caller is still hearing.
+    const { asr, llm, session, log, said } = await start(() => textDeltas(text), { tts: new FakeTts(30), behaviour: { dtmfInterDigitMs: 50 } });
+    asr.say('balance');
+    await log.until(() => log.of('response_done').length === 1, 'the reply written');
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    llm.script = () => textDeltas('Okay.');
+    session.sendDtmf('1');
+    await log.until(() => said('agent').length === 2, 'the answer to the digit');
+    const heard = said('agent')[0] ?? '';
+    expect(heard.length).toBeGreaterThan(0);
+    expect(text.startsWith(heard)).toBe(true);
+    expect(heard.length).toBeLessThan(text.indexOf('due'));
+    expect(llm.requests[1]?.messages.at(-2)).toEqual({ role: 'assistant', content: heard });
+  });
+
+  it('a failing VAD costs barge-in, not the call: one error, and turns still work', async () => {
+    const { asr, vad, session, log, said } = await start(() => textDeltas('Still here.'));
+    vad.failNext = true;
+    session.sendAudio(frame());
+    await log.until(() => log.of('error').length === 1, 'the VAD error');
+    expect(log.of('error')[0]).toMatchObject({ fatal: false });
+    expect(log.of('error')[0]?.error.message).toMatch(/^VAD \(fake-vad\) failed, the call goes on without barge-in/);
+    session.sendAudio(frame());
+    asr.say('hello');
+    await log.until(() => said('agent').length === 1, 'a reply');
+    expect(log.of('error')).toHaveLength(1);
+  });
+
   it('a tool call: the host runs it, its result goes back to the model, which then speaks', async () => {
     const { asr, llm, session, log, said } = await start((request) =>
       request.messages.at(-1)?.role === 'tool'
