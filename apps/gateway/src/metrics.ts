@@ -26,7 +26,7 @@ export class GatewayMetrics {
   });
   readonly httpStreams = new Gauge({
     name: 'stsgate_http_streams_active',
-    help: 'AVR HTTP requests in progress (asr: /speech-to-text-stream, tts: /text-to-speech-stream)',
+    help: 'AVR HTTP requests in progress (asr: /speech-to-text-stream, llm: /prompt-stream, tts: /text-to-speech-stream)',
     labelNames: ['route'] as const,
     registers: [this.registry],
   });

@@ -71,6 +71,8 @@ export const sonioxTtsEnvSchema = z.object({
   SONIOX_TTS_BITRATE: envInt(1, 1_000_000),
   SONIOX_TTS_SPEED: envNumber(0.7, 1.3),
   SONIOX_TTS_TIMEOUT_MS: envInt(100, 600_000),
+  /** `streamText` streams multiplexed on one WebSocket connection (default 5, Soniox's limit; 1: one connection each). */
+  SONIOX_TTS_STREAMS_PER_CONNECTION: envInt(1, 5),
 });
 export type SonioxTtsEnv = z.output<typeof sonioxTtsEnvSchema>;
 
@@ -82,7 +84,7 @@ export function defineSonioxTts(): AdapterDefinition<'tts'> {
     description: 'Soniox text-to-speech (REST /tts and WebSocket streaming text, 8 kHz PCM)',
     defaultPort: 6011,
     envSchema: sonioxTtsEnvSchema,
-    create(env) {
+    create(env, context) {
       return createSonioxTts({
         apiKey: env.SONIOX_API_KEY,
         url: env.SONIOX_TTS_URL,
@@ -94,6 +96,8 @@ export function defineSonioxTts(): AdapterDefinition<'tts'> {
         ...(env.SONIOX_TTS_BITRATE === undefined ? {} : { bitrate: env.SONIOX_TTS_BITRATE }),
         ...(env.SONIOX_TTS_SPEED === undefined ? {} : { speed: env.SONIOX_TTS_SPEED }),
         ...(env.SONIOX_TTS_TIMEOUT_MS === undefined ? {} : { timeoutMs: env.SONIOX_TTS_TIMEOUT_MS }),
+        ...(env.SONIOX_TTS_STREAMS_PER_CONNECTION === undefined ? {} : { maxStreamsPerConnection: env.SONIOX_TTS_STREAMS_PER_CONNECTION }),
+        logger: context.logger,
       });
     },
   });

@@ -6,7 +6,7 @@ export type { TokenAccumulatorOptions } from './tokens.js';
 
 // Text-to-speech (REST, streamed PCM)
 export { createSonioxTts, sonioxTtsCapabilities, DEFAULT_TTS_TIMEOUT_MS, TTS_SAMPLE_RATE } from './tts.js';
-export type { SonioxTtsOptions } from './tts.js';
+export type { SonioxTtsOptions, SonioxTtsAdapter } from './tts.js';
 
 // Wire shapes
 export {

@@ -8,10 +8,11 @@
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Logger } from 'pino';
 import { ProviderError, toProviderError, Pcm16Assembler, parseRetryAfter, readErrorBody } from '@stsgate/core';
 import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
 import { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
-import { openSonioxTtsStream } from './tts-stream.js';
+import { DEFAULT_TTS_IDLE_CLOSE_MS, SONIOX_TTS_MAX_STREAMS_PER_CONNECTION, SonioxTtsStreamPool } from './tts-stream.js';
 import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, DEFAULT_TTS_WS_URL, buildTtsRequest } from './wire.js';
 import type { TtsSettings } from './wire.js';
 
@@ -37,8 +38,32 @@ export interface SonioxTtsOptions {
    * first audio after text went out, and any silence while audio is owed.
    */
   readonly timeoutMs?: number;
-  /** `streamText`: while nothing else is sent, a `keep_alive` goes out at least this often. Default 10000. */
+  /** `streamText`: while nothing else is sent on a connection, a `keep_alive` goes out at least this often. Default 10000. */
   readonly keepaliveIntervalMs?: number;
+  /**
+   * `streamText`: streams multiplexed on one WebSocket connection, 1..5 (default 5, Soniox's limit; 1 gives every
+   * stream its own connection). The adapter's streams share its connections (see `tts-stream.ts`).
+   */
+  readonly maxStreamsPerConnection?: number;
+  /**
+   * `streamText`: connections open at once (default: no cap). With a cap, a stream that finds every connection full
+   * fails at once with a retryable `rate_limit` error. Without one, a connection beyond the account's limit (3 by
+   * default) is refused by Soniox, which fails its streams with a retryable `rate_limit` error too.
+   */
+  readonly maxConnections?: number;
+  /** `streamText`: a connection that carries no stream for this long is closed. Default 15000. */
+  readonly idleConnectionCloseMs?: number;
+  /** `streamText`: connection-level events (default: the logger of the call whose stream opened the connection). */
+  readonly logger?: Logger;
+}
+
+/** The Soniox TTS adapter, with `close()` for shutdown and tests (not part of core's TtsAdapter). */
+export interface SonioxTtsAdapter extends TtsAdapter {
+  /**
+   * Closes `streamText`'s pooled connections: streams still running fail with a `closed` error, later ones at once.
+   * Not needed for the process to exit (an idle connection is unref'd and closed after `idleConnectionCloseMs`).
+   */
+  close(): Promise<void>;
 }
 
 export const DEFAULT_TTS_TIMEOUT_MS = 30_000;
@@ -62,7 +87,7 @@ function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
+export function createSonioxTts(options: SonioxTtsOptions): SonioxTtsAdapter {
   const sampleRate = options.sampleRate ?? TTS_SAMPLE_RATE;
   if (sampleRate !== TTS_SAMPLE_RATE) throw new RangeError(`Soniox TTS sample rate must be 8000 for AVR, not ${String(sampleRate)}`);
   const url = new URL(options.url ?? DEFAULT_TTS_URL);
@@ -82,6 +107,26 @@ export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TTS_TIMEOUT_MS;
   const keepaliveIntervalMs = Math.max(200, options.keepaliveIntervalMs ?? DEFAULT_TTS_KEEPALIVE_INTERVAL_MS);
   const secret = options.apiKey;
+  const maxStreamsPerConnection = options.maxStreamsPerConnection ?? SONIOX_TTS_MAX_STREAMS_PER_CONNECTION;
+  if (!Number.isInteger(maxStreamsPerConnection) || maxStreamsPerConnection < 1 || maxStreamsPerConnection > SONIOX_TTS_MAX_STREAMS_PER_CONNECTION) {
+    throw new RangeError(`Soniox TTS streams per connection must be 1..${String(SONIOX_TTS_MAX_STREAMS_PER_CONNECTION)}, not ${String(maxStreamsPerConnection)}`);
+  }
+  const maxConnections = options.maxConnections ?? Number.POSITIVE_INFINITY;
+  if (!(maxConnections >= 1) || (maxConnections !== Number.POSITIVE_INFINITY && !Number.isInteger(maxConnections))) {
+    throw new RangeError(`Soniox TTS maxConnections must be a whole number >= 1, not ${String(maxConnections)}`);
+  }
+  const pool = new SonioxTtsStreamPool({
+    apiKey: secret,
+    url: websocketUrl.href,
+    settings,
+    outputSampleRate: TTS_SAMPLE_RATE,
+    timeoutMs,
+    keepaliveIntervalMs,
+    maxStreamsPerConnection,
+    maxConnections,
+    idleCloseMs: Math.max(0, options.idleConnectionCloseMs ?? DEFAULT_TTS_IDLE_CLOSE_MS),
+    logger: options.logger,
+  });
 
   async function* stream(request: TtsRequest, call: CallContext): AsyncGenerator<Int16Array> {
     if (call.signal.aborted) throw cancelled();
@@ -182,8 +227,9 @@ export function createSonioxTts(options: SonioxTtsOptions): TtsAdapter {
       return { outputSampleRate: TTS_SAMPLE_RATE, audio: stream(request, call) };
     },
     streamText(request: TtsStreamRequest, call: CallContext): TtsTextStream {
-      return openSonioxTtsStream({ apiKey: secret, url: websocketUrl.href, settings, outputSampleRate: TTS_SAMPLE_RATE, timeoutMs, keepaliveIntervalMs }, request, call);
+      return pool.open(request, call);
     },
+    close: () => pool.close(),
   };
 
   function connectionError(error: unknown): ProviderError {

@@ -2,11 +2,12 @@ import { getEventListeners } from 'node:events';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProviderError } from '@stsgate/core';
-import type { CallContext, TtsAdapter, TtsTextStream } from '@stsgate/core';
+import type { CallContext, TtsAdapter, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
 import { concatPcm, defaultSonioxSpeech, startSonioxTtsEmulator } from '@stsgate/testkit';
 import type { SonioxTtsEmulator, SonioxTtsEmulatorOptions, SonioxTtsStreamRecord } from '@stsgate/testkit';
 import { createSonioxTts, defineSonioxTts, sonioxTtsEnvSchema } from '../src/index.js';
 import type { SonioxTtsOptions } from '../src/index.js';
+import type { SonioxTtsAdapter } from '../src/tts.js';
 import { buildTtsStreamConfig, parseTtsStreamMessage } from '../src/wire.js';
 import { callContext, memoryLogger, sleep } from './helpers.js';
 
@@ -23,15 +24,22 @@ async function emulator(options: Partial<SonioxTtsEmulatorOptions> = {}): Promis
   return tts;
 }
 
-function textStream(adapter: TtsAdapter, call: CallContext = callContext()): TtsTextStream {
-  const stream = adapter.streamText?.({}, call);
+function textStream(adapter: TtsAdapter, call: CallContext = callContext(), request: TtsStreamRequest = {}): TtsTextStream {
+  const stream = adapter.streamText?.(request, call);
   if (stream === undefined) throw new Error('streamText is missing');
   cleanups.push(() => stream.close());
   return stream;
 }
 
+function adapterFor(tts: SonioxTtsEmulator, options: Partial<SonioxTtsOptions> = {}): SonioxTtsAdapter {
+  const adapter = createSonioxTts({ apiKey: KEY, url: tts.url, websocketUrl: tts.wsUrl, ...options });
+  cleanups.push(() => adapter.close());
+  return adapter;
+}
+
+/** A stream on a new adapter (its own pool). */
 function open(tts: SonioxTtsEmulator, options: Partial<SonioxTtsOptions> = {}, call: CallContext = callContext()): TtsTextStream {
-  return textStream(createSonioxTts({ apiKey: KEY, url: tts.url, websocketUrl: tts.wsUrl, ...options }), call);
+  return textStream(adapterFor(tts, options), call);
 }
 
 async function collect(audio: AsyncIterable<Int16Array>): Promise<{ chunks: Int16Array[]; error: unknown }> {
@@ -54,7 +62,7 @@ const LONG = 'This is a long answer that takes a few seconds to speak, so there 
 describe('Soniox TTS streamText against the emulator', () => {
   it('sends the config with header auth (never the key in a message), then the text in order; the audio is the synthesis', async () => {
     const tts = await emulator();
-    const adapter = createSonioxTts({ apiKey: KEY, url: tts.url, websocketUrl: tts.wsUrl, speed: 1.1 });
+    const adapter = adapterFor(tts, { speed: 1.1, idleConnectionCloseMs: 50 });
     expect(adapter.capabilities.streamingInput).toBe(true);
     const stream = adapter.streamText?.({ voice: 'Maya', language: 'it' }, callContext());
     if (stream === undefined) throw new Error('streamText is missing');
@@ -83,7 +91,8 @@ describe('Soniox TTS streamText against the emulator', () => {
     const connection = tts.wsConnections[0];
     expect(connection?.headers.authorization).toBe(`Bearer ${KEY}`);
     expect(JSON.stringify(connection?.received)).not.toContain(KEY);
-    await tts.waitFor(() => connection?.closeInfo);
+    // The connection outlives the stream until it has been idle for idleConnectionCloseMs.
+    expect((await tts.waitFor(() => connection?.closeInfo)).by).toBe('client');
     expect(record.cancelled).toBe(false);
   });
 
@@ -107,9 +116,9 @@ describe('Soniox TTS streamText against the emulator', () => {
     expect(tts.streams[0]?.audioMessagesBeforeTextEnd).toBeGreaterThan(0);
   });
 
-  it('close() cancels upstream: a cancel goes out, the audio ends at once, the socket closes', async () => {
+  it('close() cancels upstream: a cancel goes out for this stream, the audio ends at once, the connection stays until idle', async () => {
     const tts = await emulator({ latency: { realTimeFactor: 1 } });
-    const stream = open(tts);
+    const stream = open(tts, { idleConnectionCloseMs: 300 });
     stream.pushText(LONG);
     stream.endText();
     const iterator = stream.audio[Symbol.asyncIterator]();
@@ -121,6 +130,9 @@ describe('Soniox TTS streamText against the emulator', () => {
     expect(record.terminated).toBe(true);
     expect(record.audioEnded).toBe(false);
     expect(record.texts).toEqual([LONG, '']);
+    // close() resolved once Soniox had terminated the stream; the connection itself stays for the next stream.
+    expect(tts.wsConnections[0]?.received).toContainEqual({ stream_id: record.streamId, cancel: true });
+    expect(tts.wsConnections[0]?.closeInfo).toBeUndefined();
     expect((await tts.waitFor(() => tts.wsConnections[0]?.closeInfo)).by).toBe('client');
   });
 
@@ -169,7 +181,8 @@ describe('Soniox TTS streamText against the emulator', () => {
 
   it('a per-stream error is thrown after the audio that came first, and nothing is cancelled', async () => {
     const tts = await emulator({ wsFaults: [{ action: { type: 'error', afterAudio: 2, code: 500, message: 'Synthesis failed.' } }] });
-    const stream = open(tts);
+    const adapter = adapterFor(tts);
+    const stream = textStream(adapter);
     stream.pushText('Hello there, how are you today?');
     stream.endText();
     const { chunks, error } = await collect(stream.audio);
@@ -177,8 +190,15 @@ describe('Soniox TTS streamText against the emulator', () => {
     expect(error).toBeInstanceOf(ProviderError);
     expect(error).toMatchObject({ category: 'server', statusCode: 500 });
     expect((error as Error).message).toContain('Synthesis failed.');
-    await tts.waitFor(() => tts.wsConnections[0]?.closeInfo);
     expect(tts.streams[0]?.cancelled).toBe(false);
+    // The socket stays open (Soniox's rule for a per-stream error) and serves the next stream.
+    const next = textStream(adapter);
+    next.pushText('Hi');
+    next.endText();
+    expect((await collect(next.audio)).error).toBeUndefined();
+    expect(tts.wsConnections).toHaveLength(1);
+    expect(tts.wsConnections[0]?.streams).toHaveLength(2);
+    expect(tts.wsConnections[0]?.closeInfo).toBeUndefined();
 
     const bad = open(tts, { model: 'tts-nope' });
     bad.pushText('Hello');
@@ -224,23 +244,29 @@ describe('Soniox TTS streamText against the emulator', () => {
     expect((result.error as Error).message).toContain('no audio within 300 ms');
   });
 
-  it('a malformed frame costs the stream a protocol error, nothing else', async () => {
-    const tts = await emulator({
-      wsFaults: [{ action: { type: 'malformed', afterAudio: 1 } }, { action: { type: 'malformed', frame: '{"stream_id":"x","audio":42}' } }],
-    });
-    for (const reason of ['not JSON', 'audio']) {
-      const stream = open(tts);
-      stream.pushText('Hello there, how are you today?');
-      stream.endText();
-      const { error } = await collect(stream.audio);
-      expect(error).toMatchObject({ category: 'protocol', retryable: false });
-      expect((error as Error).message).toContain(reason);
-    }
-    // The adapter still works.
-    const ok = open(tts);
-    ok.pushText('Hi');
-    ok.endText();
-    expect((await collect(ok.audio)).error).toBeUndefined();
+  it('a malformed frame that names a stream costs that stream a protocol error, nothing else', async () => {
+    const tts = await emulator({ latency: { realTimeFactor: 0.2 } });
+    const adapter = adapterFor(tts);
+    const victim = textStream(adapter);
+    victim.pushText(LONG);
+    victim.endText();
+    const victimAudio = collect(victim.audio);
+    const record = await tts.waitForStream();
+    // The next stream's first audio is followed by a frame that names the first stream, with a bad field.
+    tts.queueWsFault({ action: { type: 'malformed', afterAudio: 1, frame: JSON.stringify({ stream_id: record.streamId, audio: 42 }) } });
+    const bystander = textStream(adapter);
+    bystander.pushText('Hello there, how are you today?');
+    bystander.endText();
+    const [failed, ok] = await Promise.all([victimAudio, collect(bystander.audio)]);
+    expect(failed.error).toMatchObject({ category: 'protocol', retryable: false });
+    expect((failed.error as Error).message).toContain('audio');
+    expect(ok.error).toBeUndefined();
+    const second = await tts.waitForStream((entry) => entry !== record && entry.terminated);
+    expect(Array.from(concatPcm(...ok.chunks))).toEqual(Array.from(expected(second)));
+    // The victim was cancelled upstream; both streams were on the one connection, which is still open.
+    await tts.waitFor(() => record.cancelled);
+    expect(tts.wsConnections).toHaveLength(1);
+    expect(tts.wsConnections[0]?.closeInfo).toBeUndefined();
   });
 
   it('audio split at odd byte counts is reassembled exactly', async () => {
@@ -302,26 +328,251 @@ describe('Soniox TTS streamText against the emulator', () => {
       return counts;
     };
     const before = live();
-    const tts = await startSonioxTtsEmulator({ apiKey: KEY, wsFaults: [{ action: { type: 'error', afterAudio: 1 } }] });
+    const tts = await startSonioxTtsEmulator({ apiKey: KEY, latency: { realTimeFactor: 0.5 }, wsFaults: [{ action: { type: 'error', afterAudio: 1 } }] });
     const { logger, lines } = memoryLogger();
     const abort = new AbortController();
     const call = callContext({ logger, signal: abort.signal });
-    const adapter = createSonioxTts({ apiKey: KEY, url: tts.url, websocketUrl: tts.wsUrl, keepaliveIntervalMs: 200 });
+    const adapter = createSonioxTts({ apiKey: KEY, url: tts.url, websocketUrl: tts.wsUrl, keepaliveIntervalMs: 200, idleConnectionCloseMs: 100, logger });
     const [failing, completing, closing] = [textStream(adapter, call), textStream(adapter, call), textStream(adapter, call)];
     for (const stream of [failing, completing, closing]) stream.pushText('Hello there, how are you today?');
     failing.endText();
     completing.endText();
     const [failed, completed] = await Promise.all([collect(failing.audio), collect(completing.audio)]);
     expect([failed.error !== undefined, completed.error === undefined]).toEqual([true, true]);
-    // close() resolves once the socket is closed, also for a stream that has already ended.
+    // `closing` still holds a slot: the client socket keeps the process alive.
+    const busy = live().TCPSocketWrap ?? 0;
+    // close() resolves once the stream's slot is free, also for a stream that has already ended.
     for (const stream of [failing, completing, closing]) await stream.close();
     expect(getEventListeners(abort.signal, 'abort')).toHaveLength(0);
+    // All three shared one connection; idle, it no longer holds the process (unref'd), then closes itself.
+    expect(tts.wsConnections).toHaveLength(1);
+    if (tts.wsConnections[0]?.closeInfo === undefined) expect(live().TCPSocketWrap).toBe(busy - 1);
+    expect((await tts.waitFor(() => tts.wsConnections[0]?.closeInfo)).by).toBe('client');
+
+    // Another adapter closed while a stream runs: the stream fails with `closed`, the socket closes, later streams fail.
+    const other = createSonioxTts({ apiKey: KEY, url: tts.url, websocketUrl: tts.wsUrl, keepaliveIntervalMs: 200 });
+    const running = textStream(other, call);
+    running.pushText(LONG);
+    const iterator = running.audio[Symbol.asyncIterator]();
+    expect((await iterator.next()).done).toBe(false);
+    await other.close();
+    await expect(iterator.next()).rejects.toMatchObject({ category: 'closed', retryable: false });
+    expect(tts.wsConnections[1]?.closeInfo?.by).toBe('client');
+    expect((await collect(textStream(other, call).audio)).error).toMatchObject({ category: 'closed' });
+    await running.close();
+    expect(getEventListeners(abort.signal, 'abort')).toHaveLength(0);
+
     await tts.close();
     await sleep(50);
     const after = live();
     expect(after.Timeout).toBeLessThanOrEqual(before.Timeout ?? 0);
     expect(after.TCPSocketWrap).toBeLessThanOrEqual(before.TCPSocketWrap ?? 0);
     expect(JSON.stringify(lines)).not.toContain(KEY);
+  });
+});
+
+describe('Soniox TTS streamText: streams share pooled connections', () => {
+  /** Stream `i` (voice `V<i>`) is synthesized as the constant i * 100, 40 samples per character of each piece. */
+  function voiceCoded(): Partial<SonioxTtsEmulatorOptions> {
+    return { synthesize: (request) => new Int16Array(40 * request.text.length).fill(100 * Number(request.voice.slice(1))) };
+  }
+
+  it('7 concurrent streams: 2 connections (5 + 2), each stream with its own config, text and audio', async () => {
+    const tts = await emulator(voiceCoded());
+    const adapter = adapterFor(tts);
+    const words = (i: number): string[] => ['Reply', `number ${String(i)}`, ...Array.from({ length: i }, () => 'la')];
+    const streams = Array.from({ length: 7 }, (_, k) => textStream(adapter, callContext({ callId: `call-${String(k)}` }), { voice: `V${String(k + 1)}` }));
+    // Interleaved: word w of every stream, then word w + 1.
+    for (let w = 0; w < 9; w++) streams.forEach((stream, k) => words(k + 1)[w] !== undefined && stream.pushText(`${words(k + 1)[w] as string} `));
+    for (const stream of streams) stream.endText();
+    const results = await Promise.all(streams.map((stream) => collect(stream.audio)));
+
+    expect(tts.wsUpgrades).toHaveLength(2);
+    expect(tts.wsConnections.map((connection) => connection.streams.length)).toEqual([5, 2]);
+    expect(new Set(tts.streams.map((record) => record.streamId)).size).toBe(7);
+    results.forEach((result, k) => {
+      expect(result.error).toBeUndefined();
+      const record = tts.streams.find((entry) => entry.request?.voice === `V${String(k + 1)}`);
+      if (record === undefined) throw new Error(`no record for stream ${String(k)}`);
+      expect(record.connection).toBe(k < 5 ? 0 : 1);
+      expect(record.texts).toEqual([...words(k + 1).map((word) => `${word} `), '']);
+      const samples = concatPcm(...result.chunks);
+      // Exactly its own audio: every sample is its constant, and all of it arrived.
+      expect(new Set(samples)).toEqual(new Set([100 * (k + 1)]));
+      expect(samples.length).toBe(40 * record.spoken.join('').length);
+    });
+  });
+
+  it('a stream that ends frees its slot: the next stream reuses the connection; a 6th concurrent one opens another', async () => {
+    const tts = await emulator({ latency: { realTimeFactor: 1 } });
+    const adapter = adapterFor(tts);
+    const first = Array.from({ length: 5 }, () => textStream(adapter));
+    for (const stream of first) stream.pushText(LONG);
+    await tts.waitFor(() => tts.streams.length === 5 && tts.streams.every((record) => record.audioMessages > 0));
+    const closedAt = Date.now();
+    await (first[0] as TtsTextStream).close();
+    // close() resolved as soon as Soniox terminated the stream (not after the 2 s cap): its slot is free.
+    expect(Date.now() - closedAt).toBeLessThan(1000);
+    expect(tts.streams[0]).toMatchObject({ cancelled: true, terminated: true });
+    const sixth = textStream(adapter);
+    sixth.pushText('Hi');
+    sixth.endText();
+    expect((await collect(sixth.audio)).error).toBeUndefined();
+    expect(tts.wsConnections).toHaveLength(1);
+    expect(tts.streams[5]?.connection).toBe(0);
+    // Five streams run on connection 0 again (four long ones and this one): the next goes on a new connection.
+    const seventh = textStream(adapter);
+    const eighth = textStream(adapter);
+    for (const stream of [seventh, eighth]) stream.pushText(LONG);
+    await tts.waitFor(() => tts.streams.length === 8);
+    expect(tts.streams.slice(6).map((record) => record.connection)).toEqual([0, 1]);
+    expect(tts.wsConnections).toHaveLength(2);
+  });
+
+  it('a dropped connection fails only its own streams (retryable); the other connection goes on and takes new streams', async () => {
+    const tts = await emulator({ latency: { realTimeFactor: 0.1 } });
+    const adapter = adapterFor(tts);
+    const streams = Array.from({ length: 7 }, () => textStream(adapter));
+    for (const stream of streams) {
+      stream.pushText(LONG);
+      stream.endText();
+    }
+    const collecting = streams.map((stream) => collect(stream.audio));
+    await tts.waitFor(() => tts.streams.length === 7 && tts.streams.every((record) => record.audioMessages > 0));
+    tts.wsConnections[0]?.drop();
+    const results = await Promise.all(collecting);
+    for (const result of results.slice(0, 5)) {
+      expect(result.chunks.length).toBeGreaterThan(0);
+      expect(result.error).toMatchObject({ category: 'connectivity', retryable: true });
+    }
+    results.slice(5).forEach((result, k) => {
+      expect(result.error).toBeUndefined();
+      const record = tts.wsConnections[1]?.streams[k];
+      if (record === undefined) throw new Error('missing record');
+      expect(Array.from(concatPcm(...result.chunks))).toEqual(Array.from(expected(record)));
+    });
+    // The dropped connection left the pool: a new stream goes on the surviving one.
+    const next = textStream(adapter);
+    next.pushText('Hi');
+    next.endText();
+    expect((await collect(next.audio)).error).toBeUndefined();
+    expect(tts.wsConnections).toHaveLength(2);
+    expect(tts.streams[7]?.connection).toBe(1);
+  });
+
+  it('a connection-level error fails every stream on that connection with a clear error, and only those', async () => {
+    const tts = await emulator({ latency: { realTimeFactor: 1 }, wsFaults: [{ action: { type: 'connection-error', afterAudio: 3 } }] });
+    const adapter = adapterFor(tts);
+    const onFirst = Array.from({ length: 5 }, () => textStream(adapter));
+    for (const stream of onFirst) {
+      stream.pushText(LONG);
+      stream.endText();
+    }
+    // The first stream accepted (on connection 0) carries the fault.
+    await tts.waitFor(() => tts.streams.length === 5);
+    const onSecond = Array.from({ length: 2 }, () => textStream(adapter));
+    for (const stream of onSecond) {
+      stream.pushText('Hello there.');
+      stream.endText();
+    }
+    const results = await Promise.all([...onFirst, ...onSecond].map((stream) => collect(stream.audio)));
+    for (const result of results.slice(0, 5)) {
+      expect(result.error).toBeInstanceOf(ProviderError);
+      expect(result.error).toMatchObject({ category: 'server', statusCode: 503, retryable: true });
+      expect((result.error as Error).message).toContain('TTS connection failed');
+    }
+    // Each stream got its own error object.
+    expect(new Set(results.slice(0, 5).map((result) => result.error)).size).toBe(5);
+    for (const result of results.slice(5)) expect(result.error).toBeUndefined();
+    expect(tts.wsConnections.map((connection) => connection.streams.length)).toEqual([5, 2]);
+    expect(tts.wsConnections[0]?.closeInfo).toBeDefined();
+  });
+
+  it('a frame that names no stream of the connection affects nobody (one warning a minute)', async () => {
+    const { logger, lines } = memoryLogger();
+    const tts = await emulator({
+      wsFaults: [
+        { action: { type: 'malformed', afterAudio: 1 }, times: 2 },
+        { action: { type: 'malformed', afterAudio: 1, frame: '[1,2]' } },
+        { action: { type: 'malformed', afterAudio: 1, frame: '{"stream_id":"nobody-1","audio":"AAAA"}' } },
+      ],
+    });
+    const adapter = adapterFor(tts, { logger });
+    const streams = Array.from({ length: 4 }, () => textStream(adapter));
+    for (const stream of streams) {
+      stream.pushText('Hello there, how are you today?');
+      stream.endText();
+    }
+    const results = await Promise.all(streams.map((stream) => collect(stream.audio)));
+    expect(tts.wsConnections).toHaveLength(1);
+    results.forEach((result, k) => {
+      expect(result.error).toBeUndefined();
+      const record = tts.wsConnections[0]?.streams[k];
+      if (record === undefined) throw new Error('missing record');
+      expect(record.fault?.type).toBe('malformed');
+      expect(Array.from(concatPcm(...result.chunks))).toEqual(Array.from(expected(record)));
+    });
+    const warnings = lines.filter((line) => line.level === 40);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ msg: 'Soniox TTS sent a frame that names no stream (ignored)', reason: 'not JSON', connection: expect.any(String) });
+    expect(lines.some((line) => line.msg === 'Soniox TTS message for an unknown stream ignored' && line.streamId === 'nobody-1')).toBe(true);
+  });
+
+  it('an idle connection is closed after idleConnectionCloseMs; a stream before that reuses it, one after opens a new one', async () => {
+    const tts = await emulator();
+    const adapter = adapterFor(tts, { idleConnectionCloseMs: 200 });
+    const speak = async (): Promise<void> => {
+      const stream = textStream(adapter);
+      stream.pushText('Hi');
+      stream.endText();
+      expect((await collect(stream.audio)).error).toBeUndefined();
+    };
+    await speak();
+    await sleep(50);
+    await speak();
+    expect(tts.wsConnections).toHaveLength(1);
+    expect(tts.wsConnections[0]?.closeInfo).toBeUndefined();
+    const idleSince = Date.now();
+    expect((await tts.waitFor(() => tts.wsConnections[0]?.closeInfo)).by).toBe('client');
+    expect(Date.now() - idleSince).toBeGreaterThanOrEqual(150);
+    await speak();
+    expect(tts.wsConnections).toHaveLength(2);
+    expect(tts.streams[2]?.connection).toBe(1);
+  });
+
+  it('a refused connection (the account connection limit, HTTP 429) fails its streams with a retryable rate_limit; the next stream opens a new one', async () => {
+    const tts = await emulator();
+    tts.queueWsFault({ at: 'upgrade', action: { type: 'http', status: 429 } });
+    const adapter = adapterFor(tts);
+    const refused = Array.from({ length: 3 }, () => textStream(adapter));
+    for (const stream of refused) stream.pushText('Hello');
+    for (const result of await Promise.all(refused.map((stream) => collect(stream.audio)))) {
+      expect(result.error).toMatchObject({ category: 'rate_limit', statusCode: 429, retryable: true });
+    }
+    const retried = textStream(adapter);
+    retried.pushText('Hello');
+    retried.endText();
+    expect((await collect(retried.audio)).error).toBeUndefined();
+    expect(tts.wsUpgrades.map((upgrade) => upgrade.status)).toEqual([429, 101]);
+  });
+
+  it('maxConnections caps the pool: a stream that finds every connection full fails at once (retryable rate_limit)', async () => {
+    const tts = await emulator({ latency: { realTimeFactor: 1 } });
+    const adapter = adapterFor(tts, { maxConnections: 1, maxStreamsPerConnection: 2 });
+    const [a, b, c] = [textStream(adapter), textStream(adapter), textStream(adapter)];
+    for (const stream of [a, b]) stream.pushText(LONG);
+    const full = await collect(c.audio);
+    expect(full.error).toMatchObject({ category: 'rate_limit', retryable: true });
+    expect((full.error as Error).message).toContain('all 1 Soniox TTS connections are full (2 streams each)');
+    await a.close();
+    const d = textStream(adapter);
+    d.pushText('Hi');
+    d.endText();
+    expect((await collect(d.audio)).error).toBeUndefined();
+    expect(tts.wsUpgrades).toHaveLength(1);
+    expect(() => createSonioxTts({ apiKey: KEY, maxStreamsPerConnection: 6 })).toThrow(RangeError);
+    expect(() => createSonioxTts({ apiKey: KEY, maxStreamsPerConnection: 0 })).toThrow(RangeError);
+    expect(() => createSonioxTts({ apiKey: KEY, maxConnections: 0 })).toThrow(RangeError);
   });
 });
 
@@ -337,6 +588,18 @@ describe('SONIOX_TTS_WEBSOCKET_URL', () => {
     stream.endText();
     expect((await collect(stream.audio)).chunks.length).toBeGreaterThan(0);
     expect(tts.streams[0]?.terminated).toBe(true);
+  });
+
+  it('SONIOX_TTS_STREAMS_PER_CONNECTION (1..5) sets the streams per connection; 1 gives every stream its own', async () => {
+    const context = { logger: pino({ enabled: false }) };
+    expect(() => defineSonioxTts().fromEnv({ SONIOX_API_KEY: 'k', SONIOX_TTS_STREAMS_PER_CONNECTION: '6' }, context)).toThrow(/SONIOX_TTS_STREAMS_PER_CONNECTION/);
+    const tts = await emulator({ latency: { realTimeFactor: 1 } });
+    const adapter = defineSonioxTts().fromEnv({ SONIOX_API_KEY: KEY, SONIOX_TTS_WEBSOCKET_URL: tts.wsUrl, SONIOX_TTS_STREAMS_PER_CONNECTION: '1' }, context) as SonioxTtsAdapter;
+    cleanups.push(() => adapter.close());
+    const streams = [textStream(adapter), textStream(adapter)];
+    for (const stream of streams) stream.pushText('Hello there.');
+    await tts.waitFor(() => tts.streams.length === 2);
+    expect(tts.streams.map((record) => record.connection)).toEqual([0, 1]);
   });
 });
 
