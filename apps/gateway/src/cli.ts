@@ -14,7 +14,7 @@ import {
 } from '@stsgate/testkit';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
 import { builtinRegistry } from './providers.js';
-import { resolveServeSetup, serve } from './serve.js';
+import { PROVIDER_VARIABLES, providerId, resolveServeSetup, serve } from './serve.js';
 
 const USAGE = `stsgate: speech-to-speech gateway for Agent Voice Response
 
@@ -159,14 +159,15 @@ async function emulate(args: string[]): Promise<number> {
 /** Probe the gateway on this host, on the port `serve` would pick from the same environment. */
 async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
   const registry = builtinRegistry();
-  const nothingChosen = !env.STS_PROVIDER && !env.ASR_PROVIDER && !env.LLM_PROVIDER && !env.TTS_PROVIDER;
+  const id = (kind: keyof typeof PROVIDER_VARIABLES) => providerId(env, PROVIDER_VARIABLES[kind]);
+  const nothingChosen = (['sts', 'asr', 'llm', 'tts'] as const).every((kind) => id(kind) === undefined);
   const chosen = [
-    registry.get('sts', env.STS_PROVIDER || (nothingChosen ? DEFAULT_STS_PROVIDER : '')),
-    registry.get('asr', env.ASR_PROVIDER ?? ''),
-    registry.get('llm', env.LLM_PROVIDER ?? ''),
-    registry.get('tts', env.TTS_PROVIDER ?? ''),
+    registry.get('sts', id('sts') ?? (nothingChosen ? DEFAULT_STS_PROVIDER : '')),
+    registry.get('asr', id('asr') ?? ''),
+    registry.get('llm', id('llm') ?? ''),
+    registry.get('tts', id('tts') ?? ''),
   ];
-  const port = env.PORT || String(chosen.find((definition) => definition?.defaultPort !== undefined)?.defaultPort ?? DEFAULT_PORT);
+  const port = providerId(env, 'PORT') ?? String(chosen.find((definition) => definition?.defaultPort !== undefined)?.defaultPort ?? DEFAULT_PORT);
   try {
     const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) });
     return response.ok ? 0 : 1;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, zodProblems, type Env } from '@stsgate/core';
+import { ConfigError, blankToUndefined, zodProblems, type Env } from '@stsgate/core';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -7,9 +7,8 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 const boolean = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
-/** An unset variable and an empty one (compose files write `${VAR:-}`) both mean "use the default". */
-const optional = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((value) => (value === '' ? undefined : value), schema.optional());
+/** Unset, empty (compose files write `${VAR:-}`) and avr-app's literal `undefined` all mean "use the default". */
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess(blankToUndefined, schema.optional());
 
 export const gatewayEnvSchema = z.object({
   PORT: optional(int(1, 65535)),

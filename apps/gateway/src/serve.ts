@@ -3,6 +3,7 @@ import { agentEnvSchema, createToolSet, type ToolSet } from '@stsgate/agent';
 import {
   AdapterResolver,
   ConfigError,
+  blankToUndefined,
   zodProblems,
   type AdapterRegistry,
   type AsrAdapter,
@@ -29,7 +30,13 @@ export interface ServeSetup {
   readonly tools: ToolSet | undefined;
 }
 
-const PROVIDER_VARIABLES = { sts: 'STS_PROVIDER', asr: 'ASR_PROVIDER', llm: 'LLM_PROVIDER', tts: 'TTS_PROVIDER' } as const;
+export const PROVIDER_VARIABLES = { sts: 'STS_PROVIDER', asr: 'ASR_PROVIDER', llm: 'LLM_PROVIDER', tts: 'TTS_PROVIDER' } as const;
+
+/** A provider variable's value; unset, blank and avr-app's literal `undefined` are all "not chosen". */
+export function providerId(env: Env, name: string): string | undefined {
+  const value = blankToUndefined(env[name]);
+  return typeof value === 'string' ? value.trim() : undefined;
+}
 
 /**
  * Validate the whole configuration (the gateway's variables and every chosen provider's) and build
@@ -51,9 +58,9 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
   }
   const logger = makeLogger(config?.logLevel ?? 'info', config?.logPretty ?? false);
   const resolver = new AdapterResolver(registry, env, { logger });
-  const nothingChosen = !env.STS_PROVIDER && !env.ASR_PROVIDER && !env.LLM_PROVIDER && !env.TTS_PROVIDER;
+  const nothingChosen = Object.values(PROVIDER_VARIABLES).every((name) => providerId(env, name) === undefined);
   const choose = <K extends 'sts' | 'asr' | 'llm' | 'tts'>(kind: K, fallback?: string) => {
-    const id = env[PROVIDER_VARIABLES[kind]] || fallback;
+    const id = providerId(env, PROVIDER_VARIABLES[kind]) ?? fallback;
     if (id === undefined) return undefined;
     const definition = registry.get(kind, id);
     if (definition === undefined) {

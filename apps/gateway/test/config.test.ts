@@ -84,6 +84,17 @@ describe('gateway configuration', () => {
     expect(setup.tools?.specs.map((tool) => tool.name)).toEqual(['avr_transfer', 'avr_hangup']);
   });
 
+  it("avr-app's literal `undefined` (and `null`) is unset, for the gateway's variables and every provider's", () => {
+    // avr-app starts provider containers with AMI_URL=${process.env.AMI_URL} and friends.
+    const avr = { AMI_URL: 'undefined', PORT: 'undefined', LOG_LEVEL: 'null', STS_PROVIDER: 'undefined', TOOLS_DIR: 'undefined', VAD_THRESHOLD: 'undefined' };
+    const loopback = resolveServeSetup(avr, builtinRegistry(), silent);
+    expect(loopback.sts?.id).toBe('loopback');
+    expect(loopback.port).toBe(6030);
+    const openai = resolveServeSetup({ ...avr, STS_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-x', OPENAI_INSTRUCTIONS: 'undefined', OPENAI_MODEL: 'undefined' }, builtinRegistry(), silent);
+    expect(openai.sts?.id).toBe('openai');
+    expect(openai.tools?.specs.map((tool) => tool.name)).toEqual(['avr_transfer', 'avr_hangup']);
+  });
+
   it('keeps the query string as metadata, decoded, without the auth token', () => {
     expect(callMetadata('/?from=2000&to=5001&channel=PJSIP%2F2000-1&token=t&vip=yes')).toEqual({
       from: '2000',

@@ -1,10 +1,7 @@
 import { z } from 'zod';
+import { blankToUndefined } from '@stsgate/core';
 
-/** An unset variable and an empty one (compose files write `${VAR:-}`) both mean "use the default". */
-export function blankToUndefined(value: unknown): unknown {
-  if (value === null) return undefined;
-  return typeof value === 'string' && value.trim() === '' ? undefined : value;
-}
+export { blankToUndefined };
 
 /** True for an absolute `http:` or `https:` URL without whitespace. */
 export function isHttpUrl(value: string): boolean {

@@ -5,7 +5,7 @@
  * one shared instance, and every configuration problem (the cascade's and its stages') is reported at once.
  */
 import { z } from 'zod';
-import { ConfigError, envBoolean, envInt, envText, zodProblems } from '@stsgate/core';
+import { ConfigError, blankToUndefined, envBoolean, envInt, envText, zodProblems } from '@stsgate/core';
 import type { AdapterDefinition, AdapterKind, AdapterKinds, BuildContext, Env } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, resolveInstructions } from '@stsgate/agent';
 import { createCascadeSts } from './adapter.js';
@@ -101,7 +101,7 @@ function agentEnvSchema(prefix: string) {
 /** LLM_PROVIDER, else `openai` when OpenAI's REST variables are there (the documented Speechmatics agent). */
 function llmProviderId(env: Env, llmProvider: string | undefined): string | undefined {
   if (llmProvider !== undefined) return llmProvider;
-  const set = (name: string) => (env[name] ?? '').trim() !== '' && env[name] !== 'undefined';
+  const set = (name: string) => blankToUndefined(env[name]) !== undefined;
   return set('OPENAI_API_KEY') || set('OPENAI_BASE_URL') || set('OPENAI_BASEURL') ? 'openai' : undefined;
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, ProviderError, defineAdapter, toProviderError, zodProblems } from '@stsgate/core';
+import { ConfigError, ProviderError, blankToUndefined, defineAdapter, toProviderError, zodProblems } from '@stsgate/core';
 import type {
   AdapterContext,
   AdapterDefinition,
@@ -77,12 +77,9 @@ export function createLoopbackSts(options: LoopbackOptions): StsAdapter {
   };
 }
 
-/** An empty variable counts as unset. */
+/** An empty variable (or avr-app's literal `undefined`) counts as unset. */
 function envNumber(schema: z.ZodNumber, fallback: number) {
-  return z.preprocess(
-    (value) => (typeof value === 'string' && value.trim() === '' ? undefined : value),
-    z.coerce.number().pipe(schema).default(fallback),
-  );
+  return z.preprocess(blankToUndefined, z.coerce.number().pipe(schema).default(fallback));
 }
 
 export const loopbackEnvSchema = z.object({

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { ProviderError, defineAdapter } from '@stsgate/core';
+import { ProviderError, blankToUndefined, defineAdapter } from '@stsgate/core';
 import type { AdapterDefinition, SampleRate, VadAdapter, VadCapabilities, VadOptions, VadStream } from '@stsgate/core';
 import { SILERO_RATES, SileroModel, defaultModelPath } from './model.js';
 import { SileroVadStream } from './stream.js';
@@ -151,9 +151,9 @@ function validate(options: VadOptions, negThreshold: number | undefined, maxSpee
   return problems;
 }
 
-/** An empty variable counts as unset. */
+/** An empty variable (or avr-app's literal `undefined`) counts as unset. */
 function envNumber(schema: z.ZodNumber, fallback: number) {
-  return z.preprocess((value) => (typeof value === 'string' && value.trim() === '' ? undefined : value), z.coerce.number().pipe(schema).default(fallback));
+  return z.preprocess(blankToUndefined, z.coerce.number().pipe(schema).default(fallback));
 }
 
 export const sileroVadEnvSchema = z.object({

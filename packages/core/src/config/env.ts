@@ -1,12 +1,18 @@
 /**
- * zod pieces for adapters' environment variables (AVR's names): an empty value means unset, everywhere
- * (compose files write `${VAR:-}`).
+ * zod pieces for adapters' environment variables (AVR's names): an empty value means unset, everywhere (compose files
+ * write `${VAR:-}`), and so do the literals `undefined` and `null` (see `blankToUndefined`).
  */
 import { z } from 'zod';
 
+/**
+ * Unset, for an environment value: empty or blank, and the literal `undefined` or `null` (avr-app starts provider
+ * containers with `AMI_URL=${process.env.AMI_URL}`, which writes `undefined` when the panel's own variable is unset).
+ */
 export function blankToUndefined(value: unknown): unknown {
   if (value === null) return undefined;
-  return typeof value === 'string' && value.trim() === '' ? undefined : value;
+  if (typeof value !== 'string') return value;
+  const trimmed = value.trim();
+  return trimmed === '' || trimmed === 'undefined' || trimmed === 'null' ? undefined : value;
 }
 
 /** An optional trimmed string. */
