@@ -57,6 +57,8 @@ export interface CallSessionOptions {
 export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, providerFailure: 1011 } as const;
 
 const MAX_EARLY_DTMF = 32;
+/** Distinct unknown message types logged at warn level per call; the rest at debug. */
+const MAX_UNKNOWN_TYPES_LOGGED = 8;
 /** Stop writing while this much is unsent on the transport: the peer is not reading. */
 const MAX_TRANSPORT_BACKLOG_BYTES = 64 * 1024;
 const DEFAULT_INIT_TIMEOUT_MS = 10_000;
@@ -87,6 +89,8 @@ export class CallSession implements Pumpable, CallInbound {
   private currentResponseId: string | undefined;
   /** Replies still producing audio (no `response_done` yet). */
   private readonly openResponses = new Set<string>();
+  /** Unknown message types already logged (bounded). */
+  private readonly unknownTypesSeen = new Set<string>();
   /** A reply cut by barge-in: audio for it still in flight from the provider is dropped. */
   private interruptedResponseId: string | undefined;
   /** When the first frame of a burst began waiting for `outboundStartBufferMs` of audio. */
@@ -160,7 +164,8 @@ export class CallSession implements Pumpable, CallInbound {
     }
     const decoded = decodeAvrInbound(data);
     if (!decoded.ok) {
-      this.protocolProblem(decoded.error.code, decoded.error.message);
+      if (decoded.error.code === 'unknown_type') this.ignoreUnknownType(decoded.error.messageType, decoded.error.message);
+      else this.protocolProblem(decoded.error.code, decoded.error.message);
       return;
     }
     const message = decoded.message;
@@ -177,9 +182,25 @@ export class CallSession implements Pumpable, CallInbound {
     }
   }
 
+  /**
+   * A message type this gateway does not know (a newer AVR Core may add some): ignored, without an AVR `error` (which
+   * would fire AVR's error webhooks); logged once per type per call.
+   */
+  private ignoreUnknownType(messageType: string | undefined, message: string): void {
+    this.options.metrics.errors.inc({ kind: 'protocol_unknown_type' });
+    const key = messageType ?? '';
+    if (this.unknownTypesSeen.has(key) || this.unknownTypesSeen.size >= MAX_UNKNOWN_TYPES_LOGGED) {
+      this.log.debug({ messageType }, `${message} ignored`);
+      return;
+    }
+    this.unknownTypesSeen.add(key);
+    this.log.warn({ messageType }, `${message} ignored (logged once per call)`);
+  }
+
   private onInit(uuid: string): void {
     if (this.stateValue !== 'awaiting_init') {
-      this.protocolProblem('duplicate_init', 'duplicate init ignored: the call is already initialised');
+      // As AVR's own STS containers do: a repeated init changes nothing and is not an error.
+      this.log.debug('duplicate init ignored: the call is already initialised');
       return;
     }
     clearTimeout(this.initTimer);

@@ -128,21 +128,22 @@ describe('bad input', () => {
     avr.socket.send(Buffer.from([1, 2, 3]), { binary: true });
     avr.sendAudio(tone(160, 42));
     await until(() => s.audio.length === 1);
-    await avr.until(() => avr.errors().length === 12);
+    await avr.until(() => avr.errors().length === 10);
+    // An unknown message type (a newer AVR Core's) and a repeated init are ignored without an AVR error; malformed
+    // known messages keep theirs.
     const errors = avr.errors();
     expect(errors[0]).toMatch(/audio received before init/);
     expect(errors[1]).toMatch(/dtmf_digit received before init/);
     expect(errors[2]).toMatch(/not valid JSON/);
-    expect(errors[3]).toMatch(/unknown message type "teleport"/);
-    expect(errors[4]).toMatch(/invalid "audio" message/);
-    expect(errors[5]).toMatch(/invalid "init" message/);
-    expect(errors[6]).toMatch(/not valid base64/);
-    expect(errors[6]).not.toContain('%%%');
-    expect(errors[7]).toMatch(/odd byte count/);
-    expect(errors[8]).toMatch(/invalid "dtmf_digit" message/);
-    expect(errors[9]).toMatch(/JSON object/);
-    expect(errors[10]).toMatch(/duplicate init/);
-    expect(errors[11]).toMatch(/binary frames/);
+    expect(errors[3]).toMatch(/invalid "audio" message/);
+    expect(errors[4]).toMatch(/invalid "init" message/);
+    expect(errors[5]).toMatch(/not valid base64/);
+    expect(errors[5]).not.toContain('%%%');
+    expect(errors[6]).toMatch(/odd byte count/);
+    expect(errors[7]).toMatch(/invalid "dtmf_digit" message/);
+    expect(errors[8]).toMatch(/JSON object/);
+    expect(errors[9]).toMatch(/binary frames/);
+    expect(errors.join(' ')).not.toMatch(/teleport|duplicate init/);
     expect(s.audio[0]?.[0]).toBe(42);
     expect(sts.sessions).toHaveLength(1);
     expect(avr.closeCode).toBeUndefined();

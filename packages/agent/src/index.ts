@@ -3,6 +3,7 @@ export {
   MAX_TEMPLATE_VALUE_LENGTH,
   checkInstructionFile,
   instructionSourceFromEnv,
+  instructionsUrlFor,
   instructionsEnv,
   instructionsUrlTimeoutEnv,
   renderInstructions,
@@ -11,7 +12,7 @@ export {
 } from './instructions.js';
 export type { InstructionCall, InstructionSource, InstructionsEnv, InstructionsEnvSchema, InstructionsEnvShape } from './instructions.js';
 export {
-  DEFAULT_TOOLS_DIR,
+  DEFAULT_TOOLS_DIRS,
   DEFAULT_TOOL_TIMEOUT_MS,
   TOOL_NAME_PATTERN,
   ToolSet,

@@ -20,7 +20,10 @@ const MAX_URL_RESPONSE_BYTES = 1024 * 1024;
 export interface InstructionSource {
   /** Literal instructions (`<PREFIX>_INSTRUCTIONS`); when set, nothing else is consulted. */
   readonly text?: string | undefined;
-  /** `GET` per call with `X-AVR-UUID`; expects `{"system": "<instructions>"}` (`<PREFIX>_URL_INSTRUCTIONS`). */
+  /**
+   * `GET` per call with `X-AVR-UUID` and the call's uuid and metadata as query parameters; expects
+   * `{"system": "<instructions>"}` (`<PREFIX>_URL_INSTRUCTIONS`).
+   */
   readonly url?: string | undefined;
   /** A UTF-8 text file (`<PREFIX>_FILE_INSTRUCTIONS`), relative to the working directory. */
   readonly file?: string | undefined;
@@ -189,7 +192,7 @@ async function fetchInstructions(
   };
   let response;
   try {
-    response = await requestText(fetchImpl, url, {
+    response = await requestText(fetchImpl, instructionsUrlFor(url, call), {
       method: 'GET',
       headers: { 'Content-Type': 'application/json', 'X-AVR-UUID': call.callId },
       timeoutMs,
@@ -230,11 +233,27 @@ const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g;
 
 /**
  * Substitutes `{{uuid}}` (the call id), `{{from}}`, `{{to}}` and any `{{ key }}` of the call's metadata, in one
- * pass (substituted values are never expanded again). Unknown keys become empty strings.
+ * pass (substituted values are never expanded again). A placeholder with no value stays as written: instructions may
+ * hold braces meant for the model.
  */
 export function renderInstructions(template: string, call: Pick<InstructionCall, 'callId' | 'metadata'>): string {
-  return template.replace(PLACEHOLDER, (_match, key: string) => {
+  return template.replace(PLACEHOLDER, (match: string, key: string) => {
     const value = key === 'uuid' ? call.callId : Object.hasOwn(call.metadata, key) ? call.metadata[key] : undefined;
-    return value === undefined ? '' : sanitizeTemplateValue(value);
+    return value === undefined ? match : sanitizeTemplateValue(value);
   });
+}
+
+/**
+ * The instructions URL for one call: the configured URL with the call's `uuid` and metadata (`from`, `to`, and any
+ * other connect-query key) added as query parameters, so the server can personalise without parsing AVR's uuid.
+ * Parameters the configured URL already has are kept as they are.
+ */
+export function instructionsUrlFor(url: string, call: Pick<InstructionCall, 'callId' | 'metadata'>): string {
+  const target = new URL(url);
+  const add = (key: string, value: string): void => {
+    if (!target.searchParams.has(key)) target.searchParams.set(key, sanitizeTemplateValue(value));
+  };
+  add('uuid', call.callId);
+  for (const [key, value] of Object.entries(call.metadata)) add(key, value);
+  return target.toString();
 }

@@ -11,7 +11,8 @@ import type { FetchImpl } from './http.js';
 import { instructionsUrlTimeoutEnv } from './instructions.js';
 
 export const DEFAULT_TOOL_TIMEOUT_MS = 10_000;
-export const DEFAULT_TOOLS_DIR = 'tools';
+/** AVR's two tool directories, in AVR's order: `avr_tools` (where avr-app mounts its tools), then `tools` (the user's). */
+export const DEFAULT_TOOLS_DIRS: readonly string[] = ['avr_tools', 'tools'];
 /** Names every provider accepts (OpenAI, Gemini, ...). */
 export const TOOL_NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 
@@ -263,8 +264,12 @@ function loadUserTools(dir: string, logger: Logger): AgentTool[] {
 }
 
 export interface LoadToolsOptions {
-  /** The AVR `tools/` directory (absolute, or relative to the working directory). A missing one means no user tools. */
-  readonly dir: string;
+  /**
+   * AVR tool directories (absolute, or relative to the working directory), in priority order: a tool whose name an
+   * earlier directory already gave is skipped, as AVR's loaders look in `avr_tools` before `tools`. A missing
+   * directory means no tools from it.
+   */
+  readonly dirs: readonly string[];
   readonly logger: Logger;
   /** Default handler timeout (10 000 ms). */
   readonly timeoutMs?: number;
@@ -273,36 +278,47 @@ export interface LoadToolsOptions {
 }
 
 /**
- * Loads the AVR tool modules of `dir` (CommonJS, freshly required: call again to reload) on top of `builtins`.
+ * Loads the AVR tool modules of `dirs` (CommonJS, freshly required: call again to reload) on top of `builtins`.
  * Never throws for a bad tool file: it is skipped with a warning.
  */
 export function loadTools(options: LoadToolsOptions): ToolSet {
   const { logger } = options;
-  const dir = path.resolve(options.dir);
+  const dirs = options.dirs.map((dir) => path.resolve(dir));
   const tools = new Map<string, AgentTool>();
   for (const tool of options.builtins ?? []) tools.set(tool.name, tool);
   const userNames = new Set<string>();
-  for (const tool of loadUserTools(dir, logger)) {
-    if (userNames.has(tool.name)) {
-      logger.warn({ tool: tool.name }, 'two tool modules have the same name; the second is skipped');
-      continue;
+  for (const dir of dirs) {
+    for (const tool of loadUserTools(dir, logger)) {
+      if (userNames.has(tool.name)) {
+        logger.warn({ tool: tool.name, dir }, 'a tool module of the same name was loaded before (an earlier directory, or this one); this one is skipped');
+        continue;
+      }
+      if (tools.has(tool.name)) logger.warn({ tool: tool.name, dir }, 'a user tool replaces the built-in tool of the same name');
+      userNames.add(tool.name);
+      tools.set(tool.name, tool);
     }
-    if (tools.has(tool.name)) logger.warn({ tool: tool.name }, 'a user tool replaces the built-in tool of the same name');
-    userNames.add(tool.name);
-    tools.set(tool.name, tool);
   }
   const set = new ToolSet([...tools.values()], options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs });
-  logger.info({ dir, tools: set.names }, 'tools loaded');
+  logger.info({ dirs, tools: set.names }, 'tools loaded');
   return set;
 }
 
+/** `TOOLS_DIR`: one directory, or several separated by commas (or the platform's path separator). */
+function toolDirs(value: string | undefined): string[] {
+  const dirs = (value ?? '')
+    .split(new RegExp(`[,${path.delimiter === ';' ? ';' : ':'}]`))
+    .map((dir) => dir.trim())
+    .filter((dir) => dir !== '');
+  return (dirs.length === 0 ? DEFAULT_TOOLS_DIRS : dirs).map((dir) => path.resolve(dir));
+}
+
 /**
- * Agent settings shared by every provider: `TOOLS_DIR` (default `tools`, resolved against the working directory,
- * /usr/src/app in the container image), `AMI_URL`, `TOOL_TIMEOUT_MS`, `AMI_TIMEOUT_MS`,
+ * Agent settings shared by every provider: `TOOLS_DIR` (default `avr_tools,tools` like AVR, resolved against the
+ * working directory, /usr/src/app in the container image), `AMI_URL`, `TOOL_TIMEOUT_MS`, `AMI_TIMEOUT_MS`,
  * `INSTRUCTIONS_URL_TIMEOUT_MS`. Merge its `shape` into an adapter's env schema.
  */
 export const agentEnvSchema = z.object({
-  TOOLS_DIR: z.preprocess(blankToUndefined, z.string().optional()).transform((dir) => path.resolve(dir ?? DEFAULT_TOOLS_DIR)),
+  TOOLS_DIR: z.preprocess(blankToUndefined, z.string().optional()).transform(toolDirs),
   AMI_URL: envHttpUrl().transform((url) => url ?? DEFAULT_AMI_URL),
   TOOL_TIMEOUT_MS: envInt(100, 600_000, DEFAULT_TOOL_TIMEOUT_MS),
   AMI_TIMEOUT_MS: envInt(100, 120_000, DEFAULT_AMI_TIMEOUT_MS),
@@ -311,14 +327,14 @@ export const agentEnvSchema = z.object({
 
 export type AgentEnv = z.output<typeof agentEnvSchema>;
 
-/** The built-ins (`avr_transfer`, `avr_hangup`) plus the tools of `TOOLS_DIR`. */
+/** The built-ins (`avr_transfer`, `avr_hangup`) plus the tools of the `TOOLS_DIR` directories. */
 export function createToolSet(
   config: Pick<AgentEnv, 'TOOLS_DIR' | 'AMI_URL' | 'TOOL_TIMEOUT_MS' | 'AMI_TIMEOUT_MS'>,
   logger: Logger,
   options: { readonly fetchImpl?: FetchImpl } = {},
 ): ToolSet {
   return loadTools({
-    dir: config.TOOLS_DIR,
+    dirs: config.TOOLS_DIR,
     logger,
     timeoutMs: config.TOOL_TIMEOUT_MS,
     builtins: builtinTools({

@@ -103,15 +103,19 @@ describe('resolveInstructions: priority', () => {
 });
 
 describe('resolveInstructions: URL', () => {
-  it('GETs the URL with Content-Type and X-AVR-UUID and uses "system"', async () => {
+  it('GETs the URL with Content-Type, X-AVR-UUID and the call metadata as query parameters, and uses "system"', async () => {
     const prompts = await server((_req, res) => json(res, 200, { system: 'Hello {{from}}' }));
     const log = captureLogger();
-    const text = await resolveInstructions({ url: `${prompts.baseUrl}/agents/main?key=s3cret`, defaultText: DEFAULT }, call(log, { from: '1001' }));
-    expect(text).toBe('Hello 1001');
+    const text = await resolveInstructions(
+      { url: `${prompts.baseUrl}/agents/main?key=s3cret&to=configured`, defaultText: DEFAULT },
+      call(log, { from: '+39 06 123', to: '600', vip: 'yes' }),
+    );
+    expect(text).toBe('Hello +39 06 123');
     expect(prompts.requests).toHaveLength(1);
     const [request] = prompts.requests;
     expect(request?.method).toBe('GET');
-    expect(request?.url).toBe('/agents/main?key=s3cret');
+    // A server can personalise without parsing AVR's uuid; a parameter the configured URL has is kept.
+    expect(request?.url).toBe('/agents/main?key=s3cret&to=configured&uuid=call-uuid-1&from=%2B39+06+123&vip=yes');
     expect(request?.headers['x-avr-uuid']).toBe('call-uuid-1');
     expect(request?.headers['content-type']).toBe('application/json');
   });
@@ -219,11 +223,11 @@ describe('resolveInstructions: file', () => {
 });
 
 describe('templating', () => {
-  it('substitutes from, to, uuid and metadata keys, with optional spaces; unknown keys become empty', async () => {
+  it('substitutes from, to, uuid and metadata keys, with optional spaces; unknown keys stay as written', async () => {
     const log = captureLogger();
-    const source = { text: 'Caller {{from}} dialled {{ to }} on call {{uuid}}. Name: {{  customer_name }}. Tier: [{{tier}}]', defaultText: DEFAULT };
+    const source = { text: 'Caller {{from}} dialled {{ to }} on call {{uuid}}. Name: {{  customer_name }}. Tier: [{{tier}}]. Reply as {{json}}.', defaultText: DEFAULT };
     const text = await resolveInstructions(source, call(log, { from: '+390612345', to: '600', customer_name: 'Ada' }));
-    expect(text).toBe('Caller +390612345 dialled 600 on call call-uuid-1. Name: Ada. Tier: []');
+    expect(text).toBe('Caller +390612345 dialled 600 on call call-uuid-1. Name: Ada. Tier: [{{tier}}]. Reply as {{json}}.');
   });
 
   it('sanitises caller values: controls stripped, length capped, never expanded again', () => {

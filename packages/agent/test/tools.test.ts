@@ -87,7 +87,7 @@ describe('loadTools', () => {
     'helper.mjs': 'export const name = "esm";',
   });
   const log = captureLogger();
-  const tools = loadTools({ dir, logger: log.logger });
+  const tools = loadTools({ dirs: [dir], logger: log.logger });
 
   it('loads the valid CommonJS tools, sanitising names, and ignores everything else', () => {
     expect(tools.names.sort()).toEqual(['______etc_passwd', 'get_weather', 'lookup']);
@@ -121,24 +121,24 @@ describe('loadTools', () => {
   it('reloads an edited tool when called again', async () => {
     const reloadDir = toolsDir({ 'greet.js': cjsTool('greet', '() => "hello v1"') });
     const reloadLog = captureLogger();
-    const first = loadTools({ dir: reloadDir, logger: reloadLog.logger });
+    const first = loadTools({ dirs: [reloadDir], logger: reloadLog.logger });
     expect(await first.run('greet', '{}', context(reloadLog))).toBe('hello v1');
     writeFileSync(path.join(reloadDir, 'greet.js'), cjsTool('greet', '() => "hello v2"'));
-    const second = loadTools({ dir: reloadDir, logger: reloadLog.logger });
+    const second = loadTools({ dirs: [reloadDir], logger: reloadLog.logger });
     expect(await second.run('greet', '{}', context(reloadLog))).toBe('hello v2');
   });
 
   it('accepts a tool without description or input_schema, as AVR does, with a warning', () => {
     const lenientDir = toolsDir({ 'bare.js': 'module.exports = { name: "bare", handler: () => "ok" };' });
     const lenientLog = captureLogger();
-    const set = loadTools({ dir: lenientDir, logger: lenientLog.logger });
+    const set = loadTools({ dirs: [lenientDir], logger: lenientLog.logger });
     expect(set.specs).toEqual([{ name: 'bare', description: '', parameters: { type: 'object', properties: {} } }]);
     expect(lenientLog.atLevel('warn')).toHaveLength(2);
   });
 
   it('a missing directory means built-ins only, with one info line', () => {
     const missingLog = captureLogger();
-    const set = loadTools({ dir: path.join(work, 'does-not-exist'), logger: missingLog.logger, builtins: builtinTools() });
+    const set = loadTools({ dirs: [path.join(work, 'does-not-exist')], logger: missingLog.logger, builtins: builtinTools() });
     expect(set.names).toEqual(['avr_transfer', 'avr_hangup']);
     expect(missingLog.atLevel('warn')).toHaveLength(0);
     expect(missingLog.atLevel('info').filter((line) => /no tools directory/.test(line.msg))).toHaveLength(1);
@@ -147,7 +147,7 @@ describe('loadTools', () => {
   it('a user tool replaces a built-in of the same name, with a warning', async () => {
     const overrideDir = toolsDir({ 'hangup.js': cjsTool('avr_hangup', '() => "custom hangup"') });
     const overrideLog = captureLogger();
-    const set = loadTools({ dir: overrideDir, logger: overrideLog.logger, builtins: builtinTools() });
+    const set = loadTools({ dirs: [overrideDir], logger: overrideLog.logger, builtins: builtinTools() });
     expect(set.names.sort()).toEqual(['avr_hangup', 'avr_transfer']);
     expect(await set.run('avr_hangup', '{}', context(overrideLog))).toBe('custom hangup');
     expect(overrideLog.atLevel('warn').some((line) => /replaces the built-in/.test(line.msg))).toBe(true);
@@ -160,7 +160,7 @@ describe('loadTools', () => {
       'ok.cjs': cjsTool('ok_cjs', '() => "ok"'),
     });
     const esmLog = captureLogger();
-    const set = loadTools({ dir: esmDir, logger: esmLog.logger });
+    const set = loadTools({ dirs: [esmDir], logger: esmLog.logger });
     expect(set.names).toEqual(['ok_cjs']);
     const warn = esmLog.atLevel('warn').find((line) => line['file'] === 'cjs-in-esm.js');
     expect(warn?.msg).toMatch(/rename it to \.cjs/);
@@ -361,13 +361,33 @@ describe('agentEnvSchema and createToolSet', () => {
   it('has AVR defaults', () => {
     const parsed = agentEnvSchema.parse({ TOOLS_DIR: '', AMI_URL: '' });
     expect(parsed).toEqual({
-      TOOLS_DIR: path.resolve(process.cwd(), 'tools'),
+      // AVR loads avr_tools (where avr-app mounts its tools) and tools.
+      TOOLS_DIR: [path.resolve(process.cwd(), 'avr_tools'), path.resolve(process.cwd(), 'tools')],
       AMI_URL: 'http://127.0.0.1:6006',
       TOOL_TIMEOUT_MS: 10_000,
       AMI_TIMEOUT_MS: 5000,
       INSTRUCTIONS_URL_TIMEOUT_MS: 3000,
     });
     expect(agentEnvSchema.safeParse({ AMI_URL: 'avr-ami:6006', TOOL_TIMEOUT_MS: '-1' }).success).toBe(false);
+    expect(agentEnvSchema.parse({ TOOLS_DIR: '/a, /b' }).TOOLS_DIR).toEqual(['/a', '/b']);
+  });
+
+  it('loads avr_tools and tools like AVR: the first directory wins a name both have', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'stsgate-two-dirs-'));
+    const write = (dir: string, file: string, name: string, answer: string) => {
+      mkdirSync(path.join(root, dir), { recursive: true });
+      writeFileSync(path.join(root, dir, file), `module.exports = { name: '${name}', description: 'd', handler: async () => '${answer}' };\n`);
+    };
+    write('avr_tools', 'crm.js', 'crm_lookup', 'from avr_tools');
+    write('tools', 'crm.js', 'crm_lookup', 'from tools');
+    write('tools', 'weather.js', 'weather', 'sunny');
+    const log = captureLogger();
+    const set = loadTools({ dirs: [path.join(root, 'avr_tools'), path.join(root, 'tools')], logger: log.logger });
+    expect(set.names.sort()).toEqual(['crm_lookup', 'weather']);
+    return set.run('crm_lookup', '{}', context(log)).then((result) => {
+      expect(result).toBe('from avr_tools');
+      rmSync(root, { recursive: true, force: true });
+    });
   });
 
   it('merges into an adapter schema and builds built-ins plus user tools', async () => {
