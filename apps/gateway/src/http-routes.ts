@@ -22,7 +22,8 @@ import type { GatewayMetrics } from './metrics.js';
  * AVR's pipeline-mode HTTP contracts, generic over any ASR or TTS adapter:
  * - `POST /speech-to-text-stream`: a chunked raw PCM s16le 8 kHz body for a whole listening session;
  *   the response is plain UTF-8 text, one write per completed utterance (finals only).
- * - `POST /text-to-speech-stream`: `{"text": ...}` in; raw PCM s16le 8 kHz streamed out.
+ * - `POST /text-to-speech-stream`: `{"text": ...}` (plus the optional `voice`, `language`, `model`, `sample_rate` AVR's TTS
+ *   containers accept) in; raw PCM s16le streamed out, 8 kHz unless `sample_rate` asks for another rate.
  * Errors before the first body byte are a JSON `{"message"}` with a 4xx/5xx status; after it, the
  * response is ended (the status line is gone) and the failure logged.
  */
@@ -170,8 +171,11 @@ export function registerTtsRoute(app: FastifyInstance, tts: { id: string; adapte
     const parsed = avrTtsRequestSchema.safeParse(request.body);
     if (!parsed.success) {
       deps.metrics.httpRequests.inc({ route: 'tts', outcome: 'bad_request' });
-      return reply.code(400).send({ message: 'expected a JSON body {"text": "..."} with non-empty text' });
+      const issue = parsed.error.issues[0];
+      const problem = issue === undefined || issue.path.length === 0 || issue.path[0] === 'text' ? '' : ` (${issue.path.join('.')}: ${issue.message})`;
+      return reply.code(400).send({ message: `expected a JSON body {"text": "..."} with non-empty text${problem}` });
     }
+    const { text, voice, language, model, sampleRate } = parsed.data;
     const call = requestCall(request, deps.logger, 'tts');
     deps.metrics.httpStreams.inc({ route: 'tts' });
     reply.hijack();
@@ -181,8 +185,11 @@ export function registerTtsRoute(app: FastifyInstance, tts: { id: string; adapte
     });
     let failure: ProviderError | undefined;
     try {
-      const synthesis = tts.adapter.synthesize({ text: parsed.data.text }, call.context);
-      const resampler = synthesis.outputSampleRate === AVR_SAMPLE_RATE ? undefined : createResampler(synthesis.outputSampleRate, AVR_SAMPLE_RATE);
+      const synthesis = tts.adapter.synthesize(
+        { text, ...(voice === undefined ? {} : { voice }), ...(language === undefined ? {} : { language }), ...(model === undefined ? {} : { model }) },
+        call.context,
+      );
+      const resampler = synthesis.outputSampleRate === sampleRate ? undefined : createResampler(synthesis.outputSampleRate, sampleRate);
       for await (const chunk of synthesis.audio) {
         if (call.abort.signal.aborted) break;
         const samples = resampler ? resampler.process(chunk) : chunk;

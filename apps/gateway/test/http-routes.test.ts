@@ -11,6 +11,7 @@ import {
   type CallContext,
   type SampleRate,
   type TtsAdapter,
+  type TtsRequest,
 } from '@stsgate/core';
 import { buildGateway, gatewayConfig, resolveServeSetup, builtinRegistry, type Gateway } from '../src/index.js';
 
@@ -74,14 +75,16 @@ class ScriptedTts implements TtsAdapter {
   readonly id = 'scripted';
   readonly capabilities;
   readonly calls: CallContext[] = [];
+  readonly requests: TtsRequest[] = [];
   constructor(
     private readonly rate: SampleRate = 8000,
     private readonly options: { chunks?: number; failBeforeAudio?: unknown; delayMs?: number } = {},
   ) {
     this.capabilities = { outputSampleRates: [rate], encodings: ['pcm_s16le' as const], streamingInput: false };
   }
-  synthesize(request: { text: string }, call: CallContext) {
+  synthesize(request: TtsRequest, call: CallContext) {
     this.calls.push(call);
+    this.requests.push(request);
     const { chunks = 5, failBeforeAudio, delayMs = 0 } = this.options;
     const rate = this.rate;
     return {
@@ -211,6 +214,22 @@ describe('POST /text-to-speech-stream', () => {
     expect(body.readInt16LE(0)).toBe(5);
     expect(body.subarray(0, 4).toString('ascii')).not.toBe('RIFF');
     expect(tts.calls[0]?.callId).toBe('tts-1');
+  });
+
+  it("takes the optional fields AVR's TTS containers accept: voice, language, model, sample_rate", async () => {
+    const tts = new ScriptedTts();
+    const base = await start({ tts });
+    const post = (body: unknown) => fetch(`${base}/text-to-speech-stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const response = await post({ text: 'Hello', voice: 'Maya', language: 'it', model: 'tts-rt-v1', audio_format: 'pcm_s16le', sample_rate: 16000, bitrate: 64000 });
+    expect(response.status).toBe(200);
+    expect(tts.requests[0]).toEqual({ text: 'Hello', voice: 'Maya', language: 'it', model: 'tts-rt-v1' });
+    // 5 chunks of 100 ms at 8 kHz, resampled to the 16 kHz asked for.
+    expect((await response.arrayBuffer()).byteLength / 2).toBe(8000);
+    expect((await post({ text: 'Hi', sampleRate: '8000', audioFormat: 'pcm_s16le' })).status).toBe(200);
+    const refused = await post({ text: 'Hi', audio_format: 'mp3' });
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toEqual({ message: 'expected a JSON body {"text": "..."} with non-empty text (audio_format: only pcm_s16le (raw PCM, what AVR Core plays))' });
+    expect((await post({ text: 'Hi', sample_rate: 11025 })).status).toBe(400);
   });
 
   it('resamples a 24 kHz provider to 8 kHz', async () => {

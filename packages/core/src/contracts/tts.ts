@@ -9,8 +9,10 @@ export interface TtsCapabilities {
 
 export interface TtsRequest {
   readonly text: string;
+  /** Overrides of the adapter's configured voice, language and model, for the adapters that have them. */
   readonly voice?: string;
   readonly language?: string;
+  readonly model?: string;
 }
 
 /** The settings of a synthesis whose text arrives later, piece by piece. */

@@ -35,10 +35,35 @@ export type AvrLlmRequest = z.infer<typeof avrLlmRequestSchema>;
 export const avrLlmChunkSchema = z.object({ type: z.literal('text'), content: z.string() });
 export type AvrLlmChunk = z.infer<typeof avrLlmChunkSchema>;
 
-export const avrTtsRequestSchema = z.looseObject({
-  text: z.string().min(1, 'text must not be empty'),
-});
-export type AvrTtsRequest = z.infer<typeof avrTtsRequestSchema>;
+const ttsText = z.string().trim().min(1).max(200).optional();
+const ttsRate = z.coerce.number().pipe(z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)], { error: 'must be 8000, 16000, 24000 or 48000' }));
+
+/**
+ * The TTS request body, with the optional fields AVR's TTS containers accept (avr-tts-soniox: `model`, `voice`,
+ * `language`, `audio_format`/`audioFormat`, `sample_rate`/`sampleRate`, `bitrate`). Raw PCM is all AVR Core plays, so
+ * `audio_format` must be `pcm_s16le`; `bitrate` (for compressed formats) is accepted and has no effect.
+ */
+export const avrTtsRequestSchema = z
+  .looseObject({
+    text: z.string().min(1, 'text must not be empty'),
+    voice: ttsText,
+    language: ttsText,
+    model: ttsText,
+    audio_format: z.literal('pcm_s16le', { error: 'only pcm_s16le (raw PCM, what AVR Core plays)' }).optional(),
+    audioFormat: z.literal('pcm_s16le', { error: 'only pcm_s16le (raw PCM, what AVR Core plays)' }).optional(),
+    sample_rate: ttsRate.optional(),
+    sampleRate: ttsRate.optional(),
+    bitrate: z.unknown().optional(),
+  })
+  .transform(({ text, voice, language, model, sample_rate, sampleRate }) => ({
+    text,
+    ...(voice === undefined ? {} : { voice }),
+    ...(language === undefined ? {} : { language }),
+    ...(model === undefined ? {} : { model }),
+    /** The PCM rate of the response body (default 8000, AVR Core's). */
+    sampleRate: sample_rate ?? sampleRate ?? 8000,
+  }));
+export type AvrTtsRequest = z.output<typeof avrTtsRequestSchema>;
 
 export const avrHttpErrorSchema = z.object({ message: z.string() });
 export type AvrHttpError = z.infer<typeof avrHttpErrorSchema>;
