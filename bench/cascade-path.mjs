@@ -200,7 +200,7 @@ function instrumentTts(tts) {
 
 // ---- /metrics -----------------------------------------------------------------------------------------------------------
 
-const TURN_HISTOGRAMS = ['stsgate_turn_asr_final_seconds', 'stsgate_turn_llm_first_token_seconds', 'stsgate_turn_tts_first_audio_seconds', 'stsgate_turn_response_seconds'];
+const TURN_HISTOGRAMS = ['stsgate_turn_asr_final_seconds', 'stsgate_turn_llm_first_token_seconds', 'stsgate_turn_tts_first_audio_seconds', 'stsgate_response_latency_seconds'];
 
 /** The turn histograms of a /metrics scrape: per name and provider, count, mean and bucket bounds of p50/p99 (ms). */
 function turnHistograms(text) {

@@ -89,6 +89,10 @@ export class CallSession implements Pumpable, CallInbound {
   private currentResponseId: string | undefined;
   /** Replies still producing audio (no `response_done` yet). */
   private readonly openResponses = new Set<string>();
+  private readonly startedAt = performance.now();
+  /** When the provider last reported the end of the caller's speech, until the reply's first audio goes out. */
+  private speechStoppedAt: number | undefined;
+  private lastSentResponseId: string | undefined;
   /** Unknown message types already logged (bounded). */
   private readonly unknownTypesSeen = new Set<string>();
   /** A reply cut by barge-in: audio for it still in flight from the provider is dropped. */
@@ -151,7 +155,7 @@ export class CallSession implements Pumpable, CallInbound {
       handle();
     } catch (error) {
       // An adapter bug must cost at most this message, never the process or another call.
-      this.options.metrics.errors.inc({ kind: 'internal' });
+      this.options.metrics.errors.inc({ kind: 'internal', provider: this.options.providerId });
       this.log.error({ err: error }, 'failed to handle a message from AVR Core');
       this.sendError('internal error while handling the message');
     }
@@ -187,7 +191,7 @@ export class CallSession implements Pumpable, CallInbound {
    * would fire AVR's error webhooks); logged once per type per call.
    */
   private ignoreUnknownType(messageType: string | undefined, message: string): void {
-    this.options.metrics.errors.inc({ kind: 'protocol_unknown_type' });
+    this.options.metrics.errors.inc({ kind: 'protocol_unknown_type', provider: this.options.providerId });
     const key = messageType ?? '';
     if (this.unknownTypesSeen.has(key) || this.unknownTypesSeen.size >= MAX_UNKNOWN_TYPES_LOGGED) {
       this.log.debug({ messageType }, `${message} ignored`);
@@ -283,6 +287,7 @@ export class CallSession implements Pumpable, CallInbound {
       logger: this.log,
       signal: this.abort.signal,
       tools: this.options.tools?.specs ?? [],
+      observer: { reconnecting: (provider) => this.options.metrics.reconnects.inc({ provider }) },
     });
     let session: StsSession;
     try {
@@ -293,7 +298,7 @@ export class CallSession implements Pumpable, CallInbound {
       // A session that opens after we gave up must not leak.
       attempt.then((late) => late.close()).catch(() => undefined);
       if (this.stateValue === 'connecting') {
-        metrics.errors.inc({ kind: `provider_${providerError.category}` });
+        metrics.errors.inc({ kind: `provider_${providerError.category}`, provider: providerId });
         this.log.error({ err: providerError, category: providerError.category }, 'provider connection failed');
         this.sendError(`provider connection failed: ${providerError.message}`);
         await this.close(CLOSE.providerFailure, 'provider connection failed', 'provider_error');
@@ -329,7 +334,7 @@ export class CallSession implements Pumpable, CallInbound {
     } catch (error) {
       if (this.stateValue === 'active') {
         const providerError = toProviderError(this.options.providerId, error);
-        this.options.metrics.errors.inc({ kind: `provider_${providerError.category}` });
+        this.options.metrics.errors.inc({ kind: `provider_${providerError.category}`, provider: this.options.providerId });
         this.log.error({ err: providerError }, 'provider session failed');
         this.sendError(`provider error: ${providerError.message}`);
         await this.close(CLOSE.providerFailure, 'provider error', 'provider_error');
@@ -364,12 +369,14 @@ export class CallSession implements Pumpable, CallInbound {
         return;
       }
       case 'speech_started':
+        this.speechStoppedAt = undefined;
         this.bargeIn(session, true);
         return;
       case 'interrupted':
         this.bargeIn(session, false);
         return;
       case 'speech_stopped':
+        this.speechStoppedAt = performance.now();
         return;
       case 'transcript':
         if (!event.final) return;
@@ -389,7 +396,7 @@ export class CallSession implements Pumpable, CallInbound {
         return;
       case 'error': {
         const { error } = event;
-        this.options.metrics.errors.inc({ kind: `provider_${error.category}` });
+        this.options.metrics.errors.inc({ kind: `provider_${error.category}`, provider: this.options.providerId });
         this.log.error({ err: error, category: error.category, fatal: event.fatal }, 'provider error');
         this.sendError(`provider error: ${error.message}`);
         if (event.fatal) void this.close(CLOSE.providerFailure, 'provider error', 'provider_error');
@@ -404,7 +411,7 @@ export class CallSession implements Pumpable, CallInbound {
     if (asrFinal !== undefined) gauges.turnAsrFinalSeconds.observe({ provider: asrFinal.provider }, asrFinal.ms / 1000);
     if (llmFirstToken !== undefined) gauges.turnLlmFirstTokenSeconds.observe({ provider: llmFirstToken.provider }, llmFirstToken.ms / 1000);
     if (ttsFirstAudio !== undefined) gauges.turnTtsFirstAudioSeconds.observe({ provider: ttsFirstAudio.provider }, ttsFirstAudio.ms / 1000);
-    if (endOfSpeechToFirstAudioMs !== undefined) gauges.turnResponseSeconds.observe({ provider: providerId }, endOfSpeechToFirstAudioMs / 1000);
+    if (endOfSpeechToFirstAudioMs !== undefined) gauges.responseLatencySeconds.observe({ provider: providerId }, endOfSpeechToFirstAudioMs / 1000);
     this.log.debug({ turn: metrics }, 'turn timings');
   }
 
@@ -426,7 +433,7 @@ export class CallSession implements Pumpable, CallInbound {
       this.openResponses.delete(responseId);
     }
     this.sendControl({ type: 'interruption' });
-    this.options.metrics.interruptions.inc();
+    this.options.metrics.interruptions.inc({ provider: this.options.providerId });
     this.log.debug({ responseId, heardMs }, 'barge-in');
     if (truncate && responseId !== undefined && this.options.adapter.capabilities.truncation) session.truncate(responseId, heardMs);
   }
@@ -486,6 +493,14 @@ export class CallSession implements Pumpable, CallInbound {
     while (this.clock.queuedMs() < this.options.outboundLeadMs) {
       const frame = this.outbound.shift();
       if (frame === undefined) break;
+      if (frame.responseId !== this.lastSentResponseId) {
+        this.lastSentResponseId = frame.responseId;
+        // The first audio of a reply after the provider reported the end of the caller's speech.
+        if (this.speechStoppedAt !== undefined) {
+          this.options.metrics.responseLatencySeconds.observe({ provider: this.options.providerId }, (performance.now() - this.speechStoppedAt) / 1000);
+          this.speechStoppedAt = undefined;
+        }
+      }
       this.transport.sendAudio(frame.samples);
       this.clock.enqueue(frame.responseId, AVR_FRAME_MS);
       sent++;
@@ -525,7 +540,7 @@ export class CallSession implements Pumpable, CallInbound {
   }
 
   private protocolProblem(kind: string, message: string): void {
-    this.options.metrics.errors.inc({ kind: `protocol_${kind}` });
+    this.options.metrics.errors.inc({ kind: `protocol_${kind}`, provider: this.options.providerId });
     this.log.warn({ kind }, message);
     this.sendError(message);
   }
@@ -538,7 +553,7 @@ export class CallSession implements Pumpable, CallInbound {
   }
 
   transportError(error: Error): void {
-    this.options.metrics.errors.inc({ kind: 'socket' });
+    this.options.metrics.errors.inc({ kind: 'socket', provider: this.options.providerId });
     this.log.warn({ err: error }, 'call socket error');
   }
 
@@ -565,7 +580,8 @@ export class CallSession implements Pumpable, CallInbound {
     this.session = undefined;
     this.stateValue = 'closed';
     this.options.metrics.activeCalls.dec();
-    this.options.metrics.callsTotal.inc({ outcome });
+    this.options.metrics.callsTotal.inc({ provider: this.options.providerId, outcome });
+    this.options.metrics.callDurationSeconds.observe({ provider: this.options.providerId, outcome }, (performance.now() - this.startedAt) / 1000);
     this.transport.dispose();
     this.log.info({ outcome }, 'call ended');
     this.closedResolve();

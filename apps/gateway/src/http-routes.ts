@@ -89,7 +89,7 @@ async function transcribe(
   };
   const fail = (error: unknown) => {
     const failure = toProviderError(asr.id, error);
-    deps.metrics.errors.inc({ kind: `provider_${failure.category}` });
+    deps.metrics.errors.inc({ kind: `provider_${failure.category}`, provider: failure.provider });
     call.logger.error({ err: failure }, 'ASR provider error');
     void end(failure);
   };
@@ -203,7 +203,7 @@ export function registerTtsRoute(app: FastifyInstance, tts: { id: string; adapte
     } catch (error) {
       if (!call.abort.signal.aborted) {
         failure = toProviderError(tts.id, error);
-        deps.metrics.errors.inc({ kind: `provider_${failure.category}` });
+        deps.metrics.errors.inc({ kind: `provider_${failure.category}`, provider: failure.provider });
         call.logger.error({ err: failure }, 'TTS provider error');
       }
     } finally {

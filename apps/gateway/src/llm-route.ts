@@ -276,7 +276,7 @@ async function answer(
   } catch (error) {
     if (stopped === undefined) {
       failure = toProviderError(llm.id, error);
-      deps.metrics.errors.inc({ kind: `provider_${failure.category}` });
+      deps.metrics.errors.inc({ kind: `provider_${failure.category}`, provider: failure.provider });
       logger.error({ err: failure, bytesSent: res.headersSent }, 'LLM provider error');
     }
   } finally {

@@ -6,19 +6,44 @@ export class GatewayMetrics {
   readonly activeCalls = new Gauge({ name: 'stsgate_active_calls', help: 'Calls currently connected', registers: [this.registry] });
   readonly callsTotal = new Counter({
     name: 'stsgate_calls_total',
-    help: 'Calls accepted, by how they ended',
-    labelNames: ['outcome'] as const,
+    help: 'Calls accepted, by provider and how they ended',
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly callDurationSeconds = new Histogram({
+    name: 'stsgate_call_duration_seconds',
+    help: 'Call duration, from the connection to the end of the call, by provider and how it ended',
+    labelNames: ['provider', 'outcome'] as const,
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600],
     registers: [this.registry],
   });
   readonly framesIn = new Counter({ name: 'stsgate_frames_in_total', help: 'Audio messages received from AVR Core', registers: [this.registry] });
   readonly framesOut = new Counter({ name: 'stsgate_frames_out_total', help: '20 ms audio frames sent to AVR Core', registers: [this.registry] });
   readonly errors = new Counter({
     name: 'stsgate_errors_total',
-    help: 'Errors by kind (protocol codes, provider categories, internal)',
-    labelNames: ['kind'] as const,
+    help: 'Errors by kind (protocol codes, provider categories, internal) and the provider of the call or route, if any',
+    labelNames: ['kind', 'provider'] as const,
     registers: [this.registry],
   });
-  readonly interruptions = new Counter({ name: 'stsgate_interruptions_total', help: 'Barge-ins sent to AVR Core', registers: [this.registry] });
+  readonly interruptions = new Counter({
+    name: 'stsgate_interruptions_total',
+    help: 'Barge-ins sent to AVR Core, by provider',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly reconnects = new Counter({
+    name: 'stsgate_provider_reconnects_total',
+    help: 'Reconnections of a provider session during a call (a dropped socket, a retryable error), by provider',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly responseLatencySeconds = new Histogram({
+    name: 'stsgate_response_latency_seconds',
+    help: "Caller end of speech to the reply's first agent audio sent to AVR Core, where the provider reports the end of speech",
+    labelNames: ['provider'] as const,
+    buckets: [0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10],
+    registers: [this.registry],
+  });
   readonly earlyAudioDropped = new Counter({
     name: 'stsgate_early_audio_dropped_frames_total',
     help: 'Caller frames dropped because the provider was not ready and the early-audio buffer was full',
@@ -48,14 +73,13 @@ export class GatewayMetrics {
   readonly turnAsrFinalSeconds = turnHistogram('stsgate_turn_asr_final_seconds', 'Caller end of speech to the final transcript that ended the turn', this.registry);
   readonly turnLlmFirstTokenSeconds = turnHistogram('stsgate_turn_llm_first_token_seconds', 'LLM request to its first token', this.registry);
   readonly turnTtsFirstAudioSeconds = turnHistogram('stsgate_turn_tts_first_audio_seconds', 'First text sent to TTS to its first audio', this.registry);
-  readonly turnResponseSeconds = turnHistogram(
-    'stsgate_turn_response_seconds',
-    'Caller end of speech to the first agent audio of the reply (labelled by the STS provider)',
-    this.registry,
-  );
 
   constructor(collectProcessMetrics = true) {
-    if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'stsgate_' });
+    if (!collectProcessMetrics) return;
+    collectDefaultMetrics({ register: this.registry, prefix: 'stsgate_' });
+    // prom-client adds three gauges named `*_total`, a suffix Prometheus keeps for counters; their per-type gauges
+    // (`stsgate_nodejs_active_handles{type=...}` and the like) carry the same numbers.
+    for (const name of ['active_handles', 'active_requests', 'active_resources']) this.registry.removeSingleMetric(`stsgate_nodejs_${name}_total`);
   }
 }
 

@@ -353,6 +353,42 @@ describe('barge-in', () => {
   });
 });
 
+describe('metrics', () => {
+  it('labels calls, errors, interruptions and reconnects by provider; times calls and responses', async () => {
+    const sts = new ScriptedSts();
+    const gateway = await start(sts);
+    const avr = await connect(gateway);
+    const session = sts.nextSession();
+    avr.send({ type: 'init', uuid: 'metered' });
+    const s = await session;
+    s.call.observer?.reconnecting('scripted');
+    s.emit({ type: 'speech_stopped' });
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    s.emit({ type: 'audio', responseId: 'r1', samples: ramp(8000) });
+    await avr.until(() => avr.of('audio').length >= 3);
+    s.emit({ type: 'speech_started' });
+    await avr.until(() => avr.of('interruption').length === 1);
+    avr.send({ type: 'teleport' });
+    await gateway.shutdown(0);
+    const metrics = await gateway.metrics.registry.metrics();
+    expect(metrics).toMatch(/^stsgate_provider_reconnects_total\{provider="scripted"\} 1$/m);
+    expect(metrics).toMatch(/^stsgate_interruptions_total\{provider="scripted"\} 1$/m);
+    expect(metrics).toMatch(/^stsgate_errors_total\{kind="protocol_unknown_type",provider="scripted"\} 1$/m);
+    expect(metrics).toMatch(/^stsgate_calls_total\{provider="scripted",outcome="shutdown"\} 1$/m);
+    expect(metrics).toMatch(/^stsgate_call_duration_seconds_count\{provider="scripted",outcome="shutdown"\} 1$/m);
+    // speech_stopped to the reply's first frame: at least the 60 ms the provider took.
+    expect(metrics).toMatch(/^stsgate_response_latency_seconds_count\{provider="scripted"\} 1$/m);
+    expect(Number(/^stsgate_response_latency_seconds_sum\{provider="scripted"\} (\S+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(0.055);
+  });
+
+  it('names no gauge or histogram *_total (a suffix Prometheus keeps for counters)', async () => {
+    const metrics = new GatewayMetrics(true);
+    const all = await metrics.registry.getMetricsAsJSON();
+    expect(all.filter((metric) => metric.name.endsWith('_total') && String(metric.type) !== 'counter').map((metric) => metric.name)).toEqual([]);
+    expect(all.map((metric) => metric.name)).toContain('stsgate_nodejs_active_handles');
+  });
+});
+
 describe('tools', () => {
   it('declares the tools, runs them after the reply has been heard, and returns the result', async () => {
     const order: string[] = [];
@@ -409,7 +445,7 @@ describe('provider failures', () => {
     await avr.until(() => avr.closeCode !== undefined);
     expect(avr.errors()).toEqual(['provider connection failed: invalid API key']);
     expect(avr.closeCode).toBe(1011);
-    expect((await gateway.app.inject('/metrics')).body).toMatch(/stsgate_errors_total\{kind="provider_auth"\} 1/);
+    expect((await gateway.app.inject('/metrics')).body).toMatch(/stsgate_errors_total\{kind="provider_auth",provider="scripted"\} 1/);
   });
 
   it('times out a provider that never connects', async () => {
@@ -491,7 +527,7 @@ describe('isolation and teardown', () => {
     avr.socket.close();
     await until(() => s.closeCount === 1 && gateway.calls.size === 0);
     expect((await gateway.app.inject('/metrics')).body).toMatch(/stsgate_active_calls 0/);
-    expect((await gateway.app.inject('/metrics')).body).toMatch(/stsgate_calls_total\{outcome="completed"\} 1/);
+    expect((await gateway.app.inject('/metrics')).body).toMatch(/stsgate_calls_total\{provider="scripted",outcome="completed"\} 1/);
   });
 
   it('rejects calls beyond MAX_CALLS and without the auth token', async () => {
@@ -649,7 +685,7 @@ describe('CallSession over an in-memory transport', () => {
     await call.closed;
     expect(transport.controls).toEqual([{ type: 'error', message: 'provider connection failed: invalid API key' }]);
     expect(transport.closedWith).toEqual({ code: 1011, reason: 'provider connection failed' });
-    expect(await metrics.registry.metrics()).toMatch(/stsgate_calls_total\{outcome="provider_error"\} 1/);
+    expect(await metrics.registry.metrics()).toMatch(/stsgate_calls_total\{provider="scripted",outcome="provider_error"\} 1/);
   });
 });
 

@@ -144,7 +144,7 @@ export async function conversation(preset: Preset): Promise<void> {
     expect(count('stsgate_turn_asr_final_seconds', STAGES[preset].asr)).toBeGreaterThanOrEqual(3);
     expect(count('stsgate_turn_llm_first_token_seconds', 'openai')).toBeGreaterThanOrEqual(3);
     expect(count('stsgate_turn_tts_first_audio_seconds', STAGES[preset].tts)).toBeGreaterThanOrEqual(4);
-    expect(count('stsgate_turn_response_seconds', preset === 'mixed' ? 'cascade' : preset)).toBeGreaterThanOrEqual(3);
+    expect(count('stsgate_response_latency_seconds', preset === 'mixed' ? 'cascade' : preset)).toBeGreaterThanOrEqual(3);
   } finally {
     await stack.close();
   }

@@ -232,7 +232,7 @@ describe('POST /speech-to-speech-stream', () => {
     expect(response.headers['content-type']).toBe('application/json');
     expect(await client.json()).toEqual({ message: 'provider connection failed: invalid API key' });
     await until(() => calls.size === 0);
-    expect(await metrics()).toMatch(/stsgate_calls_total\{outcome="provider_error"\} 1/);
+    expect(await metrics()).toMatch(/stsgate_calls_total\{provider="scripted",outcome="provider_error"\} 1/);
   });
 
   it('ends the call, provider session included, when the request body ends', async () => {
@@ -252,7 +252,7 @@ describe('POST /speech-to-speech-stream', () => {
     expect(s.closeCount).toBe(1);
     await until(() => calls.size === 0);
     expect(await metrics()).toMatch(/stsgate_active_calls 0/);
-    expect(await metrics()).toMatch(/stsgate_calls_total\{outcome="completed"\} 1/);
+    expect(await metrics()).toMatch(/stsgate_calls_total\{provider="scripted",outcome="completed"\} 1/);
   });
 
   it('closes the provider session when the client goes away', async () => {

@@ -22,12 +22,19 @@ export interface AdapterContext {
   readonly logger: Logger;
 }
 
+/** What the host wants to know of a call's provider sessions beyond their events (it counts them). */
+export interface CallObserver {
+  /** A provider session of the call is being re-established (a dropped socket, a retryable error). */
+  reconnecting(provider: string): void;
+}
+
 /** Per-call context: the AVR call uuid and the connect query string (`from`, `to`, custom keys). */
 export interface CallContext extends AdapterContext {
   readonly callId: string;
   readonly metadata: Readonly<Record<string, string>>;
   /** Aborted when the call ends; adapters stop connecting or retrying. */
   readonly signal: AbortSignal;
+  readonly observer?: CallObserver;
 }
 
 export type ErrorEvent = { type: 'error'; error: ProviderError; /** the stream has ended because of it */ fatal: boolean };
