@@ -22,8 +22,10 @@ WORKDIR /usr/src/app
 COPY --from=build /out ./gateway
 RUN printf '{"private": true, "description": "stsgate; ./tools holds AVR tool modules (CommonJS)"}\n' > package.json \
  && ln -s gateway/node_modules node_modules \
- && mkdir -p tools
+ && mkdir -p tools avr_tools
 USER node
-EXPOSE 6030
+# The default port of every AVR container the gateway replaces: STS 6030 (OpenAI, cascade, Soniox), 6040
+# (Speechmatics), ASR 6010 / 6018, LLM 6002, TTS 6011. The health check probes the one `serve` picks.
+EXPOSE 6002 6010 6011 6018 6030 6040
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["node", "gateway/dist/cli.js", "healthcheck"]
 CMD ["node", "gateway/dist/cli.js", "serve"]
