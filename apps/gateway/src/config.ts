@@ -1,32 +1,46 @@
 import { z } from 'zod';
-import { ConfigError, blankToUndefined, zodProblems, type Env } from '@stsgate/core';
+import { ConfigError, blankToUndefined, type Env } from '@stsgate/core';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/**
+ * Each schema's message says what was expected ("is not a port number (1-65535)"); loadGatewayConfig puts the
+ * variable and the value as typed in front, so the problem names exactly what to fix.
+ */
+const int = (expected: string, min: number, max: number) =>
+  z.string().transform((raw, ctx) => {
+    const value = Number(raw.trim());
+    if (Number.isInteger(value) && value >= min && value <= max) return value;
+    ctx.addIssue({ code: 'custom', message: `is not ${expected}` });
+    return z.NEVER;
+  });
+const milliseconds = (min: number, max: number) => int(`a time in milliseconds from ${min} to ${max}`, min, max);
+const BOOLEANS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
 const boolean = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .enum(BOOLEANS, { error: `is not a boolean (${BOOLEANS.join(', ')})` })
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
+/** Never quoted in a problem. */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['STSGATE_AUTH_TOKEN']);
 /** Unset, empty (compose files write `${VAR:-}`) and avr-app's literal `undefined` all mean "use the default". */
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(blankToUndefined, schema.optional());
 
 export const gatewayEnvSchema = z.object({
-  PORT: optional(int(1, 65535)),
+  PORT: optional(int('a port number (1-65535)', 1, 65535)),
   HOST: optional(z.string().min(1)).transform((v) => v ?? '0.0.0.0'),
-  LOG_LEVEL: optional(z.enum(LOG_LEVELS)).transform((v) => v ?? 'info'),
+  LOG_LEVEL: optional(z.enum(LOG_LEVELS, { error: `is not a log level (${LOG_LEVELS.join(', ')})` })).transform((v) => v ?? 'info'),
   /** Shared secret: when set, callers must send `?token=` or `Authorization: Bearer`. */
   STSGATE_AUTH_TOKEN: optional(z.string().min(16, 'must be at least 16 characters')),
-  MAX_CALLS: optional(int(1, 100_000)).transform((v) => v ?? 1000),
-  WS_MAX_PAYLOAD_BYTES: optional(int(1024, 16 * 1024 * 1024)).transform((v) => v ?? 64 * 1024),
+  MAX_CALLS: optional(int('a whole number from 1 to 100000', 1, 100_000)).transform((v) => v ?? 1000),
+  WS_MAX_PAYLOAD_BYTES: optional(int('a size in bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024)).transform((v) => v ?? 64 * 1024),
   /** Caller audio kept while the provider connects; older audio is dropped beyond this. */
-  EARLY_AUDIO_BUFFER_MS: optional(int(0, 60_000)).transform((v) => v ?? 3000),
+  EARLY_AUDIO_BUFFER_MS: optional(milliseconds(0, 60_000)).transform((v) => v ?? 3000),
   /** How far ahead of real time agent audio is sent, i.e. the depth of AVR Core's playback buffer. */
-  OUTBOUND_LEAD_MS: optional(int(20, 5000)).transform((v) => v ?? 120),
+  OUTBOUND_LEAD_MS: optional(milliseconds(20, 5000)).transform((v) => v ?? 120),
   /** A reply starting on an empty AVR buffer waits (at most this long) until this much audio is queued. 0: never. */
-  OUTBOUND_START_BUFFER_MS: optional(int(0, 1000)).transform((v) => v ?? 40),
-  PROVIDER_CONNECT_TIMEOUT_MS: optional(int(100, 120_000)).transform((v) => v ?? 10_000),
+  OUTBOUND_START_BUFFER_MS: optional(milliseconds(0, 1000)).transform((v) => v ?? 40),
+  PROVIDER_CONNECT_TIMEOUT_MS: optional(milliseconds(100, 120_000)).transform((v) => v ?? 10_000),
   /** On SIGTERM, calls in progress get this long to finish before they are closed. */
-  SHUTDOWN_GRACE_MS: optional(int(0, 3_600_000)).transform((v) => v ?? 30_000),
+  SHUTDOWN_GRACE_MS: optional(milliseconds(0, 3_600_000)).transform((v) => v ?? 30_000),
   LOG_PRETTY: optional(boolean).transform((v) => v ?? false),
 });
 
@@ -55,7 +69,16 @@ export const DEFAULT_STS_PROVIDER = 'loopback';
 /** Validate the gateway's own variables; every problem is listed in one ConfigError. */
 export function loadGatewayConfig(env: Env): GatewayConfig {
   const parsed = gatewayEnvSchema.safeParse(env);
-  if (!parsed.success) throw new ConfigError('the gateway', zodProblems(parsed.error));
+  if (!parsed.success) {
+    throw new ConfigError(
+      'the gateway',
+      parsed.error.issues.map((issue) => {
+        const name = issue.path[0];
+        if (typeof name !== 'string') return issue.message;
+        return SECRET_VARIABLES.has(name) ? `${name} ${issue.message}` : `${name}=${JSON.stringify(env[name])} ${issue.message}`;
+      }),
+    );
+  }
   const e = parsed.data;
   return {
     host: e.HOST,

@@ -119,7 +119,27 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
   };
 }
 
-/** Run the gateway until SIGTERM/SIGINT, then shut down gracefully. */
+/** The gateway cannot listen where it was configured to: a setup problem, reported in one line (no stack trace). */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+}
+
+/** What to fix when `listen` fails with a cause the user can fix, or undefined for anything else. */
+export function listenErrorMessage(error: unknown, host: string, port: number): string | undefined {
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  switch (code) {
+    case 'EADDRINUSE':
+      return `port ${port} on ${host} is in use: set PORT to another port`;
+    case 'EACCES':
+      return `not allowed to listen on port ${port} on ${host}${port < 1024 ? ' (ports below 1024 need privileges)' : ''}: set PORT to another port`;
+    case 'EADDRNOTAVAIL':
+      return `HOST=${host} is not an address of this machine: set HOST to one of its addresses (or 0.0.0.0 for all)`;
+    default:
+      return undefined;
+  }
+}
+
+/** Run the gateway until SIGTERM/SIGINT, then shut down gracefully. Throws a ListenError when it cannot listen. */
 export async function serve(setup: ServeSetup): Promise<Gateway> {
   const { config, logger, port, sts, asr, llm, tts, tools } = setup;
   const gateway = await buildGateway(config, { logger, collectProcessMetrics: true, sts, asr, llm, tts, tools });
@@ -141,7 +161,13 @@ export async function serve(setup: ServeSetup): Promise<Gateway> {
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   });
-  await gateway.app.listen({ host: config.host, port });
+  try {
+    await gateway.app.listen({ host: config.host, port });
+  } catch (error) {
+    await gateway.app.close();
+    const message = listenErrorMessage(error, config.host, port);
+    throw message === undefined ? error : new ListenError(message, { cause: error });
+  }
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   const address = gateway.app.server.address();

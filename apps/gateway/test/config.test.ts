@@ -128,3 +128,42 @@ describe('logging', () => {
     expect(output).toContain('[redacted]');
   });
 });
+
+describe('gateway configuration errors', () => {
+  it('name the value the user typed and what was expected', () => {
+    const problems = problemsOf(() =>
+      loadGatewayConfig({
+        PORT: 'abc',
+        MAX_CALLS: '0',
+        WS_MAX_PAYLOAD_BYTES: '1k',
+        EARLY_AUDIO_BUFFER_MS: '-1',
+        OUTBOUND_LEAD_MS: '1.5',
+        OUTBOUND_START_BUFFER_MS: 'soon',
+        PROVIDER_CONNECT_TIMEOUT_MS: '50',
+        SHUTDOWN_GRACE_MS: '30s',
+        LOG_LEVEL: 'loud',
+        LOG_PRETTY: 'maybe',
+      }),
+    );
+    expect(problems).toEqual([
+      'PORT="abc" is not a port number (1-65535)',
+      'LOG_LEVEL="loud" is not a log level (fatal, error, warn, info, debug, trace, silent)',
+      'MAX_CALLS="0" is not a whole number from 1 to 100000',
+      'WS_MAX_PAYLOAD_BYTES="1k" is not a size in bytes from 1024 to 16777216',
+      'EARLY_AUDIO_BUFFER_MS="-1" is not a time in milliseconds from 0 to 60000',
+      'OUTBOUND_LEAD_MS="1.5" is not a time in milliseconds from 20 to 5000',
+      'OUTBOUND_START_BUFFER_MS="soon" is not a time in milliseconds from 0 to 1000',
+      'PROVIDER_CONNECT_TIMEOUT_MS="50" is not a time in milliseconds from 100 to 120000',
+      'SHUTDOWN_GRACE_MS="30s" is not a time in milliseconds from 0 to 3600000',
+      'LOG_PRETTY="maybe" is not a boolean (true, false, 1, 0, yes, no)',
+    ]);
+  });
+
+  it('never echo the auth token, and accept what they accepted before', () => {
+    expect(problemsOf(() => loadGatewayConfig({ STSGATE_AUTH_TOKEN: 'short-secret' }))).toEqual([
+      'STSGATE_AUTH_TOKEN must be at least 16 characters',
+    ]);
+    const config = loadGatewayConfig({ PORT: ' 7001 ', MAX_CALLS: '20', LOG_PRETTY: 'yes', SHUTDOWN_GRACE_MS: '0', LOG_LEVEL: 'debug' });
+    expect(config).toMatchObject({ port: 7001, maxCalls: 20, logPretty: true, shutdownGraceMs: 0, logLevel: 'debug' });
+  });
+});

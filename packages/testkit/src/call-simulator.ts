@@ -29,8 +29,17 @@ export interface SimulateCallOptions {
   readonly uuid?: string;
   /** Caller audio: 8 kHz mono s16. Streamed from call time 0; the last partial frame is zero-padded. */
   readonly input: Int16Array;
-  /** Silence streamed after the input so the reply can be received and heard (default 4000 ms). */
+  /**
+   * Silence streamed after the input so the reply can be received and heard (default 4000 ms). With `idleMs`, the
+   * longest the call waits after the input for the agent to go quiet.
+   */
   readonly tailMs?: number;
+  /**
+   * Hang up once the agent has been quiet this long after the input: no message from the server, and nothing left in
+   * the playout buffer. Counted from the end of the input (or the last DTMF digit) at the earliest; `tailMs` caps the
+   * wait. Unset (default): the whole `tailMs` is streamed.
+   */
+  readonly idleMs?: number;
   readonly dtmf?: readonly DtmfEvent[];
   /**
    * true (default): one frame every 20 ms on a drift-free schedule, like AVR Core. false: frames back to back
@@ -87,6 +96,9 @@ export interface CallReport {
   /** Wall-clock time of call time 0 (the first frame), ISO 8601. */
   readonly startedAt: string;
   readonly realtime: boolean;
+  /** The options the tail ran with: `idleMs` null when unset. */
+  readonly tailMs: number;
+  readonly idleMs: number | null;
   readonly endReason: CallEndReason;
   /** Call time covered by the heard timeline (number of 20 ms ticks played x 20). */
   readonly durationMs: number;
@@ -107,6 +119,11 @@ export interface CallReport {
   /** Call time of the first agent audio message / of the first tick that played agent audio. */
   readonly firstAudioReceivedAtMs: number | null;
   readonly firstAudioHeardAtMs: number | null;
+  /**
+   * With `idleMs`, what ended the wait after the input: 'idle' (the agent went quiet) or 'cap' (`tailMs` ran out,
+   * `unplayedAgentMs` was cut). Null without `idleMs`, or when the call ended otherwise (server close, abort).
+   */
+  readonly tailEndedBy: 'idle' | 'cap' | null;
   /** Agent audio actually played to the caller, and audio still queued when the call ended. */
   readonly heardAgentMs: number;
   readonly unplayedAgentMs: number;
@@ -169,6 +186,7 @@ interface Config {
   readonly uuid: string;
   readonly input: Int16Array;
   readonly tailMs: number;
+  readonly idleMs: number | undefined;
   readonly dtmf: readonly DtmfEvent[];
   readonly realtime: boolean;
   readonly logger: Logger;
@@ -182,6 +200,8 @@ function normaliseOptions(options: SimulateCallOptions): Config {
   if (!(options.input instanceof Int16Array)) throw new TypeError('input must be an Int16Array of 8 kHz samples');
   const tailMs = options.tailMs ?? 4000;
   if (!Number.isFinite(tailMs) || tailMs < 0) throw new RangeError(`tailMs must be >= 0 (got ${tailMs})`);
+  const idleMs = options.idleMs;
+  if (idleMs !== undefined && (!Number.isFinite(idleMs) || idleMs < 0)) throw new RangeError(`idleMs must be >= 0 (got ${idleMs})`);
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
   const closeTimeoutMs = options.closeTimeoutMs ?? 2000;
   for (const [name, value] of [
@@ -202,6 +222,7 @@ function normaliseOptions(options: SimulateCallOptions): Config {
     uuid,
     input: options.input,
     tailMs,
+    idleMs,
     dtmf,
     realtime: options.realtime ?? true,
     logger: (options.logger ?? pino({ level: 'silent' })).child({ component: 'call-simulator', uuid }),
@@ -263,6 +284,8 @@ interface QueuedAudio {
 class CallSession {
   private readonly log: Logger;
   private readonly inputFrames: number;
+  /** Ticks until the caller's input (audio and DTMF) has been sent: the earliest an idle hang-up can come. */
+  private readonly inputTicks: number;
   private readonly totalTicks: number;
   private readonly heard: Int16Array;
   /** 1 where the tick played any agent audio. */
@@ -275,6 +298,9 @@ class CallSession {
   private immediate: NodeJS.Immediate | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
   private endReason: CallEndReason | undefined;
+  private tailEndedBy: CallReport['tailEndedBy'] = null;
+  /** Call time of the last sign of the agent: a server message, or the end of the last agent audio played. */
+  private lastAgentActivityMs = 0;
   private finished = false;
   private resolve: ((report: CallReport) => void) | undefined;
 
@@ -303,6 +329,9 @@ class CallSession {
   ) {
     this.log = config.logger;
     this.inputFrames = Math.ceil(config.input.length / AVR_FRAME_SAMPLES);
+    const lastDtmf = config.dtmf.at(-1);
+    // A digit goes out with the first tick at or after its time.
+    this.inputTicks = Math.max(this.inputFrames, lastDtmf === undefined ? 0 : Math.ceil(lastDtmf.atMs / AVR_FRAME_MS) + 1);
     this.totalTicks = this.inputFrames + Math.ceil(config.tailMs / AVR_FRAME_MS);
     this.heard = new Int16Array(this.totalTicks * AVR_FRAME_SAMPLES);
     this.tickPlayed = new Uint8Array(this.totalTicks);
@@ -340,19 +369,23 @@ class CallSession {
       // Run every tick that is due; after an event-loop stall this catches up instead of drifting.
       const elapsed = performance.now() - this.t0;
       while (this.endReason === undefined && this.nextTick < this.totalTicks && this.nextTick * AVR_FRAME_MS <= elapsed) {
+        if (this.agentQuietLongEnough()) {
+          this.endTail('idle');
+          return;
+        }
         this.runTick();
       }
       if (this.endReason !== undefined) return;
       // The call ends when the last tick's 20 ms have been played.
       if (this.nextTick >= this.totalTicks && this.totalTicks * AVR_FRAME_MS <= elapsed) {
-        this.endCall('completed');
+        this.endTail('cap');
         return;
       }
       const due = this.t0 + this.nextTick * AVR_FRAME_MS;
       this.timer = setTimeout(this.onTimer, Math.max(0, due - performance.now()));
     } else {
-      if (this.nextTick >= this.totalTicks) {
-        this.endCall('completed');
+      if (this.nextTick >= this.totalTicks || this.agentQuietLongEnough()) {
+        this.endTail(this.nextTick >= this.totalTicks ? 'cap' : 'idle');
         return;
       }
       this.runTick();
@@ -360,6 +393,19 @@ class CallSession {
       if (this.endReason === undefined) this.immediate = setImmediate(this.onTimer);
     }
   };
+
+  /** With idleMs: whether the call can hang up before the tick now due, the agent having gone quiet after the input. */
+  private agentQuietLongEnough(): boolean {
+    const { idleMs } = this.config;
+    if (idleMs === undefined || this.nextTick < this.inputTicks || this.queuedSamples > 0) return false;
+    const quietSinceMs = Math.max(this.lastAgentActivityMs, this.inputTicks * AVR_FRAME_MS);
+    return this.nextTick * AVR_FRAME_MS - quietSinceMs >= idleMs;
+  }
+
+  private endTail(by: 'idle' | 'cap'): void {
+    if (this.config.idleMs !== undefined) this.tailEndedBy = by;
+    this.endCall('completed');
+  }
 
   private runTick(): void {
     const tick = this.nextTick;
@@ -402,6 +448,7 @@ class CallSession {
       if (head.offset >= head.samples.length) this.queue.shift();
     }
     if (written > 0) {
+      this.lastAgentActivityMs = Math.max(this.lastAgentActivityMs, (tick + 1) * AVR_FRAME_MS);
       this.tickPlayed[tick] = 1;
       this.queuedSamples -= written;
       this.heardAgentSamples += written;
@@ -417,6 +464,7 @@ class CallSession {
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     const atMs = this.nowMs();
+    this.lastAgentActivityMs = Math.max(this.lastAgentActivityMs, atMs);
     if (isBinary) {
       this.problem(atMs, 'binary frame (AVR STS uses JSON text frames only)');
       return;
@@ -609,7 +657,10 @@ class CallSession {
       uuid: this.config.uuid,
       startedAt: this.startedAt,
       realtime: this.config.realtime,
+      tailMs: this.config.tailMs,
+      idleMs: this.config.idleMs ?? null,
       endReason: this.endReason ?? 'completed',
+      tailEndedBy: this.tailEndedBy,
       durationMs,
       sent: { audioFrames: this.audioFramesSent, dtmf: this.dtmfSent },
       received: {

@@ -12,22 +12,35 @@ export interface CliIo {
   readonly logger?: Logger;
 }
 
+/**
+ * The quiet time after which the call hangs up. Counted from the end of the input at the earliest, it also covers the
+ * reply's latency (end-of-turn detection plus the first audio, about 1 to 1.5 s) when the input ends with speech.
+ */
+const DEFAULT_IDLE_MS = 2000;
+/** Replies longer than this are rare on the phone; a longer one is reported as cut. */
+const DEFAULT_TAIL_CAP_MS = 20_000;
+
 export const CALL_USAGE = `Usage: stsgate call <ws-url> --in caller.wav --out reply.wav [options]
 
 Acts as AVR Core: connects to an STS WebSocket, sends init, streams caller.wav as 20 ms frames in real time,
-then silence, and writes what the caller heard (8 kHz mono WAV).
+then silence until the agent's reply has been heard, and writes what the caller heard (8 kHz mono WAV).
 
 Options:
-  --in <file>         caller audio (WAV, 8/16/24/48 kHz, any channel count; converted to 8 kHz)   [required]
-  --out <file>        where to write the heard audio (8 kHz mono s16 WAV)                          [required]
+  --in <file>         caller audio (WAV at any sample rate, any channel count; converted to 8 kHz)  [required]
+  --out <file>        where to write the heard audio (8 kHz mono s16 WAV)                            [required]
   --uuid <id>         call uuid sent in init (default: random)
-  --tail-ms <n>       silence streamed after the input to hear the reply (default 4000)
+  --idle-ms <n>       after the input, hang up once the agent has been quiet this long: no message
+                      arriving and no audio left to play (default ${DEFAULT_IDLE_MS})
+  --tail-ms <n>       the longest to wait after the input (default ${DEFAULT_TAIL_CAP_MS}); reply audio still
+                      queued then is cut, and the report says how much
   --dtmf <list>       DTMF digits to send, as ms:digit pairs, e.g. 1500:5,2300:#
   --connect-timeout-ms <n>  WebSocket handshake timeout (default 5000)
   --json              print the report as JSON instead of text
   -h, --help          show this help
 
-Exit codes: 0 call completed; 1 the call could not be made, or the server broke the protocol; 2 bad usage.
+Exit codes: 0 the call went through; 1 it could not be made, or it failed: the server sent an AVR error, broke
+the protocol, or the connection ended abnormally (a close code other than 1000, a dropped connection); the
+report says why; 2 bad usage.
 `;
 
 /** `stsgate call`: run one simulated AVR call from the command line. Returns the process exit code. */
@@ -43,6 +56,7 @@ export async function runCallCommand(argv: readonly string[], io: CliIo): Promis
         out: { type: 'string' },
         uuid: { type: 'string' },
         'tail-ms': { type: 'string' },
+        'idle-ms': { type: 'string' },
         dtmf: { type: 'string' },
         'connect-timeout-ms': { type: 'string' },
         json: { type: 'boolean', default: false },
@@ -66,10 +80,12 @@ export async function runCallCommand(argv: readonly string[], io: CliIo): Promis
   if (values.out === undefined) return usageError(io, '--out is required');
 
   let tailMs: number | undefined;
+  let idleMs: number | undefined;
   let connectTimeoutMs: number | undefined;
   let dtmf: DtmfEvent[] | undefined;
   try {
     tailMs = parseNumberOption('--tail-ms', values['tail-ms'], 0);
+    idleMs = parseNumberOption('--idle-ms', values['idle-ms'], 0);
     connectTimeoutMs = parseNumberOption('--connect-timeout-ms', values['connect-timeout-ms'], 1);
     dtmf = values.dtmf === undefined ? undefined : parseDtmf(values.dtmf);
   } catch (error) {
@@ -90,7 +106,8 @@ export async function runCallCommand(argv: readonly string[], io: CliIo): Promis
       url,
       input,
       ...(values.uuid !== undefined && { uuid: values.uuid }),
-      ...(tailMs !== undefined && { tailMs }),
+      tailMs: tailMs ?? DEFAULT_TAIL_CAP_MS,
+      idleMs: idleMs ?? DEFAULT_IDLE_MS,
       ...(dtmf !== undefined && { dtmf }),
       ...(connectTimeoutMs !== undefined && { connectTimeoutMs }),
       ...(io.signal !== undefined && { signal: io.signal }),
@@ -108,9 +125,33 @@ export async function runCallCommand(argv: readonly string[], io: CliIo): Promis
     return 1;
   }
 
-  if (values.json) io.stdout.write(`${JSON.stringify({ ...reportToJson(report), out: values.out }, null, 2)}\n`);
+  const failures = callFailures(report);
+  if (values.json) io.stdout.write(`${JSON.stringify({ ...reportToJson(report), out: values.out, failures }, null, 2)}\n`);
   else io.stdout.write(formatReport(report, values.out));
-  return report.protocolProblems.length > 0 || report.endReason === 'connection_error' ? 1 : 0;
+  return failures.length > 0 ? 1 : 0;
+}
+
+/**
+ * Why the call failed, for the exit code (smoke tests must catch a broken setup): an AVR `error` message, a protocol
+ * breach, or an abnormal end of the connection. Empty when it went through; a server closing with 1000 (e.g. the
+ * agent hung up) is a normal end.
+ */
+function callFailures(report: CallReport): string[] {
+  const failures = report.errors.map((error) => `the server sent an AVR error: ${JSON.stringify(error.message)}`);
+  const [firstProblem, ...moreProblems] = report.protocolProblems;
+  if (firstProblem !== undefined) {
+    failures.push(
+      `the server broke the AVR STS protocol: ${firstProblem.problem}${moreProblems.length > 0 ? ` (and ${moreProblems.length} more)` : ''}`,
+    );
+  }
+  const { code, reason, initiatedBy } = report.close;
+  const quotedReason = reason === '' ? '' : ` ${JSON.stringify(reason)}`;
+  if (initiatedBy === 'transport') failures.push(`the connection failed: ${report.transportError ?? `code ${code}`}`);
+  else if (report.transportError !== null) failures.push(`transport error: ${report.transportError}`);
+  if (initiatedBy === 'server' && code === 1006) failures.push('the server dropped the connection without closing it (code 1006)');
+  else if (initiatedBy === 'server' && code !== 1000) failures.push(`the server closed the call with code ${code}${quotedReason}`);
+  else if (initiatedBy === 'client' && code !== 1000) failures.push(`the server did not answer the hang-up with code 1000 (got ${code}${quotedReason})`);
+  return failures;
 }
 
 function usageError(io: CliIo, message: string): number {
@@ -169,6 +210,13 @@ export function formatReport(report: CallReport, outPath?: string): string {
       `${report.firstAudioHeardAtMs === null ? '' : `, first at ${seconds(report.firstAudioHeardAtMs)}`}` +
       `${report.unplayedAgentMs > 0 ? `; ${seconds(report.unplayedAgentMs)} still queued at hang-up` : ''}`,
   );
+  if (report.tailEndedBy === 'idle' && report.idleMs !== null) lines.push(`tail: hung up after ${seconds(report.idleMs)} without agent audio`);
+  if (report.tailEndedBy === 'cap') {
+    lines.push(
+      `tail: hung up at the --tail-ms cap (${seconds(report.tailMs)} after the input)` +
+        `${report.unplayedAgentMs > 0 ? `; ${seconds(report.unplayedAgentMs)} of agent audio still queued was cut` : ''}`,
+    );
+  }
   lines.push(
     `caller speech: ${
       report.callerSpeech.length === 0
@@ -205,5 +253,7 @@ export function formatReport(report: CallReport, outPath?: string): string {
   }
   if (report.transportError !== null) lines.push(`transport error: ${report.transportError}`);
   if (outPath !== undefined) lines.push(`wrote ${outPath} (${seconds(report.durationMs)}, 8 kHz mono)`);
+  const failures = callFailures(report);
+  if (failures.length > 0) lines.push('call failed:', ...failures.map((failure) => `  - ${failure}`));
   return `${lines.join('\n')}\n`;
 }

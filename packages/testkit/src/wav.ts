@@ -61,20 +61,29 @@ export function readWav(source: string | Uint8Array): WavAudio {
   return { sampleRate: fmt.sampleRate, samples };
 }
 
+/** Core's resampler covers the telephony and provider rates; a file at any other rate is first brought to this one. */
+const BRIDGE_RATE: SampleRate = 48000;
+
 /**
- * Read a WAV file and convert it to AVR's 8 kHz with core's anti-aliased resampler. Supported input rates are
- * 8000, 16000, 24000 and 48000 Hz; anything else is rejected with a clear error (convert it first, e.g.
- * `sox in.wav -r 8000 out.wav`).
+ * Read a WAV file at any sample rate and convert it to AVR's 8 kHz. The 8 kHz step is always core's anti-aliased
+ * resampler (the gateway's own); a rate it does not take (22.05, 44.1, 11.025, 96 kHz...) is first brought to 48 kHz
+ * with wavefile's windowed-sinc converter. wavefile is already the WAV reader and converts synchronously
+ * (libsamplerate-js needs an async WASM start); its own low-pass at 4 kHz lets aliases through at -56 dB, so the
+ * 8 kHz filtering stays with core, and every input gets the same passband and alias rejection (below -90 dB).
  */
 export function readWavAs8k(source: string | Uint8Array): Int16Array {
   const { sampleRate, samples } = readWav(source);
   if (sampleRate === AVR_SAMPLE_RATE) return samples;
-  if (!isSupportedRate(sampleRate)) {
-    const label = typeof source === 'string' ? source : 'WAV buffer';
-    throw new Error(
-      `${label}: sample rate ${sampleRate} Hz is not supported; use one of ${SAMPLE_RATES.join(', ')} Hz`,
-    );
-  }
+  if (isSupportedRate(sampleRate)) return resampleTo8k(samples, sampleRate);
+  const bridge = new wavefile.WaveFile();
+  bridge.fromScratch(1, sampleRate, '16', samples);
+  // Going up, core's filter removes whatever the interpolation leaves above 4 kHz; wavefile's own low-pass is only
+  // needed going down (and, run forwards and backwards over the file, it would add transients at both ends).
+  bridge.toSampleRate(BRIDGE_RATE, { method: 'sinc', LPF: sampleRate > BRIDGE_RATE });
+  return resampleTo8k(Int16Array.from(bridge.getSamples(false, Float64Array)), BRIDGE_RATE);
+}
+
+function resampleTo8k(samples: Int16Array, sampleRate: SampleRate): Int16Array {
   const resampler = createResampler(sampleRate, AVR_SAMPLE_RATE);
   const head = resampler.process(samples);
   const tail = resampler.flush();

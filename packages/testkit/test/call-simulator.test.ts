@@ -246,6 +246,50 @@ describe('simulateCall', () => {
     expect(report.received.audioMessages).toBe(10);
   });
 
+  it('with idleMs, stays on while the reply arrives or plays, and hangs up once the agent has been quiet that long', async () => {
+    sts = await startFakeSts((conn) => {
+      conn.ws.on('message', () => {
+        if (conn.frames.length !== 20) return; // the input (400 ms) has been sent
+        // A reply in two parts: the second arrives while the first still plays.
+        setTimeout(() => sendFrames(conn.ws, tone(1000, 440, 6000)), 300);
+        setTimeout(() => sendFrames(conn.ws, tone(600, 660, 6000)), 900);
+      });
+    });
+    const report = await simulateCall({ url: sts.url, input: silence(400), tailMs: 10_000, idleMs: 500 });
+    expect(report.endReason).toBe('completed');
+    expect(report.tailEndedBy).toBe('idle');
+    expect(report.heardAgentMs).toBe(1600);
+    expect(report.unplayedAgentMs).toBe(0);
+    // Playback ended 1600 ms after it began; the call 500 ms later (on the 20 ms tick grid).
+    const playbackEnd = (report.firstAudioHeardAtMs ?? Number.NaN) + 1600;
+    expect(report.durationMs).toBeGreaterThanOrEqual(playbackEnd + 500);
+    expect(report.durationMs).toBeLessThanOrEqual(playbackEnd + 500 + 40);
+    expect(report.sent.audioFrames).toBe(report.durationMs / 20);
+  });
+
+  it('with idleMs, waits at least that long after the input and the last DTMF digit', async () => {
+    sts = await startFakeSts(() => {});
+    const report = await simulateCall({ url: sts.url, input: silence(200), tailMs: 5000, idleMs: 300, dtmf: [{ atMs: 600, digit: '9' }] });
+    expect(report.sent.dtmf).toEqual([{ atMs: 600, digit: '9' }]);
+    expect(report.tailEndedBy).toBe('idle');
+    expect(report.durationMs).toBe(620 + 300);
+  });
+
+  it('with idleMs, gives up at tailMs after the input and reports the agent audio cut', async () => {
+    sts = await startFakeSts((conn) => {
+      conn.ws.once('message', () => sendFrames(conn.ws, tone(5000, 440, 6000)));
+    });
+    const report = await simulateCall({ url: sts.url, input: silence(200), tailMs: 1000, idleMs: 500 });
+    expect(report.tailEndedBy).toBe('cap');
+    expect(report.durationMs).toBe(1200);
+    expect(report.heardAgentMs + report.unplayedAgentMs).toBe(5000);
+    expect(report.unplayedAgentMs).toBeGreaterThan(3700);
+
+    const fixed = await simulateCall({ url: sts.url, input: silence(20), tailMs: 40 });
+    expect(fixed.tailEndedBy).toBeNull();
+    await expect(simulateCall({ url: sts.url, input: silence(20), idleMs: -1 })).rejects.toThrow(/idleMs must be >= 0/);
+  });
+
   it('ends the call like a hang-up when aborted', async () => {
     sts = await startFakeSts(() => {});
     const controller = new AbortController();

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -55,11 +55,11 @@ describe('runCallCommand', () => {
     expect(await runCallCommand(['ws://127.0.0.1:1/', '--in', join(dir, 'nope.wav'), '--out', join(dir, 'o.wav')], missing.io)).toBe(1);
     expect(missing.err()).toMatch(/^error: .*nope\.wav/);
 
-    const odd = join(dir, 'odd.wav');
-    writeWav(odd, new Int16Array(441), 44100);
-    const badRate = capture();
-    expect(await runCallCommand(['ws://127.0.0.1:1/', '--in', odd, '--out', join(dir, 'o.wav')], badRate.io)).toBe(1);
-    expect(badRate.err()).toMatch(/44100 Hz is not supported/);
+    const notWav = join(dir, 'notes.txt');
+    writeFileSync(notWav, 'not audio');
+    const unreadable = capture();
+    expect(await runCallCommand(['ws://127.0.0.1:1/', '--in', notWav, '--out', join(dir, 'o.wav')], unreadable.io)).toBe(1);
+    expect(unreadable.err()).toMatch(/not a readable WAV/);
 
     const unreachable = capture();
     const input = join(dir, 'in.wav');
@@ -92,13 +92,15 @@ describe('runCallCommand', () => {
       c.io,
     );
     expect(c.err()).toBe('');
-    expect(code).toBe(0);
+    expect(code).toBe(1); // the server sent an AVR error
     const report = JSON.parse(c.out()) as Record<string, unknown> & {
       sent: { audioFrames: number; dtmf: unknown[] };
       transcripts: { text: string }[];
       errors: { message: string }[];
       responseLatencies: unknown[];
+      failures: string[];
     };
+    expect(report.failures).toEqual(['the server sent an AVR error: "just testing"']);
     expect(report.uuid).toBe('cli-1');
     expect(report.url).toBe(`${sts.url}/?from=2000`);
     expect(report.out).toBe(outPath);
@@ -136,6 +138,95 @@ describe('runCallCommand', () => {
     expect(text).toMatch(/protocol problems:\n.*not valid JSON/);
     expect(text).toContain(`wrote ${outPath}`);
     expect(encodeWav(readWav(outPath).samples, 8000).length).toBeGreaterThan(44);
+  });
+
+  it('exits 1 and says why when the call ends in an AVR error or an abnormal close', async () => {
+    sts = await startFakeSts((conn) => {
+      conn.ws.once('message', () => {
+        const how = conn.requestUrl.slice(2);
+        if (how === 'error') {
+          conn.ws.send(JSON.stringify({ type: 'error', message: 'Unable to connect to AI provider' }));
+          conn.ws.close(1011, 'provider connection failed');
+        } else if (how === 'drop') {
+          setTimeout(() => conn.ws.terminate(), 100);
+        } else if (how === 'hangup') {
+          setTimeout(() => conn.ws.close(1000, 'agent hung up'), 100);
+        }
+      });
+    });
+    const input = join(dir, 'in.wav');
+    writeWav(input, new Int16Array(8000), 8000);
+    const call = async (how: string) => {
+      const c = capture();
+      const code = await runCallCommand([`${sts?.url ?? ''}/?${how}`, '--in', input, '--out', join(dir, `${how}.wav`), '--tail-ms', '0'], c.io);
+      return { code, out: c.out() };
+    };
+
+    const error = await call('error');
+    expect(error.code).toBe(1);
+    expect(error.out).toMatch(
+      /\ncall failed:\n {2}- the server sent an AVR error: "Unable to connect to AI provider"\n {2}- the server closed the call with code 1011 "provider connection failed"\n$/,
+    );
+
+    const drop = await call('drop');
+    expect(drop.code).toBe(1);
+    expect(drop.out).toMatch(/\ncall failed:\n {2}- the server dropped the connection without closing it \(code 1006\)\n$/);
+
+    // A server that ends the call normally (e.g. the agent hung up) is not a failure.
+    const hangup = await call('hangup');
+    expect(hangup.out).toContain('closed by server, code 1000 "agent hung up"');
+    expect(hangup.out).not.toContain('call failed');
+    expect(hangup.code).toBe(0);
+  });
+
+  it('reads WAV files at any rate, e.g. 44.1 kHz', async () => {
+    sts = await startFakeSts(() => {});
+    const input = join(dir, 'in44k.wav');
+    const samples = new Int16Array(44100 / 2); // 0.5 s
+    for (let i = 0; i < samples.length; i++) samples[i] = Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 44100));
+    writeWav(input, samples, 44100);
+    const c = capture();
+    expect(await runCallCommand([sts.url, '--in', input, '--out', join(dir, 'o.wav'), '--tail-ms', '0', '--json'], c.io)).toBe(0);
+    expect((JSON.parse(c.out()) as { sent: { audioFrames: number } }).sent.audioFrames).toBe(25);
+    expect(sts.connections[0]?.frames.slice(0, 25).every((frame) => frame.some((byte) => byte !== 0))).toBe(true);
+  });
+
+  it('waits for the reply instead of a fixed tail: hangs up once the agent has been quiet for 2 s', async () => {
+    sts = await startFakeSts((conn) => {
+      conn.ws.on('message', () => {
+        if (conn.frames.length === 25) setTimeout(() => sendFrames(conn.ws, tone(1000, 440, 6000)), 300);
+      });
+    });
+    const input = join(dir, 'in.wav');
+    writeWav(input, new Int16Array(4000), 8000); // 0.5 s
+    const c = capture();
+    expect(await runCallCommand([sts.url, '--in', input, '--out', join(dir, 'o.wav'), '--tail-ms', '8000', '--json'], c.io)).toBe(0);
+    const report = JSON.parse(c.out()) as { durationMs: number; heardAgentMs: number; firstAudioHeardAtMs: number; tailEndedBy: string };
+    expect(report.tailEndedBy).toBe('idle');
+    expect(report.heardAgentMs).toBe(1000);
+    const playbackEnd = report.firstAudioHeardAtMs + 1000;
+    expect(report.durationMs).toBeGreaterThanOrEqual(playbackEnd + 2000);
+    expect(report.durationMs).toBeLessThanOrEqual(playbackEnd + 2040);
+  });
+
+  it('--idle-ms sets the quiet time; at the --tail-ms cap it says how much of the reply was cut', async () => {
+    sts = await startFakeSts((conn) => {
+      conn.ws.once('message', () => sendFrames(conn.ws, tone(2500, 440, 6000)));
+    });
+    const input = join(dir, 'in.wav');
+    writeWav(input, new Int16Array(1600), 8000); // 0.2 s
+    const capped = capture();
+    expect(await runCallCommand([sts.url, '--in', input, '--out', join(dir, 'o.wav'), '--tail-ms', '1000', '--idle-ms', '300'], capped.io)).toBe(0);
+    expect(capped.out()).toMatch(/\ntail: hung up at the --tail-ms cap \(1\.00 s after the input\); 1\.\d\d s of agent audio still queued was cut\n/);
+
+    const quiet = capture();
+    expect(await runCallCommand([sts.url, '--in', input, '--out', join(dir, 'o.wav'), '--tail-ms', '8000', '--idle-ms', '300'], quiet.io)).toBe(0);
+    expect(quiet.out()).toMatch(/\ntail: hung up after 0\.30 s without agent audio\n/);
+    expect(quiet.out()).toMatch(/heard: 2\.50 s of agent audio/);
+
+    const bad = capture();
+    expect(await runCallCommand([sts.url, '--in', input, '--out', join(dir, 'o.wav'), '--idle-ms', 'x'], bad.io)).toBe(2);
+    expect(bad.err()).toMatch(/^error: --idle-ms must be a number >= 0/);
   });
 
   it('parses --dtmf lists', () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
-import { FIXTURE_NAMES, encodeWav, fixturePath, readWav, readWavAs8k, writeWav } from '../src/index.js';
+import { FIXTURE_NAMES, encodeWav, fixturePath, goertzel, readWav, readWavAs8k, writeWav } from '../src/index.js';
 
 function sine(rate: number, ms: number, hz: number, amplitude: number): Int16Array {
   const out = new Int16Array((rate * ms) / 1000);
@@ -80,10 +80,28 @@ describe('WAV helpers', () => {
     expect(rms(alias, 800, 3200)).toBeLessThan(100);
   });
 
-  it('returns 8 kHz input unchanged and rejects unsupported rates clearly', () => {
+  it('returns 8 kHz input unchanged', () => {
     const samples = sine(8000, 60, 300, 5000);
     expect(Array.from(readWavAs8k(encodeWav(samples, 8000)))).toEqual(Array.from(samples));
-    expect(() => readWavAs8k(encodeWav(sine(44100, 20, 300, 5000), 44100))).toThrow(/44100 Hz is not supported/);
+  });
+
+  it('converts any other rate (22.05, 44.1, 11.025, 96 kHz) to 8 kHz, keeping level, pitch and timing, without aliases', () => {
+    for (const rate of [44100, 22050, 11025, 96000]) {
+      const converted = readWavAs8k(encodeWav(sine(rate, 1000, 1000, 10000), rate));
+      expect(Math.abs(converted.length - 8000), `${rate} Hz length`).toBeLessThanOrEqual(8);
+      // Level within 0.1 dB, and still a clean 1 kHz tone: in every 50 ms, the 1 kHz bin holds all but 0.1% of the energy.
+      const level = rms(converted, 1600, 6400) / (10000 / Math.SQRT2);
+      expect(Math.abs(20 * Math.log10(level)), `${rate} Hz level`).toBeLessThan(0.1);
+      for (let from = 1600; from < 6400; from += 400) {
+        const window = converted.subarray(from, from + 400);
+        expect((2 * goertzel(window, 1000)) / rms(window) ** 2, `${rate} Hz pitch at ${from}`).toBeGreaterThan(0.999);
+      }
+      // 4.4 kHz folds to 3.6 kHz without a proper low-pass; the converter must bring it below -80 dB.
+      if (rate / 2 > 4400) {
+        const alias = readWavAs8k(encodeWav(sine(rate, 1000, 4400, 10000), rate));
+        expect(20 * Math.log10((rms(alias, 1600, 6400) + 1e-9) / (10000 / Math.SQRT2)), `${rate} Hz alias`).toBeLessThan(-80);
+      }
+    }
   });
 
   it('rejects files that are not WAV', () => {
