@@ -189,7 +189,7 @@ async function runStep(calls, loops, pacing = 'realtime') {
   const step = {};
   current = step;
   try {
-    step.auth = await startSpeechmaticsAuthEmulator({ apiKey: API_KEY });
+    step.auth = await startSpeechmaticsAuthEmulator({ apiKey: API_KEY, allowFlowKeys: true });
     step.flow = await startSpeechmaticsFlowEmulator({
       verifyToken: (token) => step.auth.verify(token, 'flow'),
       reply: () => ({ text: 'Agent reply.', ms: REPLY_MS }),

@@ -210,7 +210,8 @@ async function startEmulators(provider: Emulated): Promise<{ env: Record<string,
     }
     case 'speechmatics-flow': {
       const apiKey = 'sm-emulator-key';
-      const auth = await startSpeechmaticsAuthEmulator({ apiKey });
+      // The real management API no longer mints Flow keys; accounts that still have Flow do get them.
+      const auth = await startSpeechmaticsAuthEmulator({ apiKey, allowFlowKeys: true });
       const flow = await startSpeechmaticsFlowEmulator({ verifyToken: (jwt) => auth.verify(jwt, 'flow'), greeting: { text: 'Hello, how can I help?', ms: 1500 } });
       return {
         env: { SPEECHMATICS_API_KEY: apiKey, SPEECHMATICS_FLOW_URL: flow.baseUrl, SPEECHMATICS_MANAGEMENT_URL: auth.baseUrl },

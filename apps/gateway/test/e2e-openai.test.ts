@@ -13,6 +13,7 @@ import {
   startAvrAmiEmulator,
   startOpenAiRealtimeEmulator,
   type RealtimeConnectionFaults,
+  type RealtimeEmulatorTiming,
   type RealtimeScript,
 } from '@stsgate/testkit';
 import { buildGateway, builtinRegistry, resolveServeSetup, type Gateway } from '../src/index.js';
@@ -25,8 +26,13 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startStack(script: RealtimeScript, env: Record<string, string> = {}, faults: readonly RealtimeConnectionFaults[] = []) {
-  const emulator = await startOpenAiRealtimeEmulator({ apiKey: API_KEY, script, faults });
+async function startStack(
+  script: RealtimeScript,
+  env: Record<string, string> = {},
+  faults: readonly RealtimeConnectionFaults[] = [],
+  timing: RealtimeEmulatorTiming = {},
+) {
+  const emulator = await startOpenAiRealtimeEmulator({ apiKey: API_KEY, script, faults, timing });
   cleanups.push(() => emulator.close());
   const setup = resolveServeSetup(
     {
@@ -163,6 +169,75 @@ describe('gateway + OpenAI Realtime adapter, end to end', () => {
   });
 });
 
+describe('gateway + OpenAI Realtime adapter: real-world fidelity, end to end', () => {
+  it("OPENAI_TURN_DETECTION=none: the gateway's Silero VAD ends the caller's turn; the agent answers and can be interrupted", async () => {
+    const { emulator, url } = await startStack(
+      {
+        greeting: { transcript: 'Welcome to ACME, this greeting is long enough to be talked over by the caller.', audioMs: 6000 },
+        transcribe: ({ index }) => (index === 0 ? 'Hello there.' : 'What time do you open?'),
+        onUserTurn: (turn) => ({ transcript: turn.index === 0 ? 'Hi, how can I help?' : 'We open at nine.', audioMs: 1200 }),
+      },
+      { OPENAI_TURN_DETECTION: 'none' },
+      [],
+      { audioChunkMs: 100, chunkIntervalMs: 100 }, // real time: the greeting is still being generated when the caller talks
+    );
+    // the caller talks over the greeting, then asks a question in the pause after the answer
+    const input = concatPcm(silence(1500), readWavAs8k(fixturePath('greeting')), silence(3500), readWavAs8k(fixturePath('question')), silence(1500));
+    const report = await simulateCall({ url, input, tailMs: 3000 });
+
+    expect(report.errors).toEqual([]);
+    const connection = emulator.connections[0];
+    if (connection === undefined) throw new Error('no provider connection');
+    expect(connection.session.audio.input.turn_detection).toBeNull();
+    // barge-in on the greeting: interruption for AVR, response.cancel for the provider, a truncate of what was heard
+    expect(report.received.interruptions).toBeGreaterThanOrEqual(1);
+    expect(clientEventsOf(connection.clientEvents, 'response.cancel').length).toBeGreaterThanOrEqual(1);
+    expect(connection.truncations.length).toBeGreaterThanOrEqual(1);
+    // both turns were committed by the gateway and answered
+    expect(clientEventsOf(connection.clientEvents, 'input_audio_buffer.commit').length).toBeGreaterThanOrEqual(2);
+    expect(report.transcripts.filter((t) => t.role === 'agent').map((t) => t.text)).toEqual(
+      expect.arrayContaining(['Hi, how can I help?', 'We open at nine.']),
+    );
+    expect(connection.serverEvents.filter((e) => e.type === 'error')).toEqual([]);
+  });
+
+  it('a barge-in during tool-argument streaming runs no tool', async () => {
+    const ami = await startAvrAmiEmulator();
+    cleanups.push(() => ami.close());
+    const { emulator, url } = await startStack(
+      { onUserTurn: () => ({ transcript: '', functionCall: { name: 'avr_hangup', arguments: '{"reason":"the caller said goodbye"}' } }) },
+      { OPENAI_GREETING: 'false', AMI_URL: ami.url },
+      [{ faults: [{ action: { type: 'cancel_response', reason: 'turn_detected' }, when: { on: 'function_call_arguments', response: 1, delta: 2 } }] }],
+    );
+    const report = await simulateCall({ url, input: concatPcm(readWavAs8k(fixturePath('question')), silence(500)), tailMs: 2000 });
+
+    expect(report.errors).toEqual([]);
+    const connection = emulator.connections[0];
+    if (connection === undefined) throw new Error('no provider connection');
+    expect(connection.responses[0]?.status).toBe('cancelled');
+    const outputs = clientEventsOf(connection.clientEvents, 'conversation.item.create').filter((e) => (e.item as { type?: string }).type === 'function_call_output');
+    expect(outputs).toEqual([]);
+    expect(ami.requests).toEqual([]);
+  });
+
+  it('OPENAI_WELCOME_MESSAGE is the first thing the caller hears, asked for as a verbatim response', async () => {
+    const { emulator, url } = await startStack(
+      { greeting: { transcript: 'Thanks for calling ACME, caller 2000.', audioMs: 1500 } },
+      { OPENAI_WELCOME_MESSAGE: 'Thanks for calling ACME, caller {{from}}.' },
+    );
+    const report = await simulateCall({ url, input: silence(500), tailMs: 2500 });
+
+    expect(report.errors).toEqual([]);
+    expect(report.transcripts[0]).toMatchObject({ role: 'agent', text: 'Thanks for calling ACME, caller 2000.' });
+    const connection = emulator.connections[0];
+    if (connection === undefined) throw new Error('no provider connection');
+    const [create] = clientEventsOf(connection.clientEvents, 'response.create');
+    const response = create?.response as { instructions?: string; input?: unknown[]; tool_choice?: string } | undefined;
+    expect(response?.instructions).toContain('Thanks for calling ACME, caller 2000.');
+    expect(response).toMatchObject({ input: [], tool_choice: 'none' });
+  });
+});
+
 describe('provider faults, end to end', () => {
   it('a bad API key becomes a clear AVR error and a clean close, without leaking the key', async () => {
     const { url } = await startStack({}, { OPENAI_API_KEY: 'sk-wrong-key-000000000000' });
@@ -176,7 +251,8 @@ describe('provider faults, end to end', () => {
 
   it('a rate-limited provider (HTTP 429 at every attempt) ends the call with a clear error after the retries', async () => {
     const { emulator, url } = await startStack({}, {}, [{ rejectUpgrade: { status: 429 }, connections: Infinity }]);
-    const report = await simulateCall({ url, input: silence(400), tailMs: 4000 });
+    // Each retry waits at least the server's retry-after (1 s): four of them take 4-5.2 s.
+    const report = await simulateCall({ url, input: silence(400), tailMs: 8000 });
     expect(report.errors[0]?.message).toMatch(/rate limit/i);
     expect(report.close.code).toBe(1011);
     expect(emulator.upgrades.length).toBeGreaterThan(1); // it retried before giving up

@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 async function startStack(flowOptions: SpeechmaticsFlowEmulatorOptions = {}, env: Record<string, string> = {}) {
-  const auth = await startSpeechmaticsAuthEmulator({ apiKey: API_KEY });
+  const auth = await startSpeechmaticsAuthEmulator({ apiKey: API_KEY, allowFlowKeys: true });
   cleanups.push(() => auth.close());
   const flow = await startSpeechmaticsFlowEmulator({ verifyToken: (jwt) => auth.verify(jwt, 'flow'), ...flowOptions });
   cleanups.push(() => flow.close());

@@ -89,6 +89,15 @@ describe('ReconnectBudget', () => {
     expect(budget.next(new ProviderError('x', 'rate_limit', 'slow', { retryAfterMs: 7000 }))).toMatchObject({ delayMs: 7000 });
   });
 
+  it('never waits less than the hint: jitter only adds to it', () => {
+    for (const random of [0, 0.5, 0.99]) {
+      const budget = new ReconnectBudget({ ...DEFAULT_RECONNECT_POLICY, jitter: 0.3 }, Date.now, () => random);
+      const decision = budget.next(new ProviderError('x', 'rate_limit', 'slow', { retryAfterMs: 5000 }));
+      if (!decision.retry) throw new Error('expected a retry');
+      expect(decision.delayMs).toBe(Math.round(5000 * (1 + 0.3 * random)));
+    }
+  });
+
   it('resets the budget after a connection stayed up long enough', () => {
     let now = 0;
     const budget = new ReconnectBudget({ ...DEFAULT_RECONNECT_POLICY, maxAttempts: 2, jitter: 0 }, () => now);

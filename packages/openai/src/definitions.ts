@@ -1,13 +1,13 @@
 /** Registry definitions: the OpenAI adapters configured from AVR's environment variables. */
 import { z } from 'zod';
-import type { AdapterDefinition } from '@stsgate/core';
+import type { AdapterDefinition, VadAdapter } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, resolveInstructions } from '@stsgate/agent';
 import { DEFAULT_DTMF_MESSAGE, DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_URL, DEFAULT_VOICE, createOpenAiRealtime } from './realtime/adapter.js';
 import type { OpenAiRealtimeOptions } from './realtime/adapter.js';
 import type { TurnDetectionSetting } from './realtime/wire.js';
 import { DEFAULT_LLM_MODEL, createOpenAiLlm } from './llm.js';
 import { DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, createOpenAiTts } from './tts.js';
-import { blankToUndefined, defineAdapter, envBoolean, envEnum, envInt, envNumber, envOptionalEnum, envText, envUrl } from '@stsgate/core';
+import { ConfigError, blankToUndefined, defineAdapter, envBoolean, envEnum, envInt, envNumber, envOptionalEnum, envText, envUrl } from '@stsgate/core';
 import { envTokens, isRealtimeModel } from './env.js';
 
 /** Used when no OPENAI_*INSTRUCTIONS variable is set. */
@@ -36,6 +36,8 @@ const realtimeShape = {
   OPENAI_TEMPERATURE: envText(),
   OPENAI_REASONING_EFFORT: envOptionalEnum(['minimal', 'low', 'medium', 'high', 'xhigh']),
   OPENAI_GREETING: envBoolean(true),
+  /** Spoken first instead of the model's own greeting (templated with the call's metadata). */
+  OPENAI_WELCOME_MESSAGE: envText(),
   OPENAI_DTMF_MESSAGE: envText().refine((text) => text === undefined || text.includes('{{digit}}'), 'must contain {{digit}}'),
 };
 
@@ -51,24 +53,29 @@ function languageHint(value: string | undefined): string | undefined {
 }
 
 function turnDetection(env: OpenAiRealtimeEnv): TurnDetectionSetting {
+  // Unset values take the documented defaults (wire.ts DEFAULT_VAD_TUNING), for the server's VAD or the gateway's.
+  const tuning = {
+    ...(env.OPENAI_TURN_DETECTION_THRESHOLD === undefined ? {} : { threshold: env.OPENAI_TURN_DETECTION_THRESHOLD }),
+    ...(env.OPENAI_TURN_DETECTION_SILENCE_MS === undefined ? {} : { silenceDurationMs: env.OPENAI_TURN_DETECTION_SILENCE_MS }),
+    ...(env.OPENAI_TURN_DETECTION_PREFIX_PADDING_MS === undefined ? {} : { prefixPaddingMs: env.OPENAI_TURN_DETECTION_PREFIX_PADDING_MS }),
+  };
   switch (env.OPENAI_TURN_DETECTION) {
     case 'none':
-      return { type: 'none' };
+      return { type: 'none', ...tuning };
     case 'semantic_vad':
       return { type: 'semantic_vad', ...(env.OPENAI_TURN_DETECTION_EAGERNESS === undefined ? {} : { eagerness: env.OPENAI_TURN_DETECTION_EAGERNESS }) };
     case 'server_vad':
-      return {
-        type: 'server_vad',
-        ...(env.OPENAI_TURN_DETECTION_THRESHOLD === undefined ? {} : { threshold: env.OPENAI_TURN_DETECTION_THRESHOLD }),
-        ...(env.OPENAI_TURN_DETECTION_SILENCE_MS === undefined ? {} : { silenceDurationMs: env.OPENAI_TURN_DETECTION_SILENCE_MS }),
-        ...(env.OPENAI_TURN_DETECTION_PREFIX_PADDING_MS === undefined ? {} : { prefixPaddingMs: env.OPENAI_TURN_DETECTION_PREFIX_PADDING_MS }),
-      };
+      return { type: 'server_vad', ...tuning };
   }
 }
+
+/** The VAD id that takes the turns with OPENAI_TURN_DETECTION=none (the gateway registry's). */
+const TURN_VAD = 'silero';
 
 /**
  * The `openai` STS provider (OpenAI Realtime, GA protocol) for a registry; AVR's avr-sts-openai port 6030.
  * OPENAI_TEMPERATURE is accepted for compatibility but never sent (GA rejects it); a warning says so.
+ * OPENAI_TURN_DETECTION=none builds the registry's `vad:silero` (VAD_* variables) to take the caller's turns.
  */
 export function defineOpenAiRealtime(overrides: Partial<OpenAiRealtimeOptions> = {}): AdapterDefinition<'sts'> {
   return defineAdapter({
@@ -91,6 +98,16 @@ export function defineOpenAiRealtime(overrides: Partial<OpenAiRealtimeOptions> =
         context.logger.warn({ provider: 'openai', model: env.OPENAI_MODEL }, 'OPENAI_REASONING_EFFORT is ignored: only gpt-realtime-2 models reason');
         reasoningEffort = undefined;
       }
+      const detection = turnDetection(env);
+      let vad: VadAdapter | undefined = overrides.vad;
+      if (detection.type === 'none' && vad === undefined) {
+        if (context.resolve === undefined) {
+          throw new ConfigError('sts provider "openai"', [
+            `OPENAI_TURN_DETECTION=none needs the gateway's VAD (vad:${TURN_VAD}) to end the caller's turns, and only an adapter registry can build it`,
+          ]);
+        }
+        vad = context.resolve('vad', TURN_VAD);
+      }
       const transcriptionModel = env.OPENAI_TRANSCRIPTION_MODEL ?? 'whisper-1';
       const language = languageHint(env.OPENAI_LANGUAGE);
       const transcription =
@@ -105,11 +122,13 @@ export function defineOpenAiRealtime(overrides: Partial<OpenAiRealtimeOptions> =
         audioFormat: env.OPENAI_AUDIO_FORMAT,
         instructions: (call) => resolveInstructions(source, call),
         transcription,
-        turnDetection: turnDetection(env),
+        turnDetection: detection,
+        ...(vad === undefined ? {} : { vad }),
         ...(env.OPENAI_NOISE_REDUCTION === undefined || env.OPENAI_NOISE_REDUCTION === 'none' ? {} : { noiseReduction: env.OPENAI_NOISE_REDUCTION }),
         ...(env.OPENAI_MAX_TOKENS === undefined ? {} : { maxOutputTokens: env.OPENAI_MAX_TOKENS }),
         ...(reasoningEffort === undefined ? {} : { reasoningEffort }),
         greeting: env.OPENAI_GREETING,
+        ...(env.OPENAI_WELCOME_MESSAGE === undefined ? {} : { welcomeMessage: env.OPENAI_WELCOME_MESSAGE }),
         dtmfMessage: env.OPENAI_DTMF_MESSAGE ?? DEFAULT_DTMF_MESSAGE,
         ...overrides,
       });
@@ -184,12 +203,13 @@ export function defineOpenAiLlm(): AdapterDefinition<'llm'> {
   });
 }
 
-/** The `openai` TTS provider (`/v1/audio/speech`, raw 24 kHz PCM, streamed). */
+/** The `openai` TTS provider (`/v1/audio/speech`, raw 24 kHz PCM, streamed); AVR's avr-tts-openai port 6011. */
 export function defineOpenAiTts(): AdapterDefinition<'tts'> {
   return defineAdapter({
     kind: 'tts',
     id: 'openai',
     description: 'OpenAI speech (/v1/audio/speech), streamed 24 kHz PCM',
+    defaultPort: 6011,
     envSchema: openAiTtsEnvSchema,
     create(env, context) {
       const baseURL = env.OPENAI_BASE_URL ?? env.OPENAI_BASEURL;

@@ -12,10 +12,10 @@ export {
 } from './realtime/adapter.js';
 export type { OpenAiRealtimeOptions } from './realtime/adapter.js';
 export type { TlsOptions } from './realtime/connection.js';
-export type { TurnDetectionSetting, WireAudioFormat, SessionSettings } from './realtime/wire.js';
-export { buildSession, parseServerMessage } from './realtime/wire.js';
+export type { TurnDetectionSetting, VadTuning, WireAudioFormat, SessionSettings } from './realtime/wire.js';
+export { DEFAULT_VAD_TUNING, buildSession, parseServerMessage, verbatimResponse } from './realtime/wire.js';
 export { RealtimeEventMapper, clampAudioEndMs } from './realtime/map-events.js';
-export type { MapperSink, MapperOptions } from './realtime/map-events.js';
+export type { MapperSink, MapperOptions, ResponseRequest } from './realtime/map-events.js';
 export { ConversationLog, heardText } from './realtime/conversation-log.js';
 export { audioCodec } from './realtime/audio-codec.js';
 export type { AudioCodec } from './realtime/audio-codec.js';

@@ -33,10 +33,12 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsAdapter {
     maxRetries: 0,
     timeout: options.timeoutMs ?? 30_000,
   });
-  const model = options.model ?? DEFAULT_TTS_MODEL;
-  const supportsInstructions = !model.startsWith('tts-1');
+  const configuredModel = options.model ?? DEFAULT_TTS_MODEL;
 
   async function* stream(request: TtsRequest, call: CallContext): AsyncGenerator<Int16Array> {
+    // A request's own model (AVR's TTS body `model`) wins over the configured one.
+    const model = request.model ?? configuredModel;
+    const supportsInstructions = !model.startsWith('tts-1');
     if (request.text.length > MAX_INPUT_CHARS) {
       throw new ProviderError(PROVIDER, 'invalid_request', `speech input is ${request.text.length} characters; the limit is ${MAX_INPUT_CHARS}`, {
         retryable: false,

@@ -4,10 +4,11 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { AdapterRegistry, ConfigError } from '@stsgate/core';
+import type { AdapterKind, AdapterKinds } from '@stsgate/core';
 import { startOpenAiRealtimeEmulator } from '@stsgate/testkit';
 import type { OpenAiRealtimeEmulator } from '@stsgate/testkit';
 import { defineOpenAiLlm, defineOpenAiRealtime, defineOpenAiTts, llmModelFromEnv, openAiRealtimeEnvSchema } from '../src/index.js';
-import { EventLog, callContext, memoryLogger } from './helpers.js';
+import { EnergyTestVad, EventLog, callContext, memoryLogger } from './helpers.js';
 
 const quiet = { logger: pino({ enabled: false }) };
 const API_KEY = 'sk-test-definitions-000';
@@ -51,8 +52,25 @@ describe('defineOpenAiRealtime', () => {
       toolCalls: true,
       dtmf: true,
     });
-    const pcm = defineOpenAiRealtime().fromEnv({ OPENAI_API_KEY: API_KEY, OPENAI_AUDIO_FORMAT: 'PCM24', OPENAI_TURN_DETECTION: 'none' }, quiet);
-    expect(pcm.capabilities).toMatchObject({ inputSampleRates: [24000], outputSampleRates: [24000], encodings: ['pcm_s16le'], serverTurnDetection: false });
+    const pcm = defineOpenAiRealtime().fromEnv({ OPENAI_API_KEY: API_KEY, OPENAI_AUDIO_FORMAT: 'PCM24' }, quiet);
+    expect(pcm.capabilities).toMatchObject({ inputSampleRates: [24000], outputSampleRates: [24000], encodings: ['pcm_s16le'] });
+  });
+
+  it("OPENAI_TURN_DETECTION=none takes the gateway's VAD (vad:silero) and still ends the caller's turns itself", () => {
+    const vad = new EnergyTestVad();
+    const asked: string[] = [];
+    const resolve = <K extends AdapterKind>(kind: K, id: string): AdapterKinds[K] => {
+      asked.push(`${kind}:${id}`);
+      return vad as unknown as AdapterKinds[K];
+    };
+    const none = defineOpenAiRealtime().fromEnv({ OPENAI_API_KEY: API_KEY, OPENAI_TURN_DETECTION: 'none' }, { ...quiet, resolve });
+    expect(asked).toEqual(['vad:silero']);
+    // the session decides when the caller's turn ends (with the VAD): the host needs none of its own
+    expect(none.capabilities.serverTurnDetection).toBe(true);
+    defineOpenAiRealtime().fromEnv({ OPENAI_API_KEY: API_KEY }, { ...quiet, resolve });
+    expect(asked).toEqual(['vad:silero']); // server VAD: no VAD is built
+    const found = problems(() => defineOpenAiRealtime().fromEnv({ OPENAI_API_KEY: API_KEY, OPENAI_TURN_DETECTION: 'none' }, quiet));
+    expect(found.join('\n')).toContain('OPENAI_TURN_DETECTION=none');
   });
 
   it('lists every problem at once; empty values count as unset', () => {
@@ -161,6 +179,37 @@ describe('defineOpenAiRealtime', () => {
   });
 });
 
+describe('defineOpenAiRealtime against the emulator: turn detection defaults and the welcome message', () => {
+  it('sends the documented server_vad defaults and speaks OPENAI_WELCOME_MESSAGE (templated) instead of a model greeting', async () => {
+    emu = await startOpenAiRealtimeEmulator({ apiKey: API_KEY });
+    const adapter = defineOpenAiRealtime().fromEnv(
+      { OPENAI_API_KEY: API_KEY, OPENAI_REALTIME_URL: emu.url, OPENAI_WELCOME_MESSAGE: 'Hello {{from}}, welcome to ACME.', OPENAI_GREETING: 'false' },
+      quiet,
+    );
+    const session = await adapter.connect(callContext());
+    const events = new EventLog(session);
+    const connection = await emu.waitForConnection(0);
+    const create = await connection.waitForClientEvent('response.create');
+    const update = connection.clientEvents.find((e) => e['type'] === 'session.update')?.['session'] as { audio: { input: { turn_detection: unknown } } };
+    expect(update.audio.input.turn_detection).toEqual({
+      type: 'server_vad',
+      threshold: 0.5,
+      prefix_padding_ms: 300,
+      silence_duration_ms: 500,
+      create_response: true,
+      interrupt_response: true,
+    });
+    const response = create['response'] as { instructions: string; input: unknown[]; tool_choice: string };
+    expect(response.instructions).toContain('Hello +15550100, welcome to ACME.');
+    expect(response).toMatchObject({ input: [], tool_choice: 'none' });
+    await connection.waitForServerEvent('response.done');
+    expect(connection.clientEvents.filter((e) => e['type'] === 'response.create')).toHaveLength(1);
+    expect(connection.serverEvents.filter((e) => e.type === 'error')).toEqual([]);
+    await session.close();
+    await events.done;
+  });
+});
+
 describe('defineOpenAiLlm / defineOpenAiTts', () => {
   it('picks the LLM model: OPENAI_LLM_MODEL, else a non-realtime OPENAI_MODEL, else the default', () => {
     expect(llmModelFromEnv({ OPENAI_LLM_MODEL: 'gpt-4.1-mini', OPENAI_MODEL: 'gpt-4o' })).toBe('gpt-4.1-mini');
@@ -175,6 +224,8 @@ describe('defineOpenAiLlm / defineOpenAiTts', () => {
     expect(defineOpenAiLlm().fromEnv({ OPENAI_BASEURL: 'http://ollama:11434/v1' }, quiet).id).toBe('openai');
     expect(problems(() => defineOpenAiTts().fromEnv({ OPENAI_API_KEY: API_KEY, OPENAI_TTS_SPEED: '9', OPENAI_BASE_URL: 'ws://x' }, quiet))).toHaveLength(2);
     const tts = defineOpenAiTts().fromEnv({ OPENAI_API_KEY: API_KEY }, quiet);
+    // TTS_PROVIDER=openai alone listens where avr-tts-openai does
+    expect(defineOpenAiTts().defaultPort).toBe(6011);
     expect(tts.capabilities).toEqual({ outputSampleRates: [24000], encodings: ['pcm_s16le'], streamingInput: false });
   });
 });

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import type { StsCallContext, StsEvent, StsSession, ToolSpec } from '@stsgate/core';
+import type { SampleRate, StsCallContext, StsEvent, StsSession, ToolSpec, VadAdapter, VadEvent, VadOptions, VadStream } from '@stsgate/core';
 import { EventLog as BaseEventLog } from '@stsgate/testkit';
 import type { LogLine } from '@stsgate/testkit';
 
@@ -60,4 +60,75 @@ export function waitForLog(lines: readonly LogLine[], predicate: (line: LogLine)
       }
     }, 5);
   });
+}
+
+/**
+ * A frame-energy VAD with the core contract (a stand-in for Silero): 20 ms frames above -40 dBFS are speech; speech
+ * is confirmed after `minSpeechMs` and ends after `minSilenceMs` of quiet. Records how it was opened.
+ */
+export class EnergyTestVad implements VadAdapter {
+  readonly id = 'energy-test';
+  readonly capabilities = { inputSampleRates: [8000, 16000] as SampleRate[] };
+  readonly opened: { rate: SampleRate; options: Partial<VadOptions> | undefined }[] = [];
+  streams = 0;
+  closed = 0;
+  /** Every `process()` from now on rejects (a broken model). */
+  fail = false;
+
+  open(rate: SampleRate, options?: Partial<VadOptions>): Promise<VadStream> {
+    this.opened.push({ rate, options });
+    this.streams++;
+    const minSpeechMs = 100;
+    const minSilenceMs = options?.minSilenceMs ?? 500;
+    const frame = (rate * 20) / 1000;
+    let pending = new Int16Array(0);
+    let clockMs = 0;
+    let speaking = false;
+    let voicedMs = 0;
+    let startMs = 0;
+    let silenceMs = 0;
+    return Promise.resolve({
+      sampleRate: rate,
+      process: (samples: Int16Array) => {
+        if (this.fail) return Promise.reject(new Error('onnxruntime: invalid tensor'));
+        const all = new Int16Array(pending.length + samples.length);
+        all.set(pending);
+        all.set(samples, pending.length);
+        const events: VadEvent[] = [];
+        let offset = 0;
+        for (; offset + frame <= all.length; offset += frame) {
+          let energy = 0;
+          for (let i = offset; i < offset + frame; i++) energy += (all[i] as number) ** 2;
+          const voiced = 20 * Math.log10(Math.sqrt(energy / frame) / 32768 + 1e-9) > -40;
+          if (!speaking) {
+            if (voiced) {
+              if (voicedMs === 0) startMs = clockMs;
+              voicedMs += 20;
+              if (voicedMs >= minSpeechMs) {
+                speaking = true;
+                silenceMs = 0;
+                events.push({ type: 'speech_start', atMs: startMs });
+              }
+            } else voicedMs = 0;
+          } else if (voiced) silenceMs = 0;
+          else {
+            silenceMs += 20;
+            if (silenceMs >= minSilenceMs) {
+              speaking = false;
+              voicedMs = 0;
+              events.push({ type: 'speech_end', atMs: clockMs + 20, audio: new Int16Array(0) });
+            }
+          }
+          clockMs += 20;
+        }
+        pending = all.slice(offset);
+        return Promise.resolve(events);
+      },
+      reset: () => undefined,
+      close: () => {
+        this.closed++;
+        return Promise.resolve();
+      },
+    });
+  }
 }

@@ -170,7 +170,7 @@ describe('RealtimeEventMapper: responses never collide', () => {
 
   it('re-queues a response.create that lost the race with a server-started response', () => {
     const { sink, mapper, feed } = setup();
-    mapper.toolResult('call_1', '{"ok":true}');
+    mapper.userText('The caller pressed 1 on the keypad.', 'dtmf');
     const create = sink.take().sent.find((e) => e.type === 'response.create');
     expect(create).toBeDefined();
     feed({ type: 'response.created', response: { id: 'resp_vad' } });
@@ -333,5 +333,184 @@ describe('RealtimeEventMapper: conversation log and restore', () => {
     sink.take();
     mapper.restore();
     expect(sink.take().sent.map((e) => e.type)).toEqual(['conversation.item.create', 'conversation.item.create']);
+  });
+});
+
+describe('RealtimeEventMapper: tool calls only from completed items', () => {
+  it('never reports a call whose response was interrupted during argument streaming (cut-off JSON)', () => {
+    const { sink, feed } = setup();
+    const item = { id: 'item_F', type: 'function_call', call_id: 'call_cut', name: 'avr_transfer', arguments: '', status: 'in_progress' };
+    feed({ type: 'response.created', response: { id: 'resp_1' } });
+    feed({ type: 'response.output_item.added', response_id: 'resp_1', item });
+    feed({ type: 'response.function_call_arguments.delta', response_id: 'resp_1', item_id: 'item_F', call_id: 'call_cut', delta: '{"transfer_ext' });
+    // GA: `.done` is also emitted when the response is interrupted, with the arguments as far as they got
+    feed({ type: 'response.function_call_arguments.done', response_id: 'resp_1', item_id: 'item_F', call_id: 'call_cut', name: 'avr_transfer', arguments: '{"transfer_ext' });
+    feed({ type: 'response.output_item.done', response_id: 'resp_1', item: { ...item, arguments: '{"transfer_ext', status: 'incomplete' } });
+    feed({
+      type: 'response.done',
+      response: {
+        id: 'resp_1',
+        status: 'cancelled',
+        status_details: { type: 'cancelled', reason: 'turn_detected' },
+        output: [{ ...item, arguments: '{"transfer_ext', status: 'incomplete' }],
+      },
+    });
+    expect(sink.events.filter((e) => e.type === 'tool_call')).toEqual([]);
+  });
+
+  it('waits for the completed item: function_call_arguments.done alone reports nothing', () => {
+    const { sink, feed } = setup();
+    feed({ type: 'response.created', response: { id: 'resp_1' } });
+    feed({ type: 'response.output_item.added', response_id: 'resp_1', item: { id: 'i1', type: 'function_call', call_id: 'c1', name: 'f', arguments: '', status: 'in_progress' } });
+    feed({ type: 'response.function_call_arguments.done', response_id: 'resp_1', item_id: 'i1', call_id: 'c1', name: 'f', arguments: '{}' });
+    expect(sink.events).toEqual([]);
+    // an item without a status (compatible servers) counts only once its response completed
+    feed({ type: 'response.output_item.done', response_id: 'resp_1', item: { id: 'i1', type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' } });
+    expect(sink.events).toEqual([]);
+    feed({ type: 'response.done', response: { id: 'resp_1', status: 'completed', output: [{ id: 'i1', type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' }] } });
+    expect(sink.events).toEqual([{ type: 'tool_call', callId: 'c1', name: 'f', argumentsJson: '{}' }]);
+  });
+
+  it('reports nothing from the output of a cancelled or incomplete response that no completed item announced', () => {
+    const { sink, feed } = setup();
+    for (const status of ['cancelled', 'incomplete', 'failed']) {
+      feed({ type: 'response.done', response: { id: `r_${status}`, status, output: [{ id: `i_${status}`, type: 'function_call', call_id: `c_${status}`, name: 'f', arguments: '{}' }] } });
+    }
+    expect(sink.events.filter((e) => e.type === 'tool_call')).toEqual([]);
+  });
+});
+
+describe('RealtimeEventMapper: parallel function calls', () => {
+  function twoCalls(feed: (event: Record<string, unknown>) => void): void {
+    feed({ type: 'response.created', response: { id: 'resp_p' } });
+    const call = (n: number) => ({ id: `item_${n}`, type: 'function_call', call_id: `call_${n}`, name: `tool_${n}`, arguments: '{}', status: 'completed' });
+    feed({ type: 'response.output_item.done', response_id: 'resp_p', item: call(1) });
+    feed({ type: 'response.output_item.done', response_id: 'resp_p', item: call(2) });
+    feed({ type: 'response.done', response: { id: 'resp_p', status: 'completed', output: [call(1), call(2)] } });
+  }
+
+  it('sends response.create once, after every call of the response has its output', () => {
+    const { sink, mapper, feed } = setup();
+    twoCalls(feed);
+    expect(sink.take().events.map((e) => (e.type === 'tool_call' ? e.callId : e.type))).toEqual(['call_1', 'call_2']);
+    mapper.toolResult('call_2', 'two');
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['conversation.item.create']);
+    mapper.toolResult('call_1', 'one');
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['conversation.item.create', 'response.create']);
+  });
+
+  it('results that arrive before response.done are answered once it is done, with one response.create', () => {
+    const { sink, mapper, feed } = setup();
+    feed({ type: 'response.created', response: { id: 'resp_p' } });
+    const call = (n: number) => ({ id: `item_${n}`, type: 'function_call', call_id: `call_${n}`, name: `tool_${n}`, arguments: '{}', status: 'completed' });
+    feed({ type: 'response.output_item.done', response_id: 'resp_p', item: call(1) });
+    mapper.toolResult('call_1', 'one');
+    feed({ type: 'response.output_item.done', response_id: 'resp_p', item: call(2) });
+    feed({ type: 'response.done', response: { id: 'resp_p', status: 'completed', output: [call(1), call(2)] } });
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['conversation.item.create']);
+    mapper.toolResult('call_2', 'two');
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['conversation.item.create', 'response.create']);
+  });
+
+  it('a restored connection does not answer before the last result of the response is in', () => {
+    const { sink, mapper, feed } = setup();
+    twoCalls(feed);
+    mapper.toolResult('call_1', 'one');
+    mapper.connectionLost();
+    mapper.restore();
+    expect(sink.take().sent.filter((e) => e.type === 'response.create')).toEqual([]);
+    mapper.toolResult('call_2', 'two');
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['conversation.item.create', 'response.create']);
+  });
+});
+
+describe('RealtimeEventMapper: tool results', () => {
+  it('does not send a result for a call it never reported (the server would reject the unknown call_id)', () => {
+    const { sink, mapper } = setup();
+    mapper.toolResult('call_never_seen', '{}');
+    expect(sink.sent).toEqual([]);
+    expect(sink.logs.some((l) => l.level === 'warn' && l.data['callId'] === 'call_never_seen')).toBe(true);
+  });
+});
+
+describe('RealtimeEventMapper: known events it has no use for', () => {
+  it('skips every other GA server event without calling it unknown', () => {
+    const { sink, feed } = setup();
+    for (const type of [
+      'input_audio_buffer.dtmf_event_received',
+      'input_audio_buffer.timeout_triggered',
+      'conversation.item.input_audio_transcription.segment',
+      'mcp_list_tools.in_progress',
+      'mcp_list_tools.completed',
+      'mcp_list_tools.failed',
+      'response.mcp_call_arguments.delta',
+      'response.mcp_call_arguments.done',
+      'response.mcp_call.in_progress',
+      'response.mcp_call.completed',
+      'response.mcp_call.failed',
+      'rate_limits.updated',
+    ]) {
+      feed({ type });
+    }
+    expect(sink.logs.filter((l) => l.message.includes('unknown'))).toEqual([]);
+    expect(sink.events).toEqual([]);
+  });
+});
+
+describe('RealtimeEventMapper: a verbatim welcome message', () => {
+  it('asks for it with its own context, no tools, and warns when the spoken transcript differs', () => {
+    const { sink, mapper, feed } = setup();
+    mapper.requestResponse('greeting', { verbatim: 'Welcome to ACME, how can I help?' });
+    const [create] = sink.take().sent;
+    expect(create).toMatchObject({ type: 'response.create', response: { input: [], tool_choice: 'none' } });
+    const instructions = create?.type === 'response.create' ? (create.response?.instructions ?? '') : '';
+    expect(instructions).toContain('Welcome to ACME, how can I help?');
+    feed({ type: 'response.created', response: { id: 'r_w' } });
+    feed({ type: 'response.output_audio_transcript.done', response_id: 'r_w', item_id: 'a1', transcript: 'welcome to ACME how can I help' });
+    expect(sink.logs.filter((l) => l.level === 'warn')).toEqual([]); // case, punctuation and spacing do not count
+    feed({ type: 'response.done', response: { id: 'r_w', status: 'completed', output: [] } });
+
+    mapper.requestResponse('greeting', { verbatim: 'Press one for sales.' });
+    feed({ type: 'response.created', response: { id: 'r_x' } });
+    feed({ type: 'response.output_audio_transcript.done', response_id: 'r_x', item_id: 'a2', transcript: 'Sure! Press one for sales, or two for support.' });
+    feed({ type: 'response.done', response: { id: 'r_x', status: 'completed', output: [] } });
+    expect(sink.logs.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual(['the welcome message was not spoken verbatim']);
+    // one the caller interrupted is cut short, not wrong
+    mapper.requestResponse('greeting', { verbatim: 'Press one for sales.' });
+    feed({ type: 'response.created', response: { id: 'r_y' } });
+    feed({ type: 'response.output_audio_transcript.done', response_id: 'r_y', item_id: 'a3', transcript: 'Press one' });
+    feed({ type: 'response.done', response: { id: 'r_y', status: 'cancelled', output: [] } });
+    expect(sink.logs.filter((l) => l.level === 'warn')).toHaveLength(1);
+  });
+});
+
+describe("RealtimeEventMapper: turns taken by the gateway's VAD", () => {
+  it('speech cancels the running response; its end commits the turn and asks for one answer, which held requests join', () => {
+    const { sink, mapper, feed } = setup();
+    mapper.requestResponse('greeting');
+    feed({ type: 'response.created', response: { id: 'r1' } });
+    sink.take();
+    mapper.callerStarted();
+    expect(sink.take().sent).toEqual([{ type: 'response.cancel', event_id: expect.any(String), response_id: 'r1' }]);
+    feed({ type: 'response.done', response: { id: 'r1', status: 'cancelled', output: [] } });
+    mapper.userText('The caller pressed 1 on the keypad.', 'dtmf'); // while the caller still talks
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['conversation.item.create']);
+    mapper.callerStopped(true);
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['input_audio_buffer.commit', 'response.create']);
+  });
+
+  it('speech right after a request cancels the response it creates; a turn too short to commit still lets held requests go', () => {
+    const { sink, mapper, feed } = setup();
+    mapper.requestResponse('dtmf');
+    sink.take();
+    mapper.callerStarted();
+    expect(sink.take().sent).toEqual([]);
+    feed({ type: 'response.created', response: { id: 'r2' } });
+    expect(sink.take().sent).toMatchObject([{ type: 'response.cancel', response_id: 'r2' }]);
+    feed({ type: 'response.done', response: { id: 'r2', status: 'cancelled', output: [] } });
+    mapper.requestResponse('dtmf');
+    expect(sink.take().sent).toEqual([]);
+    mapper.callerStopped(false);
+    expect(sink.take().sent.map((e) => e.type)).toEqual(['response.create']);
   });
 });

@@ -5,7 +5,7 @@ import { concatPcm, fixturePath, readWavAs8k, silence, startOpenAiRealtimeEmulat
 import type { OpenAiRealtimeEmulator, OpenAiRealtimeEmulatorOptions, RealtimeEmulatorConnection } from '@stsgate/testkit';
 import { createOpenAiRealtime } from '../src/index.js';
 import type { OpenAiRealtimeOptions } from '../src/index.js';
-import { EventLog, callContext, isType, memoryLogger, speak, waitForLog } from './helpers.js';
+import { EnergyTestVad, EventLog, callContext, isType, memoryLogger, speak, waitForLog } from './helpers.js';
 
 const API_KEY = 'sk-test-0123456789abcdef';
 const speech8k = concatPcm(silence(300), readWavAs8k(fixturePath('short')), silence(900));
@@ -526,5 +526,136 @@ describe('OpenAI Realtime adapter: isolation', () => {
     expect(b.events.ended).toBe(false);
     b.session.sendDtmf('3');
     await b.events.waitFor((e) => e.type === 'transcript' && e.text === '[1] B pressed 3');
+  });
+});
+
+describe('OpenAI Realtime adapter: real-world fidelity', () => {
+  it('sends no instructions when none are configured or they resolve empty (the server default stays)', async () => {
+    const emu = await emulator();
+    for (const instructions of [undefined, () => '  ']) {
+      const adapter = createOpenAiRealtime({ apiKey: API_KEY, url: emu.url, greeting: false, ...(instructions === undefined ? {} : { instructions }) });
+      const session = await adapter.connect(callContext());
+      cleanups.push(() => session.close());
+    }
+    for (const index of [0, 1]) {
+      const connection = await emu.waitForConnection(index);
+      await connection.waitForServerEvent('session.updated');
+      expect(clientEvents(connection, 'session.update')[0]?.['session']).not.toHaveProperty('instructions');
+      expect(connection.session.instructions).toContain('helpful'); // the server default
+    }
+  });
+
+  it('a barge-in during argument streaming runs no tool with cut-off arguments', async () => {
+    const emu = await emulator({
+      script: { greeting: { transcript: '', functionCall: { name: 'avr_transfer', arguments: '{"transfer_extension":"600"}', callId: 'call_cut' } } },
+      faults: [{ faults: [{ action: { type: 'cancel_response', reason: 'turn_detected' }, when: { on: 'function_call_arguments', response: 1, delta: 1 } }] }],
+    });
+    const { events } = await open(emu, {}, [TRANSFER]);
+    const connection = await emu.waitForConnection(0);
+    const done = await connection.waitForServerEvent('response.done');
+    expect(done['response']).toMatchObject({ status: 'cancelled', output: [{ type: 'function_call', status: 'incomplete' }] });
+    // the server does send the cut-off arguments as "done"
+    const argsDone = await connection.waitForServerEvent('response.function_call_arguments.done');
+    expect(argsDone['arguments']).not.toBe('{"transfer_extension":"600"}');
+    connection.sendEvent({ type: 'input_audio_buffer.cleared' }); // a marker: once it is handled, so was everything before
+    await connection.waitForServerEvent('input_audio_buffer.cleared');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(events.of('tool_call')).toEqual([]);
+    expect(events.of('error')).toEqual([]);
+  });
+
+  it('parallel calls: one response.create once every call of the response has its result', async () => {
+    const emu = await emulator({
+      script: {
+        greeting: {
+          transcript: '',
+          functionCalls: [
+            { name: 'lookup_hours', arguments: '{"day":"monday"}', callId: 'call_a' },
+            { name: 'lookup_hours', arguments: '{"day":"sunday"}', callId: 'call_b' },
+          ],
+        },
+        onToolOutput: () => ({ transcript: 'Monday nine to five, Sunday closed.', audioMs: 300 }),
+      },
+    });
+    const { session, events } = await open(emu, {}, [{ name: 'lookup_hours', description: 'Opening hours', parameters: { type: 'object' } }]);
+    await events.waitFor((e) => e.type === 'tool_call' && e.callId === 'call_b');
+    const connection = await emu.waitForConnection(0);
+    await connection.waitForServerEvent('response.done');
+    session.submitToolResult('call_b', 'closed');
+    await connection.waitForClientEvent('conversation.item.create');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(clientEvents(connection, 'response.create')).toHaveLength(1); // the greeting only
+    session.submitToolResult('call_a', '9-17');
+    await events.waitFor((e) => e.type === 'transcript' && e.text === 'Monday nine to five, Sunday closed.');
+    expect(connection.clientEvents.slice(-3).map((e) => e['type'])).toEqual(['conversation.item.create', 'conversation.item.create', 'response.create']);
+    expect(clientEvents(connection, 'response.create')).toHaveLength(2);
+    expect(connection.serverEvents.filter((e) => e.type === 'error')).toEqual([]);
+  });
+});
+
+describe("OpenAI Realtime adapter: turn detection by the gateway's VAD (turn_detection none)", () => {
+  const speechAfterPause = concatPcm(silence(2000), readWavAs8k(fixturePath('short')), silence(900));
+
+  it('commits the caller turn at the end of speech and asks for the answer; sends only the speech (with pre-roll)', async () => {
+    const emu = await emulator({ script: { onUserTurn: () => ({ transcript: 'We open at nine.', audioMs: 400 }) } });
+    const vad = new EnergyTestVad();
+    const { session, events } = await open(emu, { greeting: false, turnDetection: { type: 'none', silenceDurationMs: 600 }, vad });
+    const connection = await emu.waitForConnection(0);
+    await connection.waitForServerEvent('session.updated');
+    expect(connection.session.audio.input.turn_detection).toBeNull();
+    expect(vad.opened).toEqual([{ rate: 8000, options: { threshold: 0.5, minSilenceMs: 600, speechPadMs: 300 } }]);
+    speak(session, speechAfterPause);
+    await events.waitFor(isType('speech_started'));
+    await events.waitFor(isType('speech_stopped'));
+    const agent = await events.waitFor((e) => e.type === 'transcript' && e.role === 'agent');
+    expect(agent).toMatchObject({ text: 'We open at nine.' });
+    expect(connection.clientEvents.map((e) => e['type']).filter((t) => t !== 'input_audio_buffer.append').slice(-2)).toEqual([
+      'input_audio_buffer.commit',
+      'response.create',
+    ]);
+    expect(connection.responses.map((r) => r.trigger)).toEqual(['user_audio']);
+    // the leading 2 s of silence never went out; the speech (plus up to 300 ms before it) did
+    const totalMs = speechAfterPause.length / 8;
+    expect(connection.inputAudioMs).toBeLessThan(totalMs - 1500);
+    expect(connection.inputAudioMs).toBeGreaterThan(totalMs - 2000 - 100);
+    expect(connection.serverEvents.filter((e) => e.type === 'error')).toEqual([]);
+    await session.close();
+    expect(vad.closed).toBe(1);
+  });
+
+  it('speech over the agent: speech_started for the host and response.cancel for the active response', async () => {
+    const emu = await emulator({
+      script: { greeting: { transcript: 'A long welcome that the caller talks over.', audioMs: 6000 } },
+      timing: { audioChunkMs: 100, chunkIntervalMs: 60 },
+    });
+    const vad = new EnergyTestVad();
+    const { session, events } = await open(emu, { turnDetection: { type: 'none' }, vad });
+    const first = await events.waitFor(isType('audio'));
+    speak(session, speech8k);
+    await events.waitFor(isType('speech_started'));
+    const connection = await emu.waitForConnection(0);
+    const cancel = await connection.waitForClientEvent('response.cancel');
+    expect(cancel['response_id']).toBe(connection.responses[0]?.id);
+    const done = await connection.waitForServerEvent('response.done');
+    expect(done['response']).toMatchObject({ status: 'cancelled', status_details: { reason: 'client_cancelled' } });
+    await events.waitFor((e) => e.type === 'response_done' && e.responseId === first.responseId);
+    // the caller's words are then answered
+    await connection.waitForClientEvent('input_audio_buffer.commit');
+    await connection.waitForServerEvent('response.done', (e) => (e['response'] as { status?: string }).status === 'completed');
+    expect(connection.serverEvents.filter((e) => e.type === 'error')).toEqual([]);
+  });
+
+  it('needs a VAD, and a VAD that fails ends the session (the caller could no longer be heard)', async () => {
+    const emu = await emulator();
+    expect(() => adapterFor(emu, { turnDetection: { type: 'none' } })).toThrow(/turnDetection none needs a vad/);
+    const vad = new EnergyTestVad();
+    const { session, events } = await open(emu, { greeting: false, turnDetection: { type: 'none' }, vad });
+    vad.fail = true;
+    speak(session, speech8k);
+    const fatal = await events.waitFor((e) => e.type === 'error' && e.fatal);
+    expect((fatal as Extract<StsEvent, { type: 'error' }>).error.message).toContain('VAD');
+    await events.waitForEnd();
+    await session.close();
+    expect(vad.closed).toBe(1);
   });
 });

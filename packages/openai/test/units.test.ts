@@ -11,7 +11,10 @@ import {
   sanitizeMessage,
 } from '../src/index.js';
 import type { SessionSettings } from '../src/index.js';
+import type { SampleRate, VadEvent, VadStream } from '@stsgate/core';
 import { Handshake } from '../src/realtime/handshake.js';
+import { VadTurnTaker } from '../src/realtime/vad-turns.js';
+import type { VadTurnsSink } from '../src/realtime/vad-turns.js';
 import { sessionUpdate } from '../src/realtime/wire.js';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 
@@ -43,6 +46,28 @@ describe('wire', () => {
       create_response: true,
       interrupt_response: true,
     });
+  });
+
+  it('always sends the server_vad parameters it relies on, with the documented defaults (0.5, 300 ms, 500 ms)', () => {
+    expect(buildSession({ ...settings, turnDetection: { type: 'server_vad' } }).audio?.input?.turn_detection).toEqual({
+      type: 'server_vad',
+      threshold: 0.5,
+      prefix_padding_ms: 300,
+      silence_duration_ms: 500,
+      create_response: true,
+      interrupt_response: true,
+    });
+    expect(buildSession({ ...settings, turnDetection: { type: 'server_vad', silenceDurationMs: 800 } }).audio?.input?.turn_detection).toMatchObject({
+      threshold: 0.5,
+      prefix_padding_ms: 300,
+      silence_duration_ms: 800,
+    });
+  });
+
+  it('never sends empty instructions (an empty string would clear the server default)', () => {
+    for (const instructions of ['', '   ', undefined]) {
+      expect(buildSession({ ...settings, instructions })).not.toHaveProperty('instructions');
+    }
   });
 
   it('parses events, normalises beta names, and never throws', () => {
@@ -151,5 +176,77 @@ describe('helpers', () => {
       { type: 'tool_call', id: 'call_b', name: 'b', argumentsJson: '{}' },
       { type: 'done', finishReason: 'tool_calls' },
     ]);
+  });
+});
+
+describe('VadTurnTaker', () => {
+  /** A VAD stream that reports scripted events for each batch. */
+  function scriptedStream(script: VadEvent[][], rate: SampleRate = 8000): VadStream & { fed: number } {
+    const stream = {
+      sampleRate: rate,
+      fed: 0,
+      process: (samples: Int16Array) => {
+        stream.fed += samples.length;
+        return Promise.resolve(script.shift() ?? []);
+      },
+      reset: () => undefined,
+      close: () => Promise.resolve(),
+    };
+    return stream;
+  }
+
+  function recorder() {
+    const log: string[] = [];
+    const forwarded: Int16Array[] = [];
+    const sink: VadTurnsSink = {
+      forward: (samples) => forwarded.push(samples),
+      speechStarted: () => log.push('start'),
+      speechEnded: () => log.push('end'),
+      failed: (error) => log.push(`failed: ${error.message}`),
+    };
+    return { log, forwarded, sink, sent: () => forwarded.reduce((n, s) => n + s.length, 0) };
+  }
+
+  const frame = (value: number) => new Int16Array(800).fill(value); // 100 ms at 8 kHz
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+  it('sends nothing while nobody speaks, then the speech from prefix padding before its start, then commits at its end', async () => {
+    // batches 1-3: silence; batch 4 confirms speech that began at 250 ms; batch 6 ends it
+    const stream = scriptedStream([[], [], [], [{ type: 'speech_start', atMs: 250 }], [], [{ type: 'speech_end', atMs: 600, audio: new Int16Array(0) }], []]);
+    const { log, forwarded, sink, sent } = recorder();
+    const turns = new VadTurnTaker(stream, 8000, 100, 'scripted', sink);
+    for (let i = 0; i < 7; i++) {
+      turns.push(frame(i + 1));
+      await settle();
+    }
+    expect(log).toEqual(['start', 'end']);
+    // from 150 ms (250 - 100 of padding) to the end of speech as judged: batch 2 (its second half) to batch 6
+    expect(forwarded[0]?.[0]).toBe(2);
+    expect(sent()).toBe(400 + 800 * 4);
+    expect(forwarded.at(-1)?.[0]).toBe(6); // batch 7 came after the end: held, not sent
+    await turns.close();
+  });
+
+  it('takes misfires for silence and resamples for a VAD at another rate', async () => {
+    const stream = scriptedStream([[{ type: 'misfire', atMs: 10 }]], 16000);
+    const { log, sink, sent } = recorder();
+    const turns = new VadTurnTaker(stream, 24000, 300, 'scripted', sink);
+    turns.push(new Int16Array(2400));
+    await settle();
+    expect(log).toEqual([]);
+    expect(sent()).toBe(0);
+    expect(stream.fed).toBeGreaterThan(1400); // 100 ms at 16 kHz, less the filter's delay
+    await turns.close();
+  });
+
+  it('reports a failing VAD once and stops', async () => {
+    const stream: VadStream = { sampleRate: 8000, process: () => Promise.reject(new Error('bad tensor')), reset: () => undefined, close: () => Promise.resolve() };
+    const { log, sink } = recorder();
+    const turns = new VadTurnTaker(stream, 8000, 300, 'scripted', sink);
+    turns.push(frame(1));
+    turns.push(frame(2));
+    await settle();
+    expect(log).toEqual(['failed: bad tensor']);
+    await turns.close();
   });
 });

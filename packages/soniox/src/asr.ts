@@ -37,7 +37,7 @@ export interface SonioxAsrOptions {
   readonly connectTimeoutMs?: number;
   /** From the end-of-audio frame to `finished`. Default 10000. */
   readonly finishTimeoutMs?: number;
-  /** Audio held while the socket is not open (first connect, reconnect); oldest dropped beyond it. Default 10000. */
+  /** Audio held while the socket is not open (first connect, reconnect) or catching up; oldest dropped beyond it. Default 10000. */
   readonly maxQueuedMs?: number;
   /** Audio not yet final that is replayed into a new session after a drop. Default 5000. */
   readonly maxReplayMs?: number;
@@ -83,6 +83,15 @@ export function createSonioxAsr(options: SonioxAsrOptions): AsrAdapter {
 
 type Pending = { kind: 'audio'; samples: Int16Array } | { kind: 'finalize' };
 
+/**
+ * Audio that waited (the replay after a drop, what was queued while connecting) goes out at most this much faster
+ * than real time: Soniox drops clients that send long bursts (§5.2).
+ */
+const MAX_CATCH_UP_RATE = 2;
+const CATCH_UP_TICK_MS = 20;
+/** A late tick sends at most this much wall time's worth, so it never turns into a burst. */
+const MAX_CATCH_UP_STEP_MS = 50;
+
 const LITTLE_ENDIAN = endianness() === 'LE';
 
 /** PCM samples -> a fresh little-endian byte buffer (the caller may reuse its array). */
@@ -98,7 +107,8 @@ function pcmBytes(samples: Int16Array): Buffer {
 
 /**
  * One call's stream. The socket opens in the background: audio (and `finalize`) pushed before it is open or
- * while it reconnects is queued, bounded, and sent in order right after the config message.
+ * while it reconnects is queued, bounded, and sent in order after the config message and the replay, at no more
+ * than twice real time; until that backlog is out, new audio queues behind it.
  */
 class SonioxAsrStream implements AsrStream {
   readonly events: AsyncQueue<AsrEvent> = new AsyncQueue<AsrEvent>();
@@ -121,6 +131,12 @@ class SonioxAsrStream implements AsrStream {
   private readonly history: PcmHistory;
   /** Absolute position (samples) of the current session's first audio sample. */
   private sessionBase = 0;
+  /** History still to replay into the current session: [replayAt, replayEnd). */
+  private replayAt = 0;
+  private replayEnd = 0;
+  /** Runs while a backlog (replay, queue) is going out paced. */
+  private catchUpTimer: NodeJS.Timeout | undefined;
+  private catchUpTickAt = 0;
   private lastSentAt = Date.now();
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private finishTimer: NodeJS.Timeout | undefined;
@@ -149,7 +165,7 @@ class SonioxAsrStream implements AsrStream {
 
   pushAudio(samples: Int16Array): void {
     if (this.done || this.inputEnded || samples.length === 0) return;
-    if (this.socket !== undefined) {
+    if (this.socket !== undefined && this.catchUpTimer === undefined) {
       this.sendAudio(this.socket, samples);
       return;
     }
@@ -160,7 +176,7 @@ class SonioxAsrStream implements AsrStream {
 
   finalize(): void {
     if (this.done || this.inputEnded || this.finalizeQueued || this.tokens.finalizePending) return;
-    if (this.socket !== undefined) {
+    if (this.socket !== undefined && this.catchUpTimer === undefined) {
       this.sendFinalize(this.socket);
       return;
     }
@@ -171,7 +187,8 @@ class SonioxAsrStream implements AsrStream {
   endInput(): void {
     if (this.done || this.inputEnded) return;
     this.inputEnded = true;
-    if (this.socket !== undefined) this.sendEndFrame(this.socket);
+    // While a backlog goes out, the catch-up sends the end frame after it.
+    if (this.socket !== undefined && this.catchUpTimer === undefined) this.sendEndFrame(this.socket);
   }
 
   close(): Promise<void> {
@@ -193,6 +210,8 @@ class SonioxAsrStream implements AsrStream {
   // ---- connection ----------------------------------------------------------------------------------
 
   private connect(initialError: ProviderError | undefined): void {
+    // A session that was up and dropped is being re-established (the host counts reconnects).
+    if (initialError !== undefined) this.call.observer?.reconnecting(PROVIDER);
     runWithReconnect(() => this.openSocket(), {
       provider: PROVIDER,
       budget: this.budget,
@@ -271,7 +290,7 @@ class SonioxAsrStream implements AsrStream {
     });
   }
 
-  /** The socket is open: send the config, then replayed and queued audio, in order. */
+  /** The socket is open: send the config, then replayed and queued audio, in order and paced. */
   private attach(socket: WebSocket, reconnected: boolean): void {
     if (this.done) {
       void closeWebSocket(socket);
@@ -311,20 +330,62 @@ class SonioxAsrStream implements AsrStream {
 
     // Audio the previous session had not finalised, then what was queued meanwhile.
     this.sessionBase = this.history.first;
-    if (this.history.end > this.history.first) socket.send(pcmBytes(this.history.copy(this.history.first, this.history.end)));
+    this.replayAt = this.history.first;
+    this.replayEnd = this.history.end;
     this.lastSentAt = Date.now();
-    const queued = this.pending.splice(0);
-    this.pendingSamples = 0;
-    for (const item of queued) {
-      if (item.kind === 'audio') this.sendAudio(socket, item.samples);
-      else {
+    this.endFrameSent = false;
+    this.startKeepalive(socket);
+    this.catchUpTickAt = Date.now() - CATCH_UP_TICK_MS;
+    this.catchUp(socket);
+  }
+
+  /**
+   * Sends the next slice of the backlog (replay first, then the queue, `finalize` in its place) at
+   * MAX_CATCH_UP_RATE x the wall time since the last tick; once it is out, audio flows directly again.
+   */
+  private catchUp(socket: WebSocket): void {
+    if (this.socket !== socket) return;
+    const now = Date.now();
+    let budget = msToSamples(Math.min(now - this.catchUpTickAt, MAX_CATCH_UP_STEP_MS) * MAX_CATCH_UP_RATE, this.inputSampleRate);
+    this.catchUpTickAt = now;
+    if (this.replayAt < this.replayEnd && budget > 0) {
+      const end = Math.min(this.replayEnd, this.replayAt + budget);
+      socket.send(pcmBytes(this.history.copy(this.replayAt, end)));
+      budget -= end - this.replayAt;
+      this.replayAt = end;
+      this.lastSentAt = now;
+    }
+    while (this.replayAt >= this.replayEnd && this.pending.length > 0) {
+      const item = this.pending[0] as Pending;
+      if (item.kind === 'finalize') {
+        this.pending.shift();
         this.finalizeQueued = false;
         if (!this.tokens.finalizePending) this.sendFinalize(socket);
+        continue;
       }
+      if (budget <= 0) break;
+      let samples = item.samples;
+      if (samples.length > budget) {
+        item.samples = samples.subarray(budget);
+        samples = samples.subarray(0, budget);
+      } else {
+        this.pending.shift();
+      }
+      this.pendingSamples -= samples.length;
+      budget -= samples.length;
+      this.sendAudio(socket, samples);
     }
-    this.endFrameSent = false;
+    if (this.replayAt < this.replayEnd || this.pending.length > 0) {
+      this.catchUpTimer ??= setInterval(() => this.catchUp(socket), CATCH_UP_TICK_MS);
+      return;
+    }
+    this.stopCatchUp();
     if (this.inputEnded) this.sendEndFrame(socket);
-    else this.startKeepalive(socket);
+  }
+
+  private stopCatchUp(): void {
+    if (this.catchUpTimer !== undefined) clearInterval(this.catchUpTimer);
+    this.catchUpTimer = undefined;
   }
 
   private onDrop(error: ProviderError): void {
@@ -417,7 +478,7 @@ class SonioxAsrStream implements AsrStream {
       if (dropped?.kind === 'audio') this.pendingSamples -= dropped.samples.length;
       if (!this.queueOverflowWarned) {
         this.queueOverflowWarned = true;
-        this.logger.warn({ maxQueuedMs: this.options.maxQueuedMs ?? 10_000 }, 'Soniox not connected: oldest queued caller audio dropped');
+        this.logger.warn({ maxQueuedMs: this.options.maxQueuedMs ?? 10_000 }, 'Soniox not connected or catching up: oldest queued caller audio dropped');
       }
     }
   }
@@ -439,6 +500,7 @@ class SonioxAsrStream implements AsrStream {
 
   private stopTimers(): void {
     this.stopKeepalive();
+    this.stopCatchUp();
     if (this.finishTimer !== undefined) clearTimeout(this.finishTimer);
     this.finishTimer = undefined;
   }

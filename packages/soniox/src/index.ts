@@ -24,6 +24,8 @@ export {
   DEFAULT_TTS_VOICE,
   END_TOKEN,
   FIN_TOKEN,
+  SONIOX_TTS_MAX_TEXT_CHARS,
+  splitTtsText,
 } from './wire.js';
 export type { SttSettings, SttConfigMessage, SttControlMessage, SttResponse, SttToken, ParsedSttMessage, TtsSettings, TtsRequestBody } from './wire.js';
 

@@ -36,7 +36,7 @@ import type { RawData } from 'ws';
 import { AsyncQueue, closeWebSocket, Pcm16Assembler, parseRetryAfter, ProviderError, readErrorBody, toProviderError } from '@stsgate/core';
 import type { CallContext, SampleRate, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
 import { PROVIDER, providerErrorFromClose, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
-import { buildTtsStreamConfig, parseTtsStreamMessage } from './wire.js';
+import { buildTtsStreamConfig, parseTtsStreamMessage, splitTtsText } from './wire.js';
 import type { ParsedTtsStreamMessage, TtsSettings, TtsStreamClientMessage, TtsStreamConfigMessage } from './wire.js';
 
 /** Soniox's documented limit of concurrent streams on one connection. */
@@ -428,7 +428,7 @@ class SonioxTtsTextStream implements TtsTextStream {
     this.streamId = streamId;
     this.outputSampleRate = options.outputSampleRate;
     this.#logger = call.logger.child({ provider: PROVIDER, kind: 'tts' });
-    this.#config = buildTtsStreamConfig(options.settings, streamId, { voice: request.voice, language: request.language });
+    this.#config = buildTtsStreamConfig(options.settings, streamId, { voice: request.voice, language: request.language, model: request.model });
     this.audio = this.#iterate();
     if (connection !== undefined) call.signal.addEventListener('abort', this.#onCallAbort, { once: true });
   }
@@ -436,7 +436,8 @@ class SonioxTtsTextStream implements TtsTextStream {
   pushText(text: string): void {
     if (this.#outcome !== undefined || this.#textEnded || text === '') return;
     if (text.trim() !== '') this.#hasText = true;
-    this.#deliver({ text, text_end: false, stream_id: this.streamId });
+    // One `text` message holds at most Soniox's limit; a stream takes any number of them.
+    for (const piece of splitTtsText(text)) this.#deliver({ text: piece, text_end: false, stream_id: this.streamId });
   }
 
   endText(): void {

@@ -13,7 +13,7 @@ import { ProviderError, toProviderError, Pcm16Assembler, parseRetryAfter, readEr
 import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
 import { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
 import { DEFAULT_TTS_IDLE_CLOSE_MS, SONIOX_TTS_MAX_STREAMS_PER_CONNECTION, SonioxTtsStreamPool } from './tts-stream.js';
-import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, DEFAULT_TTS_WS_URL, buildTtsRequest } from './wire.js';
+import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, DEFAULT_TTS_WS_URL, buildTtsRequest, splitTtsText } from './wire.js';
 import type { TtsSettings } from './wire.js';
 
 export interface SonioxTtsOptions {
@@ -128,14 +128,24 @@ export function createSonioxTts(options: SonioxTtsOptions): SonioxTtsAdapter {
     logger: options.logger,
   });
 
+  /** Text over Soniox's per-request limit becomes several requests, spoken one after the other. */
   async function* stream(request: TtsRequest, call: CallContext): AsyncGenerator<Int16Array> {
     if (call.signal.aborted) throw cancelled();
     if (request.text.trim() === '') {
       throw new ProviderError(PROVIDER, 'invalid_request', 'nothing to synthesize: the text is empty', { retryable: false });
     }
-    const body = JSON.stringify(
-      buildTtsRequest(settings, request.text, { voice: request.voice, language: request.language }),
-    );
+    const pieces = splitTtsText(request.text)
+      .map((piece) => piece.trim())
+      .filter((piece) => piece !== '');
+    if (pieces.length > 1) call.logger.debug({ provider: PROVIDER, requests: pieces.length }, 'Soniox TTS text over the request limit: split');
+    for (const piece of pieces) {
+      yield* streamRequest(JSON.stringify(buildTtsRequest(settings, piece, { voice: request.voice, language: request.language, model: request.model })), call);
+    }
+  }
+
+  /** One `POST /tts`: its audio as it streams in. */
+  async function* streamRequest(body: string, call: CallContext): AsyncGenerator<Int16Array> {
+    if (call.signal.aborted) throw cancelled();
     // One place decides why the upstream request ended early: the call, the timeout, or the consumer.
     let stopReason: ProviderError | undefined;
     let upstream: ClientRequest | undefined;

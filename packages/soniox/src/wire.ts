@@ -125,6 +125,44 @@ export function parseSttMessage(text: string): ParsedSttMessage {
 
 // ---- TTS -----------------------------------------------------------------------------------------------
 
+/** Characters Soniox TTS takes in one REST request, or in one WebSocket `text` message (its documented limit). */
+export const SONIOX_TTS_MAX_TEXT_CHARS = 5000;
+
+/** The end of each run of whitespace after a sentence end, and after any word. */
+const SENTENCE_BREAK = /[.!?\u2026\u3002\uff01\uff1f]+["'\u201d\u2019)]*\s+/gu;
+const WORD_BREAK = /\s+/gu;
+
+/** Where the last `pattern` match of `window` ends (0 when there is none). */
+function lastBreak(window: string, pattern: RegExp): number {
+  let at = 0;
+  for (const match of window.matchAll(pattern)) at = match.index + match[0].length;
+  return at;
+}
+
+/**
+ * `text` as pieces of at most `max` UTF-16 units (so at most `max` characters) that concatenate back to it: cut after
+ * the last sentence end in the second half of the window, else after its last whitespace, else at the limit (never
+ * inside a surrogate pair).
+ */
+export function splitTtsText(text: string, max = SONIOX_TTS_MAX_TEXT_CHARS): string[] {
+  const pieces: string[] = [];
+  let rest = text;
+  while (rest.length > max) {
+    const window = rest.slice(0, max);
+    const sentence = lastBreak(window, SENTENCE_BREAK);
+    const word = lastBreak(window, WORD_BREAK);
+    let cut = sentence >= max / 2 ? sentence : word;
+    if (cut === 0) {
+      const last = window.charCodeAt(max - 1);
+      cut = last >= 0xd800 && last <= 0xdbff && max > 1 ? max - 1 : max;
+    }
+    pieces.push(rest.slice(0, cut));
+    rest = rest.slice(cut);
+  }
+  if (rest !== '') pieces.push(rest);
+  return pieces;
+}
+
 export interface TtsSettings {
   readonly model: string;
   readonly language: string;
@@ -143,9 +181,13 @@ export type TtsRequestBody = Omit<GenerateSpeechOptions, 'signal'> & {
   text: string;
 };
 
-export function buildTtsRequest(settings: TtsSettings, text: string, overrides: { voice?: string | undefined; language?: string | undefined } = {}): TtsRequestBody {
+export function buildTtsRequest(
+  settings: TtsSettings,
+  text: string,
+  overrides: { voice?: string | undefined; language?: string | undefined; model?: string | undefined } = {},
+): TtsRequestBody {
   return {
-    model: settings.model,
+    model: overrides.model ?? settings.model,
     language: overrides.language ?? settings.language,
     voice: overrides.voice ?? settings.voice,
     audio_format: 'pcm_s16le',
@@ -167,10 +209,10 @@ export type TtsStreamConfigMessage = Omit<TtsStreamConfig, 'return_timestamps'> 
 export function buildTtsStreamConfig(
   settings: TtsSettings,
   streamId: string,
-  overrides: { voice?: string | undefined; language?: string | undefined } = {},
+  overrides: { voice?: string | undefined; language?: string | undefined; model?: string | undefined } = {},
 ): TtsStreamConfigMessage {
   return {
-    model: settings.model,
+    model: overrides.model ?? settings.model,
     language: overrides.language ?? settings.language,
     voice: overrides.voice ?? settings.voice,
     audio_format: 'pcm_s16le',

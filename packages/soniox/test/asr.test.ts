@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AsrStream } from '@stsgate/core';
-import { FIXTURE_TEXT, concatPcm, silence, startSonioxSttEmulator } from '@stsgate/testkit';
+import { FIXTURE_TEXT, chunkPcm, concatPcm, silence, startSonioxSttEmulator } from '@stsgate/testkit';
 import type { SonioxSttEmulator, SonioxSttEmulatorOptions } from '@stsgate/testkit';
 import { createSonioxAsr } from '../src/index.js';
 import type { SonioxAsrOptions } from '../src/index.js';
-import { AsrEventLog, callContext, memoryLogger, pushFrames, sleep, spoken } from './helpers.js';
+import { AsrEventLog, FRAME, callContext, memoryLogger, pushFrames, sleep, spoken } from './helpers.js';
 
 const KEY = 'soniox-test-key-0123456789';
 const FAST_RECONNECT = { maxAttempts: 2, firstDelayMs: 0, baseDelayMs: 10, maxDelayMs: 50, jitter: 0, stableAfterMs: 30_000 };
@@ -85,7 +85,8 @@ describe('Soniox ASR against the emulator (header auth required, as from 2027-01
     expect(await log.untilUtterances(1)).toEqual([FIXTURE_TEXT['question.wav']]);
     const conn = await stt.waitForConnection(0);
     expect(conn.config).toBeDefined();
-    expect(conn.audioBytes).toBe(audio.length * 2);
+    // The queue goes out paced (twice real time): the trailing silence may still be on its way.
+    await stt.waitFor(() => conn.audioBytes === audio.length * 2);
   });
 
   it('finalize() makes the ongoing utterance final and ends it (no endpoint needed)', async () => {
@@ -190,7 +191,40 @@ describe('Soniox ASR against the emulator (header auth required, as from 2027-01
     expect(stt.connections[0]?.closeInfo?.by).toBe('dropped');
     // The new session got the audio that was not final yet again (more than what followed the drop), then the rest.
     const afterDropBytes = spoken('greeting').length * 2 - 1800 * 16;
-    expect(stt.connections[1]?.audioBytes).toBeGreaterThan(afterDropBytes + 1000 * 16);
+    await stt.waitFor(() => (stt.connections[1]?.audioBytes ?? 0) > afterDropBytes + 1000 * 16);
+    expect(log.errors()).toEqual([]);
+  });
+
+  it('after a reconnect, replayed and queued audio goes out at no more than twice real time (Soniox drops bursts)', async () => {
+    // The drop hits inside the greeting: what is not final yet (over a second) is replayed, then the queue.
+    const stt = await emulator({ realTimeLimit: { maxFactor: 2.5, allowanceMs: 500 }, faults: [{ at: { afterAudioMs: 1800 }, action: { type: 'drop' } }] });
+    const { logger, lines } = memoryLogger('info');
+    const { stream, log } = await open(stt, {}, callContext({ logger }));
+    const audio = spoken('greeting');
+    let sentMs = 0;
+    const started = performance.now();
+    for (const frame of chunkPcm(audio, FRAME)) {
+      stream.pushAudio(frame);
+      sentMs += 20;
+      const ahead = started + sentMs - performance.now();
+      if (ahead > 0) await sleep(ahead);
+    }
+    expect(await log.untilUtterances(1)).toEqual([FIXTURE_TEXT['greeting.wav']]);
+    expect(stt.connections).toHaveLength(2);
+    expect(lines.find((line) => line.msg === 'Soniox session restored')?.['replayMs']).toBeGreaterThan(1000);
+    expect(log.errors()).toEqual([]);
+  });
+
+  it('audio queued before the first connection is paced the same way', async () => {
+    const stt = await emulator({ realTimeLimit: { maxFactor: 2.5, allowanceMs: 500 } });
+    const { stream, log } = await open(stt);
+    const audio = spoken('question');
+    pushFrames(stream, audio);
+    const started = performance.now();
+    expect(await log.untilUtterances(1)).toEqual([FIXTURE_TEXT['question.wav']]);
+    // At twice real time the whole queue takes half its duration to go out.
+    await stt.waitFor(() => stt.connections[0]?.audioBytes === audio.length * 2);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(audio.length / 8 / 2 - 100);
     expect(log.errors()).toEqual([]);
   });
 

@@ -96,6 +96,24 @@ describe('Soniox TTS streamText against the emulator', () => {
     expect(record.cancelled).toBe(false);
   });
 
+  it('a text piece over the 5,000-character limit goes out as several text messages, split at spaces', async () => {
+    const tts = await emulator({ synthesize: () => new Int16Array(80) });
+    const stream = open(tts);
+    const long = Array.from({ length: 1500 }, (_, i) => `word${String(i)}`).join(' ');
+    expect(long.length).toBeGreaterThan(10_000);
+    stream.pushText('Short first. ');
+    stream.pushText(long);
+    stream.endText();
+    const { error } = await collect(stream.audio);
+    expect(error).toBeUndefined();
+    const record = await tts.waitForStream((entry) => entry.terminated);
+    expect(record.error).toBeUndefined();
+    expect(record.texts.length).toBe(5);
+    expect(record.texts.every((piece) => piece.length <= 5000)).toBe(true);
+    expect(record.texts.join('')).toBe(`Short first. ${long}`);
+    expect(record.texts.slice(1, -2).every((piece) => piece.endsWith(' '))).toBe(true);
+  });
+
   it('audio starts before endText, in the order the text was pushed', async () => {
     const words = ['Sure,', 'which', 'day', 'works', 'for', 'you?'];
     // Each word's audio is a constant: its 1-based position times 100.

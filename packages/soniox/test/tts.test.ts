@@ -63,6 +63,36 @@ describe('Soniox TTS against the emulator', () => {
     expect(record.completed).toBe(true);
   });
 
+  it('text over the 5,000-character limit is split at sentence ends into several requests, spoken in order', async () => {
+    // Each request's audio says which request it was (its text length), so the order can be checked.
+    const tts = await emulator({ synthesize: (request) => new Int16Array(400).fill(request.text.length) });
+    const text = Array.from({ length: 400 }, (_, i) => `Sentence ${String(i)} is spoken in order.`).join(' ');
+    expect(text.length).toBeGreaterThan(10_000);
+    const { chunks, error } = await collect(adapter(tts).synthesize({ text }, callContext()).audio);
+    expect(error).toBeUndefined();
+    const texts = tts.requests.map((record) => record.request?.text ?? '');
+    expect(texts.length).toBe(3);
+    for (const piece of texts) {
+      expect(piece.length).toBeLessThanOrEqual(5000);
+      expect(piece.endsWith('in order.')).toBe(true);
+    }
+    expect(texts.join(' ')).toBe(text);
+    expect(Array.from(concatPcm(...chunks))).toEqual(Array.from(concatPcm(...texts.map((piece) => new Int16Array(400).fill(piece.length)))));
+    // One request at a time: the next starts once the previous one has been played out.
+    expect(tts.requests.every((record) => record.completed)).toBe(true);
+  });
+
+  it('a text without sentence ends is split at spaces, and a single long word where it must be', async () => {
+    const tts = await emulator({ synthesize: () => new Int16Array(80) });
+    const words = Array.from({ length: 1500 }, (_, i) => `word${String(i)}`).join(' ');
+    const { error } = await collect(adapter(tts).synthesize({ text: `${words} ${'x'.repeat(6000)}` }, callContext()).audio);
+    expect(error).toBeUndefined();
+    const texts = tts.requests.map((record) => record.request?.text ?? '');
+    expect(texts.every((piece) => piece.length > 0 && piece.length <= 5000)).toBe(true);
+    expect(texts.join(' ').replace(/x (?=x)/g, 'x')).toBe(`${words} ${'x'.repeat(6000)}`);
+    expect(texts.slice(0, -2).every((piece) => /\d$/.test(piece))).toBe(true);
+  });
+
   it("a request's voice and language win over the configured ones", async () => {
     const tts = await emulator();
     await collect(adapter(tts).synthesize({ text: 'Ciao', voice: 'Maya', language: 'it' }, callContext()).audio);

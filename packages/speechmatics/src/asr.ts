@@ -47,6 +47,26 @@ export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sample
 }
 
 export const DEFAULT_END_OF_UTTERANCE_SILENCE = 0.5;
+/** Speechmatics' `max_delay` when none is sent (§2.3). */
+const SERVER_DEFAULT_MAX_DELAY = 4;
+
+/**
+ * Speechmatics advises an end-of-utterance trigger below `max_delay` (§2.3). Why not, or undefined; an unset value
+ * counts with its default, 0 (no EndOfUtterance) never conflicts. `names` are how the caller calls the two settings.
+ */
+export function endOfUtteranceProblem(
+  silence: number | undefined,
+  maxDelay: number | undefined,
+  names: { readonly silence: string; readonly maxDelay: string },
+): string | undefined {
+  const trigger = silence ?? DEFAULT_END_OF_UTTERANCE_SILENCE;
+  const delay = maxDelay ?? SERVER_DEFAULT_MAX_DELAY;
+  if (trigger <= 0 || trigger < delay) return undefined;
+  return (
+    `${names.silence} (${String(trigger)} s${silence === undefined ? ', the default' : ''}) must be lower than ` +
+    `${names.maxDelay} (${String(delay)} s${maxDelay === undefined ? ", Speechmatics' default" : ''}), as Speechmatics advises`
+  );
+}
 
 export function speechmaticsAsrCapabilities(options: Pick<SpeechmaticsAsrOptions, 'diarization'> = {}): AsrCapabilities {
   return {
@@ -63,6 +83,8 @@ export function createSpeechmaticsAsr(options: SpeechmaticsAsrOptions): AsrAdapt
   const sampleRate: SampleRate = options.sampleRate ?? 8000;
   if (sampleRate !== 8000 && sampleRate !== 16000) throw new RangeError(`Speechmatics ASR sample rate must be 8000 or 16000, not ${String(sampleRate)}`);
   if (options.apiKey.trim() === '') throw new RangeError('Speechmatics ASR needs an API key');
+  const latency = endOfUtteranceProblem(options.endOfUtteranceSilence, options.maxDelay, { silence: 'endOfUtteranceSilence', maxDelay: 'maxDelay' });
+  if (latency !== undefined) throw new RangeError(`Speechmatics ASR: ${latency}`);
   const start = JSON.stringify(
     buildStartRecognition({
       sampleRate,
@@ -181,6 +203,8 @@ class SpeechmaticsAsrStream implements AsrStream {
   // ---- sessions ------------------------------------------------------------------------------------
 
   private connect(initialError: ProviderError | undefined): void {
+    // A session that was up and dropped is being re-established (the host counts reconnects).
+    if (initialError !== undefined) this.call.observer?.reconnecting(PROVIDER);
     runWithReconnect(() => this.startSession(), {
       provider: PROVIDER,
       budget: this.budget,

@@ -8,15 +8,12 @@ import { defineAdapter, envEnum, envInt, envNumber, envOptionalEnum, envSecret, 
 import type { AdapterDefinition, StsCallContext } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, renderInstructions, resolveInstructions } from '@stsgate/agent';
 import { TemporaryKeys, DEFAULT_MANAGEMENT_URL } from './auth.js';
-import { DEFAULT_END_OF_UTTERANCE_SILENCE, createSpeechmaticsAsr } from './asr.js';
+import { DEFAULT_END_OF_UTTERANCE_SILENCE, createSpeechmaticsAsr, endOfUtteranceProblem } from './asr.js';
 import { DEFAULT_FLOW_DTMF_MESSAGE, createSpeechmaticsFlow } from './flow.js';
 import type { TemplateVariables } from './flow.js';
 import { DEFAULT_FLOW_URL, DEFAULT_TEMPLATE_ID } from './flow-wire.js';
-import { RT_REGION_URLS } from './rt-wire.js';
-import type { RtRegion } from './rt-wire.js';
+import { SPEECHMATICS_REGIONS, speechmaticsRtUrl } from './rt-wire.js';
 import { DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, createSpeechmaticsTts } from './tts.js';
-
-const regions = Object.keys(RT_REGION_URLS) as [RtRegion, ...RtRegion[]];
 
 /** A JSON object of string values (`{"persona": "...", "company": "ACME"}`); numbers and booleans become strings. */
 const templateVariablesEnv = envText().transform((text, ctx): Record<string, string> => {
@@ -38,8 +35,11 @@ const templateVariablesEnv = envText().transform((text, ctx): Record<string, str
 
 const commonShape = {
   SPEECHMATICS_API_KEY: envSecret('SPEECHMATICS_API_KEY'),
-  /** avr-sts-speechmatics passes it to the temporary-key request, where it has no effect; here it picks the ASR endpoint. */
-  SPEECHMATICS_REGION: envEnum(regions, 'eu'),
+  /**
+   * avr-sts-speechmatics passes it to the temporary-key request, where it has no effect; here it picks the ASR
+   * endpoint (Flow, TTS and the key endpoint have one endpoint each).
+   */
+  SPEECHMATICS_REGION: envEnum(SPEECHMATICS_REGIONS, 'eu'),
 };
 
 export const speechmaticsFlowEnvSchema = z.object({
@@ -120,19 +120,28 @@ export function parseAdditionalVocab(value: string | undefined): (string | { con
   });
 }
 
-export const speechmaticsAsrEnvSchema = z.object({
-  ...commonShape,
-  SPEECHMATICS_RT_URL: envUrl(['ws:', 'wss:']),
-  SPEECHMATICS_LANGUAGE: envText().transform((language) => language ?? 'en'),
-  SPEECHMATICS_OPERATING_POINT: envOptionalEnum(['standard', 'enhanced', 'melia-1']),
-  SPEECHMATICS_MAX_DELAY: envNumber(0.7, 4),
-  SPEECHMATICS_MAX_DELAY_MODE: envOptionalEnum(['flexible', 'fixed']),
-  SPEECHMATICS_DOMAIN: envText(),
-  SPEECHMATICS_OUTPUT_LOCALE: envText(),
-  SPEECHMATICS_ADDITIONAL_VOCAB: envText().transform(parseAdditionalVocab),
-  SPEECHMATICS_DIARIZATION: envEnum(['none', 'speaker'], 'none'),
-  SPEECHMATICS_END_OF_UTTERANCE_SILENCE: envNumber(0, 2),
-});
+export const speechmaticsAsrEnvSchema = z
+  .object({
+    ...commonShape,
+    SPEECHMATICS_RT_URL: envUrl(['ws:', 'wss:']),
+    SPEECHMATICS_LANGUAGE: envText().transform((language) => language ?? 'en'),
+    SPEECHMATICS_OPERATING_POINT: envOptionalEnum(['standard', 'enhanced', 'melia-1']),
+    SPEECHMATICS_MAX_DELAY: envNumber(0.7, 4),
+    SPEECHMATICS_MAX_DELAY_MODE: envOptionalEnum(['flexible', 'fixed']),
+    SPEECHMATICS_DOMAIN: envText(),
+    SPEECHMATICS_OUTPUT_LOCALE: envText(),
+    SPEECHMATICS_ADDITIONAL_VOCAB: envText().transform(parseAdditionalVocab),
+    SPEECHMATICS_DIARIZATION: envEnum(['none', 'speaker'], 'none'),
+    SPEECHMATICS_END_OF_UTTERANCE_SILENCE: envNumber(0, 2),
+  })
+  .superRefine((env, ctx) => {
+    const problem = endOfUtteranceProblem(env.SPEECHMATICS_END_OF_UTTERANCE_SILENCE, env.SPEECHMATICS_MAX_DELAY, {
+      silence: 'SPEECHMATICS_END_OF_UTTERANCE_SILENCE',
+      maxDelay: 'SPEECHMATICS_MAX_DELAY',
+    });
+    // The message names both variables, so the issue has no path of its own.
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
 export type SpeechmaticsAsrEnv = z.output<typeof speechmaticsAsrEnvSchema>;
 
 /** The `speechmatics` ASR provider (real-time API; port 6010, the usual AVR ASR port). */
@@ -143,10 +152,16 @@ export function defineSpeechmaticsAsr(): AdapterDefinition<'asr'> {
     description: 'Speechmatics real-time speech-to-text (WebSocket v2, end of utterance, partials)',
     defaultPort: 6010,
     envSchema: speechmaticsAsrEnvSchema,
-    create(env) {
+    create(env, context) {
+      if (env.SPEECHMATICS_REGION === 'au' && env.SPEECHMATICS_RT_URL === undefined) {
+        context.logger.warn(
+          'SPEECHMATICS_REGION=au: Speechmatics documents no Australian real-time endpoint, so the ASR uses global (the nearest region); ' +
+            'set SPEECHMATICS_RT_URL for a specific endpoint',
+        );
+      }
       return createSpeechmaticsAsr({
         apiKey: env.SPEECHMATICS_API_KEY,
-        url: env.SPEECHMATICS_RT_URL ?? RT_REGION_URLS[env.SPEECHMATICS_REGION],
+        url: env.SPEECHMATICS_RT_URL ?? speechmaticsRtUrl(env.SPEECHMATICS_REGION),
         language: env.SPEECHMATICS_LANGUAGE,
         ...(env.SPEECHMATICS_OPERATING_POINT === undefined ? {} : { model: env.SPEECHMATICS_OPERATING_POINT }),
         ...(env.SPEECHMATICS_MAX_DELAY === undefined ? {} : { maxDelay: env.SPEECHMATICS_MAX_DELAY }),

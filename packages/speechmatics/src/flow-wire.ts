@@ -27,6 +27,14 @@ export function flowConnectUrl(base: string, jwt: string, appId = FLOW_APP_ID): 
 /** Flow tool parameters may only be these scalar types. */
 const FLOW_PARAMETER_TYPES = new Set(['integer', 'number', 'string', 'boolean']);
 
+/** A Flow tool parameter: its type, and optionally a description, the allowed values and an example (a string). */
+export interface FlowToolParameter {
+  readonly type: string;
+  readonly description?: string;
+  readonly enum?: readonly (string | number)[];
+  readonly example?: string;
+}
+
 export interface FlowTool {
   readonly type: 'function';
   readonly function: {
@@ -34,9 +42,25 @@ export interface FlowTool {
     readonly description: string;
     readonly parameters: {
       readonly type: 'object';
-      readonly properties: Record<string, { readonly type: string; readonly description?: string }>;
+      readonly properties: Record<string, FlowToolParameter>;
       readonly required?: readonly string[];
     };
+  };
+}
+
+const enumSchema = z.array(z.union([z.string(), z.number()])).min(1);
+const exampleSchema = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+
+/** A host (JSON Schema) property as a Flow parameter of `type`: what Flow cannot express is left out. */
+function flowParameter(type: string, property: Record<string, unknown>): FlowToolParameter {
+  const description = property['description'];
+  const allowed = enumSchema.safeParse(property['enum']);
+  const example = exampleSchema.safeParse(property['example']);
+  return {
+    type,
+    ...(typeof description === 'string' ? { description } : {}),
+    ...(allowed.success ? { enum: allowed.data } : {}),
+    ...(example.success ? { example: example.data } : {}),
   };
 }
 
@@ -45,7 +69,7 @@ export function flowTools(tools: readonly ToolSpec[]): { tools: FlowTool[]; skip
   const out: FlowTool[] = [];
   const skipped: { name: string; reason: string }[] = [];
   for (const tool of tools) {
-    const properties: Record<string, { type: string; description?: string }> = {};
+    const properties: Record<string, FlowToolParameter> = {};
     const schema = tool.parameters;
     const rawProperties = schema['properties'];
     let problem: string | undefined;
@@ -57,8 +81,7 @@ export function flowTools(tools: readonly ToolSpec[]): { tools: FlowTool[]; skip
         problem = `parameter "${name}" has type ${JSON.stringify(type) ?? 'undefined'}; Flow only takes integer, number, string or boolean`;
         break;
       }
-      const description = property['description'];
-      properties[name] = typeof description === 'string' ? { type, description } : { type };
+      properties[name] = flowParameter(type, property);
     }
     if (problem !== undefined) {
       skipped.push({ name: tool.name, reason: problem });

@@ -21,6 +21,9 @@ import { frameBytes, handshake, openSocket } from './socket.js';
 import type { StartedSocket } from './socket.js';
 
 export const DEFAULT_FLOW_DTMF_MESSAGE = 'The caller pressed {{digit}} on the keypad.';
+/** Flow's reference asks clients to ping every 20-60 s and to allow at least 60 s for the pong. */
+const DEFAULT_PING_INTERVAL_MS = 30_000;
+const DEFAULT_PONG_TIMEOUT_MS = 60_000;
 
 export type TemplateVariables = Readonly<Record<string, string>>;
 
@@ -45,7 +48,7 @@ export interface SpeechmaticsFlowOptions {
   /** Caller audio kept while reconnecting (default 5000 ms). */
   readonly maxGapBufferMs?: number;
   readonly reconnect?: Partial<ReconnectPolicyOptions>;
-  /** WebSocket ping period (default 10000; 0 disables); no pong within `pongTimeoutMs` (5000) = dropped. */
+  /** WebSocket ping period (default 30000; 0 disables); no pong within `pongTimeoutMs` (60000) = dropped. */
   readonly pingIntervalMs?: number;
   readonly pongTimeoutMs?: number;
 }
@@ -121,8 +124,8 @@ export function createSpeechmaticsFlow(options: SpeechmaticsFlowOptions): StsAda
         connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
         maxGapSamples: msToSamples(options.maxGapBufferMs ?? 5000, inputSampleRate),
         reconnectPolicy,
-        pingIntervalMs: options.pingIntervalMs ?? 10_000,
-        pongTimeoutMs: options.pongTimeoutMs ?? 5000,
+        pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+        pongTimeoutMs: options.pongTimeoutMs ?? DEFAULT_PONG_TIMEOUT_MS,
       });
       await session.opened;
       return session;
@@ -259,6 +262,8 @@ class FlowSession implements StsSession {
 
   /** Starts a conversation within the reconnect budget and attaches it. Rejects with the last failure. */
   private async run(initialError: ProviderError | undefined): Promise<void> {
+    // A session that was up and dropped is being re-established (the host counts reconnects).
+    if (initialError !== undefined) this.call.observer?.reconnecting(PROVIDER);
     const started = await runWithReconnect(() => this.startConversation(), {
       provider: PROVIDER,
       budget: this.budget,

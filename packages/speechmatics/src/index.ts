@@ -11,14 +11,14 @@ export {
   DEFAULT_TEMPLATE_ID,
   FLOW_OUTPUT_SAMPLE_RATE,
 } from './flow-wire.js';
-export type { FlowClientMessage, FlowServerMessage, FlowTool, StartConversation } from './flow-wire.js';
+export type { FlowClientMessage, FlowServerMessage, FlowTool, FlowToolParameter, StartConversation } from './flow-wire.js';
 
 // Real-time speech-to-text
 export { createSpeechmaticsAsr, speechmaticsAsrCapabilities, DEFAULT_END_OF_UTTERANCE_SILENCE } from './asr.js';
 export type { SpeechmaticsAsrOptions } from './asr.js';
 export { RtTranscriptMapper } from './rt-events.js';
-export { buildStartRecognition, parseRtMessage, DEFAULT_RT_URL, RT_REGION_URLS } from './rt-wire.js';
-export type { RtRegion, RtServerMessage, RtSettings } from './rt-wire.js';
+export { buildStartRecognition, parseRtMessage, speechmaticsRtUrl, DEFAULT_RT_URL, RT_REGION_URLS, SPEECHMATICS_REGIONS } from './rt-wire.js';
+export type { RtRegion, RtServerMessage, RtSettings, SpeechmaticsRegion } from './rt-wire.js';
 export { transcriptSchema, segmentOf, joinSegments } from './common-wire.js';
 export type { TranscriptMessage, TranscriptSegment } from './common-wire.js';
 

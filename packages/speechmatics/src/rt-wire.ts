@@ -16,6 +16,27 @@ export const RT_REGION_URLS = {
 export type RtRegion = keyof typeof RT_REGION_URLS;
 export const DEFAULT_RT_URL = RT_REGION_URLS.eu;
 
+/**
+ * SPEECHMATICS_REGION values: `@speechmatics/auth`'s (`eu`, `usa`, `au`, what AVR passes) and the real-time
+ * endpoints' own names (`us`, `global`).
+ */
+export const SPEECHMATICS_REGIONS = ['eu', 'usa', 'au', 'us', 'global'] as const;
+export type SpeechmaticsRegion = (typeof SPEECHMATICS_REGIONS)[number];
+
+/** The real-time endpoint of a region. No Australian one is documented, so `au` takes `global` (the nearest). */
+export function speechmaticsRtUrl(region: SpeechmaticsRegion): string {
+  switch (region) {
+    case 'eu':
+      return RT_REGION_URLS.eu;
+    case 'usa':
+    case 'us':
+      return RT_REGION_URLS.us;
+    case 'au':
+    case 'global':
+      return RT_REGION_URLS.global;
+  }
+}
+
 export type RtModel = 'standard' | 'enhanced' | 'melia-1';
 export type RtDiarization = 'none' | 'speaker';
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import type { AsrEvent, AsrStream } from '@stsgate/core';
-import { EventLog, FIXTURE_TEXT, startSpeechmaticsRtEmulator } from '@stsgate/testkit';
+import { EventLog, FIXTURE_TEXT, silence, startSpeechmaticsRtEmulator } from '@stsgate/testkit';
 import type { SpeechmaticsRtEmulator, SpeechmaticsRtEmulatorOptions } from '@stsgate/testkit';
 import { createSpeechmaticsAsr } from '../src/index.js';
 import type { SpeechmaticsAsrOptions } from '../src/index.js';
@@ -102,19 +102,28 @@ describe('faults', () => {
     expect(emulator.upgrades).toHaveLength(1);
   });
 
-  test('an Error at start (not_authorised) is fatal; quota_exceeded is retried and the call goes on', async () => {
-    const first = await setup({ faults: [{ at: 'start', action: { type: 'error', errorType: 'not_authorised' } }] });
-    await first.log.done;
-    expect(first.log.of('error')[0]).toMatchObject({ fatal: true, error: { category: 'auth', providerCode: 'not_authorised' } });
-    await first.emulator.close();
-
-    const second = await setup({ faults: [{ at: 'start', action: { type: 'error', errorType: 'quota_exceeded' } }] });
-    push(second.stream, spoken('greeting'));
-    await second.log.until(() => utterances(second.log).length === 1, 'an utterance after the retry');
-    expect(utterances(second.log)).toEqual([FIXTURE_TEXT['greeting.wav']]);
-    expect(second.emulator.connections).toHaveLength(2);
-    expect(second.log.of('error')).toEqual([]);
+  test('an Error at start (not_authorised) is fatal', async () => {
+    const { log } = await setup({ faults: [{ at: 'start', action: { type: 'error', errorType: 'not_authorised' } }] });
+    await log.done;
+    expect(log.of('error')[0]).toMatchObject({ fatal: true, error: { category: 'auth', providerCode: 'not_authorised' } });
   });
+
+  test('quota_exceeded at start: the retry waits at least 5 s (the docs ask 5-10 s), the audio held meanwhile stays bounded', async () => {
+    const { emulator, stream, log, lines } = await setup({ faults: [{ at: 'start', action: { type: 'error', errorType: 'quota_exceeded' } }] }, { maxQueuedMs: 3000 });
+    const refused = await emulator.waitForConnection(0);
+    await emulator.waitFor(() => refused.closeInfo);
+    const refusedAt = Date.now();
+    // 6 s of caller audio while waiting: only the newest 3 s (maxQueuedMs) reach the next session.
+    push(stream, silence(3700));
+    push(stream, spoken('short', 800));
+    const second = await emulator.waitForConnection(1, { timeoutMs: 15_000 });
+    expect(Date.now() - refusedAt).toBeGreaterThanOrEqual(5000);
+    expect(lines.find((line) => line.msg.includes('reconnecting'))?.['delayMs']).toBeGreaterThanOrEqual(5000);
+    await log.until(() => utterances(log).length === 1, 'an utterance after the retry');
+    expect(utterances(log)).toEqual([FIXTURE_TEXT['short.wav']]);
+    expect(second.audioMs).toBeLessThanOrEqual(3000);
+    expect(log.of('error')).toEqual([]);
+  }, 20_000);
 
   test('a dropped session is replaced: audio not final yet is replayed, times stay on the call clock', async () => {
     const { emulator, stream, log } = await setup({ faults: [{ at: { afterAudioMs: 2000 }, action: { type: 'drop' } }] });

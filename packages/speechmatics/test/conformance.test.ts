@@ -30,7 +30,7 @@ const TOOL = 'lookup_order';
 /** Flow with temporary keys from the key endpoint emulator; the agent calls the tool on the first turn when offered. */
 function flowSetup(inputSampleRate: 8000 | 16000): StsConformanceSetup {
   return async () => {
-    const auth = await startSpeechmaticsAuthEmulator({ apiKey: KEY });
+    const auth = await startSpeechmaticsAuthEmulator({ apiKey: KEY, allowFlowKeys: true });
     const flow = await startSpeechmaticsFlowEmulator({
       verifyToken: (jwt) => auth.verify(jwt, 'flow'),
       pacing: 4,

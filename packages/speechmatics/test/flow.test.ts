@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import type { StsEvent, StsSession, ToolSpec } from '@stsgate/core';
 import { EventLog, FIXTURE_TEXT, concatPcm, flowAgentBaseFrequency, goertzel, silence, startSpeechmaticsAuthEmulator, startSpeechmaticsFlowEmulator } from '@stsgate/testkit';
 import type { SpeechmaticsAuthEmulator, SpeechmaticsFlowEmulator, SpeechmaticsFlowEmulatorOptions } from '@stsgate/testkit';
@@ -26,7 +26,7 @@ interface Stack {
 }
 
 async function stack(flowOptions: SpeechmaticsFlowEmulatorOptions = {}): Promise<Stack> {
-  const auth = await startSpeechmaticsAuthEmulator({ apiKey: KEY });
+  const auth = await startSpeechmaticsAuthEmulator({ apiKey: KEY, allowFlowKeys: true });
   cleanups.push(() => auth.close());
   const flow = await startSpeechmaticsFlowEmulator({ verifyToken: (jwt) => auth.verify(jwt, 'flow'), ...flowOptions });
   cleanups.push(() => flow.close());
@@ -282,6 +282,40 @@ describe('faults', () => {
     say(session, silence(200));
     await s.flow.waitForConnection(1, { timeoutMs: 5000 });
     expect(log.of('error')).toEqual([]);
+  });
+
+  test('keepalive defaults: a ping every 30 s (Flow asks for 20-60 s), no pong for 60 s replaces the conversation', async () => {
+    // Only the clocks are simulated; sockets are real.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'] });
+    try {
+      const s = await stack({ idleTimeoutMs: 3_600_000 });
+      const logger = memoryLogger();
+      const adapter = createSpeechmaticsFlow({ apiKey: KEY, url: s.flow.baseUrl, keys: s.keys });
+      const session = await adapter.connect(callContext({ logger: logger.logger }));
+      cleanups.push(() => session.close());
+      const first = await s.flow.waitForConnection(0);
+      const settle = async (): Promise<void> => {
+        for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+      };
+      await vi.advanceTimersByTimeAsync(20_000);
+      await settle();
+      expect(first.pingsReceived).toBe(0);
+      await vi.advanceTimersByTimeAsync(10_000);
+      await s.flow.waitFor(() => first.pingsReceived === 1);
+      // From now on the server answers nothing: the ping at 60 s goes unanswered.
+      first.applyFault({ type: 'stall' });
+      await vi.advanceTimersByTimeAsync(30_000);
+      await s.flow.waitFor(() => first.pingsReceived === 2);
+      await vi.advanceTimersByTimeAsync(59_000);
+      await settle();
+      expect(s.flow.connections).toHaveLength(1);
+      expect(logger.lines.some((line) => line.msg.includes('stopped answering pings'))).toBe(false);
+      await vi.advanceTimersByTimeAsync(1000);
+      await s.flow.waitForConnection(1);
+      expect(logger.lines.find((line) => line.msg.includes('stopped answering pings'))?.['pongTimeoutMs']).toBe(60_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   test('close while connecting: connect rejects with closed and no socket is left open', async () => {

@@ -1,8 +1,14 @@
 import { describe, expect, test } from 'vitest';
 import { pino } from 'pino';
 import type { StartRecognition } from '@speechmatics/real-time-client';
+import { ConfigError, DEFAULT_RECONNECT_POLICY, ReconnectBudget } from '@stsgate/core';
+import { memoryLogger } from '@stsgate/testkit';
 import {
+  SPEECHMATICS_REGIONS,
   buildStartConversation,
+  createSpeechmaticsAsr,
+  defineSpeechmaticsAsr,
+  speechmaticsRtUrl,
   buildStartRecognition,
   categoryForErrorType,
   flowConnectUrl,
@@ -82,6 +88,30 @@ describe('wire builders', () => {
     ]);
     expect(skipped).toEqual([{ name: 'lookup', reason: 'parameter "items" has type "array"; Flow only takes integer, number, string or boolean' }]);
   });
+
+  test('tools: enum and example survive the conversion (example as a string, as Flow takes it), other keywords do not', () => {
+    const { tools } = flowTools([
+      {
+        name: 'route',
+        description: 'Route the call',
+        parameters: {
+          type: 'object',
+          properties: {
+            department: { type: 'string', description: 'where to', enum: ['sales', 'support'], example: 'sales', minLength: 2 },
+            extension: { type: 'integer', enum: [200, 201], example: 200 },
+            urgent: { type: 'boolean', enum: [true], example: false },
+            note: { type: 'string', enum: 'not-a-list', example: { nested: true } },
+          },
+        },
+      },
+    ]);
+    expect(tools[0]?.function.parameters.properties).toEqual({
+      department: { type: 'string', description: 'where to', enum: ['sales', 'support'], example: 'sales' },
+      extension: { type: 'integer', enum: [200, 201], example: '200' },
+      urgent: { type: 'boolean', example: 'false' },
+      note: { type: 'string' },
+    });
+  });
 });
 
 describe('errors', () => {
@@ -105,6 +135,31 @@ describe('errors', () => {
       statusCode: 401,
       message: 'Speechmatics TTS request failed (HTTP 401): Invalid API key',
     });
+  });
+
+  test('quota_exceeded, job_error and internal_error (and their close codes) wait 5-10 s before a retry, others do not', () => {
+    const backoff = [
+      providerErrorFromServerError('quota_exceeded', undefined),
+      providerErrorFromServerError('job_error', 'busy'),
+      providerErrorFromServerError('internal_error', undefined),
+      providerErrorFromClose(4005, 'quota_exceeded'),
+      providerErrorFromClose(4013, 'job_error'),
+      providerErrorFromClose(1011, 'internal_error'),
+    ];
+    for (const error of backoff) {
+      expect(error.retryable).toBe(true);
+      // The budget takes its jitter off the hint: the shortest and the longest wait of the default policy.
+      for (const random of [0, 0.999_999]) {
+        const decision = new ReconnectBudget(DEFAULT_RECONNECT_POLICY, Date.now, () => random).next(error);
+        expect(decision.retry).toBe(true);
+        const delayMs = decision.retry ? decision.delayMs : 0;
+        expect(delayMs).toBeGreaterThanOrEqual(5000);
+        expect(delayMs).toBeLessThanOrEqual(10_000);
+      }
+    }
+    for (const error of [providerErrorFromClose(1006, ''), providerErrorFromServerError('idle_timeout', undefined), providerErrorFromClose(1008, 'idle_timeout')]) {
+      expect(error.retryAfterMs).toBeUndefined();
+    }
   });
 
   test('temporary keys and the API key never survive sanitising', () => {
@@ -141,6 +196,53 @@ describe('environment', () => {
     expect(env.SPEECHMATICS_LANGUAGE).toBe('en');
     expect(speechmaticsAsrEnvSchema.safeParse({ ...base, SPEECHMATICS_MAX_DELAY: '0.2' }).success).toBe(false);
     expect(speechmaticsAsrEnvSchema.safeParse({ ...base, SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '3' }).success).toBe(false);
+  });
+
+  test('SPEECHMATICS_REGION: AVR\'s values (eu, usa, au) and ours (us, global) all start, each on a real-time endpoint', () => {
+    expect(SPEECHMATICS_REGIONS).toEqual(['eu', 'usa', 'au', 'us', 'global']);
+    const logger = memoryLogger('warn');
+    for (const region of SPEECHMATICS_REGIONS) {
+      const env = { ...base, SPEECHMATICS_REGION: region };
+      expect(() => defineSpeechmaticsAsr().fromEnv(env, { logger: logger.logger })).not.toThrow();
+      expect(() => defineSpeechmaticsFlow().fromEnv(env, { logger: pino({ level: 'silent' }) })).not.toThrow();
+    }
+    expect(SPEECHMATICS_REGIONS.map((region) => speechmaticsRtUrl(region))).toEqual([
+      'wss://eu.rt.speechmatics.com/v2',
+      'wss://us.rt.speechmatics.com/v2',
+      'wss://global.rt.speechmatics.com/v2',
+      'wss://us.rt.speechmatics.com/v2',
+      'wss://global.rt.speechmatics.com/v2',
+    ]);
+    // No Australian real-time endpoint is documented: said once, at start-up, for `au` only.
+    expect(logger.lines.map((line) => line.msg)).toEqual([expect.stringMatching(/SPEECHMATICS_REGION=au.*global.*SPEECHMATICS_RT_URL/)]);
+    defineSpeechmaticsAsr().fromEnv({ ...base, SPEECHMATICS_REGION: 'au', SPEECHMATICS_RT_URL: 'wss://rt.example.com/v2' }, { logger: logger.logger });
+    expect(logger.lines).toHaveLength(1);
+  });
+
+  test('ASR: end_of_utterance_silence_trigger must be below max_delay, checked with the defaults of what is unset', () => {
+    const definition = defineSpeechmaticsAsr();
+    const context = { logger: pino({ level: 'silent' }) };
+    const problem = (env: Record<string, string>): string | undefined => {
+      try {
+        definition.fromEnv({ ...base, ...env }, context);
+        return undefined;
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as ConfigError).problems.join('\n');
+      }
+    };
+    expect(problem({ SPEECHMATICS_MAX_DELAY: '0.7', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '0.8' })).toMatch(
+      /^SPEECHMATICS_END_OF_UTTERANCE_SILENCE \(0\.8 s\) must be lower than SPEECHMATICS_MAX_DELAY \(0\.7 s\)/,
+    );
+    expect(problem({ SPEECHMATICS_MAX_DELAY: '1', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '1' })).toMatch(/SPEECHMATICS_END_OF_UTTERANCE_SILENCE.*SPEECHMATICS_MAX_DELAY/);
+    // One of them unset: its default counts (end of utterance 0.5 s, Speechmatics' max_delay 4 s).
+    expect(problem({ SPEECHMATICS_MAX_DELAY: '0.7' })).toBeUndefined();
+    expect(problem({ SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '2' })).toBeUndefined();
+    // 0 turns EndOfUtterance off: nothing to compare.
+    expect(problem({ SPEECHMATICS_MAX_DELAY: '0.7', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '0' })).toBeUndefined();
+    // The adapter's own options are checked the same way.
+    expect(() => createSpeechmaticsAsr({ apiKey: 'k', maxDelay: 0.7, endOfUtteranceSilence: 0.9 })).toThrow(/endOfUtteranceSilence \(0\.9 s\) must be lower than maxDelay \(0\.7 s\)/);
+    expect(() => createSpeechmaticsAsr({ apiKey: 'k', maxDelay: 0.7 })).not.toThrow();
   });
 
   test('the STS definition builds an adapter with Flow capabilities', () => {

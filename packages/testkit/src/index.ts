@@ -75,6 +75,7 @@ export {
   type SonioxSttEmulator,
   type SonioxSttEmulatorOptions,
   type SonioxSttLatency,
+  type SonioxSttRealTimeLimit,
   type SonioxSttConnection,
   type SonioxSttConfig,
   type SonioxSttCloseInfo,

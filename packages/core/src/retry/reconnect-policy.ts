@@ -59,9 +59,12 @@ export class ReconnectBudget {
       attempt === 1
         ? this.options.firstDelayMs
         : Math.min(this.options.maxDelayMs, this.options.baseDelayMs * 2 ** (attempt - 2));
-    const hinted = Math.max(raw, error.retryAfterMs ?? 0);
-    const jittered = hinted * (1 - this.options.jitter * this.random());
-    return { retry: true, delayMs: Math.round(Math.min(jittered, Math.max(this.options.maxDelayMs, error.retryAfterMs ?? 0))), attempt };
+    // A server's hint (Retry-After, or a provider's documented wait) is a floor: its jitter only adds, so calls told
+    // to wait together do not all come back at once, and none comes back early.
+    const random = this.random();
+    const own = Math.min(raw, this.options.maxDelayMs) * (1 - this.options.jitter * random);
+    const hinted = (error.retryAfterMs ?? 0) * (1 + this.options.jitter * random);
+    return { retry: true, delayMs: Math.round(Math.max(own, hinted)), attempt };
   }
 
   get attemptsUsed(): number {

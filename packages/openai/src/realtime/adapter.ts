@@ -1,11 +1,13 @@
 /** `createOpenAiRealtime`: the OpenAI Realtime (GA) speech-to-speech adapter. */
 import { DEFAULT_RECONNECT_POLICY, ProviderError, toProviderError } from '@stsgate/core';
-import type { ReconnectPolicyOptions, StsAdapter, StsCallContext, StsCapabilities, StsSession } from '@stsgate/core';
+import type { ReconnectPolicyOptions, StsAdapter, StsCallContext, StsCapabilities, StsSession, VadAdapter } from '@stsgate/core';
+import { renderInstructions } from '@stsgate/agent';
 import { PROVIDER } from '../errors.js';
 import { audioCodec } from './audio-codec.js';
 import type { TlsOptions } from './connection.js';
+import type { ResponseRequest } from './map-events.js';
 import { OpenAiRealtimeSession } from './session.js';
-import { buildSession, sessionUpdate } from './wire.js';
+import { buildSession, sessionUpdate, vadTuning } from './wire.js';
 import type { SessionSettings, TurnDetectionSetting, WireAudioFormat } from './wire.js';
 
 export const DEFAULT_REALTIME_URL = 'wss://api.openai.com/v1/realtime';
@@ -25,18 +27,33 @@ export interface OpenAiRealtimeOptions {
   readonly voice?: string;
   /** `pcmu` (default): G.711 mu-law 8 kHz both ways, no resampling. `pcm24`: PCM16 at 24 kHz. */
   readonly audioFormat?: WireAudioFormat;
-  /** The system prompt, or how to get it for a call (e.g. from a URL, templated with call metadata). */
+  /**
+   * The system prompt, or how to get it for a call (e.g. from a URL, templated with call metadata). Blank or
+   * absent: none is sent and the server's default instructions apply.
+   */
   readonly instructions?: string | ((call: StsCallContext) => Promise<string> | string);
   /** Input transcription (user transcripts); `null` turns it off. Default `whisper-1`. */
   readonly transcription?: { readonly model: string; readonly language?: string } | null;
-  /** Default server VAD. `none`: the server never ends a turn by itself. */
+  /**
+   * Default server VAD (threshold 0.5, 300 ms prefix padding, 500 ms silence unless set). `none`: the server never
+   * ends a turn; `vad` does (its tuning from the same fields), and the session commits each turn itself.
+   */
   readonly turnDetection?: TurnDetectionSetting;
+  /** The gateway's VAD, required by turn detection `none` (one stream per call) and unused otherwise. */
+  readonly vad?: VadAdapter;
   readonly noiseReduction?: 'near_field' | 'far_field';
   readonly maxOutputTokens?: number | 'inf';
   /** Only for reasoning models (gpt-realtime-2*). */
   readonly reasoningEffort?: 'minimal' | 'low' | 'medium' | 'high' | 'xhigh';
   /** The agent speaks first (one `response.create` once the session is configured). Default true. */
   readonly greeting?: boolean;
+  /**
+   * The agent's first words, instead of a greeting of its own (whatever `greeting` says); `{{from}}`, `{{to}}`,
+   * `{{uuid}}` and other call metadata are substituted. Read by the model, told to say it word for word (see
+   * `verbatimResponse`): the Realtime API has no text-to-speech response, so that is not a guarantee; a completed
+   * reading whose transcript differs is logged as a warning.
+   */
+  readonly welcomeMessage?: string;
   /** The user message a keypad digit becomes; `{{digit}}` is replaced. */
   readonly dtmfMessage?: string;
   /** Caller audio per `input_audio_buffer.append` (default 40 ms; adds at most this much latency). */
@@ -52,13 +69,14 @@ export interface OpenAiRealtimeOptions {
   readonly tls?: TlsOptions;
 }
 
-export function realtimeCapabilities(options: Pick<OpenAiRealtimeOptions, 'audioFormat' | 'transcription' | 'turnDetection'>): StsCapabilities {
+export function realtimeCapabilities(options: Pick<OpenAiRealtimeOptions, 'audioFormat' | 'transcription'>): StsCapabilities {
   const codec = audioCodec(options.audioFormat ?? DEFAULT_AUDIO_FORMAT);
   return {
     inputSampleRates: [codec.sampleRate],
     outputSampleRates: [codec.sampleRate],
     encodings: [codec.format === 'pcmu' ? 'mulaw' : 'pcm_s16le'],
-    serverTurnDetection: (options.turnDetection?.type ?? 'server_vad') !== 'none',
+    // Always: the server's VAD, or with turn detection `none` the session's own (options.vad). The host adds none.
+    serverTurnDetection: true,
     userTranscripts: options.transcription !== null,
     agentTranscripts: true,
     truncation: true,
@@ -91,6 +109,11 @@ export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter
   if (!(Number.isFinite(inputBatchMs) && inputBatchMs >= 10 && inputBatchMs <= 500)) problems.push(`inputBatchMs must be in [10, 500], got ${inputBatchMs}`);
   const dtmfMessage = options.dtmfMessage ?? DEFAULT_DTMF_MESSAGE;
   if (!dtmfMessage.includes('{{digit}}')) problems.push('dtmfMessage must contain {{digit}}');
+  const turnDetection = options.turnDetection ?? { type: 'server_vad' };
+  if (turnDetection.type === 'none' && options.vad === undefined) {
+    problems.push("turnDetection none needs a vad: nothing else would end the caller's turns");
+  }
+  if (options.welcomeMessage?.trim() === '') problems.push('welcomeMessage is empty');
   const model = options.model ?? DEFAULT_REALTIME_MODEL;
   let url = '';
   try {
@@ -105,10 +128,9 @@ export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter
   const capabilities = realtimeCapabilities(options);
   const reconnectPolicy: ReconnectPolicyOptions = { ...DEFAULT_RECONNECT_POLICY, ...options.reconnect };
 
-  async function instructionsFor(call: StsCallContext): Promise<string> {
+  async function instructionsFor(call: StsCallContext): Promise<string | undefined> {
     const source = options.instructions;
-    if (source === undefined) return '';
-    if (typeof source === 'string') return source;
+    if (source === undefined || typeof source === 'string') return source;
     try {
       return await source(call);
     } catch (error) {
@@ -120,18 +142,27 @@ export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter
     }
   }
 
+  function greetingFor(call: StsCallContext): ResponseRequest | null {
+    if (options.welcomeMessage !== undefined) return { verbatim: renderInstructions(options.welcomeMessage, call) };
+    return (options.greeting ?? true) ? {} : null;
+  }
+
   return {
     id: PROVIDER,
     capabilities,
     async connect(call: StsCallContext): Promise<StsSession> {
       // Defensive: a host built against an older contract may not pass tools.
       const tools = (call.tools as StsCallContext['tools'] | undefined) ?? [];
+      const instructions = await instructionsFor(call);
+      if (instructions === undefined || instructions.trim() === '') {
+        call.logger.debug({ provider: PROVIDER }, 'no instructions for this call: the server default applies');
+      }
       const settings: SessionSettings = {
         audioFormat: codec.format,
         voice: options.voice ?? DEFAULT_VOICE,
-        instructions: await instructionsFor(call),
+        instructions,
         ...(transcription === null ? {} : { transcription }),
-        turnDetection: options.turnDetection ?? { type: 'server_vad' },
+        turnDetection,
         ...(options.noiseReduction === undefined ? {} : { noiseReduction: options.noiseReduction }),
         ...(options.maxOutputTokens === undefined ? {} : { maxOutputTokens: options.maxOutputTokens }),
         ...(options.reasoningEffort === undefined ? {} : { reasoningEffort: options.reasoningEffort }),
@@ -143,7 +174,8 @@ export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter
         apiKey: options.apiKey,
         codec,
         sessionUpdate: sessionUpdate('stsgate_session_update', buildSession(settings)),
-        greeting: options.greeting ?? true,
+        greeting: greetingFor(call),
+        ...(turnDetection.type === 'none' && options.vad !== undefined ? { turnTaking: { vad: options.vad, tuning: vadTuning(turnDetection) } } : {}),
         dtmfMessage,
         inputBatchMs,
         maxGapBufferMs: options.maxGapBufferMs ?? 5000,

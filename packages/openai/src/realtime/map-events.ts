@@ -2,14 +2,15 @@
  * The OpenAI Realtime session logic without sockets or timers: server events in, `StsEvent`s and client
  * events out (through a sink), plus the bookkeeping they need: audio received per assistant item (for the
  * truncate clamp), whether a response is active (so `response.create` never collides with one), tool
- * calls already reported, and the conversation log used to restore a replacement connection.
+ * calls already reported and the results they still wait for, and the conversation log used to restore a
+ * replacement connection.
  */
 import { ProviderError } from '@stsgate/core';
 import type { StsEvent } from '@stsgate/core';
 import { PROVIDER, providerErrorFromServer } from '../errors.js';
 import type { AudioCodec, PcmCarry } from './audio-codec.js';
 import { ConversationLog } from './conversation-log.js';
-import { itemCreate, responseCreate, truncateItem } from './wire.js';
+import { inputCommit, itemCreate, responseCancel, responseCreate, truncateItem, verbatimResponse } from './wire.js';
 import type { ClientEvent, ParsedServerMessage, ServerError, ServerEvent, WireItem } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn';
@@ -40,6 +41,23 @@ interface ItemAudio extends PcmCarry {
   done: boolean;
 }
 
+/** What a `response.create` asks for: by default the model's answer to the conversation. */
+export interface ResponseRequest {
+  /** Speak this text (the welcome message) instead; see `verbatimResponse`. */
+  readonly verbatim?: string | undefined;
+}
+
+/** The function calls of one response, and which of them the host has answered. */
+interface CallGroup {
+  readonly calls: Set<string>;
+  readonly answered: Set<string>;
+  /** `response.done` arrived (or the connection that ran it is gone): no more calls join. */
+  done: boolean;
+}
+
+/** Bound on responses whose calls still wait for results (a host that never answers). */
+const MAX_CALL_GROUPS = 64;
+
 /** `audio_end_ms` for a truncate: an integer within [0, audio received]. */
 export function clampAudioEndMs(heardMs: number, receivedMs: number): number {
   const heard = Number.isNaN(heardMs) ? 0 : heardMs;
@@ -53,15 +71,23 @@ export class RealtimeEventMapper {
   private sequence = 0;
   /** Assistant items of this connection that carried audio, oldest first. */
   private readonly items = new Map<string, ItemAudio>();
-  private readonly functionNames = new Map<string, string>();
   private readonly reportedCalls = new Set<string>();
+  /** Per response id: its calls; one `response.create` follows once every call of the response has a result. */
+  private readonly callGroups = new Map<string, CallGroup>();
+  private readonly groupOfCall = new Map<string, string>();
   private readonly unknownTypes = new Set<string>();
   private readonly malformedTypes = new Set<string>();
   private activeResponseId: string | undefined;
-  /** event_id of a `response.create` the server has not answered with `response.created` yet. */
-  private requestedResponse: string | undefined;
-  /** A response is wanted as soon as the active one is done. */
-  private responseQueued = false;
+  /** A `response.create` the server has not answered with `response.created` yet. */
+  private requested: { readonly eventId: string; readonly request: ResponseRequest } | undefined;
+  /** A response wanted as soon as the active one is done. */
+  private queued: ResponseRequest | undefined;
+  /** The caller talked while our request was in flight: cancel the response it creates. */
+  private cancelOnCreate = false;
+  /** The gateway's VAD hears the caller: responses wait for the end of the turn (and then answer it too). */
+  private callerSpeaking = false;
+  /** The verbatim response running now, and what it was asked to say. */
+  private verbatim: { readonly responseId: string; readonly text: string; spoken: string | undefined } | undefined;
   private readonly pendingRequests = new Set<string>();
   /** Between `connectionLost()` and `restore()`: nothing can be sent; requests are recorded for the restore. */
   private offline = false;
@@ -78,11 +104,11 @@ export class RealtimeEventMapper {
 
   /** True while a response is running or requested. */
   get responseInFlight(): boolean {
-    return this.activeResponseId !== undefined || this.requestedResponse !== undefined;
+    return this.activeResponseId !== undefined || this.requested !== undefined;
   }
 
   get queuedResponse(): boolean {
-    return this.responseQueued;
+    return this.queued !== undefined;
   }
 
   /** Audio received so far for an assistant item of this connection, in ms. */
@@ -168,14 +194,13 @@ export class RealtimeEventMapper {
         this.sink.log('debug', { itemId: event.item_id, audioEndMs: event.audio_end_ms }, 'item truncated');
         return;
       case 'response.created':
-        this.activeResponseId = event.response.id;
-        this.requestedResponse = undefined;
+        this.onResponseCreated(event.response.id);
         return;
       case 'response.output_item.added':
-        this.onOutputItem(event.item, false);
+        this.onOutputItem(event.item, undefined);
         return;
       case 'response.output_item.done':
-        this.onOutputItem(event.item, true);
+        this.onOutputItem(event.item, event.response_id ?? this.activeResponseId ?? '');
         return;
       case 'response.output_audio.delta':
         this.onAudioDelta(event.item_id, event.delta);
@@ -189,32 +214,44 @@ export class RealtimeEventMapper {
       case 'response.output_audio_transcript.done': {
         const text = event.transcript.trim();
         this.log.assistantTranscript(event.item_id, text);
+        if (this.verbatim !== undefined && (event.response_id ?? this.activeResponseId) === this.verbatim.responseId) this.verbatim.spoken = text;
         if (text !== '') this.sink.emit({ type: 'transcript', role: 'agent', text, final: true });
-        return;
-      }
-      case 'response.function_call_arguments.done': {
-        const name = event.name ?? this.functionNames.get(event.call_id);
-        if (name === undefined) {
-          this.sink.log('debug', { callId: event.call_id }, 'function call arguments without a name: waiting for the item');
-          return;
-        }
-        this.reportToolCall(event.call_id, name, event.arguments);
         return;
       }
       case 'response.done':
         this.onResponseDone(event.response);
         return;
+      default: {
+        const unhandled: never = event;
+        return unhandled;
+      }
     }
   }
 
-  private onOutputItem(item: WireItem, done: boolean): void {
+  private onResponseCreated(responseId: string): void {
+    this.activeResponseId = responseId;
+    const request = this.requested?.request;
+    this.requested = undefined;
+    if (request?.verbatim !== undefined) this.verbatim = { responseId, text: request.verbatim, spoken: undefined };
+    if (this.cancelOnCreate) {
+      this.cancelOnCreate = false;
+      this.sink.send(responseCancel(this.nextEventId('cancel'), responseId));
+    }
+  }
+
+  /**
+   * A function call counts once its item is `completed` (`doneInResponse` = its response id, for
+   * `response.output_item.done`): the GA server also ends the items of an interrupted response, with cut-off
+   * arguments and status `incomplete`.
+   */
+  private onOutputItem(item: WireItem, doneInResponse: string | undefined): void {
     if (item.type === 'message' && item.id !== undefined) {
       this.log.reserveAssistant(item.id);
       return;
     }
-    if (item.type !== 'function_call' || item.call_id === undefined || item.name === undefined) return;
-    this.functionNames.set(item.call_id, item.name);
-    if (done && item.status !== 'incomplete' && item.arguments !== undefined) this.reportToolCall(item.call_id, item.name, item.arguments);
+    if (doneInResponse === undefined || item.type !== 'function_call' || item.status !== 'completed') return;
+    if (item.call_id === undefined || item.name === undefined || item.arguments === undefined) return;
+    this.reportToolCall(item.call_id, item.name, item.arguments, doneInResponse);
   }
 
   private onAudioDelta(itemId: string, delta: string): void {
@@ -253,10 +290,13 @@ export class RealtimeEventMapper {
   private onResponseDone(response: Extract<ServerEvent, { type: 'response.done' }>['response']): void {
     for (const item of response.output ?? []) {
       if (item.id !== undefined) this.finishItem(item.id);
-      if (item.type === 'function_call' && item.status !== 'incomplete' && item.call_id && item.name && item.arguments !== undefined) {
-        this.reportToolCall(item.call_id, item.name, item.arguments);
+      // Calls a server announced without a completed `output_item.done`: only from a completed response.
+      const complete = response.status === 'completed' && (item.status === undefined || item.status === 'completed');
+      if (complete && item.type === 'function_call' && item.call_id && item.name && item.arguments !== undefined) {
+        this.reportToolCall(item.call_id, item.name, item.arguments, response.id);
       }
     }
+    this.checkVerbatim(response.id, response.status);
     if (response.status === 'failed') {
       const error = response.status_details?.error ?? {};
       this.sink.emit({
@@ -272,17 +312,61 @@ export class RealtimeEventMapper {
       this.sink.log('info', { reason: response.status_details?.reason ?? undefined }, 'OpenAI response ended incomplete');
     }
     if (this.activeResponseId === undefined || this.activeResponseId === response.id) this.activeResponseId = undefined;
-    if (this.responseQueued && !this.responseInFlight) {
-      this.responseQueued = false;
-      this.requestResponse('queued');
+    const group = this.callGroups.get(response.id);
+    if (group !== undefined) group.done = true;
+    // Results that came in while the response ran join whatever else waits: one response answers all.
+    if (this.callsAnswered(response.id)) this.queue({});
+    const queued = this.queued;
+    if (queued !== undefined && !this.responseInFlight) {
+      this.queued = undefined;
+      this.requestResponse('queued', queued);
     }
   }
 
-  private reportToolCall(callId: string, name: string, argumentsJson: string): void {
+  /** Once the verbatim response is done: a completed one whose transcript is not the text is worth a warning. */
+  private checkVerbatim(responseId: string, status: string | undefined): void {
+    const verbatim = this.verbatim;
+    if (verbatim?.responseId !== responseId) return;
+    this.verbatim = undefined;
+    if (status !== 'completed' || verbatim.spoken === undefined) return;
+    if (comparable(verbatim.spoken) !== comparable(verbatim.text)) {
+      this.sink.log('warn', { expected: verbatim.text, spoken: verbatim.spoken }, 'the welcome message was not spoken verbatim');
+    }
+  }
+
+  private reportToolCall(callId: string, name: string, argumentsJson: string, responseId: string): void {
     if (this.reportedCalls.has(callId)) return;
     this.reportedCalls.add(callId);
+    if (responseId !== '') {
+      let group = this.callGroups.get(responseId);
+      if (group === undefined) {
+        group = { calls: new Set(), answered: new Set(), done: false };
+        this.callGroups.set(responseId, group);
+        if (this.callGroups.size > MAX_CALL_GROUPS) this.forgetGroup(this.callGroups.keys().next().value as string);
+      }
+      group.calls.add(callId);
+      this.groupOfCall.set(callId, responseId);
+    }
     this.log.functionCall(callId, name, argumentsJson);
     this.sink.emit({ type: 'tool_call', callId, name, argumentsJson });
+  }
+
+  /** True (once) when every call of a finished response has its result. */
+  private callsAnswered(responseId: string): boolean {
+    const group = this.callGroups.get(responseId);
+    if (group === undefined || !group.done || group.answered.size < group.calls.size) return false;
+    this.forgetGroup(responseId);
+    return true;
+  }
+
+  /** The model answers all the results of a response in one response. */
+  private answerCalls(responseId: string): void {
+    if (this.callsAnswered(responseId)) this.requestResponse('tool_result');
+  }
+
+  private forgetGroup(responseId: string): void {
+    for (const callId of this.callGroups.get(responseId)?.calls ?? []) this.groupOfCall.delete(callId);
+    this.callGroups.delete(responseId);
   }
 
   private onServerError(error: ServerError): void {
@@ -293,11 +377,12 @@ export class RealtimeEventMapper {
       return;
     }
     if (eventId !== undefined && this.pendingRequests.delete(eventId)) {
-      if (this.requestedResponse === eventId) this.requestedResponse = undefined;
+      const request = this.requested?.eventId === eventId ? this.requested.request : {};
+      if (this.requested?.eventId === eventId) this.requested = undefined;
       if (code === 'conversation_already_has_active_response') {
         // A response the server started itself won the race: ask again once it is done.
         this.sink.log('debug', { eventId }, 'a response is already active: response.create queued');
-        this.responseQueued = true;
+        this.queue(request);
         return;
       }
     }
@@ -310,17 +395,51 @@ export class RealtimeEventMapper {
   // ---- host requests ----------------------------------------------------------------------------
 
   /** Sends `response.create` now, or once the active response is done. */
-  requestResponse(reason: string): void {
-    if (this.responseInFlight || this.offline) {
-      if (!this.responseQueued) this.sink.log('debug', { reason }, 'response.create queued until the active response is done');
-      this.responseQueued = true;
+  requestResponse(reason: string, request: ResponseRequest = {}): void {
+    if (this.responseInFlight || this.offline || this.callerSpeaking) {
+      if (this.queued === undefined) this.sink.log('debug', { reason }, 'response.create queued until the active response is done');
+      this.queue(request);
       return;
     }
     const eventId = this.nextEventId('response');
-    this.requestedResponse = eventId;
+    this.requested = { eventId, request };
     this.pendingRequests.add(eventId);
     if (this.pendingRequests.size > 64) this.pendingRequests.delete(this.pendingRequests.values().next().value as string);
-    this.sink.send(responseCreate(eventId));
+    this.sink.send(responseCreate(eventId, request.verbatim === undefined ? undefined : verbatimResponse(request.verbatim)));
+  }
+
+  /** Requests queued together become one response; a verbatim one only if nothing else joined it. */
+  private queue(request: ResponseRequest): void {
+    this.queued = this.queued === undefined || this.queued.verbatim === request.verbatim ? request : {};
+  }
+
+  /**
+   * The caller started talking (the gateway's VAD): cancel the response that is running or about to start, and
+   * hold new ones until the turn ends.
+   */
+  callerStarted(): void {
+    this.callerSpeaking = true;
+    if (this.activeResponseId !== undefined) {
+      if (!this.offline) this.sink.send(responseCancel(this.nextEventId('cancel'), this.activeResponseId));
+    } else if (this.requested !== undefined) {
+      this.cancelOnCreate = true;
+    }
+  }
+
+  /**
+   * The caller's turn ended (the gateway's VAD): with `commit`, commit the audio sent since the last commit and
+   * answer it; responses held meanwhile join that answer (or go out now, without a turn to commit).
+   */
+  callerStopped(commit: boolean): void {
+    this.callerSpeaking = false;
+    const queued = this.queued;
+    this.queued = undefined;
+    if (commit) {
+      if (!this.offline) this.sink.send(inputCommit(this.nextEventId('commit')));
+      this.requestResponse('caller_turn');
+    } else if (queued !== undefined) {
+      this.requestResponse('queued', queued);
+    }
   }
 
   /** The caller heard `heardMs` of an assistant item: tell the server, clamped to the audio it sent. */
@@ -349,11 +468,25 @@ export class RealtimeEventMapper {
     this.requestResponse(reason);
   }
 
-  /** The host ran a tool: its output goes in as a `function_call_output` item, then a response. */
+  /**
+   * The host ran a tool: its output goes in as a `function_call_output` item; a response follows once every call
+   * of the same response has its result (parallel calls are answered together).
+   */
   toolResult(callId: string, output: string): void {
+    if (!this.reportedCalls.has(callId)) {
+      // The server checks that the call is in the conversation: a result for another id is an error event.
+      this.sink.log('warn', { callId }, 'tool result for a call OpenAI never made: ignored');
+      return;
+    }
     this.log.functionCallOutput(callId, output);
     if (!this.offline) this.sink.send(itemCreate(this.nextEventId('item'), { kind: 'function_call_output', callId, output }));
-    this.requestResponse('tool_result');
+    const responseId = this.groupOfCall.get(callId);
+    if (responseId === undefined) {
+      this.requestResponse('tool_result');
+      return;
+    }
+    this.callGroups.get(responseId)?.answered.add(callId);
+    this.answerCalls(responseId);
   }
 
   // ---- reconnect ---------------------------------------------------------------------------------
@@ -367,12 +500,18 @@ export class RealtimeEventMapper {
     this.offline = true;
     for (const itemId of [...this.items.keys()]) this.finishItem(itemId);
     this.items.clear();
-    this.functionNames.clear();
     this.pendingRequests.clear();
     this.truncateRequests.clear();
-    if (this.requestedResponse !== undefined) this.responseQueued = true;
+    if (this.requested !== undefined) this.queue(this.requested.request);
     this.activeResponseId = undefined;
-    this.requestedResponse = undefined;
+    this.requested = undefined;
+    this.cancelOnCreate = false;
+    this.verbatim = undefined;
+    // The responses of this connection are over: their calls wait for results only.
+    for (const [responseId, group] of [...this.callGroups]) {
+      group.done = true;
+      this.answerCalls(responseId);
+    }
   }
 
   /**
@@ -384,11 +523,22 @@ export class RealtimeEventMapper {
     this.log.forgetItemIds();
     const items = this.log.toItems();
     for (const item of items) this.sink.send(itemCreate(this.nextEventId('restore'), item));
-    const owed = this.responseQueued || this.log.owesResponse();
-    this.responseQueued = false;
-    if (owed) this.requestResponse('restore');
+    const queued = this.queued;
+    this.queued = undefined;
+    // A tool result is answered once the other results of its response are in, not before.
+    if (queued !== undefined) this.requestResponse('restore', queued);
+    else if (this.log.owesResponse() && this.callGroups.size === 0) this.requestResponse('restore');
     return items.length;
   }
+}
+
+/** Text as spoken: case, punctuation and spacing do not count. */
+function comparable(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/[\p{P}\p{S}]+/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 function isUserAudio(item: WireItem): boolean {

@@ -1,27 +1,32 @@
 /**
  * One call on OpenAI Realtime: the host's StsSession. Thin IO around `RealtimeEventMapper`: it owns the
  * current connection, batches caller audio into appends, and replaces a connection that drops (restoring
- * the session configuration and the conversation, and sending the caller audio buffered meanwhile).
+ * the session configuration and the conversation, and sending the caller audio buffered meanwhile). Without
+ * server turn detection, the gateway's VAD (`VadTurnTaker`) decides what caller audio is sent and when a turn ends.
  */
 import type { Logger } from 'pino';
-import { AsyncQueue, ProviderError, ReconnectBudget, toProviderError, runWithReconnect } from '@stsgate/core';
-import type { ReconnectPolicyOptions, SampleRate, StsCallContext, StsEvent, StsSession } from '@stsgate/core';
+import { AsyncQueue, ProviderError, ReconnectBudget, samplesToMs, toProviderError, runWithReconnect } from '@stsgate/core';
+import type { ReconnectPolicyOptions, SampleRate, StsCallContext, StsEvent, StsSession, VadAdapter, VadStream } from '@stsgate/core';
 import type { SessionUpdateEvent } from 'openai/resources/realtime/realtime';
 import { PROVIDER } from '../errors.js';
 import type { AudioCodec } from './audio-codec.js';
 import { openRealtimeConnection } from './connection.js';
 import type { RealtimeConnection, TlsOptions } from './connection.js';
 import { RealtimeEventMapper } from './map-events.js';
-import type { LogLevel, MapperSink } from './map-events.js';
+import type { LogLevel, MapperSink, ResponseRequest } from './map-events.js';
+import { VadTurnTaker } from './vad-turns.js';
 import { audioAppend } from './wire.js';
-import type { ClientEvent } from './wire.js';
+import type { ClientEvent, VadTuning } from './wire.js';
 
 export interface RealtimeSessionSettings {
   readonly url: string;
   readonly apiKey: string;
   readonly codec: AudioCodec;
   readonly sessionUpdate: SessionUpdateEvent;
-  readonly greeting: boolean;
+  /** The agent's first response, on the first connection only; null: the caller speaks first. */
+  readonly greeting: ResponseRequest | null;
+  /** The gateway's VAD takes the turns (the server detects none). */
+  readonly turnTaking?: { readonly vad: VadAdapter; readonly tuning: Required<VadTuning> };
   /** Text of the user message a keypad digit becomes; `{{digit}}` is replaced. */
   readonly dtmfMessage: string;
   /** Caller audio is sent in appends of this duration (a partial batch waits at most this long). */
@@ -40,6 +45,8 @@ type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
 const DTMF_DIGIT = /^[0-9A-D*#]$/i;
 /** Caller audio buffered during a reconnect goes out in appends of at most this much. */
 const GAP_APPEND_MS = 1000;
+/** The server refuses to commit less (`input_audio_buffer_commit_empty`). */
+const MIN_COMMIT_MS = 100;
 
 export class OpenAiRealtimeSession implements StsSession {
   readonly inputSampleRate: SampleRate;
@@ -62,6 +69,11 @@ export class OpenAiRealtimeSession implements StsSession {
   private gapLength = 0;
   private gapOverflow = false;
   private closing: Promise<void> | undefined;
+  private turns: VadTurnTaker | undefined;
+  /** Caller audio appended since the last commit, on this connection. */
+  private uncommittedMs = 0;
+  /** A turn ended while reconnecting: commit it once the buffered audio is on the new connection. */
+  private commitOwed = false;
   private readonly onCallAbort = (): void => void this.close();
 
   private constructor(
@@ -98,22 +110,89 @@ export class OpenAiRealtimeSession implements StsSession {
       throw new ProviderError(PROVIDER, 'closed', 'the call ended before the provider connection was ready', { retryable: false });
     }
     this.call.signal.addEventListener('abort', this.onCallAbort, { once: true });
-    const connection = await runWithReconnect(() => this.connect(), {
-      provider: PROVIDER,
-      budget: this.budget,
-      signal: this.abort.signal,
-      onRetry: (error, delayMs, attempt) =>
-        this.logger.warn({ category: error.category, delayMs, attempt, reason: error.message }, 'OpenAI connection failed; retrying'),
-    });
-    if (this.state === 'closed') {
-      await connection.close();
+    const [connected, vadOpened] = await Promise.allSettled([
+      runWithReconnect(() => this.connect(), {
+        provider: PROVIDER,
+        budget: this.budget,
+        signal: this.abort.signal,
+        onRetry: (error, delayMs, attempt) =>
+          this.logger.warn({ category: error.category, delayMs, attempt, reason: error.message }, 'OpenAI connection failed; retrying'),
+      }),
+      this.openVad(),
+    ]);
+    const stream = vadOpened.status === 'fulfilled' ? vadOpened.value : undefined;
+    if (connected.status === 'rejected' || vadOpened.status === 'rejected' || this.state === 'closed') {
+      if (connected.status === 'fulfilled') await connected.value.close();
+      await stream?.close();
+      if (connected.status === 'rejected') throw connected.reason;
+      if (vadOpened.status === 'rejected') throw vadOpened.reason;
       throw new ProviderError(PROVIDER, 'closed', 'the session was closed while connecting', { retryable: false });
     }
-    this.connection = connection;
+    this.connection = connected.value;
     this.state = 'open';
-    this.logger.debug({ format: this.settings.codec.format }, 'OpenAI session configured');
+    if (stream !== undefined) this.startTurnTaking(stream);
+    this.logger.debug({ format: this.settings.codec.format, turnsBy: stream === undefined ? 'server' : 'gateway VAD' }, 'OpenAI session configured');
     // The greeting: exactly one response.create, on the first connection only (never on a reconnect).
-    if (this.settings.greeting) this.mapper.requestResponse('greeting');
+    if (this.settings.greeting !== null) this.mapper.requestResponse('greeting', this.settings.greeting);
+  }
+
+  /** The VAD stream for turn-taking, at the session rate when the VAD takes it (else 8 kHz: telephony audio). */
+  private async openVad(): Promise<VadStream | undefined> {
+    const turnTaking = this.settings.turnTaking;
+    if (turnTaking === undefined) return undefined;
+    const { vad, tuning } = turnTaking;
+    const rates = vad.capabilities.inputSampleRates;
+    const rate = rates.includes(this.inputSampleRate) ? this.inputSampleRate : rates.includes(8000) ? 8000 : rates[0];
+    if (rate === undefined) throw new ProviderError(vad.id, 'invalid_request', `VAD ${vad.id} accepts no sample rate`, { retryable: false });
+    try {
+      return await vad.open(rate, { threshold: tuning.threshold, minSilenceMs: tuning.silenceDurationMs, speechPadMs: tuning.prefixPaddingMs });
+    } catch (error) {
+      const failure = toProviderError(vad.id, error);
+      throw new ProviderError(PROVIDER, failure.category, `could not open the VAD (${vad.id}) that takes the turns: ${failure.message}`, {
+        retryable: false,
+        cause: failure,
+      });
+    }
+  }
+
+  private startTurnTaking(stream: VadStream): void {
+    const vadId = this.settings.turnTaking?.vad.id ?? 'vad';
+    this.turns = new VadTurnTaker(stream, this.inputSampleRate, this.settings.turnTaking?.tuning.prefixPaddingMs ?? 0, vadId, {
+      forward: (samples) => this.toProvider(samples),
+      speechStarted: () => {
+        this.events.push({ type: 'speech_started' });
+        this.mapper.callerStarted();
+      },
+      speechEnded: () => {
+        this.flushBatch();
+        this.events.push({ type: 'speech_stopped' });
+        this.commitTurn();
+      },
+      failed: (error) => {
+        this.logger.error({ err: error }, 'the VAD failed: the caller can no longer be heard');
+        this.events.push({
+          type: 'error',
+          fatal: true,
+          error: new ProviderError(error.provider, error.category, `the VAD (${vadId}) that takes the caller's turns failed: ${error.message}`, {
+            retryable: false,
+            cause: error,
+          }),
+        });
+        void this.close();
+      },
+    });
+  }
+
+  private commitTurn(): void {
+    if (this.state === 'reconnecting') {
+      this.commitOwed = true;
+      return;
+    }
+    if (this.state !== 'open') return;
+    const commit = this.uncommittedMs >= MIN_COMMIT_MS;
+    if (commit) this.uncommittedMs = 0;
+    else this.logger.debug({ audioMs: Math.round(this.uncommittedMs) }, 'caller turn too short to commit');
+    this.mapper.callerStopped(commit);
   }
 
   private connect(): Promise<RealtimeConnection> {
@@ -141,6 +220,11 @@ export class OpenAiRealtimeSession implements StsSession {
 
   sendAudio(samples: Int16Array): void {
     if (samples.length === 0) return;
+    if (this.turns !== undefined && this.state !== 'closed') this.turns.push(samples);
+    else this.toProvider(samples);
+  }
+
+  private toProvider(samples: Int16Array): void {
     switch (this.state) {
       case 'open':
         this.batch.push(samples.slice());
@@ -196,7 +280,7 @@ export class OpenAiRealtimeSession implements StsSession {
     this.events.end();
     const connection = this.connection;
     this.connection = undefined;
-    await connection?.close();
+    await Promise.all([connection?.close(), this.turns?.close()]);
   }
 
   private send(event: ClientEvent): void {
@@ -211,8 +295,13 @@ export class OpenAiRealtimeSession implements StsSession {
     const samples = concat(this.batch, this.batchLength);
     this.batch = [];
     this.batchLength = 0;
-    if (this.state === 'open') this.send(audioAppend(this.settings.codec.encode(samples)));
+    if (this.state === 'open') this.append(samples);
     else if (this.state === 'reconnecting') this.bufferGap(samples);
+  }
+
+  private append(samples: Int16Array): void {
+    this.uncommittedMs += samplesToMs(samples.length, this.inputSampleRate);
+    this.send(audioAppend(this.settings.codec.encode(samples)));
   }
 
   // ---- reconnect -------------------------------------------------------------------------------------
@@ -222,12 +311,14 @@ export class OpenAiRealtimeSession implements StsSession {
     this.state = 'reconnecting';
     this.connection = undefined;
     this.flushBatch();
+    this.uncommittedMs = 0; // the new connection starts with an empty input buffer
     this.mapper.connectionLost();
     this.logger.warn({ category: error.category, code: error.providerCode, reason: error.message }, 'OpenAI connection lost; reconnecting');
     void this.reconnect(error);
   }
 
   private async reconnect(cause: ProviderError): Promise<void> {
+    this.call.observer?.reconnecting(PROVIDER);
     let connection: RealtimeConnection;
     try {
       connection = await runWithReconnect(() => this.connect(), {
@@ -262,6 +353,10 @@ export class OpenAiRealtimeSession implements StsSession {
     const restored = this.mapper.restore();
     const gapMs = (this.gapLength * 1000) / this.settings.codec.sampleRate;
     this.sendGap();
+    if (this.commitOwed) {
+      this.commitOwed = false;
+      this.commitTurn();
+    }
     this.logger.info({ restoredItems: restored, bufferedAudioMs: Math.round(gapMs), attempts: this.budget.attemptsUsed }, 'OpenAI session restored');
   }
 
@@ -285,9 +380,7 @@ export class OpenAiRealtimeSession implements StsSession {
     this.gap = [];
     this.gapLength = 0;
     this.gapOverflow = false;
-    for (let offset = 0; offset < all.length; offset += perAppend) {
-      this.send(audioAppend(this.settings.codec.encode(all.subarray(offset, offset + perAppend))));
-    }
+    for (let offset = 0; offset < all.length; offset += perAppend) this.append(all.subarray(offset, offset + perAppend));
   }
 
   private log(level: LogLevel, data: Record<string, unknown>, message: string): void {

@@ -8,8 +8,12 @@ import type {
   ConversationItemCreateEvent,
   ConversationItemTruncateEvent,
   InputAudioBufferAppendEvent,
+  InputAudioBufferCommitEvent,
   RealtimeAudioFormats,
+  RealtimeResponseCreateParams,
+  RealtimeServerEvent,
   RealtimeSessionCreateRequest,
+  ResponseCancelEvent,
   ResponseCreateEvent,
   SessionUpdateEvent,
 } from 'openai/resources/realtime/realtime';
@@ -64,13 +68,7 @@ const serverSchemas = {
   'response.output_audio.delta': z.object({ response_id: z.string().optional(), item_id: z.string(), delta: z.string() }),
   'response.output_audio.done': z.object({ response_id: z.string().optional(), item_id: z.string() }),
   'response.output_audio_transcript.delta': z.object({ item_id: z.string(), delta: z.string() }),
-  'response.output_audio_transcript.done': z.object({ item_id: z.string(), transcript: z.string() }),
-  'response.function_call_arguments.done': z.object({
-    item_id: z.string().optional(),
-    call_id: z.string(),
-    name: z.string().optional(),
-    arguments: z.string(),
-  }),
+  'response.output_audio_transcript.done': z.object({ response_id: z.string().optional(), item_id: z.string(), transcript: z.string() }),
   'response.done': z.object({
     response: z.object({
       id: z.string(),
@@ -89,36 +87,53 @@ export type ServerEventType = keyof ServerSchemas;
 export type ServerEvent = { [K in ServerEventType]: { type: K } & z.output<ServerSchemas[K]> }[ServerEventType];
 
 /** Beta (and Azure / compatible servers') names accepted as aliases of the GA events. */
-const ALIASES: Readonly<Record<string, ServerEventType>> = {
+const ALIASES = {
   'response.audio.delta': 'response.output_audio.delta',
   'response.audio.done': 'response.output_audio.done',
   'response.audio_transcript.delta': 'response.output_audio_transcript.delta',
   'response.audio_transcript.done': 'response.output_audio_transcript.done',
   'conversation.item.created': 'conversation.item.added',
-};
+} as const satisfies Readonly<Record<string, ServerEventType>>;
 
-/** Known events the adapter has no use for: skipped without a log line. */
-const IGNORED: ReadonlySet<string> = new Set([
-  'conversation.created',
-  'conversation.item.done',
-  'conversation.item.deleted',
-  'conversation.item.retrieved',
-  'conversation.item.input_audio_transcription.delta',
-  'conversation.item.input_audio_transcription.segment',
-  'input_audio_buffer.cleared',
-  'input_audio_buffer.timeout_triggered',
-  'response.content_part.added',
-  'response.content_part.done',
-  'response.output_text.delta',
-  'response.output_text.done',
-  'response.text.delta',
-  'response.text.done',
-  'response.function_call_arguments.delta',
-  'rate_limits.updated',
-  'output_audio_buffer.started',
-  'output_audio_buffer.stopped',
-  'output_audio_buffer.cleared',
-]);
+/**
+ * Every other GA server event (the SDK's `RealtimeServerEvent` union), which the adapter has no use for: skipped
+ * without a log line. Exhaustive: a type the SDK adds fails to compile until it is handled or listed here.
+ */
+const IGNORED_GA = {
+  'conversation.created': true,
+  'conversation.item.done': true,
+  'conversation.item.deleted': true,
+  'conversation.item.retrieved': true,
+  'conversation.item.input_audio_transcription.delta': true,
+  'conversation.item.input_audio_transcription.segment': true,
+  'input_audio_buffer.cleared': true,
+  'input_audio_buffer.timeout_triggered': true,
+  'input_audio_buffer.dtmf_event_received': true,
+  'response.content_part.added': true,
+  'response.content_part.done': true,
+  'response.output_text.delta': true,
+  'response.output_text.done': true,
+  'response.function_call_arguments.delta': true,
+  // Also sent for an interrupted, incomplete or cancelled response (cut-off JSON): calls come from completed items.
+  'response.function_call_arguments.done': true,
+  'rate_limits.updated': true,
+  'output_audio_buffer.started': true,
+  'output_audio_buffer.stopped': true,
+  'output_audio_buffer.cleared': true,
+  'mcp_list_tools.in_progress': true,
+  'mcp_list_tools.completed': true,
+  'mcp_list_tools.failed': true,
+  'response.mcp_call_arguments.delta': true,
+  'response.mcp_call_arguments.done': true,
+  'response.mcp_call.in_progress': true,
+  'response.mcp_call.completed': true,
+  'response.mcp_call.failed': true,
+} as const satisfies Record<Exclude<RealtimeServerEvent['type'], ServerEventType | keyof typeof ALIASES>, true>;
+
+/** Beta names of events the adapter has no use for (compatible servers still send them). */
+const IGNORED_BETA = ['response.text.delta', 'response.text.done'] as const;
+
+const IGNORED: ReadonlySet<string> = new Set([...Object.keys(IGNORED_GA), ...IGNORED_BETA]);
 
 export type ParsedServerMessage =
   | { kind: 'event'; event: ServerEvent }
@@ -148,7 +163,7 @@ export function parseServerMessage(text: string): ParsedServerMessage {
   if (typeof wireType !== 'string' || wireType.length === 0 || wireType.length > 128) {
     return { kind: 'malformed', type: undefined, problem: 'frame has no string "type"' };
   }
-  const type = ALIASES[wireType] ?? wireType;
+  const type = hasOwn(ALIASES, wireType) ? ALIASES[wireType as keyof typeof ALIASES] : wireType;
   if (!hasOwn(serverSchemas, type)) {
     return IGNORED.has(type) ? { kind: 'ignored', type } : { kind: 'unknown', type };
   }
@@ -175,15 +190,30 @@ export function wireAudioFormat(format: WireAudioFormat): RealtimeAudioFormats {
   return format === 'pcmu' ? { type: 'audio/pcmu' } : { type: 'audio/pcm', rate: 24000 };
 }
 
+/** What ends a caller turn by silence: a speech threshold (0..1) and how much audio before and after speech counts. */
+export interface VadTuning {
+  threshold?: number;
+  prefixPaddingMs?: number;
+  silenceDurationMs?: number;
+}
+
+/** OpenAI's documented server_vad defaults (the live server's `session.created` shows 200 ms of silence). */
+export const DEFAULT_VAD_TUNING: Readonly<Required<VadTuning>> = { threshold: 0.5, prefixPaddingMs: 300, silenceDurationMs: 500 };
+
 export type TurnDetectionSetting =
-  | {
-      type: 'server_vad';
-      threshold?: number;
-      prefixPaddingMs?: number;
-      silenceDurationMs?: number;
-    }
+  | ({ type: 'server_vad' } & VadTuning)
   | { type: 'semantic_vad'; eagerness?: 'low' | 'medium' | 'high' | 'auto' }
-  | { type: 'none' };
+  /** The server never ends a turn (`turn_detection: null`): the gateway's VAD does, with this tuning. */
+  | ({ type: 'none' } & VadTuning);
+
+/** A tuning with the documented defaults filled in. */
+export function vadTuning(setting: VadTuning): Required<VadTuning> {
+  return {
+    threshold: setting.threshold ?? DEFAULT_VAD_TUNING.threshold,
+    prefixPaddingMs: setting.prefixPaddingMs ?? DEFAULT_VAD_TUNING.prefixPaddingMs,
+    silenceDurationMs: setting.silenceDurationMs ?? DEFAULT_VAD_TUNING.silenceDurationMs,
+  };
+}
 
 export interface FunctionToolSpec {
   readonly name: string;
@@ -195,7 +225,8 @@ export interface FunctionToolSpec {
 export interface SessionSettings {
   readonly audioFormat: WireAudioFormat;
   readonly voice: string;
-  readonly instructions: string;
+  /** Left out when blank: an empty string would replace the server's default instructions with none. */
+  readonly instructions?: string | undefined;
   /** Input transcription; undefined = none. */
   readonly transcription?: { readonly model: string; readonly language?: string };
   readonly turnDetection: TurnDetectionSetting;
@@ -211,15 +242,18 @@ function turnDetectionWire(setting: TurnDetectionSetting): TurnDetectionWire | n
   switch (setting.type) {
     case 'none':
       return null;
-    case 'server_vad':
+    case 'server_vad': {
+      // Always sent: the server's own default silence (200 ms live) is not the documented one.
+      const tuning = vadTuning(setting);
       return {
         type: 'server_vad',
-        ...(setting.threshold === undefined ? {} : { threshold: setting.threshold }),
-        ...(setting.prefixPaddingMs === undefined ? {} : { prefix_padding_ms: setting.prefixPaddingMs }),
-        ...(setting.silenceDurationMs === undefined ? {} : { silence_duration_ms: setting.silenceDurationMs }),
+        threshold: tuning.threshold,
+        prefix_padding_ms: tuning.prefixPaddingMs,
+        silence_duration_ms: tuning.silenceDurationMs,
         create_response: true,
         interrupt_response: true,
       };
+    }
     case 'semantic_vad':
       return {
         type: 'semantic_vad',
@@ -233,10 +267,11 @@ function turnDetectionWire(setting: TurnDetectionSetting): TurnDetectionWire | n
 /** The GA session object: `type: 'realtime'`, object-form audio formats, never `temperature` (GA rejects it). */
 export function buildSession(settings: SessionSettings): RealtimeSessionCreateRequest {
   const format = wireAudioFormat(settings.audioFormat);
+  const instructions = settings.instructions?.trim() === '' ? undefined : settings.instructions;
   return {
     type: 'realtime',
     output_modalities: ['audio'],
-    instructions: settings.instructions,
+    ...(instructions === undefined ? {} : { instructions }),
     audio: {
       input: {
         format,
@@ -277,8 +312,30 @@ export function audioAppend(base64Audio: string): InputAudioBufferAppendEvent {
   return { type: 'input_audio_buffer.append', audio: base64Audio };
 }
 
-export function responseCreate(eventId: string): ResponseCreateEvent {
-  return { type: 'response.create', event_id: eventId };
+export function responseCreate(eventId: string, response?: RealtimeResponseCreateParams): ResponseCreateEvent {
+  return { type: 'response.create', event_id: eventId, ...(response === undefined ? {} : { response }) };
+}
+
+export function responseCancel(eventId: string, responseId: string): ResponseCancelEvent {
+  return { type: 'response.cancel', event_id: eventId, response_id: responseId };
+}
+
+export function inputCommit(eventId: string): InputAudioBufferCommitEvent {
+  return { type: 'input_audio_buffer.commit', event_id: eventId };
+}
+
+/**
+ * A response that speaks `text` (GA has no text-to-speech response, so the model reads it): its own empty context
+ * (`input: []`), instructions to read the text word for word, and no tools. Its output joins the conversation.
+ */
+export function verbatimResponse(text: string): RealtimeResponseCreateParams {
+  return {
+    input: [],
+    instructions:
+      'Say the following message to the caller exactly as written, word for word and in the language it is written in. ' +
+      `Do not add, leave out, translate or change anything, and say nothing else.\n\nMessage:\n${text}`,
+    tool_choice: 'none',
+  };
 }
 
 export function truncateItem(eventId: string, itemId: string, audioEndMs: number): ConversationItemTruncateEvent {
@@ -325,6 +382,8 @@ export function itemCreate(eventId: string, item: RestorableItem): ConversationI
 export type ClientEvent =
   | SessionUpdateEvent
   | InputAudioBufferAppendEvent
+  | InputAudioBufferCommitEvent
   | ResponseCreateEvent
+  | ResponseCancelEvent
   | ConversationItemTruncateEvent
   | ConversationItemCreateEvent;

@@ -29,7 +29,8 @@
  *   `OpenAI-Beta` header -> `beta_api_shape_disabled`, close 4000; no `model` -> `missing_model`, close 4000; a model
  *   `acceptModel` rejects -> `invalid_model`, close 4000. Browser-style auth (subprotocols `realtime` +
  *   `openai-insecure-api-key.<key>`) is accepted too.
- * - `session.created` at once with GA defaults (pcm 24 kHz in/out, server_vad 0.5/300/200, voice alloy, ...).
+ * - `session.created` at once with GA defaults (pcm 24 kHz in/out, server_vad 0.5/300/500 as documented, voice alloy,
+ *   ...; the live server showed 200 ms of silence, which a client should not rely on).
  * - `session.update`: validated like GA (realtime-protocol.ts); any error drops the whole update; success sends
  *   `session.updated` with the full merged session.
  * - `input_audio_buffer.append` is decoded in the session input format and fed to an energy VAD (threshold
@@ -38,17 +39,25 @@
  *   added/done, transcription delta/completed when `audio.input.transcription` is set (after
  *   `timing.transcriptionDelayMs`, so it interleaves with the response), then a scripted response when
  *   `create_response`. speech_started during an active response cancels it (`interrupt_response`).
- * - Response order: response.created, output_item.added, conversation.item.added, content_part.added,
+ * - Response order: response.created, rate_limits.updated (the SDK types: "emitted at the beginning of a Response"),
+ *   output_item.added, conversation.item.added, content_part.added,
  *   { output_audio.delta (one `timing.audioChunkMs` chunk every `timing.chunkIntervalMs`), output_audio_transcript.delta }*,
  *   output_audio.done, output_audio_transcript.done, content_part.done, conversation.item.done, output_item.done,
- *   [function_call item: output_item.added, conversation.item.added, function_call_arguments.delta*,
- *   function_call_arguments.done, conversation.item.done, output_item.done], response.done, rate_limits.updated.
- *   Text modality uses output_text.delta/done. A cancelled response closes its open parts (items `incomplete`), then
+ *   [per function_call item (`functionCall`, then `functionCalls`: parallel calls): output_item.added,
+ *   conversation.item.added, function_call_arguments.delta*, function_call_arguments.done, conversation.item.done,
+ *   output_item.done], response.done, rate_limits.updated (again, as in the live trace).
+ *   Text modality uses output_text.delta/done. A cancelled response closes its open parts (items `incomplete`; the
+ *   `.done` events are sent for them too, a function call's with its arguments as far as they got), then
  *   response.done {status cancelled, status_details {type cancelled, reason turn_detected|client_cancelled}}.
  * - Errors keep the session open: invalid_json, invalid_event (binary frame), invalid_value (unknown type),
  *   conversation_already_has_active_response, response_cancel_not_active, input_audio_buffer_commit_empty, truncate
  *   rules (only assistant audio items; integer 0 <= audio_end_ms <= audio sent for the item, else code null
- *   "Audio content of Xms is already shorter than Yms").
+ *   "Audio content of Xms is already shorter than Yms"), a `function_call_output` whose call_id no function_call of
+ *   the conversation has (`invalid_tool_call_id` "Tool call ID 'x' not found in conversation.", as live), assistant
+ *   audio in `conversation.item.create` ("cannot populate assistant audio messages": missing_required_parameter
+ *   `item.content[i].text`, as live for an `output_audio` part).
+ * - A truncate that cuts audio deletes the item's transcript (GA: "Truncating audio will delete the server-side text
+ *   transcript"): it becomes ''.
  * - Answers pings while not stalled; pings the client every `timing.pingIntervalMs` (default 20 s).
  *
  * Not implemented (UNCONFIRMED or out of scope): transcription-only (`?intent=transcription`) and `?call_id=` sessions
@@ -126,6 +135,8 @@ export interface ScriptedReply {
   readonly audioMs?: number;
   /** Adds a function_call output item after the message (or alone when `transcript` is ''). */
   readonly functionCall?: ScriptedFunctionCall;
+  /** More function_call items in the same response (parallel tool calls), after `functionCall`. */
+  readonly functionCalls?: readonly ScriptedFunctionCall[];
   /** Delay before `response.created` (default 0). The response counts as active from the start. */
   readonly delayMs?: number;
 }
@@ -181,7 +192,9 @@ export type RealtimeFaultAction =
   /** Send nothing more (no events, no pongs, no pings); client events are still recorded. */
   | { readonly type: 'stall' }
   /** End the active response with response.done status `failed` (server_error), if one is active. */
-  | { readonly type: 'fail_response'; readonly message?: string };
+  | { readonly type: 'fail_response'; readonly message?: string }
+  /** Cancel the active response, if any, as a barge-in (`turn_detected`, default) or `response.cancel` does. */
+  | { readonly type: 'cancel_response'; readonly reason?: 'turn_detected' | 'client_cancelled' };
 
 export type RealtimeFaultTrigger =
   /** When armed (for queued plans: right after the upgrade, before session.created). */
@@ -191,7 +204,9 @@ export type RealtimeFaultTrigger =
   /** After the `count`-th (default 1) client event of `type` from now was handled. */
   | { readonly on: 'client_event'; readonly type: string; readonly count?: number }
   /** Right after audio delta number `chunk` (1-based, default 1) of response number `response` (1-based). */
-  | { readonly on: 'response_audio'; readonly response: number; readonly chunk?: number };
+  | { readonly on: 'response_audio'; readonly response: number; readonly chunk?: number }
+  /** Right after function_call_arguments.delta number `delta` (1-based over the response, default 1) of response `response`. */
+  | { readonly on: 'function_call_arguments'; readonly response: number; readonly delta?: number };
 
 export interface RealtimeFault {
   readonly action: RealtimeFaultAction;
@@ -256,8 +271,11 @@ export interface RealtimeResponseRecord {
   readonly outputFormat: RealtimeAudioFormat;
   readonly modality: 'audio' | 'text';
   readonly messageItemId?: string;
+  /** The first function call of the response. */
   readonly functionCallItemId?: string;
   readonly callId?: string;
+  /** Every function call of the response, in order. */
+  readonly callIds: readonly string[];
   /** Audio sent so far (ms) and number of output_audio.delta events. */
   readonly audioMs: number;
   readonly audioChunks: number;
@@ -333,6 +351,9 @@ export interface OpenAiRealtimeEmulator {
 // ---- constants -----------------------------------------------------------------------------------------------------
 
 export const DEFAULT_REALTIME_REPLY: ScriptedReply = { transcript: 'I heard you.', audioMs: 1000 };
+
+/** The token limit `rate_limits.updated` reports. */
+const RATE_LIMIT_TOKENS = 40000;
 
 const BETA_SHAPE_MESSAGE = 'The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.';
 
@@ -416,6 +437,8 @@ interface ItemState {
   audioMs: number;
   /** Part of the default conversation (false for out-of-band response items). */
   inConversation: boolean;
+  /** Its audio was truncated: the transcript is gone. */
+  truncated?: boolean;
 }
 
 type MutableResponseRecord = { -readonly [K in keyof RealtimeResponseRecord]: RealtimeResponseRecord[K] };
@@ -630,6 +653,7 @@ class Connection implements RealtimeEmulatorConnection {
         this.#faults.push({ fault, remaining: when.count ?? 1 });
         return;
       case 'response_audio':
+      case 'function_call_arguments':
         this.#faults.push({ fault, remaining: 1 });
         return;
       default: {
@@ -659,6 +683,9 @@ class Connection implements RealtimeEmulatorConnection {
         return;
       case 'fail_response':
         this.#active?.fail(action.message ?? 'The server had an error while processing your request. Sorry about that!');
+        return;
+      case 'cancel_response':
+        this.#active?.cancel(action.reason ?? 'turn_detected');
         return;
       default: {
         const exhaustive: never = action;
@@ -704,6 +731,11 @@ class Connection implements RealtimeEmulatorConnection {
   /** Called by ResponseRun after each audio delta (fault trigger `response_audio`). */
   audioChunkSent(responseIndex: number, chunk: number): void {
     this.#countFaults((when) => when.on === 'response_audio' && when.response === responseIndex + 1 && (when.chunk ?? 1) === chunk);
+  }
+
+  /** Called by ResponseRun after each function_call_arguments.delta (fault trigger `function_call_arguments`). */
+  argumentsDeltaSent(responseIndex: number, delta: number): void {
+    this.#countFaults((when) => when.on === 'function_call_arguments' && when.response === responseIndex + 1 && (when.delta ?? 1) === delta);
   }
 
   get terminatedOrStalled(): boolean {
@@ -1025,6 +1057,10 @@ class Connection implements RealtimeEmulatorConnection {
     if (input.id !== undefined && this.#items.some((state) => state.item.id === input.id)) {
       throw new RealtimeWireError('invalid_value', `Invalid 'item.id': an item with id '${input.id}' already exists.`, 'item.id');
     }
+    if (input.type === 'function_call_output' && !this.#hasCall(input.call_id)) {
+      // The SDK types: "the server will check that a function_call item with the same ID exists in the conversation history".
+      throw new RealtimeWireError('invalid_tool_call_id', `Tool call ID '${input.call_id}' not found in conversation.`);
+    }
     const id = input.id ?? randomId('item');
     let item: RealtimeItem;
     switch (input.type) {
@@ -1057,6 +1093,10 @@ class Connection implements RealtimeEmulatorConnection {
     this.#send({ type: 'conversation.item.done', previous_item_id: previous, item });
   }
 
+  #hasCall(callId: string): boolean {
+    return this.#items.some((state) => state.inConversation && state.item.type === 'function_call' && state.item.call_id === callId);
+  }
+
   #truncate(event: Record<string, unknown>): void {
     const params = parseTruncate(event);
     const state = this.#findItem(params.itemId);
@@ -1077,12 +1117,13 @@ class Connection implements RealtimeEmulatorConnection {
       throw new RealtimeWireError(null, `Audio content of ${String(available)}ms is already shorter than ${String(params.audioEndMs)}ms`);
     }
     this.truncations.push({ itemId: item.id, contentIndex: params.contentIndex, audioEndMs: params.audioEndMs, audioSentMs: available });
-    if (part.type === 'output_audio') {
-      const kept = Math.round((part.transcript.length * params.audioEndMs) / Math.max(1, available));
+    if (part.type === 'output_audio' && params.audioEndMs < available) {
+      // GA deletes the server-side transcript, so no text the caller did not hear stays in the context.
       const content = item.content.map((entry, index) =>
-        index === params.contentIndex && entry.type === 'output_audio' ? { ...entry, transcript: entry.transcript.slice(0, kept) } : entry,
+        index === params.contentIndex && entry.type === 'output_audio' ? { ...entry, transcript: '' } : entry,
       );
       state.item = { ...item, content };
+      state.truncated = true;
     }
     state.audioMs = params.audioEndMs;
     this.#send({
@@ -1114,6 +1155,7 @@ class Connection implements RealtimeEmulatorConnection {
       modality,
       audioMs: 0,
       audioChunks: 0,
+      callIds: [],
       ...(params.instructions === undefined ? {} : { instructions: params.instructions }),
     };
     this.#responses.push(record);
@@ -1206,6 +1248,7 @@ class ResponseRun {
   #message: { state: ItemState; outputIndex: number; transcriptSent: string; partOpen: boolean } | undefined;
   #functionCall: { state: ItemState; outputIndex: number; argumentsSent: string } | undefined;
   #transcriptDeltas = 0;
+  #argumentDeltas = 0;
 
   constructor(
     private readonly connection: Connection,
@@ -1236,7 +1279,8 @@ class ResponseRun {
     const reply = this.record.reply;
     const text = this.record.modality === 'text';
     this.#steps.push({ wait: false, run: () => this.#sendCreated() });
-    const hasMessage = reply.transcript !== '' || (!text && reply.functionCall === undefined);
+    const calls = [...(reply.functionCall === undefined ? [] : [reply.functionCall]), ...(reply.functionCalls ?? [])];
+    const hasMessage = reply.transcript !== '' || (!text && calls.length === 0);
     if (hasMessage) {
       this.#steps.push({ wait: false, run: () => this.#openMessage() });
       const words = splitWords(reply.transcript);
@@ -1266,13 +1310,12 @@ class ResponseRun {
       }
       this.#steps.push({ wait: true, run: () => this.#closeMessage('completed') });
     }
-    const call = reply.functionCall;
-    if (call !== undefined) {
+    calls.forEach((call, index) => {
       const callId = call.callId ?? randomId('call');
-      this.#steps.push({ wait: hasMessage, run: () => this.#openFunctionCall(call.name, callId) });
+      this.#steps.push({ wait: hasMessage || index > 0, run: () => this.#openFunctionCall(call.name, callId) });
       for (const piece of splitArguments(call.arguments)) this.#steps.push({ wait: true, run: () => this.#argumentsDelta(piece) });
       this.#steps.push({ wait: true, run: () => this.#closeFunctionCall('completed') });
-    }
+    });
     this.#steps.push({ wait: false, run: () => this.#done('completed', null) });
   }
 
@@ -1312,6 +1355,16 @@ class ResponseRun {
   #sendCreated(): void {
     this.#created = true;
     this.connection.emit({ type: 'response.created', response: this.#responseObject('in_progress', null, null) });
+    // The reservation for the output tokens, "emitted at the beginning of a Response" (SDK types).
+    const maxTokens = this.params.maxOutputTokens ?? this.connection.session.max_output_tokens;
+    this.#rateLimits(RATE_LIMIT_TOKENS - (maxTokens === 'inf' ? 4096 : maxTokens));
+  }
+
+  #rateLimits(remaining: number): void {
+    this.connection.emit({
+      type: 'rate_limits.updated',
+      rate_limits: [{ name: 'tokens', limit: RATE_LIMIT_TOKENS, remaining, reset_seconds: 0.3 }],
+    });
   }
 
   #addItem(item: RealtimeItem): ItemState {
@@ -1385,7 +1438,9 @@ class ResponseRun {
       content = { type: 'output_audio', transcript: text };
     }
     const previous = message.state.item;
-    const item: RealtimeItem = previous.type === 'message' ? { ...previous, status, content: [content] } : previous;
+    // A truncate while the message streamed deleted its transcript: it stays deleted.
+    const kept: RealtimeContentPart = message.state.truncated === true && content.type === 'output_audio' ? { ...content, transcript: '' } : content;
+    const item: RealtimeItem = previous.type === 'message' ? { ...previous, status, content: [kept] } : previous;
     message.state.item = item;
     if (this.inConversation) this.connection.emit({ type: 'conversation.item.done', previous_item_id: this.#previousOf(message.state), item });
     this.connection.emit({ type: 'response.output_item.done', response_id: this.record.id, output_index: message.outputIndex, item });
@@ -1408,8 +1463,9 @@ class ResponseRun {
       arguments: '',
     };
     const state = this.#addItem(item);
-    this.record.functionCallItemId = item.id;
-    this.record.callId = callId;
+    this.record.functionCallItemId ??= item.id;
+    this.record.callId ??= callId;
+    this.record.callIds = [...this.record.callIds, callId];
     this.#functionCall = { state, outputIndex: this.#output.length - 1, argumentsSent: '' };
   }
 
@@ -1417,7 +1473,7 @@ class ResponseRun {
     const call = this.#functionCall;
     if (call === undefined || call.state.item.type !== 'function_call') return;
     call.argumentsSent += piece;
-    this.connection.emit({
+    const sent = this.connection.emit({
       type: 'response.function_call_arguments.delta',
       response_id: this.record.id,
       item_id: call.state.item.id,
@@ -1425,6 +1481,9 @@ class ResponseRun {
       call_id: call.state.item.call_id,
       delta: piece,
     });
+    if (!sent) return;
+    this.#argumentDeltas += 1;
+    this.connection.argumentsDeltaSent(this.record.index, this.#argumentDeltas);
   }
 
   #closeFunctionCall(status: 'completed' | 'incomplete'): void {
@@ -1433,17 +1492,16 @@ class ResponseRun {
     this.#functionCall = undefined;
     const item: RealtimeItem = { ...call.state.item, status, arguments: call.argumentsSent };
     call.state.item = item;
-    if (status === 'completed') {
-      this.connection.emit({
-        type: 'response.function_call_arguments.done',
-        response_id: this.record.id,
-        item_id: item.id,
-        output_index: call.outputIndex,
-        call_id: item.call_id,
-        name: item.name,
-        arguments: item.arguments,
-      });
-    }
+    // Also for an interrupted response: "Also emitted when a Response is interrupted, incomplete, or cancelled."
+    this.connection.emit({
+      type: 'response.function_call_arguments.done',
+      response_id: this.record.id,
+      item_id: item.id,
+      output_index: call.outputIndex,
+      call_id: item.call_id,
+      name: item.name,
+      arguments: item.arguments,
+    });
     if (this.inConversation) this.connection.emit({ type: 'conversation.item.done', previous_item_id: this.#previousOf(call.state), item });
     this.connection.emit({ type: 'response.output_item.done', response_id: this.record.id, output_index: call.outputIndex, item });
   }
@@ -1475,13 +1533,8 @@ class ResponseRun {
     this.connection.responseFinished(this);
     const usage = this.#usage();
     this.connection.emit({ type: 'response.done', response: this.#responseObject(status, statusDetails, usage) });
-    const connection = this.connection;
-    connection.timers.after(connection.settings.rateLimitsDelayMs, () => {
-      connection.emit({
-        type: 'rate_limits.updated',
-        rate_limits: [{ name: 'tokens', limit: 40000, remaining: 40000 - usage.total_tokens, reset_seconds: 0.3 }],
-      });
-    });
+    // Adjusted to what was used, after response.done as in the live trace.
+    this.connection.timers.after(this.connection.settings.rateLimitsDelayMs, () => this.#rateLimits(RATE_LIMIT_TOKENS - usage.total_tokens));
   }
 
   #closeOpenParts(): void {

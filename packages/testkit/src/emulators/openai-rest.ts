@@ -16,9 +16,10 @@
  * POST /v1/chat/completions
  * - `Authorization: Bearer <apiKey>` else 401 `{error:{message,type:'invalid_request_error',param:null,code:'invalid_api_key'}}`
  *   (no key: code null, "You didn't provide an API key...").
- * - Validates model, messages (roles; a `tool` message must answer a preceding assistant `tool_calls` id, and every
- *   such id must be answered, with the real 400 messages), tools (`{type:'function', function:{name}}`),
- *   stream_options only with stream.
+ * - Validates the top-level arguments (one that the SDK's `ChatCompletionCreateParams` lacks: 400 "Unrecognized
+ *   request argument supplied: x", as for speech), model, messages (roles; a `tool` message must answer a preceding
+ *   assistant `tool_calls` id, and every such id must be answered, with the real 400 messages), tools
+ *   (`{type:'function', function:{name}}`), stream_options only with stream.
  * - `stream: true` -> `text/event-stream` of `data: <chat.completion.chunk>\n\n`: a role chunk, content deltas
  *   (word by word; token-like with `latency.tokensPerSecond`), tool-call deltas keyed by `index` (id/type/name only
  *   in the first delta of each index, then `arguments` pieces), a finish chunk (`delta: {}`, finish_reason), a
@@ -56,6 +57,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { ChatCompletionCreateParamsBase } from 'openai/resources/chat/completions';
 import {
   ChangeWaiters,
   closeServer,
@@ -227,7 +229,54 @@ function missing(param: string): HttpError {
 
 const ROLES = ['system', 'assistant', 'user', 'function', 'tool', 'developer'] as const;
 
+/**
+ * Every top-level argument of the SDK's `ChatCompletionCreateParams`, as the real API accepts them; the Record
+ * type makes the compiler check the list both ways against the installed SDK.
+ */
+const CHAT_ARGUMENTS: Readonly<Record<keyof ChatCompletionCreateParamsBase, true>> = {
+  messages: true,
+  model: true,
+  audio: true,
+  frequency_penalty: true,
+  function_call: true,
+  functions: true,
+  logit_bias: true,
+  logprobs: true,
+  max_completion_tokens: true,
+  max_tokens: true,
+  metadata: true,
+  modalities: true,
+  moderation: true,
+  n: true,
+  parallel_tool_calls: true,
+  prediction: true,
+  presence_penalty: true,
+  prompt_cache_key: true,
+  prompt_cache_options: true,
+  prompt_cache_retention: true,
+  reasoning_effort: true,
+  response_format: true,
+  safety_identifier: true,
+  seed: true,
+  service_tier: true,
+  stop: true,
+  store: true,
+  stream: true,
+  stream_options: true,
+  temperature: true,
+  tool_choice: true,
+  tools: true,
+  top_logprobs: true,
+  top_p: true,
+  user: true,
+  verbosity: true,
+  web_search_options: true,
+};
+
 function parseChatRequest(body: JsonObject): ChatCompletionRequest {
+  for (const key of Object.keys(body)) {
+    if (!Object.hasOwn(CHAT_ARGUMENTS, key)) throw new HttpError(400, `Unrecognized request argument supplied: ${key}`);
+  }
   if (body.model === undefined) throw new HttpError(400, 'you must provide a model parameter');
   const model = expectString(body.model, 'model');
   if (body.messages === undefined) throw missing('messages');

@@ -14,7 +14,9 @@
  * - `rate` on `audio/pcmu` / `audio/pcma` formats is an unknown parameter (the SDK types give them no rate);
  * - `output_modalities` must be exactly one of `["audio"]` / `["text"]`;
  * - a `turn_detection` object of the same type as the current one is merged into it; a new type starts from
- *   that type's defaults.
+ *   that type's defaults;
+ * - an assistant `output_audio` part (in `conversation.item.create` or `response.input`) is always refused with
+ *   missing_required_parameter `...content[i].text`, as seen live for such a part without `text`.
  */
 import { asJson, isRecord, jsonTypeName, type JsonObject, type JsonValue } from './common.js';
 
@@ -313,7 +315,10 @@ const DEFAULT_SEMANTIC_VAD: RealtimeSemanticVad = {
   interrupt_response: true,
 };
 
-/** GA defaults as seen in a live `session.created` (§1.3): pcm 24 kHz both ways, server_vad 0.5/300/200, alloy. */
+/**
+ * GA defaults of a new session (§1.3): pcm 24 kHz both ways, alloy, server_vad with the documented 0.5 / 300 ms /
+ * 500 ms (the SDK types and docs; a live `session.created` once showed 200 ms of silence, so clients should send it).
+ */
 export function defaultSession(id: string, model: string, expiresAt: number): RealtimeSessionConfig {
   return {
     type: 'realtime',
@@ -335,7 +340,7 @@ export function defaultSession(id: string, model: string, expiresAt: number): Re
         format: { type: 'audio/pcm', rate: 24000 },
         transcription: null,
         noise_reduction: null,
-        turn_detection: { ...DEFAULT_SERVER_VAD, silence_duration_ms: 200 },
+        turn_detection: DEFAULT_SERVER_VAD,
       },
       output: { format: { type: 'audio/pcm', rate: 24000 }, voice: 'alloy', speed: 1 },
     },
@@ -681,13 +686,14 @@ function parseContentPart(value: unknown, param: string, role: 'user' | 'assista
       const raw = readObject(value, param, ['type', 'text']);
       return { type, text: readString(required(raw, 'text', param), child(param, 'text')) };
     }
-    case 'input_audio':
-    case 'output_audio': {
+    case 'output_audio':
+      // "It cannot populate assistant audio messages" (SDK types); live, the server asks for the text of such a part.
+      throw missingParameter(child(param, 'text'));
+    case 'input_audio': {
       const raw = readObject(value, param, ['type', 'audio', 'transcript']);
       const audio = raw.audio === undefined ? undefined : readString(raw.audio, child(param, 'audio'));
       const transcript = raw.transcript === undefined || raw.transcript === null ? null : readString(raw.transcript, child(param, 'transcript'));
-      if (type === 'input_audio') return { type, transcript, ...(audio === undefined ? {} : { audio }) };
-      return { type, transcript: transcript ?? '', ...(audio === undefined ? {} : { audio }) };
+      return { type, transcript, ...(audio === undefined ? {} : { audio }) };
     }
     case 'input_image': {
       const raw = readObject(value, param, ['type', 'image_url', 'detail']);

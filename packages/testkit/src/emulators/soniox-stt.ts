@@ -55,6 +55,9 @@
  * - Empty frame (0-byte binary or "" text) -> remaining finals (no `<end>`), then
  *   `{"tokens":[],"final_audio_proc_ms":T,"total_audio_proc_ms":T,"finished":true}` and close 1000.
  * - No client message for more than `idleTimeoutMs` (default 20000) -> 408 "Request timeout." and close.
+ * - `realTimeLimit` (default off): audio sent faster than `maxFactor` x real time beyond a bucket of `allowanceMs`
+ *   -> 400 "Audio is sent faster than real time." and close (Soniox drops bursting clients; threshold and wording
+ *   UNCONFIRMED).
  *
  * Latency (`options.latency`, default none): `finalDelayMs` holds every response that carries a final token (finals,
  * `<end>`, `<fin>`) this many ms of wall time after the emulator decided it on the audio clock. Responses keep their
@@ -268,8 +271,19 @@ export interface SonioxSttEmulatorOptions {
   /** Words finalised per response at the end of an utterance (default 3). */
   readonly finalWordsPerResponse?: number;
   readonly latency?: SonioxSttLatency;
+  /**
+   * Soniox may drop a client that sends audio in long bursts (§5.2; its threshold is UNCONFIRMED). When set, audio is
+   * metered by a bucket of `allowanceMs` audio drained at `maxFactor` x real time; audio that overflows it ->
+   * `{"error_code":400,"error_message":"Audio is sent faster than real time."}` and close. Default: not enforced.
+   */
+  readonly realTimeLimit?: SonioxSttRealTimeLimit;
   readonly faults?: readonly SonioxSttFault[];
   readonly logger?: Logger;
+}
+
+export interface SonioxSttRealTimeLimit {
+  readonly maxFactor: number;
+  readonly allowanceMs: number;
 }
 
 export interface SonioxSttEmulator {
@@ -475,6 +489,7 @@ interface Settings {
   readonly responseIntervalMs: number;
   readonly finalWordsPerResponse: number;
   readonly finalDelayMs: number;
+  readonly realTimeLimit: SonioxSttRealTimeLimit | undefined;
   readonly logger: Logger;
 }
 
@@ -525,6 +540,9 @@ class Connection implements SonioxSttConnection {
   #finalSamples = 0;
   #anyTokenSent = false;
   #hangoverSamples = 0;
+  /** `realTimeLimit` bucket: ms of audio ahead of the allowed pace, as of wall time `#paceAt`. */
+  #paceLevelMs = 0;
+  #paceAt: number | undefined;
 
   constructor(
     readonly index: number,
@@ -782,6 +800,7 @@ class Connection implements SonioxSttConnection {
   #onAudio(data: Buffer): void {
     this.audioBytes += data.length;
     this.audioFrames++;
+    const audioMsBefore = this.audioMs;
     let bytes = data;
     if (this.#decoder === undefined) {
       const format = this.config?.audio_format ?? 'auto';
@@ -805,6 +824,10 @@ class Connection implements SonioxSttConnection {
       this.#processFrame(frame);
       if (this.closeInfo !== undefined || this.stalled) return;
     }
+    if (this.#tooFast(this.audioMs - audioMsBefore)) {
+      this.#fail(400, 'Audio is sent faster than real time.');
+      return;
+    }
     if (this.#sinceResponse * 1000 >= this.#settings.responseIntervalMs * this.#speech.rate) {
       this.#sinceResponse = 0;
       this.#sendPartial();
@@ -812,6 +835,17 @@ class Connection implements SonioxSttConnection {
     this.#notify();
     const audioMs = this.audioMs;
     this.#trigger((at) => typeof at === 'object' && audioMs >= at.afterAudioMs);
+  }
+
+  /** Meters `addedMs` of audio against `realTimeLimit`; true when it overflows. */
+  #tooFast(addedMs: number): boolean {
+    const limit = this.#settings.realTimeLimit;
+    if (limit === undefined) return false;
+    const now = performance.now();
+    const drainedMs = this.#paceAt === undefined ? 0 : (now - this.#paceAt) * limit.maxFactor;
+    this.#paceLevelMs = Math.max(0, this.#paceLevelMs - drainedMs) + addedMs;
+    this.#paceAt = now;
+    return this.#paceLevelMs > limit.allowanceMs;
   }
 
   #processFrame(frame: Int16Array): void {
@@ -947,6 +981,7 @@ export async function startSonioxSttEmulator(options: SonioxSttEmulatorOptions):
     responseIntervalMs: options.responseIntervalMs ?? 120,
     finalWordsPerResponse: Math.max(1, options.finalWordsPerResponse ?? 3),
     finalDelayMs: Math.max(0, options.latency?.finalDelayMs ?? 0),
+    realTimeLimit: options.realTimeLimit,
     logger: options.logger ?? silentLogger(),
   };
   const host = createWsEmulatorHost<Connection, SonioxSttFault>(

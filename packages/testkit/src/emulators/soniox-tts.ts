@@ -25,6 +25,7 @@
  *   queueWsFault(fault), waitForStream(predicate?)
  *   SONIOX_TTS_MODELS: model ids accepted by default (`tts-rt-v1`, `tts-rt-v1-preview`)
  *   SONIOX_TTS_WS_MAX_STREAMS: concurrent streams per connection (5)
+ *   SONIOX_TTS_MAX_TEXT_CHARS: characters of one REST text or one WebSocket `text` message (5000)
  *
  * Latency (`options.latency`, default none; both APIs): `firstByteMs` starts the REST response (headers and first
  * chunk) this many ms after the request arrived (errors and faults without `afterChunks` are not delayed), and sends
@@ -39,8 +40,9 @@
  *   others -> 400 "Invalid model specified."), `language`, `voice` (any non-empty string, or one of `options.voices`),
  *   `audio_format` (pcm_s16le | pcm_f32le | pcm_mulaw | pcm_alaw | wav produced; mp3/opus/aac/flac -> 400 from the
  *   emulator), `sample_rate` (8000/16000/24000/44100/48000 for PCM and wav; 8000 only for mulaw/alaw; default 24000,
- *   or 8000 for G.711: the default is UNCONFIRMED), `text` (non-empty), optional `bitrate`, `speed` (0.5..2),
- *   `reduce_silence`, `client_reference_id`. Errors before streaming: HTTP status + `{error_code, error_message}`.
+ *   or 8000 for G.711: the default is UNCONFIRMED), `text` (non-empty, at most SONIOX_TTS_MAX_TEXT_CHARS = 5000
+ *   characters, counted as code points: 400 "Text is too long: N characters (at most 5000)."), optional `bitrate`,
+ *   `speed` (0.7..1.3, the SDK's documented range), `reduce_silence`, `client_reference_id`. Errors before streaming: HTTP status + `{error_code, error_message}`.
  * - 200 with `Content-Type: audio/pcm` (`audio/wav` for wav), `Trailer: x-tts-error-code, x-tts-error-message`,
  *   chunked body: `chunkMs` of audio (default 100) every `chunkIntervalMs` (default 5). Errors during streaming are
  *   the trailers `x-tts-error-code` / `x-tts-error-message` on the final chunk.
@@ -73,8 +75,9 @@
  *   streams per connection (`options.maxStreamsPerConnection`); a `stream_id` must be unique among active streams.
  * - Per-stream errors: `{"stream_id","error_code","error_message"}` then `{"stream_id","terminated":true}`; the
  *   socket stays open and other streams go on. Text or cancel for a stream that is not active, text after
- *   `text_end`, a duplicate active `stream_id` (which also ends the active one), a 6th stream, and `text_end` on a
- *   stream that got no text at all (400 "No text to synthesize.") are per-stream errors.
+ *   `text_end`, a duplicate active `stream_id` (which also ends the active one), a 6th stream, `text_end` on a
+ *   stream that got no text at all (400 "No text to synthesize.") and a `text` message over SONIOX_TTS_MAX_TEXT_CHARS
+ *   (400, as REST; a stream may take any number of such messages) are per-stream errors.
  * - Synthesis as text arrives: the text up to the last whitespace received is spoken once it arrives (per word or
  *   clause, as pushed); the rest waits for more text or for `text_end`. Each piece (`record.spoken`) is
  *   `options.synthesize({...request, text: piece})` or the REST signal of that piece, queued in order and sent as
@@ -128,6 +131,8 @@ import { failUpgrade, toBuffer, writeRawHttp } from './ws-server.js';
 export const SONIOX_TTS_MODELS: readonly string[] = ['tts-rt-v1', 'tts-rt-v1-preview'];
 /** Concurrent streams per WebSocket connection (Soniox's documented limit). */
 export const SONIOX_TTS_WS_MAX_STREAMS = 5;
+/** Characters (code points) of one REST request's text, or of one WebSocket `text` message. */
+export const SONIOX_TTS_MAX_TEXT_CHARS = 5000;
 
 const PRODUCED_FORMATS = ['pcm_s16le', 'pcm_f32le', 'pcm_mulaw', 'pcm_alaw', 'wav'] as const;
 const COMPRESSED_FORMATS = ['mp3', 'opus', 'aac', 'flac'] as const;
@@ -144,7 +149,7 @@ const bodySchema = z
     sample_rate: z.number().int().optional(),
     text: z.string(),
     bitrate: z.number().int().positive().optional(),
-    speed: z.number().min(0.5).max(2).optional(),
+    speed: z.number().min(0.7).max(1.3).optional(),
     reduce_silence: z.boolean().optional(),
     client_reference_id: z.string().optional(),
   })
@@ -372,6 +377,12 @@ function checkOutput(
   return { audioFormat, sampleRate };
 }
 
+/** The error message for text over the limit, else undefined. */
+function textTooLong(text: string): string | undefined {
+  const length = [...text].length;
+  return length > SONIOX_TTS_MAX_TEXT_CHARS ? `Text is too long: ${String(length)} characters (at most ${String(SONIOX_TTS_MAX_TEXT_CHARS)}).` : undefined;
+}
+
 function validate(body: unknown, settings: { models: ReadonlySet<string>; voices: ReadonlySet<string> | undefined }): SonioxTtsRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'Request body must be a JSON object.');
   const result = bodySchema.safeParse(body);
@@ -379,6 +390,8 @@ function validate(body: unknown, settings: { models: ReadonlySet<string>; voices
   const data = result.data;
   const { audioFormat, sampleRate } = checkOutput(data, settings, PRODUCED_FORMATS, (g711) => (g711 ? 8000 : 24000));
   if (data.text.trim().length === 0) throw new HttpError(400, 'Text must not be empty.');
+  const tooLong = textTooLong(data.text);
+  if (tooLong !== undefined) throw new HttpError(400, tooLong);
   return { model: data.model, language: data.language, voice: data.voice, audioFormat, sampleRate, text: data.text, speed: data.speed, body: body as JsonValue };
 }
 
@@ -575,6 +588,11 @@ class WsStream implements SonioxTtsStreamRecord {
     if (this.#state === 'stalled') return;
     if (this.textEnded) {
       this.fail(400, 'Text received after text_end.');
+      return;
+    }
+    const tooLong = textTooLong(text);
+    if (tooLong !== undefined) {
+      this.fail(400, tooLong);
       return;
     }
     this.#pending += text;

@@ -16,7 +16,8 @@
  *   verify(token, type): boolean (issued here for that type and not expired), queueFault(fault) (also
  *   `options.faults`), waitFor(probe), close()
  *
- * POST /v1/api_keys?type=<batch|rt|flow|tts>  (`type` omitted -> `batch`, as in the management API spec)
+ * POST /v1/api_keys?type=<batch|rt|tts>  (`type` omitted -> `batch`, as in the management API spec; `flow` only with
+ *   `options.allowFlowKeys`: Speechmatics withdrew Flow and its management API no longer lists that type, §3)
  * - `Authorization: Bearer <API key>` must be one of `options.apiKey`; wrong or missing -> 403
  *   `{"code":403,"error":"Forbidden","detail":"..."}` (the SDK turns any 403 into SpeechmaticsJWTError 'Unauthorized';
  *   the body follows the management API's ErrorResponse schema {code, error, detail}; the exact wording is UNCONFIRMED).
@@ -48,6 +49,7 @@ import { apiKeyProblem, ChangeWaiters, closeServer, FaultQueue, isRecord, listen
 
 export type SpeechmaticsAuthKeyType = 'batch' | 'rt' | 'flow' | 'tts';
 
+/** Every key type the emulator knows; `flow` is minted only with `allowFlowKeys`. */
 export const SPEECHMATICS_AUTH_KEY_TYPES: readonly SpeechmaticsAuthKeyType[] = ['batch', 'rt', 'flow', 'tts'];
 
 export interface SpeechmaticsAuthIssuedKey {
@@ -89,6 +91,8 @@ export interface SpeechmaticsAuthRequestRecord {
 export interface SpeechmaticsAuthEmulatorOptions {
   /** Valid long-lived API key(s). */
   readonly apiKey: string | readonly string[];
+  /** Also mint `flow` keys, for accounts that still have Flow (default false: 422 like any unknown type). */
+  readonly allowFlowKeys?: boolean;
   readonly faults?: readonly SpeechmaticsAuthFault[];
   /** Clock for issue and expiry times (default `Date.now`). */
   readonly clock?: () => number;
@@ -157,6 +161,7 @@ export async function startSpeechmaticsAuthEmulator(options: SpeechmaticsAuthEmu
   const waiters = new ChangeWaiters();
   const notify = (): void => waiters.notify();
   const faults = new FaultQueue(options.faults);
+  const keyTypes = SPEECHMATICS_AUTH_KEY_TYPES.filter((type) => type !== 'flow' || options.allowFlowKeys === true);
 
   const mint = (type: SpeechmaticsAuthKeyType, ttl: number, clientRef: string | undefined, region: string | undefined): SpeechmaticsAuthIssuedKey => {
     const nowMs = clock();
@@ -231,8 +236,8 @@ export async function startSpeechmaticsAuthEmulator(options: SpeechmaticsAuthEmu
         return;
       }
       const type = record.type ?? 'batch';
-      if (!(SPEECHMATICS_AUTH_KEY_TYPES as readonly string[]).includes(type)) {
-        answer(422, errorBody(422, `Invalid key type '${type}'; expected one of ${SPEECHMATICS_AUTH_KEY_TYPES.join(', ')}.`));
+      if (!(keyTypes as readonly string[]).includes(type)) {
+        answer(422, errorBody(422, `Invalid key type '${type}'; expected one of ${keyTypes.join(', ')}.`));
         return;
       }
       if (!isRecord(body)) {

@@ -21,7 +21,7 @@
  *   connection: index, path, query, headers, authVia, jwt, state, conversationId, startConversation (validated),
  *     audioFormat (effective), inputFrames, inputBytes, inputAudioMs, audioAcks, ackIssues, agentFramesSent,
  *     agentAudioMs, toolInvocations, toolResults, addInputs, userTurns, responses, audioEnded, sent (every JSON message
- *     sent), received (every client JSON message), faultsApplied, closeInfo, stalled,
+ *     sent), received (every client JSON message), faultsApplied, closeInfo, stalled, pingsReceived,
  *     close(code, reason), endConversation(), say(text, ms), applyFault(action)
  *   defaultFlowReply(turn), defaultFlowAgentAudio(text, ms, info), flowAgentBaseFrequency(connection),
  *   FLOW_ERROR_TYPES, FLOW_WARNING_TYPES, FLOW_INFO_TYPES, FLOW_CLOSE_CODES, FLOW_NO_RESPONSE_REQUIRED,
@@ -36,10 +36,12 @@
  *   other `message` first -> `Error` `protocol_error` and close 1003. The message is validated with zod per the
  *   AsyncAPI spec (`conversation_config.template_id` required, `template_variables` string->string, `audio_format`
  *   `{type:'raw', encoding: pcm_s16le (default) | pcm_f32le | mulaw, sample_rate (default 16000)}`, `tools[]`
- *   `{type:'function', function:{name, description?, parameters?:{type?:'object', properties?, required?}}}` with no
- *   extra keys, optional `debug`); any violation, an unknown template (`options.templates`), a tool parameter type
- *   other than integer|number|string|boolean, a `required` name missing from `properties` or a duplicate tool name
- *   -> `Error` `config_error` and close 1003 (the split protocol_error/config_error is the emulator's reading).
+ *   `{type:'function', function:{name, description?, parameters?:{type?:'object', properties?, required?}}}`,
+ *   properties `{type, description?, enum?, example?}`, optional `debug`; no unknown keys at the top level, in
+ *   `conversation_config`, `audio_format` or the tools); any violation, an unknown template (`options.templates`), a
+ *   tool parameter type other than integer|number|string|boolean, a `required` name missing from `properties` or a
+ *   duplicate tool name -> `Error` `config_error` and close 1003 (the split protocol_error/config_error is the
+ *   emulator's reading).
  * - Then `ConversationStarted {id, asr_session_id, language_pack_info}` and, unless `startInfo: false`, an
  *   `Info` `status_update` (`event {prev_status:'starting', status:'running'}`; values UNCONFIRMED). The session clock
  *   (Response* times, `startedAt`) starts when ConversationStarted is sent. With `greeting`, the agent speaks first.
@@ -90,7 +92,7 @@
  *   StartConversation -> `Warning` `protocol_error`, and the session goes on. A throwing callback (`reply`,
  *   `recognize`, `agentAudio`) -> `Error` `internal_error` + close 1011. Nothing a client sends can crash the emulator.
  * - No client message for `idleTimeoutMs` (default 60000) -> `Error` `idle_timeout`, close 1008. Pings are answered
- *   unless the connection is stalled.
+ *   unless the connection is stalled, and counted (`pingsReceived`).
  * - Error close codes (Flow's are UNCONFIRMED; the RT table is assumed, see FLOW_CLOSE_CODES), close reason = the
  *   error type.
  *
@@ -215,22 +217,28 @@ const toolSchema = z
   })
   .strict();
 
-const audioFormatSchema = z.object({
-  type: z.literal('raw'),
-  encoding: z.enum(['pcm_s16le', 'pcm_f32le', 'mulaw']).default('pcm_s16le'),
-  sample_rate: z.number().int().min(1000).max(192000).default(16000),
-});
+const audioFormatSchema = z
+  .object({
+    type: z.literal('raw'),
+    encoding: z.enum(['pcm_s16le', 'pcm_f32le', 'mulaw']).default('pcm_s16le'),
+    sample_rate: z.number().int().min(1000).max(192000).default(16000),
+  })
+  .strict();
 
-const startConversationSchema = z.object({
-  message: z.literal('StartConversation'),
-  conversation_config: z.object({
-    template_id: z.string().min(1),
-    template_variables: z.record(z.string(), z.string()).optional(),
-  }),
-  audio_format: audioFormatSchema.optional(),
-  tools: z.array(toolSchema).optional(),
-  debug: z.looseObject({ llm: z.boolean().optional() }).optional(),
-});
+const startConversationSchema = z
+  .object({
+    message: z.literal('StartConversation'),
+    conversation_config: z
+      .object({
+        template_id: z.string().min(1),
+        template_variables: z.record(z.string(), z.string()).optional(),
+      })
+      .strict(),
+    audio_format: audioFormatSchema.optional(),
+    tools: z.array(toolSchema).optional(),
+    debug: z.looseObject({ llm: z.boolean().optional() }).optional(),
+  })
+  .strict();
 
 /** StartConversation as accepted (validated; defaults of `audio_format` filled in when it was sent). */
 export type FlowStartConversation = z.output<typeof startConversationSchema>;
@@ -532,6 +540,8 @@ export interface SpeechmaticsFlowConnection {
   readonly faultsApplied: readonly FlowFaultAction[];
   readonly closeInfo: FlowCloseInfo | undefined;
   readonly stalled: boolean;
+  /** WebSocket pings received (answered with a pong unless stalled). */
+  readonly pingsReceived: number;
   close(code?: number, reason?: string): void;
   /** The agent ends the conversation: ConversationEnding, current audio finishes, ConversationEnded, close 1000. */
   endConversation(): void;
@@ -779,6 +789,7 @@ class Connection implements SpeechmaticsFlowConnection {
   readonly faultsApplied: FlowFaultAction[] = [];
   closeInfo: FlowCloseInfo | undefined;
   stalled = false;
+  pingsReceived = 0;
 
   readonly #ws: WebSocket;
   readonly #settings: Settings;
@@ -823,7 +834,9 @@ class Connection implements SpeechmaticsFlowConnection {
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(toBuffer(data), isBinary));
     // A stalled server answers no pings either (the ws library would otherwise pong for it).
     ws.on('ping', (data: Buffer) => {
+      this.pingsReceived++;
       if (!this.stalled && ws.readyState === ws.OPEN) ws.pong(data);
+      this.#notify();
     });
     ws.on('close', (code: number, reason: Buffer) => {
       this.closeInfo ??= { code, reason: reason.toString('utf8'), by: 'client' };

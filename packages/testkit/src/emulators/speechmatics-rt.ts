@@ -20,8 +20,8 @@
  *   connection: index, path, headers, query (all query parameters: jwt, sm-app, ...), appId, authVia, startRecognition
  *     (validated), transcriptionConfig (current, after SetRecognitionConfig), audioFrames, audioBytes, audioMs, lastSeqNo
  *     (last AudioAdded seq_no sent), endOfStream (the client's last_seq_no), received (client JSON messages), sent (server
- *     JSON messages), utterances, closeInfo, stalled, finalTranscript() (every AddTranscript metadata.transcript
- *     joined), applyFault(action), close(code, reason)
+ *     JSON messages), utterances, configWarnings, closeInfo, stalled, finalTranscript() (every AddTranscript
+ *     metadata.transcript joined), applyFault(action), close(code, reason)
  *   SPEECHMATICS_RT_LANGUAGES (language codes accepted by default), SPEECHMATICS_RT_MODELS, speechmaticsRtCloseCode(type)
  *
  * Handshake
@@ -46,6 +46,9 @@
  *   top level `translation_config`, `audio_events_config` (accepted, no output). Errors: problems under
  *   `audio_format` -> `invalid_audio_type`, model -> `invalid_model`, language -> `invalid_language`, anything else ->
  *   `invalid_config`; each is `{"message":"Error","type":...,"reason":...}` followed by a close (see codes below).
+ *   An `end_of_utterance_silence_trigger` (> 0) not below `max_delay` (default 4) is accepted: the docs only advise
+ *   against it and the spec has no error or warning for it; it is noted in `connection.configWarnings` (also after a
+ *   SetRecognitionConfig that changes either) and logged.
  * - Reply: `RecognitionStarted {orchestrator_version, id (uuid), language_pack_info}`, then (raw formats, unless
  *   `options.recognitionQualityInfo === false`) `Info {type:'recognition_quality', quality: telephony below 12 kHz else
  *   broadcast}`.
@@ -390,6 +393,8 @@ export interface SpeechmaticsRtConnection {
   /** Every JSON message sent. */
   readonly sent: readonly SpeechmaticsRtServerMessage[];
   readonly utterances: readonly SpeechmaticsRtUtteranceRecord[];
+  /** Accepted settings Speechmatics advises against (an end_of_utterance_silence_trigger not below max_delay). */
+  readonly configWarnings: readonly string[];
   readonly closeInfo: SpeechmaticsRtCloseInfo | undefined;
   readonly stalled: boolean;
   /** Every AddTranscript `metadata.transcript`, joined. */
@@ -578,6 +583,8 @@ const DEFAULT_ERROR_REASON: Readonly<Record<SpeechmaticsRtErrorType, string>> = 
 };
 
 const IDLE_WARNING_FRACTIONS = [45 / 60, 50 / 60, 55 / 60] as const;
+/** `max_delay` when the client sets none (§2.3). */
+const DEFAULT_MAX_DELAY_S = 4;
 
 function minutes(ms: number): string {
   return String(Math.round((ms / 60000) * 100) / 100);
@@ -602,6 +609,7 @@ class Connection implements SpeechmaticsRtConnection {
   readonly received: JsonValue[] = [];
   readonly sent: SpeechmaticsRtServerMessage[] = [];
   readonly utterances: SpeechmaticsRtUtteranceRecord[] = [];
+  readonly configWarnings: string[] = [];
   closeInfo: SpeechmaticsRtCloseInfo | undefined;
   stalled = false;
 
@@ -883,6 +891,7 @@ class Connection implements SpeechmaticsRtConnection {
     }
     this.startRecognition = start;
     this.transcriptionConfig = start.transcription_config;
+    this.#noteLatencyConfig(start.transcription_config);
     if (start.audio_format.type === 'raw') {
       this.#decoder = new StreamDecoder(knownRawSampleCodec(start.audio_format.encoding), 1);
       this.#speech.setRate(start.audio_format.sample_rate);
@@ -915,6 +924,20 @@ class Connection implements SpeechmaticsRtConnection {
       return;
     }
     this.transcriptionConfig = { ...current, ...update, language: current.language };
+    if (update.max_delay !== undefined || update.conversation_config !== undefined) this.#noteLatencyConfig(this.transcriptionConfig);
+  }
+
+  /**
+   * Speechmatics advises an end_of_utterance_silence_trigger below max_delay (§2.3), but neither the spec nor the docs
+   * make it an error: the config is accepted and the advice noted in `configWarnings`.
+   */
+  #noteLatencyConfig(config: SpeechmaticsRtTranscriptionConfig): void {
+    const trigger = config.conversation_config?.end_of_utterance_silence_trigger ?? 0;
+    const maxDelay = config.max_delay ?? DEFAULT_MAX_DELAY_S;
+    if (trigger <= 0 || trigger < maxDelay) return;
+    const note = `end_of_utterance_silence_trigger (${String(trigger)} s) is not below max_delay (${String(maxDelay)} s), against Speechmatics' advice`;
+    this.configWarnings.push(note);
+    this.#settings.logger.warn({ connection: this.index }, `speechmatics rt emulator: ${note}`);
   }
 
   #onEndOfStream(lastSeqNo: number): void {

@@ -78,7 +78,7 @@ describe('official openai SDK against the TLS emulator', () => {
     expect(error.error).toMatchObject({ code: 'unknown_parameter', param: 'session.temperature', event_id: 'evt_temp' });
     expect(error.message).toContain("Unknown parameter: 'session.temperature'.");
 
-    const speech = utterance(500, 400);
+    const speech = utterance(500, 700); // the default 500 ms of silence ends the turn
     for (let i = 0; i < speech.length; i += 2400) {
       rt.send({ type: 'input_audio_buffer.append', audio: pcm16Base64(speech.subarray(i, i + 2400)) });
     }

@@ -60,7 +60,7 @@ describe('handshake', () => {
         input: {
           format: { type: 'audio/pcm', rate: 24000 },
           transcription: null,
-          turn_detection: { type: 'server_vad', threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 200, create_response: true, interrupt_response: true },
+          turn_detection: { type: 'server_vad', threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500, create_response: true, interrupt_response: true },
         },
         output: { format: { type: 'audio/pcm', rate: 24000 }, voice: 'alloy' },
       },
@@ -270,17 +270,17 @@ describe('spoken turn', () => {
       session: { type: 'realtime', audio: { input: { transcription: { model: 'gpt-4o-mini-transcribe' } } } },
     });
     await client.next('session.updated');
-    appendPcm24k(client, concat(silence(400, 24000), utterance(600, 400)));
-    await client.next('response.done');
+    appendPcm24k(client, concat(silence(400, 24000), utterance(600, 700)));
+    const finished = await client.next('response.done');
     await client.next('conversation.item.input_audio_transcription.completed');
-    await client.next('rate_limits.updated');
+    await client.next('rate_limits.updated', undefined, client.events.indexOf(finished));
 
     const started = await client.next('input_audio_buffer.speech_started');
     const stopped = await client.next('input_audio_buffer.speech_stopped');
     expect(started.audio_start_ms).toBe(100); // 400 ms of silence, minus 300 ms prefix padding
-    expect(stopped.audio_end_ms).toBe(1200); // 400 + 600 + 200 ms silence_duration_ms
+    expect(stopped.audio_end_ms).toBe(1500); // 400 + 600 + 500 ms silence_duration_ms
     expect(stopped.item_id).toBe(started.item_id);
-    expect(turns).toEqual([{ index: 0, audioMs: 1100, transcriptHint: 'hello number 1' }]);
+    expect(turns).toEqual([{ index: 0, audioMs: 1400, transcriptHint: 'hello number 1' }]);
 
     const order = client.types().filter((type) => !type.startsWith('conversation.item.input_audio_transcription') && type !== 'session.updated');
     const compact = order.filter((type, index) => type !== order[index - 1]);
@@ -292,6 +292,7 @@ describe('spoken turn', () => {
       'conversation.item.added',
       'conversation.item.done',
       'response.created',
+      'rate_limits.updated',
       'response.output_item.added',
       'conversation.item.added',
       'response.content_part.added',
@@ -331,7 +332,7 @@ describe('spoken turn', () => {
     const deltas = client.events.filter((event) => event.type === 'conversation.item.input_audio_transcription.delta').map((event) => event.delta);
     expect(deltas.join('')).toBe('hello number 1');
     const connection = emu.connections[0];
-    expect(connection?.inputAudioMs).toBe(1400);
+    expect(connection?.inputAudioMs).toBe(1700);
     expect(connection?.items.map((item) => (item.type === 'message' ? item.role : item.type))).toEqual(['user', 'assistant']);
     expect(client.events.every((event) => typeof event.event_id === 'string')).toBe(true);
   });
@@ -345,12 +346,12 @@ describe('spoken turn', () => {
     });
     await client.next('session.updated');
     const { encodeMulaw } = await import('@stsgate/core');
-    const speech = utterance(400, 300, 8000);
+    const speech = utterance(400, 600, 8000); // the default 500 ms of silence ends the turn
     for (let i = 0; i < speech.length; i += 160) {
       client.send({ type: 'input_audio_buffer.append', audio: Buffer.from(encodeMulaw(speech.subarray(i, i + 160))).toString('base64') });
     }
     await client.next('response.done');
-    expect(emu.connections[0]?.inputAudioMs).toBe(700);
+    expect(emu.connections[0]?.inputAudioMs).toBe(1000);
     const bytes = Buffer.concat(
       client.events.filter((event) => event.type === 'response.output_audio.delta').map((event) => Buffer.from(String(event.delta), 'base64')),
     );
@@ -498,9 +499,10 @@ describe('responses', () => {
     const client = await session(emu);
     client.send({ type: 'response.create' });
     const done = await client.next('response.done');
-    await client.next('rate_limits.updated');
+    await client.next('rate_limits.updated', undefined, client.events.indexOf(done));
     expect(client.types(1)).toEqual([
       'response.created',
+      'rate_limits.updated',
       'response.output_item.added',
       'conversation.item.added',
       'response.function_call_arguments.delta',
@@ -532,6 +534,132 @@ describe('responses', () => {
     expect(outputs).toEqual([{ callId: 'call_fixed', output: '{"status":"transferred"}' }]);
     expect((await client.next('response.output_audio_transcript.done', undefined, mark)).transcript).toBe('Transferring you now.');
     expect(emu.connections[0]?.items.map((item) => item.type)).toEqual(['function_call', 'function_call_output', 'message']);
+  });
+});
+
+describe('strict like the GA server', () => {
+  it('rejects a function_call_output whose call_id is not in the conversation', async () => {
+    const emu = await start();
+    const client = await session(emu);
+    client.send({ type: 'conversation.item.create', event_id: 'out_1', item: { type: 'function_call_output', call_id: 'call_nope', output: '{}' } });
+    expect(errorOf(await client.next('error'))).toEqual({
+      type: 'invalid_request_error',
+      code: 'invalid_tool_call_id',
+      message: "Tool call ID 'call_nope' not found in conversation.",
+      param: null,
+      event_id: 'out_1',
+    });
+    expect(emu.connections[0]?.items).toEqual([]);
+    // a call the client created itself is in the conversation: its output is accepted
+    client.send({ type: 'conversation.item.create', item: { type: 'function_call', call_id: 'call_mine', name: 'f', arguments: '{}' } });
+    client.send({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: 'call_mine', output: '{}' } });
+    await client.next('conversation.item.added', (event) => (event.item as { type?: string }).type === 'function_call_output');
+  });
+
+  it('cannot populate assistant audio with conversation.item.create', async () => {
+    const emu = await start();
+    const client = await session(emu);
+    client.send({
+      type: 'conversation.item.create',
+      item: { type: 'message', role: 'assistant', content: [{ type: 'output_audio', transcript: 'Thanks for calling.' }] },
+    });
+    expect(errorOf(await client.next('error'))).toMatchObject({
+      code: 'missing_required_parameter',
+      message: "Missing required parameter: 'item.content[0].text'.",
+      param: 'item.content[0].text',
+    });
+    client.send({ type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Thanks for calling.' }] } });
+    await client.next('conversation.item.added');
+  });
+
+  it('truncation deletes the transcript the caller did not hear', async () => {
+    const emu = await start({ script: { greeting: { transcript: 'A long greeting that goes on and on.', audioMs: 3000 } } });
+    const client = await session(emu);
+    client.send({ type: 'response.create' });
+    await emu.waitFor(() => (emu.connections[0]?.activeResponse?.audioChunks ?? 0) >= 3);
+    client.send({ type: 'response.cancel' });
+    const done = await client.next('response.done');
+    const itemId = String(((done.response as { output: { id: string }[] }).output[0] ?? { id: '' }).id);
+    client.send({ type: 'conversation.item.truncate', item_id: itemId, content_index: 0, audio_end_ms: 150 });
+    await client.next('conversation.item.truncated');
+    client.send({ type: 'conversation.item.retrieve', item_id: itemId });
+    const retrieved = await client.next('conversation.item.retrieved');
+    expect(retrieved.item).toMatchObject({ id: itemId, content: [{ type: 'output_audio', transcript: '' }] });
+  });
+
+  it('sends rate_limits.updated at the start of every response', async () => {
+    const emu = await start({ script: { greeting: { transcript: 'Hi.', audioMs: 300 } } });
+    const client = await session(emu);
+    client.send({ type: 'response.create' });
+    await client.next('response.done');
+    const types = client.types();
+    expect(types[types.indexOf('response.created') + 1]).toBe('rate_limits.updated');
+  });
+});
+
+describe('function calls', () => {
+  it('streams several calls in one response (parallel tool calls)', async () => {
+    const emu = await start({
+      script: {
+        greeting: {
+          transcript: '',
+          functionCalls: [
+            { name: 'lookup', arguments: '{"day":"mon"}', callId: 'call_1' },
+            { name: 'lookup', arguments: '{"day":"sun"}', callId: 'call_2' },
+          ],
+        },
+        onToolOutput: (callId) => ({ transcript: `Answer after ${callId}.`, audioMs: 300 }),
+      },
+    });
+    const client = await session(emu);
+    client.send({ type: 'response.create' });
+    const done = await client.next('response.done');
+    expect(done.response).toMatchObject({
+      status: 'completed',
+      output: [
+        { type: 'function_call', call_id: 'call_1', arguments: '{"day":"mon"}', status: 'completed' },
+        { type: 'function_call', call_id: 'call_2', arguments: '{"day":"sun"}', status: 'completed' },
+      ],
+    });
+    const argsDone = client.events.filter((event) => event.type === 'response.function_call_arguments.done');
+    expect(argsDone.map((event) => [event.call_id, event.output_index])).toEqual([
+      ['call_1', 0],
+      ['call_2', 1],
+    ]);
+    expect(emu.connections[0]?.responses[0]?.callIds).toEqual(['call_1', 'call_2']);
+    const mark = client.events.length;
+    client.send({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: 'call_1', output: 'a' } });
+    client.send({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: 'call_2', output: 'b' } });
+    client.send({ type: 'response.create' });
+    expect((await client.next('response.output_audio_transcript.done', undefined, mark)).transcript).toBe('Answer after call_2.');
+  });
+
+  it('a response interrupted during argument streaming ends the call item incomplete, with the cut-off arguments', async () => {
+    const emu = await start({
+      script: { greeting: { transcript: '', functionCall: { name: 'avr_transfer', arguments: '{"transfer_extension":"600"}', callId: 'call_cut' } } },
+      faults: [{ faults: [{ action: { type: 'cancel_response', reason: 'turn_detected' }, when: { on: 'function_call_arguments', response: 1, delta: 1 } }] }],
+    });
+    const client = await session(emu);
+    client.send({ type: 'response.create' });
+    const done = await client.next('response.done');
+    await client.next('rate_limits.updated', undefined, client.events.indexOf(done));
+    expect(client.types(1)).toEqual([
+      'response.created',
+      'rate_limits.updated',
+      'response.output_item.added',
+      'conversation.item.added',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.done',
+      'conversation.item.done',
+      'response.output_item.done',
+      'response.done',
+      'rate_limits.updated',
+    ]);
+    const delta = await client.next('response.function_call_arguments.delta');
+    const argsDone = await client.next('response.function_call_arguments.done');
+    expect(argsDone).toMatchObject({ call_id: 'call_cut', name: 'avr_transfer', arguments: delta.delta });
+    expect((await client.next('response.output_item.done')).item).toMatchObject({ type: 'function_call', status: 'incomplete', arguments: delta.delta });
+    expect(done.response).toMatchObject({ status: 'cancelled', status_details: { type: 'cancelled', reason: 'turn_detected' } });
   });
 });
 

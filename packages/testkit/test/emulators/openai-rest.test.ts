@@ -158,6 +158,66 @@ describe('chat completions', () => {
     expect(answered.choices[0]?.message.content).toBe('Done.');
   });
 
+  it('rejects unknown top-level arguments like the real API, and accepts every ChatCompletionCreateParams argument', async () => {
+    const { emu, openai } = await start();
+    const post = (body: Record<string, unknown>) =>
+      fetch(`${emu.baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const messages = [{ role: 'user', content: 'Hi' }];
+    const unknown = await post({ model: 'gpt-4o-mini', messages, max_output_tokens: 10 });
+    expect(unknown.status).toBe(400);
+    expect(await unknown.json()).toEqual({
+      error: { message: 'Unrecognized request argument supplied: max_output_tokens', type: 'invalid_request_error', param: null, code: null },
+    });
+    await expect(
+      openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], ...({ temprature: 0.2 } as object) }),
+    ).rejects.toBeInstanceOf(BadRequestError);
+    const everything: Record<string, unknown> = {
+      messages,
+      model: 'gpt-4o-mini',
+      audio: null,
+      frequency_penalty: 0,
+      function_call: 'auto',
+      functions: [{ name: 'f', parameters: { type: 'object' } }],
+      logit_bias: {},
+      logprobs: false,
+      max_completion_tokens: 50,
+      max_tokens: 50,
+      metadata: { a: 'b' },
+      modalities: ['text'],
+      moderation: null,
+      n: 1,
+      parallel_tool_calls: true,
+      prediction: null,
+      presence_penalty: 0,
+      prompt_cache_key: 'k',
+      prompt_cache_options: {},
+      prompt_cache_retention: null,
+      reasoning_effort: null,
+      response_format: { type: 'text' },
+      safety_identifier: 'user-1',
+      seed: 1,
+      service_tier: 'auto',
+      stop: null,
+      store: false,
+      stream: false,
+      stream_options: null,
+      temperature: 0.5,
+      tool_choice: 'auto',
+      tools: [{ type: 'function', function: { name: 'g', parameters: { type: 'object' } } }],
+      top_logprobs: null,
+      top_p: 1,
+      user: 'u',
+      verbosity: 'low',
+      web_search_options: {},
+    };
+    const accepted = await post(everything);
+    expect(accepted.status).toBe(200);
+  });
+
   it('maps a wrong key to AuthenticationError and queued faults to their statuses', async () => {
     const { emu } = await start();
     const wrong = new OpenAI({ apiKey: 'sk-wrong-000000000', baseURL: emu.baseUrl, maxRetries: 0 });

@@ -126,7 +126,7 @@ describe('energy VAD', () => {
     const vad = new EnergyVad();
     const detection = base.audio.input.turn_detection;
     if (detection === null) throw new Error('default session has VAD');
-    const audio = [silence(200, 8000), tone(300, 8000), silence(250, 8000)];
+    const audio = [silence(200, 8000), tone(300, 8000), silence(550, 8000)];
     let clock = 0;
     const events = audio.flatMap((part) => {
       clock += (part.length * 1000) / 8000;
@@ -134,7 +134,7 @@ describe('energy VAD', () => {
     });
     expect(events).toEqual([
       { kind: 'start', atMs: 200 },
-      { kind: 'stop', atMs: 700 },
+      { kind: 'stop', atMs: 1000 }, // 200 + 300 + the default 500 ms silence_duration_ms
     ]);
     expect(new EnergyVad().process(tone(300, 8000, 440, 30), 8000, 300, detection)).toEqual([]);
   });

@@ -244,6 +244,27 @@ describe('Soniox STT emulator over raw ws', () => {
     expect(alive.messages.at(-1)).toMatchObject({ finished: true });
   });
 
+  test('realTimeLimit: audio sent at twice real time is fine, a burst is an error and a close', async () => {
+    const emu = await start({ realTimeLimit: { maxFactor: 2.5, allowanceMs: 300 } });
+    const paced = await rawClient(emu.url);
+    paced.ws.send(JSON.stringify(CONFIG));
+    const frames = pcm16Frames(concatPcm(tone(600, 8000), silence(600)));
+    for (const frame of frames) {
+      paced.ws.send(frame);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    paced.ws.send('');
+    expect(await paced.closed).toEqual({ code: 1000, reason: '' });
+    expect(paced.messages.some((message) => message.error_code !== undefined)).toBe(false);
+
+    const burst = await rawClient(emu.url);
+    burst.ws.send(JSON.stringify(CONFIG));
+    for (const frame of pcm16Frames(silence(1000))) burst.ws.send(frame);
+    expect((await burst.closed).code).toBe(1000);
+    expect(burst.messages.at(-1)).toEqual({ error_code: 400, error_message: 'Audio is sent faster than real time.' });
+    expect(emu.connections[1]?.audioMs).toBeLessThan(1000);
+  });
+
   test('faults: drop, stall, close code, http at upgrade', async () => {
     const emu = await start();
     emu.queueFault({ at: { afterAudioMs: 100 }, action: { type: 'drop' } });

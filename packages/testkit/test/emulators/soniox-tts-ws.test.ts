@@ -255,6 +255,13 @@ describe('Soniox TTS WebSocket emulator: raw ws', () => {
     client.send({ ...STREAM, stream_id: 'c' });
     client.send({ text: '  ', text_end: true, stream_id: 'c' });
     expect((await errorFor('c')).error_message).toBe('No text to synthesize.');
+    // One text message holds at most 5,000 characters; a stream may take many such pieces.
+    client.send({ ...STREAM, stream_id: 'd' });
+    client.send({ text: 'a '.repeat(2500), text_end: false, stream_id: 'd' });
+    client.send({ text: 'b '.repeat(2500), text_end: false, stream_id: 'd' });
+    client.send({ text: 'c'.repeat(5001), text_end: false, stream_id: 'd' });
+    expect(await errorFor('d')).toMatchObject({ error_code: 400, error_message: 'Text is too long: 5001 characters (at most 5000).' });
+    expect(emu.streams.find((record) => record.streamId === 'd')?.spoken.length).toBeGreaterThan(0);
     expect(emu.wsConnections[0]?.closeInfo).toBeUndefined();
   });
 

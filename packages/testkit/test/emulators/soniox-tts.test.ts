@@ -79,6 +79,10 @@ describe('Soniox TTS REST emulator', () => {
       [{ ...BODY, sample_rate: 11025 }, KEY, 400, /sample_rate/],
       [{ ...BODY, voice: undefined }, KEY, 400, /Missing required field: voice/],
       [{ ...BODY, extra: 1 }, KEY, 400, /Unknown field: extra/],
+      // The documented limits: speed 0.7..1.3, at most 5,000 characters of text.
+      [{ ...BODY, speed: 0.6 }, KEY, 400, /Invalid value for field speed/],
+      [{ ...BODY, speed: 1.4 }, KEY, 400, /Invalid value for field speed/],
+      [{ ...BODY, text: 'a'.repeat(5001) }, KEY, 400, /^Text is too long: 5001 characters \(at most 5000\)\.$/],
     ];
     for (const [body, key, status, message] of cases) {
       const response = await post(emu.url, body, key);
@@ -92,6 +96,20 @@ describe('Soniox TTS REST emulator', () => {
       const response = await post(emu.url, BODY);
       expect(response.status).toBe(status);
       expect(((await response.json()) as { error_code: number }).error_code).toBe(status);
+    }
+  });
+
+  test('the limits themselves are accepted: speed 0.7 and 1.3, 5,000 characters (counted as code points)', async () => {
+    const emu = await start({ synthesize: () => new Int16Array(80) });
+    for (const body of [
+      { ...BODY, speed: 0.7 },
+      { ...BODY, speed: 1.3 },
+      { ...BODY, text: 'a'.repeat(5000) },
+      { ...BODY, text: '\u{1F600}'.repeat(5000) },
+    ]) {
+      const response = await post(emu.url, body);
+      expect(response.status).toBe(200);
+      await response.arrayBuffer();
     }
   });
 

@@ -50,8 +50,17 @@ describe('Speechmatics auth emulator with the official @speechmatics/auth SDK', 
     expect(record?.headers.authorization).toBe(`Bearer ${KEY}`);
   });
 
-  test('batch with clientRef, flow and tts keys', async () => {
-    const emu = await start({ apiKey: ['other', KEY] });
+  test('flow keys only when allowed: the management API no longer lists that type', async () => {
+    const emu = await start();
+    const error = await jwtError(createSpeechmaticsJWT({ type: 'flow', apiKey: KEY, managementPlatformURL: emu.baseUrl }));
+    expect(error.type).toBe('ValidationFailed');
+    expect(error.message).toBe("Invalid key type 'flow'; expected one of batch, rt, tts.");
+    expect(emu.requests[0]?.status).toBe(422);
+    expect(emu.issued).toEqual([]);
+  });
+
+  test('batch with clientRef, flow (allowed) and tts keys', async () => {
+    const emu = await start({ apiKey: ['other', KEY], allowFlowKeys: true });
     const batch = await createSpeechmaticsJWT({ type: 'batch', apiKey: KEY, clientRef: 'user-1', managementPlatformURL: emu.baseUrl });
     const flow = await createSpeechmaticsJWT({ type: 'flow', apiKey: KEY, managementPlatformURL: emu.baseUrl });
     const tts = await createSpeechmaticsJWT({ type: 'tts', apiKey: 'other', managementPlatformURL: emu.baseUrl });

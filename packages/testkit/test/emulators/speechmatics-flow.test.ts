@@ -416,6 +416,10 @@ describe('Speechmatics Flow emulator protocol (raw ws)', () => {
       { start: { message: 'StartConversation', conversation_config: {} }, type: 'config_error', reason: /Missing required field: conversation_config.template_id/ },
       { start: { ...START, conversation_config: { template_id: 'tmpl:latest', template_variables: { n: 1 } } }, type: 'config_error', reason: /template_variables/ },
       { start: { ...START, audio_format: { type: 'raw', encoding: 'alaw', sample_rate: 8000 } }, type: 'config_error', reason: /encoding/ },
+      // Unknown keys anywhere in StartConversation are refused, not ignored.
+      { start: { ...START, language: 'en' }, type: 'config_error', reason: /Unknown field\(s\) at top level: language/ },
+      { start: { ...START, conversation_config: { ...START.conversation_config, persona: 'x' } }, type: 'config_error', reason: /Unknown field\(s\) at conversation_config: persona/ },
+      { start: { ...START, audio_format: { ...START.audio_format, channels: 1 } }, type: 'config_error', reason: /Unknown field\(s\) at audio_format: channels/ },
       { start: { message: 'AddInput', input: 'x' }, type: 'protocol_error', reason: /got AddInput/ },
       { start: [1, 2], type: 'protocol_error', reason: /Expected StartConversation/ },
     ];
@@ -708,6 +712,24 @@ describe('Speechmatics Flow emulator faults', () => {
     expect(conn?.closeInfo).toEqual({ code: 1006, reason: '', by: 'dropped' });
     expect(conn?.inputAudioMs).toBeGreaterThanOrEqual(200);
     expect(conn?.inputAudioMs).toBeLessThan(260);
+  });
+
+  test('pings are counted and answered, a stalled connection counts but does not answer them', async () => {
+    const emu = await start({ faults: [{ at: { afterAudioMs: 100 }, action: { type: 'stall' } }] });
+    const client = await startedClient(emu);
+    const conn = await emu.waitForConnection();
+    const pongs: number[] = [];
+    client.ws.on('pong', () => pongs.push(Date.now()));
+    client.ws.ping();
+    await emu.waitFor(() => conn.pingsReceived === 1);
+    for (let i = 0; i < 200 && pongs.length === 0; i++) await sleep(10);
+    expect(pongs).toHaveLength(1);
+    client.sendPcm(tone(400, 8000, 300));
+    await emu.waitFor(() => conn.stalled);
+    client.ws.ping();
+    await emu.waitFor(() => conn.pingsReceived === 2);
+    await sleep(100);
+    expect(pongs).toHaveLength(1);
   });
 
   test('stall after caller audio: nothing more is sent but the socket stays open', async () => {

@@ -227,6 +227,35 @@ describe('Speechmatics RT emulator over raw ws', () => {
     full.ws.close();
   });
 
+  test('end_of_utterance_silence_trigger not below max_delay: accepted (the docs only advise against it) and noted', async () => {
+    const rt = await start();
+    const base = START.transcription_config;
+    const configs: [Record<string, unknown>, number][] = [
+      [{ ...base, max_delay: 0.7, conversation_config: { end_of_utterance_silence_trigger: 1 } }, 1],
+      // max_delay unset: the service's default of 4 s.
+      [{ ...base, conversation_config: { end_of_utterance_silence_trigger: 2 } }, 0],
+      [{ ...base, max_delay: 0.7, conversation_config: { end_of_utterance_silence_trigger: 0 } }, 0],
+      [{ ...base, max_delay: 1, conversation_config: { end_of_utterance_silence_trigger: 0.5 } }, 0],
+    ];
+    for (const [index, [config, warnings]] of configs.entries()) {
+      const client = await rawClient(rt.url);
+      client.send({ ...START, transcription_config: config });
+      await client.waitForMessage((message) => message.message === 'RecognitionStarted');
+      const connection = await rt.waitForConnection(index);
+      expect(connection.configWarnings).toHaveLength(warnings);
+      client.ws.close();
+    }
+    expect(rt.connections[0]?.configWarnings[0]).toMatch(/end_of_utterance_silence_trigger \(1 s\) is not below max_delay \(0\.7 s\)/);
+    // SetRecognitionConfig is checked against the config in force.
+    const client = await rawClient(rt.url);
+    client.send({ ...START, transcription_config: { ...base, conversation_config: { end_of_utterance_silence_trigger: 0.9 } } });
+    client.send({ message: 'SetRecognitionConfig', transcription_config: { max_delay: 0.8 } });
+    client.send({ message: 'GetSpeakers' });
+    await client.waitForMessage((message) => message.message === 'SpeakersResult');
+    expect(rt.connections[4]?.configWarnings).toEqual([expect.stringMatching(/0\.9 s.*max_delay \(0\.8 s\)/)]);
+    client.ws.close();
+  });
+
   test('ForceEndOfUtterance: forced AddTranscript then forced EndOfUtterance, even with nothing pending', async () => {
     const rt = await start();
     const client = await rawClient(rt.url);
