@@ -271,8 +271,11 @@ async function emulate(args: readonly string[], { stdout, stderr }: CliContext):
   return 0;
 }
 
-/** Probe the gateway on this host, on the port `serve` would pick from the same environment. */
-async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
+/**
+ * The port `serve` listens on for this environment, without building any adapter (a health check must not need the
+ * providers' keys): PORT, else the default port of the first provider chosen (STS, ASR, LLM, TTS).
+ */
+export function healthcheckPort(env: Readonly<Record<string, string | undefined>>): number {
   const registry = builtinRegistry();
   const id = (kind: keyof typeof PROVIDER_VARIABLES) => providerId(env, PROVIDER_VARIABLES[kind]);
   const nothingChosen = (['sts', 'asr', 'llm', 'tts'] as const).every((kind) => id(kind) === undefined);
@@ -282,7 +285,13 @@ async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
     registry.get('llm', id('llm') ?? ''),
     registry.get('tts', id('tts') ?? ''),
   ];
-  const port = providerId(env, 'PORT') ?? String(chosen.find((definition) => definition?.defaultPort !== undefined)?.defaultPort ?? DEFAULT_PORT);
+  const port = Number(providerId(env, 'PORT'));
+  return Number.isInteger(port) && port > 0 ? port : (chosen.find((definition) => definition?.defaultPort !== undefined)?.defaultPort ?? DEFAULT_PORT);
+}
+
+/** Probe the gateway on this host, on the port `serve` would pick from the same environment. */
+async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
+  const port = healthcheckPort(env);
   try {
     const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) });
     return response.ok ? 0 : 1;

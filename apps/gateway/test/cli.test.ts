@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { main, type CliContext } from '../src/cli-main.js';
+import pino from 'pino';
+import { healthcheckPort, main, type CliContext } from '../src/cli-main.js';
+import { builtinRegistry, resolveServeSetup } from '../src/index.js';
 import { listenErrorMessage } from '../src/serve.js';
 
 function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
@@ -16,6 +18,24 @@ function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
 }
 
 describe('stsgate CLI', () => {
+  it('healthcheck probes the port serve listens on, ASR-, LLM- and TTS-only gateways included', () => {
+    const keys = { OPENAI_API_KEY: 'sk-x', SONIOX_API_KEY: 'k', SPEECHMATICS_API_KEY: 'k' };
+    const cases: [Record<string, string>, number][] = [
+      [{}, 6030],
+      [{ STS_PROVIDER: 'speechmatics-flow' }, 6040],
+      [{ ASR_PROVIDER: 'soniox' }, 6018],
+      [{ ASR_PROVIDER: 'speechmatics' }, 6010],
+      [{ LLM_PROVIDER: 'openai' }, 6002],
+      [{ TTS_PROVIDER: 'openai' }, 6011],
+      [{ TTS_PROVIDER: 'soniox', PORT: '7000' }, 7000],
+      [{ STS_PROVIDER: 'undefined', PORT: 'undefined' }, 6030],
+    ];
+    for (const [env, port] of cases) {
+      expect(healthcheckPort(env)).toBe(port);
+      expect(resolveServeSetup({ ...keys, ...env }, builtinRegistry(), () => pino({ level: 'silent' })).port).toBe(port);
+    }
+  });
+
   it('--version prints the gateway package version', async () => {
     const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     const result = await run(['--version']);
