@@ -55,7 +55,7 @@ import { ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { startGateway } from './lib/gateway-process.mjs';
-import { cpuPercentBetween, cpuTimes, percentile, procCpuMs, procRssKb, round, setAffinity, sleep, which } from './lib/util.mjs';
+import { cpuPercentBetween, cpuTimes, percentile, procCpuMs, procRssKb, round, setAffinity, sleep, which, windowLoad } from './lib/util.mjs';
 import { TextChunker } from '../packages/cascade/dist/index.js';
 import {
   FIXTURE_TEXT,
@@ -518,14 +518,7 @@ async function runStep(calls, turns, options) {
       disturbed:
         (machine.cpu1?.busy ?? 0) - (gateway.pinned ? (gatewayCpuMs / windowMs) * 100 : 0) > 15 ||
         (machine.cpu0?.busy ?? 0) - ((benchCpu.user + benchCpu.system) / 1000 / windowMs) * 100 > 15,
-      machineCpuPercent: Object.fromEntries(
-        Object.entries(machine).map(([cpu, m]) => [cpu, cpu === 'cpu1' && gateway.pinned ? { ...m, otherThanGateway: round(m.busy - (gatewayCpuMs / windowMs) * 100, 1) } : m]),
-      ),
-      benchProcess: {
-        cpuPercentOfOneCore: round(((benchCpu.user + benchCpu.system) / 1000 / windowMs) * 100, 1),
-        eventLoopDelayP99Ms: round(loopDelay.percentile(99) / 1e6, 2),
-        eventLoopDelayMaxMs: round(loopDelay.max / 1e6, 2),
-      },
+      ...windowLoad({ machine, gatewayPinned: gateway.pinned, gatewayCpuMs, benchCpu, loopDelay, windowMs }),
     };
   } finally {
     await cleanup(step);

@@ -32,7 +32,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
 import { startGateway } from './lib/gateway-process.mjs';
-import { cpuPercentBetween, cpuTimes, percentile, procCpuMs, procRssKb, round, setAffinity, sleep, which } from './lib/util.mjs';
+import { cpuPercentBetween, cpuTimes, percentile, procCpuMs, procRssKb, round, setAffinity, sleep, which, windowLoad } from './lib/util.mjs';
 import { encodeAvrAudio } from '../packages/core/dist/index.js';
 import {
   concatPcm,
@@ -358,16 +358,7 @@ async function runStep(calls, loops, pacing = 'realtime') {
       },
       gatewayControlMessages: controls,
       flowAckIssues: clients.reduce((n, c) => n + c.connection.ackIssues.length, 0),
-      // Busy % per core over the window; on the gateway's core, anything beyond the gateway is other work that
-      // disturbs its numbers (> ~5%: compare with care).
-      machineCpuPercent: Object.fromEntries(
-        Object.entries(machine).map(([cpu, m]) => [cpu, cpu === 'cpu1' && gateway.pinned ? { ...m, otherThanGateway: round(m.busy - ((cpuAfter - cpuBefore) / windowMs) * 100, 1) } : m]),
-      ),
-      benchProcess: {
-        cpuPercentOfOneCore: round(((benchCpu.user + benchCpu.system) / 1000 / windowMs) * 100, 1),
-        eventLoopDelayP99Ms: round(loopDelay.percentile(99) / 1e6, 2),
-        eventLoopDelayMaxMs: round(loopDelay.max / 1e6, 2),
-      },
+      ...windowLoad({ machine, gatewayPinned: gateway.pinned, gatewayCpuMs: cpuAfter - cpuBefore, benchCpu, loopDelay, windowMs }),
     };
   } finally {
     await cleanup(step);

@@ -131,3 +131,20 @@ export function cpuPercentBetween(before, after) {
   }
   return out;
 }
+
+/**
+ * Busy % per core over a step's window (on the gateway's core, `otherThanGateway` is the work that disturbs its
+ * numbers), and the bench process's own CPU and event-loop delay.
+ */
+export function windowLoad({ machine, gatewayPinned, gatewayCpuMs, benchCpu, loopDelay, windowMs }) {
+  return {
+    machineCpuPercent: Object.fromEntries(
+      Object.entries(machine).map(([cpu, m]) => [cpu, cpu === 'cpu1' && gatewayPinned ? { ...m, otherThanGateway: round(m.busy - (gatewayCpuMs / windowMs) * 100, 1) } : m]),
+    ),
+    benchProcess: {
+      cpuPercentOfOneCore: round(((benchCpu.user + benchCpu.system) / 1000 / windowMs) * 100, 1),
+      eventLoopDelayP99Ms: round(loopDelay.percentile(99) / 1e6, 2),
+      eventLoopDelayMaxMs: round(loopDelay.max / 1e6, 2),
+    },
+  };
+}

@@ -181,21 +181,24 @@ export type TtsRequestBody = Omit<GenerateSpeechOptions, 'signal'> & {
   text: string;
 };
 
-export function buildTtsRequest(
-  settings: TtsSettings,
-  text: string,
-  overrides: { voice?: string | undefined; language?: string | undefined; model?: string | undefined } = {},
-): TtsRequestBody {
+/** A request's own voice, language and model, over the configured ones. */
+export type TtsOverrides = { voice?: string | undefined; language?: string | undefined; model?: string | undefined };
+
+/** What REST requests and WebSocket stream configs share: the voice and the raw PCM output. */
+function ttsOutput(settings: TtsSettings, overrides: TtsOverrides) {
   return {
     model: overrides.model ?? settings.model,
     language: overrides.language ?? settings.language,
     voice: overrides.voice ?? settings.voice,
-    audio_format: 'pcm_s16le',
+    audio_format: 'pcm_s16le' as const,
     sample_rate: settings.sampleRate,
     ...(settings.bitrate === undefined ? {} : { bitrate: settings.bitrate }),
     ...(settings.speed === undefined ? {} : { speed: settings.speed }),
-    text,
   };
+}
+
+export function buildTtsRequest(settings: TtsSettings, text: string, overrides: TtsOverrides = {}): TtsRequestBody {
+  return { ...ttsOutput(settings, overrides), text };
 }
 
 // ---- TTS WebSocket (text pushed as it is produced) -----------------------------------------------------------------
@@ -206,21 +209,8 @@ export type TtsStreamConfigMessage = Omit<TtsStreamConfig, 'return_timestamps'> 
   sample_rate: number;
 };
 
-export function buildTtsStreamConfig(
-  settings: TtsSettings,
-  streamId: string,
-  overrides: { voice?: string | undefined; language?: string | undefined; model?: string | undefined } = {},
-): TtsStreamConfigMessage {
-  return {
-    model: overrides.model ?? settings.model,
-    language: overrides.language ?? settings.language,
-    voice: overrides.voice ?? settings.voice,
-    audio_format: 'pcm_s16le',
-    sample_rate: settings.sampleRate,
-    ...(settings.bitrate === undefined ? {} : { bitrate: settings.bitrate }),
-    ...(settings.speed === undefined ? {} : { speed: settings.speed }),
-    stream_id: streamId,
-  };
+export function buildTtsStreamConfig(settings: TtsSettings, streamId: string, overrides: TtsOverrides = {}): TtsStreamConfigMessage {
+  return { ...ttsOutput(settings, overrides), stream_id: streamId };
 }
 
 /** What the client sends after a stream's config (the SDK's `sendText`, `finish`, `cancel` and keepalive). */
