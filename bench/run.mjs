@@ -1,16 +1,17 @@
 // stsgate bench: runs every part and writes one JSON document to bench/results/latest.json and stdout.
 // Progress goes to stderr.
 //
-//   pnpm bench                      all default parts (~5 min on 2 cores)
-//   pnpm bench -- --quick           shorter runs: a smoke check that every part works (~1.5 min)
+//   pnpm bench                      all default parts (~15 min on 2 cores)
+//   pnpm bench -- --quick           shorter runs: a smoke check that every part works (~4 min)
 //   pnpm bench -- --only=concurrency[,gateway-path,...]
 //   node bench/run.mjs --only=concurrency-emulated   (not in the default run)
 //
 // Parts: resampler (bench/resampler.mjs), gateway-path, concurrency (loopback provider), openai-path
 // (bench/openai-path.mjs, maintained separately), flow-path (bench/flow-path.mjs: the Speechmatics Flow path,
 // 16 kHz agent audio resampled to 8 kHz), asr-endpoint, cascade-path (bench/cascade-path.mjs: STS_PROVIDER=soniox, ASR +
-// LLM + TTS against emulators with fixed latencies); opt-in (--only=... or --all): concurrency-emulated (same
-// load against a 24 kHz provider emulator).
+// LLM + TTS against emulators with fixed latencies), reliability (bench/reliability.mjs: hostile clients against the
+// gateway: memory, /health latency and a normal call under each attack; slowloris POSTs; SIGTERM with calls in
+// progress); opt-in (--only=... or --all): concurrency-emulated (same load against a 24 kHz provider emulator).
 // Environment equivalents: BENCH_QUICK=1, BENCH_ONLY=<parts>, BENCH_ALL=1.
 
 import { execFileSync, spawn } from 'node:child_process';
@@ -22,7 +23,7 @@ import { cpuPercentBetween, cpuTimes, round, sleep, which } from './lib/util.mjs
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'flow-path', 'asr-endpoint', 'cascade-path'];
+const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'flow-path', 'asr-endpoint', 'cascade-path', 'reliability'];
 const ALL_PARTS = [...DEFAULT_PARTS, 'concurrency-emulated'];
 const REQUIRED_BUILDS = ['packages/core/dist/index.js', 'packages/testkit/dist/index.js', 'packages/silero-vad/dist/index.js', 'apps/gateway/dist/cli.js'];
 
@@ -69,6 +70,7 @@ const OPENAI_PATH = fileURLToPath(new URL('./openai-path.mjs', import.meta.url))
 const FLOW_PATH = fileURLToPath(new URL('./flow-path.mjs', import.meta.url));
 const ASR_ENDPOINT = fileURLToPath(new URL('./asr-endpoint.mjs', import.meta.url));
 const CASCADE_PATH = fileURLToPath(new URL('./cascade-path.mjs', import.meta.url));
+const RELIABILITY = fileURLToPath(new URL('./reliability.mjs', import.meta.url));
 let interrupted = false;
 
 /** Runs a bench script in a child process: its stdout is the JSON result, its stderr is passed through. */
@@ -134,6 +136,9 @@ async function runPart(name, quick) {
     // bench/cascade-path.mjs: STS_PROVIDER=soniox (Soniox STT + OpenAI chat + Soniox TTS) against emulators with fixed latencies.
     case 'cascade-path':
       return runChild(CASCADE_PATH, quick ? ['--quick'] : []);
+    // bench/reliability.mjs: hostile clients; a failed criterion is pass=false in its result, not an error.
+    case 'reliability':
+      return runChild(RELIABILITY, quick ? ['--quick'] : []);
     default:
       throw new Error(`unknown part ${name}`);
   }
@@ -274,6 +279,39 @@ function summarize(parts) {
         gatewayCpuPercentOfOneCore: s.gatewayCpuPercentOfOneCore,
         textDelayAfterSpeechEndP99Ms: s.textDelayAfterSpeechEndMs?.p99 ?? null,
       })),
+    };
+  }
+  const reliability = parts.reliability;
+  if (reliability?.pass !== undefined) {
+    summary.reliability = {
+      pass: reliability.pass,
+      attacks: (reliability.attacks ?? []).map((a) => ({
+        kind: a.kind,
+        pass: a.pass,
+        rssGrowthMB: a.rssGrowthMB,
+        healthWorstMs: a.health.worstMs,
+        normalCallComplete: a.normalCall.complete,
+        closeCode: a.attack.closeCode ?? null,
+      })),
+      trickle:
+        reliability.trickle === undefined
+          ? null
+          : {
+              pass: reliability.trickle.pass,
+              requests: reliability.trickle.requests,
+              statuses: reliability.trickle.report.statuses ?? null,
+              closedWithoutResponse: reliability.trickle.report.closedWithoutResponse ?? null,
+              stillOpenAtHold: reliability.trickle.report.stillOpenAtHold ?? null,
+              fdsPeak: reliability.trickle.fdsPeak,
+              rssGrowthMB: reliability.trickle.rssGrowthMB,
+              healthWorstMs: reliability.trickle.health.worstMs,
+              normalCallComplete: reliability.trickle.normalCall.complete,
+            },
+      sigterm:
+        reliability.sigterm === undefined
+          ? null
+          : { pass: reliability.sigterm.pass, graceMs: reliability.sigterm.graceMs, exitAfterMs: reliability.sigterm.exitAfterMs, overrunMs: reliability.sigterm.overrunMs },
+      criteria: reliability.criteria,
     };
   }
   return summary;

@@ -39,6 +39,8 @@ export interface Gateway {
    * rest cleanly (AVR `error` + close 1001) and stop the server.
    */
   shutdown(graceMs: number): Promise<void>;
+  /** Resolves once a shutdown has completed (the server is closed). */
+  readonly stopped: Promise<void>;
 }
 
 export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
@@ -46,6 +48,8 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // At the end of shutdown (after the grace period), HTTP requests still open are cut: a body that never ends cannot hold the process.
+    forceCloseConnections: true,
   });
   const metrics = new GatewayMetrics(deps.collectProcessMetrics ?? false);
   const pacer = new OutboundPacer();
@@ -53,12 +57,28 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   let draining = false;
   let shutdownDone: Promise<void> | undefined;
   let endGrace: (() => void) | undefined;
+  let markStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+
+  // HTTP requests in progress (the AVR routes): a graceful shutdown waits for them as for calls.
+  const httpInFlight = new Set<FastifyReply['raw']>();
 
   await app.register(websocket, {
     options: { maxPayload: config.wsMaxPayloadBytes },
+    // A broken frame or a reset is the client's fault: its call logs one line (rate-limited, no stack); drop the socket.
+    errorHandler: (error, socket) => {
+      if (!isPeerFault(error)) deps.logger.error({ err: error }, 'WebSocket handler failed');
+      socket.terminate();
+    },
     // Sessions are closed by shutdown() after their grace period, not the instant the server closes.
+    // A provider slow to say goodbye does not hold the exit: its session was already told to close.
     preClose: async () => {
-      await Promise.all([...calls].map((call) => call.shutdown()));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...calls].map((call) => call.shutdown())),
+        new Promise((resolve) => (timer = setTimeout(resolve, MAX_CALL_CLOSE_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
     },
   });
 
@@ -72,28 +92,46 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     return metrics.registry.metrics();
   });
 
-  const admit = async (request: FastifyRequest, reply: FastifyReply) => {
+  // A refused request's body is never read, so its connection closes with the answer (a trickled body cannot hold it).
+  app.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) reply.header('connection', 'close');
+  });
+  // Client errors (a body too large or too slow, bad JSON) are answered, not logged: a client cannot fill the logs.
+  app.setErrorHandler(async (error: Error & { statusCode?: number }, request, reply) => {
+    const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    else request.log.debug({ status, reason: error.message }, 'request refused');
+    return reply.code(status).send({ message: status >= 500 ? 'internal error' : error.message });
+  });
+
+  /** Runs first (onRequest), before any body is read: refused requests cost no parsing. */
+  const refuse = (request: FastifyRequest, reply: FastifyReply, countsAsCall: boolean) => {
     if (draining) return reply.code(503).send({ message: 'the gateway is shutting down' });
     if (config.authToken !== undefined && !authorised(request, config.authToken)) {
       metrics.errors.inc({ kind: 'auth' });
       return reply.code(401).send({ message: 'missing or invalid token' });
     }
-    if (calls.size >= config.maxCalls) {
+    if (countsAsCall && calls.size >= config.maxCalls) {
       metrics.errors.inc({ kind: 'capacity' });
       return reply.code(503).send({ message: `call limit reached (${config.maxCalls})` });
     }
     return undefined;
   };
-
+  const admit = async (request: FastifyRequest, reply: FastifyReply) => refuse(request, reply, true);
   const admitHttp = async (request: FastifyRequest, reply: FastifyReply) => {
-    if (draining) return reply.code(503).send({ message: 'the gateway is shutting down' });
-    if (config.authToken !== undefined && !authorised(request, config.authToken)) {
-      metrics.errors.inc({ kind: 'auth' });
-      return reply.code(401).send({ message: 'missing or invalid token' });
-    }
+    const refused = refuse(request, reply, false);
+    if (refused !== undefined) return refused;
+    httpInFlight.add(reply.raw);
+    reply.raw.once('close', () => httpInFlight.delete(reply.raw));
     return undefined;
   };
-  const httpDeps = { logger: deps.logger, metrics, admit: admitHttp };
+  const httpDeps = {
+    logger: deps.logger,
+    metrics,
+    admit: admitHttp,
+    bodyTimeoutMs: config.httpBodyTimeoutMs,
+    streamIdleTimeoutMs: config.httpStreamIdleTimeoutMs,
+  };
   if (deps.asr !== undefined) registerAsrRoute(app, deps.asr, httpDeps);
   if (deps.tts !== undefined) registerTtsRoute(app, deps.tts, httpDeps);
   if (deps.llm !== undefined) {
@@ -105,7 +143,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   if (sts !== undefined) app.route({
     method: 'GET',
     url: '/*',
-    preValidation: admit,
+    onRequest: admit,
     handler: (_request, reply) => reply.code(426).send({ message: 'connect with a WebSocket (AVR STS protocol)' }),
     wsHandler: (socket, request) => {
       const call = new CallSession(new WebSocketTransport(socket), {
@@ -119,6 +157,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
         outboundLeadMs: config.outboundLeadMs,
         outboundStartBufferMs: config.outboundStartBufferMs,
         providerConnectTimeoutMs: config.providerConnectTimeoutMs,
+        limits: config.callLimits,
         ...(deps.tools === undefined ? {} : { tools: deps.tools }),
         ...(deps.initTimeoutMs === undefined ? {} : { initTimeoutMs: deps.initTimeoutMs }),
       });
@@ -151,6 +190,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     app,
     metrics,
     calls,
+    stopped,
     async shutdown(graceMs: number) {
       if (shutdownDone !== undefined) {
         // A second request (e.g. a second SIGTERM) ends the grace period now.
@@ -160,26 +200,46 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       draining = true;
       deps.logger.info({ activeCalls: calls.size, graceMs }, 'shutting down: no new calls; waiting for calls in progress');
       shutdownDone = (async () => {
-        if (calls.size > 0) {
+        const busy = () => calls.size > 0 || httpInFlight.size > 0;
+        if (busy()) {
           let timer: NodeJS.Timeout | undefined;
-          const deadline = new Promise<void>((resolve) => {
+          let poll: NodeJS.Timeout | undefined;
+          await new Promise<void>((resolve) => {
             endGrace = resolve;
             timer = setTimeout(resolve, graceMs);
+            poll = setInterval(() => busy() || resolve(), DRAIN_POLL_MS);
           });
-          await Promise.race([Promise.all([...calls].map((call) => call.closed)), deadline]);
           clearTimeout(timer);
+          clearInterval(poll);
         }
-        if (calls.size > 0) deps.logger.warn({ activeCalls: calls.size }, 'grace period over: closing remaining calls');
-        await app.close();
+        if (busy()) deps.logger.warn({ activeCalls: calls.size, httpRequests: httpInFlight.size }, 'grace period over: closing remaining calls and requests');
+        try {
+          await app.close();
+          deps.logger.info('shutdown complete');
+        } finally {
+          markStopped();
+        }
       })();
       return shutdownDone;
     },
   };
 }
 
+/** At the end of a shutdown, how long closing calls may wait for their provider sessions to close. */
+const MAX_CALL_CLOSE_WAIT_MS = 200;
+/** How often a draining gateway checks whether its calls and requests are done. */
+const DRAIN_POLL_MS = 20;
+
+/** Errors a client causes on its socket (ws's frame errors carry a `WS_ERR_*` code, a reset an `E*` one). */
+function isPeerFault(error: unknown): boolean {
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  return typeof code === 'string' && (code.startsWith('WS_ERR_') || code.startsWith('E'));
+}
+
+/** `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 7235) or `?token=`. */
 function authorised(request: FastifyRequest, token: string): boolean {
   const header = request.headers.authorization;
-  const fromHeader = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : undefined;
+  const fromHeader = typeof header === 'string' ? /^bearer +(\S+) *$/i.exec(header)?.[1] : undefined;
   const fromQuery = new URLSearchParams(request.url.split('?')[1] ?? '').get('token') ?? undefined;
   const presented = fromHeader ?? fromQuery;
   if (presented === undefined) return false;

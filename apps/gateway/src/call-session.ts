@@ -15,6 +15,7 @@ import {
   type ToolSpec,
   type TurnMetrics,
 } from '@stsgate/core';
+import { PeerWarnings, RateBudget } from './budget.js';
 import type { CallInbound, CallTransport } from './call-transport.js';
 import type { GatewayMetrics } from './metrics.js';
 import { OutboundQueue, type OutboundPacer, type Pumpable } from './outbound.js';
@@ -50,17 +51,48 @@ export interface CallSessionOptions {
   readonly providerConnectTimeoutMs: number;
   readonly tools?: ToolRunner;
   readonly initTimeoutMs?: number;
+  /** What one connection may do before it is cut off; defaults: {@link DEFAULT_CALL_LIMITS}. */
+  readonly limits?: Partial<CallLimits>;
   readonly now?: () => number;
 }
 
+/** Per-connection budgets: one hostile or broken client costs a bounded amount and never hurts another call. */
+export interface CallLimits {
+  /** No inbound message for this long ends the call (AVR Core streams audio every 20 ms while a call lasts). */
+  readonly idleTimeoutMs: number;
+  /** Sustained inbound messages per second (AVR Core sends 50); bursts of 5 s worth pass. Beyond: error + close 1008. */
+  readonly maxMessagesPerSecond: number;
+  /** Malformed messages tolerated in a burst (refilled one per second). Beyond: error + close 1008. */
+  readonly maxProtocolErrors: number;
+  /** Sustained DTMF digits per second (bursts of twice that pass); excess digits are dropped. */
+  readonly maxDtmfPerSecond: number;
+}
+
+export const DEFAULT_CALL_LIMITS: CallLimits = { idleTimeoutMs: 120_000, maxMessagesPerSecond: 200, maxProtocolErrors: 10, maxDtmfPerSecond: 10 };
+
 /** WebSocket close codes used towards AVR Core (other transports map them to their own terms). */
-export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, providerFailure: 1011 } as const;
+export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, policyViolation: 1008, providerFailure: 1011 } as const;
+
+/** Close reasons (a WebSocket close reason is at most 123 bytes). */
+const POLICY_CLOSE_REASONS = {
+  message_rate: 'too many messages per second',
+  protocol_errors: 'too many malformed messages',
+  not_reading: 'not reading',
+} as const;
 
 const MAX_EARLY_DTMF = 32;
+const DTMF_BURST_GAP_MS = 1000;
 /** Distinct unknown message types logged at warn level per call; the rest at debug. */
 const MAX_UNKNOWN_TYPES_LOGGED = 8;
-/** Stop writing while this much is unsent on the transport: the peer is not reading. */
+/** Stop writing audio (and error replies) while this much is unsent on the transport: the peer is not reading. */
 const MAX_TRANSPORT_BACKLOG_BYTES = 64 * 1024;
+/** Past this much unsent, or with audio held back by the backlog for STALLED_PEER_MS, the peer is not reading: the call ends. */
+const MAX_CONTROL_BACKLOG_BYTES = 1024 * 1024;
+const STALLED_PEER_MS = 15_000;
+/** Inbound message budget: this many seconds of the sustained rate may arrive at once (a burst after a network stall). */
+const MESSAGE_BURST_SECONDS = 5;
+/** Protocol errors are forgiven at this rate. */
+const PROTOCOL_ERRORS_REFILL_PER_SECOND = 1;
 const DEFAULT_INIT_TIMEOUT_MS = 10_000;
 /** A call-control tool waits at most this long for the agent's last words to be heard. */
 const MAX_AUDIO_DRAIN_WAIT_MS = 30_000;
@@ -103,6 +135,19 @@ export class CallSession implements Pumpable, CallInbound {
   private providerEnded = false;
   private readonly drainWaits = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private initTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lastInboundAt: number;
+  /** Since when agent audio has been held back because the peer is not reading. */
+  private stalledSince: number | undefined;
+  private readonly limits: CallLimits;
+  private readonly now: () => number;
+  private readonly messageBudget: RateBudget;
+  private readonly protocolErrorBudget: RateBudget;
+  private readonly dtmfBudget: RateBudget;
+  /** When the DTMF budget last dropped a digit, and how many it dropped in this call. */
+  private lastDtmfDropAt: number | undefined;
+  private droppedDtmf = 0;
+  private readonly peerWarnings = new PeerWarnings(() => this.log);
   private closedResolve!: () => void;
   /** Resolves once the call is fully closed (provider session included). */
   readonly closed: Promise<void> = new Promise((resolve) => (this.closedResolve = resolve));
@@ -113,6 +158,12 @@ export class CallSession implements Pumpable, CallInbound {
   ) {
     this.log = options.logger;
     this.clock = new PlayoutClock(options.now);
+    const now = (this.now = options.now ?? performance.now.bind(performance));
+    this.limits = { ...DEFAULT_CALL_LIMITS, ...options.limits };
+    this.messageBudget = new RateBudget(this.limits.maxMessagesPerSecond, this.limits.maxMessagesPerSecond * MESSAGE_BURST_SECONDS, now);
+    this.protocolErrorBudget = new RateBudget(PROTOCOL_ERRORS_REFILL_PER_SECOND, this.limits.maxProtocolErrors, now);
+    this.dtmfBudget = new RateBudget(this.limits.maxDtmfPerSecond, this.limits.maxDtmfPerSecond * 2, now);
+    this.lastInboundAt = now();
     options.metrics.activeCalls.inc();
     this.initTimer = setTimeout(() => {
       this.sendError('no init message received');
@@ -148,9 +199,14 @@ export class CallSession implements Pumpable, CallInbound {
     this.guard(() => this.onDtmf(digit));
   }
 
-  /** Inbound is dropped once the call is closing. */
+  /** Inbound is dropped once the call is closing; every message is counted against the call's budget first. */
   private guard(handle: () => void): void {
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    this.lastInboundAt = this.now();
+    if (!this.messageBudget.take()) {
+      this.violatePolicy('message_rate', `more than ${this.limits.maxMessagesPerSecond} messages per second: closing the call`);
+      return;
+    }
     try {
       handle();
     } catch (error) {
@@ -209,6 +265,7 @@ export class CallSession implements Pumpable, CallInbound {
     }
     clearTimeout(this.initTimer);
     this.initTimer = undefined;
+    this.armIdleTimer(this.limits.idleTimeoutMs);
     this.callId = uuid;
     this.log = this.options.logger.child({ callId: uuid });
     this.stateValue = 'connecting';
@@ -240,15 +297,31 @@ export class CallSession implements Pumpable, CallInbound {
         this.protocolProblem('dtmf_before_init', 'dtmf_digit received before init; send init first');
         return;
       case 'connecting':
-        if (this.earlyDtmf.length < MAX_EARLY_DTMF) this.earlyDtmf.push(digit);
+        if (this.admitDtmf(digit) && this.earlyDtmf.length < MAX_EARLY_DTMF) this.earlyDtmf.push(digit);
         return;
       case 'active':
-        this.session?.sendDtmf(digit);
+        if (this.admitDtmf(digit)) this.session?.sendDtmf(digit);
         return;
       case 'closing':
       case 'closed':
         return;
     }
+  }
+
+  /** Faster than a keypad can send: excess digits are dropped, with one log line per burst. */
+  private admitDtmf(digit: string): boolean {
+    const now = this.now();
+    if (!this.dtmfBudget.take()) {
+      // One line per burst: a burst ends when no digit has been dropped for a second.
+      if (this.lastDtmfDropAt === undefined || now - this.lastDtmfDropAt > DTMF_BURST_GAP_MS) {
+        this.peerWarnings.warn({ digit }, `more than ${this.limits.maxDtmfPerSecond} DTMF digits per second: dropping digits`);
+      }
+      this.lastDtmfDropAt = now;
+      this.droppedDtmf++;
+      this.options.metrics.dtmfDropped.inc();
+      return false;
+    }
+    return true;
   }
 
   private bufferEarlyAudio(samples: Int16Array): void {
@@ -487,7 +560,14 @@ export class CallSession implements Pumpable, CallInbound {
 
   pump(): boolean {
     if (this.stateValue !== 'active' || !this.transport.open) return false;
-    if (this.transport.backlogBytes > MAX_TRANSPORT_BACKLOG_BYTES) return true;
+    if (this.transport.backlogBytes > MAX_TRANSPORT_BACKLOG_BYTES) {
+      const now = this.now();
+      this.stalledSince ??= now;
+      if (now - this.stalledSince < STALLED_PEER_MS) return true;
+      this.violatePolicy('not_reading', `AVR Core has not read the call's audio for ${STALLED_PEER_MS / 1000} s: closing the call`);
+      return false;
+    }
+    this.stalledSince = undefined;
     if (this.holdBurstStart()) return true;
     let sent = 0;
     while (this.clock.queuedMs() < this.options.outboundLeadMs) {
@@ -530,19 +610,56 @@ export class CallSession implements Pumpable, CallInbound {
     return true;
   }
 
-  /** Control messages go straight to the transport: they never wait behind queued audio. */
+  /**
+   * Control messages go straight to the transport: they never wait behind queued audio. They are bounded too: past
+   * MAX_CONTROL_BACKLOG_BYTES unsent the peer is not reading, and the call ends instead of buffering without limit.
+   */
   private sendControl(message: AvrOutbound): void {
-    if (this.transport.open) this.transport.sendControl(message);
+    if (!this.transport.open) return;
+    if (this.transport.backlogBytes > MAX_CONTROL_BACKLOG_BYTES) {
+      this.violatePolicy('not_reading', 'AVR Core is not reading what the gateway sends: closing the call');
+      return;
+    }
+    this.transport.sendControl(message);
   }
 
   private sendError(message: string): void {
     this.sendControl({ type: 'error', message });
   }
 
+  /** A malformed message: one `error` back (unless the peer is not reading its replies), within the call's error budget. */
   private protocolProblem(kind: string, message: string): void {
     this.options.metrics.errors.inc({ kind: `protocol_${kind}`, provider: this.options.providerId });
+    if (!this.protocolErrorBudget.take()) {
+      this.violatePolicy('protocol_errors', `more than ${this.limits.maxProtocolErrors} malformed messages: closing the call`);
+      return;
+    }
+    this.peerWarnings.warn({ kind }, message);
+    if (this.transport.backlogBytes <= MAX_TRANSPORT_BACKLOG_BYTES) this.sendError(message);
+  }
+
+  /** The peer broke a per-connection budget: one `error` (if it reads), close 1008, and the connection is dropped. */
+  private violatePolicy(kind: keyof typeof POLICY_CLOSE_REASONS, message: string): void {
+    if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
+    this.options.metrics.policyCloses.inc({ kind, provider: this.options.providerId });
     this.log.warn({ kind }, message);
-    this.sendError(message);
+    if (kind !== 'not_reading' && this.transport.open) this.transport.sendControl({ type: 'error', message });
+    void this.close(CLOSE.policyViolation, POLICY_CLOSE_REASONS[kind], `policy_${kind}`, { dropConnection: true });
+  }
+
+  /** Idle check without a timer per message: when the timer fires, it is re-armed for what is left of the window. */
+  private armIdleTimer(delayMs: number): void {
+    this.idleTimer = setTimeout(() => {
+      const idleMs = this.now() - this.lastInboundAt;
+      if (idleMs < this.limits.idleTimeoutMs) {
+        this.armIdleTimer(this.limits.idleTimeoutMs - idleMs);
+        return;
+      }
+      const message = `no message from AVR Core for ${Math.round(this.limits.idleTimeoutMs / 1000)} s: closing the call`;
+      this.log.warn({ idleMs: Math.round(idleMs) }, message);
+      this.sendError(message);
+      void this.close(CLOSE.goingAway, 'idle timeout', 'idle_timeout');
+    }, delayMs);
   }
 
   // ---- teardown ------------------------------------------------------------------------------
@@ -552,16 +669,21 @@ export class CallSession implements Pumpable, CallInbound {
     void this.close(undefined, undefined, 'completed');
   }
 
+  /** A broken frame or a reset connection: the client's fault, so one short line (no stack), rate-limited. */
   transportError(error: Error): void {
     this.options.metrics.errors.inc({ kind: 'socket', provider: this.options.providerId });
-    this.log.warn({ err: error }, 'call socket error');
+    this.peerWarnings.warn({ code: (error as NodeJS.ErrnoException).code, reason: error.message }, 'call socket error');
   }
 
-  /** End the call: close the transport if it is still open, then the provider session. Idempotent. */
-  async close(code?: number, reason?: string, outcome = 'completed'): Promise<void> {
+  /**
+   * End the call: close the transport if it is still open, then the provider session. Idempotent.
+   * `dropConnection`: the peer misbehaved, so the transport stops reading it and drops the connection soon.
+   */
+  async close(code?: number, reason?: string, outcome = 'completed', options: { dropConnection?: boolean } = {}): Promise<void> {
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return this.closed;
     this.stateValue = 'closing';
     clearTimeout(this.initTimer);
+    clearTimeout(this.idleTimer);
     this.abort.abort();
     this.options.pacer.cancel(this);
     this.outbound.clear();
@@ -571,7 +693,7 @@ export class CallSession implements Pumpable, CallInbound {
       wait.resolve();
     }
     this.drainWaits.clear();
-    this.transport.close(code ?? CLOSE.normal, reason);
+    this.transport.close(code ?? CLOSE.normal, reason, options.dropConnection === true);
     try {
       await this.session?.close();
     } catch (error) {
@@ -583,7 +705,8 @@ export class CallSession implements Pumpable, CallInbound {
     this.options.metrics.callsTotal.inc({ provider: this.options.providerId, outcome });
     this.options.metrics.callDurationSeconds.observe({ provider: this.options.providerId, outcome }, (performance.now() - this.startedAt) / 1000);
     this.transport.dispose();
-    this.log.info({ outcome }, 'call ended');
+    this.peerWarnings.flush();
+    this.log.info({ outcome, ...(this.droppedDtmf > 0 ? { droppedDtmf: this.droppedDtmf } : {}) }, 'call ended');
     this.closedResolve();
   }
 

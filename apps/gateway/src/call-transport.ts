@@ -25,11 +25,16 @@ export interface CallTransport {
   /** Bytes written but not yet taken by the peer (pacing stops above a limit). */
   readonly backlogBytes: number;
   readonly open: boolean;
-  /** Stop delivering inbound messages and end the call towards AVR Core if it is still open. */
-  close(code: number, reason?: string): void;
+  /**
+   * Stop delivering inbound messages and end the call towards AVR Core if it is still open. `dropConnection`: the peer
+   * misbehaved; stop reading from it and drop the connection right after the close (no waiting for its goodbye).
+   */
+  close(code: number, reason?: string, dropConnection?: boolean): void;
   /** The call is fully closed: remove the remaining listeners. */
   dispose(): void;
 }
+
+const DROP_CONNECTION_AFTER_MS = 250;
 
 /** AVR's STS protocol over WebSocket: one JSON text message per audio frame or control message. */
 export class WebSocketTransport implements CallTransport {
@@ -60,9 +65,15 @@ export class WebSocketTransport implements CallTransport {
     this.socket.send(encodeAvrOutbound(message));
   }
 
-  close(code: number, reason?: string): void {
+  close(code: number, reason?: string, dropConnection = false): void {
     this.socket.off('message', this.onMessage);
     if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) this.socket.close(code, reason);
+    if (!dropConnection) return;
+    // Reading on would keep parsing a flood for ws's 30 s closing handshake: the close frame gets a moment to leave, then the socket goes.
+    this.socket.pause();
+    const socket = this.socket;
+    const timer = setTimeout(() => socket.terminate(), DROP_CONNECTION_AFTER_MS);
+    socket.once('close', () => clearTimeout(timer));
   }
 
   dispose(): void {

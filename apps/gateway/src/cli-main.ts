@@ -12,6 +12,7 @@ import {
   startSpeechmaticsTtsEmulator,
 } from '@stsgate/testkit';
 import { z } from 'zod';
+import type { Gateway } from './app.js';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
 import { builtinRegistry } from './providers.js';
 import { ListenError, PROVIDER_VARIABLES, providerId, resolveServeSetup, serve } from './serve.js';
@@ -76,7 +77,7 @@ export interface CliContext {
   readonly stderr: { write(chunk: string): unknown };
 }
 
-/** Runs one `stsgate` command; resolves with the exit code, or -1 when the command keeps running (serve). */
+/** Runs one `stsgate` command; resolves with its exit code once it is done (serve and emulate: after a signal). */
 export async function main(
   argv: readonly string[],
   context: CliContext = { env: process.env, stdout: process.stdout, stderr: process.stderr },
@@ -89,8 +90,9 @@ export async function main(
         stdout.write(serveUsage());
         return 0;
       }
+      let gateway: Gateway;
       try {
-        await serve(resolveServeSetup(env, builtinRegistry()));
+        gateway = await serve(resolveServeSetup(env, builtinRegistry()));
       } catch (error) {
         if (error instanceof ConfigError) {
           const hint = emulatorHint(error.problems);
@@ -103,7 +105,9 @@ export async function main(
         }
         throw error;
       }
-      return -1; // keep running until a signal
+      // Runs until a signal; then exits as soon as the shutdown is done, whatever sockets or timers are left.
+      await gateway.stopped;
+      return 0;
     }
     case 'emulate':
       if (wantsHelp(rest)) {

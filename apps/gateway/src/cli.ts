@@ -4,7 +4,8 @@ import { main } from './cli-main.js';
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exitCode = code;
+    // A finished command exits now: a provider's keep-alive socket or a closing handshake must not delay it.
+    process.exit(code);
   },
   (error: unknown) => {
     process.stderr.write(`stsgate: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

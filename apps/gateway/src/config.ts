@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError, blankToUndefined, type Env } from '@stsgate/core';
+import { DEFAULT_CALL_LIMITS, type CallLimits } from './call-session.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -39,6 +40,18 @@ export const gatewayEnvSchema = z.object({
   /** A reply starting on an empty AVR buffer waits (at most this long) until this much audio is queued. 0: never. */
   OUTBOUND_START_BUFFER_MS: optional(milliseconds(0, 1000)).transform((v) => v ?? 40),
   PROVIDER_CONNECT_TIMEOUT_MS: optional(milliseconds(100, 120_000)).transform((v) => v ?? 10_000),
+  /** A call with no message from AVR Core for this long is closed (AVR Core streams audio every 20 ms). */
+  CALL_IDLE_TIMEOUT_MS: optional(milliseconds(1000, 86_400_000)).transform((v) => v ?? DEFAULT_CALL_LIMITS.idleTimeoutMs),
+  /** Per call: sustained inbound messages per second (AVR Core sends 50); more closes the call with 1008. */
+  CALL_MAX_MESSAGES_PER_SECOND: optional(int('a whole number from 60 to 100000', 60, 100_000)).transform((v) => v ?? DEFAULT_CALL_LIMITS.maxMessagesPerSecond),
+  /** Per call: malformed messages tolerated in a burst (one forgiven per second); more closes the call with 1008. */
+  CALL_MAX_PROTOCOL_ERRORS: optional(int('a whole number from 1 to 10000', 1, 10_000)).transform((v) => v ?? DEFAULT_CALL_LIMITS.maxProtocolErrors),
+  /** Per call: sustained DTMF digits per second; faster digits are dropped. */
+  CALL_MAX_DTMF_PER_SECOND: optional(int('a whole number from 1 to 1000', 1, 1000)).transform((v) => v ?? DEFAULT_CALL_LIMITS.maxDtmfPerSecond),
+  /** The whole body of a TTS or LLM request must arrive within this time (408 otherwise). */
+  HTTP_BODY_TIMEOUT_MS: optional(milliseconds(100, 600_000)).transform((v) => v ?? 10_000),
+  /** An ASR or legacy STS request body (real-time audio) that sends nothing for this long is ended. */
+  HTTP_STREAM_IDLE_TIMEOUT_MS: optional(milliseconds(1000, 86_400_000)).transform((v) => v ?? 300_000),
   /** On SIGTERM, calls in progress get this long to finish before they are closed. */
   SHUTDOWN_GRACE_MS: optional(milliseconds(0, 3_600_000)).transform((v) => v ?? 30_000),
   LOG_PRETTY: optional(boolean).transform((v) => v ?? false),
@@ -60,6 +73,9 @@ export interface GatewayConfig {
   readonly outboundStartBufferMs: number;
   readonly providerConnectTimeoutMs: number;
   readonly shutdownGraceMs: number;
+  readonly callLimits: CallLimits;
+  readonly httpBodyTimeoutMs: number;
+  readonly httpStreamIdleTimeoutMs: number;
 }
 
 export const DEFAULT_PORT = 6030;
@@ -93,6 +109,14 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     outboundStartBufferMs: e.OUTBOUND_START_BUFFER_MS,
     providerConnectTimeoutMs: e.PROVIDER_CONNECT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    callLimits: {
+      idleTimeoutMs: e.CALL_IDLE_TIMEOUT_MS,
+      maxMessagesPerSecond: e.CALL_MAX_MESSAGES_PER_SECOND,
+      maxProtocolErrors: e.CALL_MAX_PROTOCOL_ERRORS,
+      maxDtmfPerSecond: e.CALL_MAX_DTMF_PER_SECOND,
+    },
+    httpBodyTimeoutMs: e.HTTP_BODY_TIMEOUT_MS,
+    httpStreamIdleTimeoutMs: e.HTTP_STREAM_IDLE_TIMEOUT_MS,
   };
 }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { PassThrough } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import {
   AVR_ROUTES,
@@ -30,8 +31,12 @@ import type { GatewayMetrics } from './metrics.js';
 export interface HttpRouteDeps {
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
-  /** Refuse new work (503) while shutting down; reply undefined to admit. */
+  /** Runs on request (before the body is read): refuse new work (401, 503) by answering; reply undefined to admit. */
   readonly admit: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+  /** A JSON body (TTS, LLM) must have arrived within this time: 408 otherwise. */
+  readonly bodyTimeoutMs: number;
+  /** An audio body (ASR) that sends nothing for this long is ended. */
+  readonly streamIdleTimeoutMs: number;
 }
 
 const MAX_TTS_BODY_BYTES = 64 * 1024;
@@ -44,7 +49,7 @@ export function registerAsrRoute(app: FastifyInstance, asr: { id: string; adapte
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    scope.post(AVR_ROUTES.asr, { preValidation: deps.admit }, async (request, reply) => {
+    scope.post(AVR_ROUTES.asr, { onRequest: deps.admit }, async (request, reply) => {
       const call = requestCall(request, deps.logger, 'asr');
       deps.metrics.httpStreams.inc({ route: 'asr' });
       try {
@@ -138,7 +143,27 @@ async function transcribe(
     }
   };
 
+  // Idle check without a timer per chunk: when the timer fires, it is re-armed for what is left of the window.
+  let lastDataAt = performance.now();
+  let idleTimer: NodeJS.Timeout | undefined;
+  const armIdleTimer = (delayMs: number) => {
+    idleTimer = setTimeout(() => {
+      if (settled) return;
+      const idleMs = performance.now() - lastDataAt;
+      if (idleMs < deps.streamIdleTimeoutMs) {
+        armIdleTimer(deps.streamIdleTimeoutMs - idleMs);
+        return;
+      }
+      call.logger.warn({ idleMs: Math.round(idleMs) }, 'no audio from AVR Core: ending the request');
+      endIdle(res, deps.streamIdleTimeoutMs);
+      void end(undefined, 'idle_timeout');
+    }, delayMs);
+  };
+  armIdleTimer(deps.streamIdleTimeoutMs);
+  void done.then(() => clearTimeout(idleTimer));
+
   body.on('data', (chunk: Buffer) => {
+    lastDataAt = performance.now();
     if (settled || chunk.length === 0) return;
     opening ??= open();
     if (stream === undefined) early.push(chunk);
@@ -167,7 +192,7 @@ async function transcribe(
 }
 
 export function registerTtsRoute(app: FastifyInstance, tts: { id: string; adapter: TtsAdapter }, deps: HttpRouteDeps): void {
-  app.post(AVR_ROUTES.tts, { preValidation: deps.admit, bodyLimit: MAX_TTS_BODY_BYTES }, async (request, reply) => {
+  app.post(AVR_ROUTES.tts, { onRequest: deps.admit, preParsing: bodyDeadline(deps.bodyTimeoutMs), bodyLimit: MAX_TTS_BODY_BYTES }, async (request, reply) => {
     const parsed = avrTtsRequestSchema.safeParse(request.body);
     if (!parsed.success) {
       deps.metrics.httpRequests.inc({ route: 'tts', outcome: 'bad_request' });
@@ -216,6 +241,38 @@ export function registerTtsRoute(app: FastifyInstance, tts: { id: string; adapte
     }
     finish(res, failure, deps, 'tts');
   });
+}
+
+/** A streamed request went quiet: answer 408 if nothing was sent yet, else end the stream, and drop the connection. */
+function endIdle(res: FastifyReply['raw'], idleTimeoutMs: number): void {
+  if (!res.headersSent) {
+    res.writeHead(408, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify({ message: `no audio received for ${Math.round(idleTimeoutMs / 1000)} s` }));
+  } else {
+    res.end();
+  }
+  // The request body is still open: the connection cannot be reused, and the idle client must not keep it.
+  res.once('finish', () => res.socket?.destroy());
+}
+
+/**
+ * A `preParsing` hook: the body must be complete within `timeoutMs`, else the request fails with 408 (a client
+ * trickling a body byte by byte holds a connection for that long at most).
+ */
+export function bodyDeadline(timeoutMs: number): preParsingHookHandler {
+  return (_request, _reply, payload, done) => {
+    const guarded = new PassThrough();
+    const timer = setTimeout(() => {
+      payload.unpipe(guarded);
+      guarded.destroy(Object.assign(new Error(`the request body did not arrive within ${timeoutMs} ms`), { statusCode: 408 }));
+    }, timeoutMs);
+    const settle = () => clearTimeout(timer);
+    payload.once('end', settle);
+    payload.once('error', settle);
+    payload.once('close', settle);
+    payload.pipe(guarded);
+    done(null, guarded);
+  };
 }
 
 interface RequestCall {

@@ -22,7 +22,7 @@ export interface LegacyStsDeps {
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
   readonly pacer: OutboundPacer;
-  readonly config: Pick<GatewayConfig, 'earlyAudioBufferMs' | 'outboundLeadMs' | 'outboundStartBufferMs' | 'providerConnectTimeoutMs'>;
+  readonly config: Pick<GatewayConfig, 'earlyAudioBufferMs' | 'outboundLeadMs' | 'outboundStartBufferMs' | 'providerConnectTimeoutMs' | 'callLimits'>;
   readonly tools?: ToolRunner | undefined;
   /** Refuse the call (draining, MAX_CALLS, auth) by answering; reply undefined to admit. */
   readonly admit: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
@@ -43,7 +43,7 @@ export function registerLegacyStsRoute(app: FastifyInstance, sts: { id: string; 
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    scope.post(LEGACY_STS_ROUTE, { preValidation: deps.admit }, (request, reply) => {
+    scope.post(LEGACY_STS_ROUTE, { onRequest: deps.admit }, (request, reply) => {
       const uuid = callUuid(request);
       const logger = deps.logger.child({ conn: request.id, route: 'sts_http' });
       reply.hijack();
@@ -59,6 +59,7 @@ export function registerLegacyStsRoute(app: FastifyInstance, sts: { id: string; 
         outboundLeadMs: deps.config.outboundLeadMs,
         outboundStartBufferMs: deps.config.outboundStartBufferMs,
         providerConnectTimeoutMs: deps.config.providerConnectTimeoutMs,
+        limits: deps.config.callLimits,
         ...(deps.tools === undefined ? {} : { tools: deps.tools }),
       });
       deps.onCall(call);
@@ -124,9 +125,13 @@ class HttpCallTransport implements CallTransport {
     }
   }
 
-  close(code: number, reason?: string): void {
+  close(code: number, reason?: string, dropConnection = false): void {
     this.body.off('data', this.onData);
     this.body.off('end', this.onEnd);
+    if (dropConnection) {
+      this.res.destroy();
+      return;
+    }
     this.body.resume(); // discard what the client still sends; the response decides when the socket closes
     if (!this.open) return;
     if (this.res.headersSent || code === CLOSE.normal) {

@@ -20,7 +20,7 @@ import {
 } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, resolveInstructions } from '@stsgate/agent';
 import type { InstructionSource, ToolContext, ToolSet } from '@stsgate/agent';
-import { AVR_CALL_ID_PATTERN, drained, type HttpRouteDeps } from './http-routes.js';
+import { AVR_CALL_ID_PATTERN, bodyDeadline, drained, type HttpRouteDeps } from './http-routes.js';
 
 /**
  * AVR's pipeline-mode LLM contract, generic over any core LlmAdapter:
@@ -125,7 +125,7 @@ export function registerLlmRoute(app: FastifyInstance, llm: { id: string; adapte
   if (options.tools !== undefined && settings.tools === undefined && options.tools.specs.length > 0) {
     deps.logger.warn({ provider: llm.id }, 'the LLM adapter does not support tool calls: /prompt-stream runs without tools');
   }
-  app.post(AVR_ROUTES.llm, { preValidation: deps.admit, bodyLimit: MAX_LLM_BODY_BYTES }, async (request, reply) => {
+  app.post(AVR_ROUTES.llm, { onRequest: deps.admit, preParsing: bodyDeadline(deps.bodyTimeoutMs), bodyLimit: MAX_LLM_BODY_BYTES }, async (request, reply) => {
     const parsed = llmRequestSchema.safeParse(request.body);
     if (!parsed.success) {
       deps.metrics.httpRequests.inc({ route: 'llm', outcome: 'bad_request' });

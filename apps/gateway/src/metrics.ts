@@ -25,6 +25,17 @@ export class GatewayMetrics {
     labelNames: ['kind', 'provider'] as const,
     registers: [this.registry],
   });
+  readonly policyCloses = new Counter({
+    name: 'stsgate_policy_closes_total',
+    help: 'Calls closed with 1008 because the peer broke a per-connection budget (message_rate, protocol_errors, not_reading)',
+    labelNames: ['kind', 'provider'] as const,
+    registers: [this.registry],
+  });
+  readonly dtmfDropped = new Counter({
+    name: 'stsgate_dtmf_dropped_total',
+    help: 'DTMF digits dropped because a call sent them faster than CALL_MAX_DTMF_PER_SECOND',
+    registers: [this.registry],
+  });
   readonly interruptions = new Counter({
     name: 'stsgate_interruptions_total',
     help: 'Barge-ins sent to AVR Core, by provider',

@@ -152,10 +152,7 @@ export async function serve(setup: ServeSetup): Promise<Gateway> {
     }
     stopping = true;
     logger.info({ signal }, 'signal received');
-    gateway.shutdown(config.shutdownGraceMs).then(
-      () => logger.info('shutdown complete'),
-      (error: unknown) => logger.error({ err: error }, 'shutdown failed'),
-    );
+    gateway.shutdown(config.shutdownGraceMs).catch((error: unknown) => logger.error({ err: error }, 'shutdown failed'));
   };
   gateway.app.addHook('onClose', async () => {
     process.off('SIGTERM', stop);

@@ -108,6 +108,18 @@ describe('gateway configuration', () => {
   it('rejects a gateway config field by field', () => {
     expect(() => loadGatewayConfig({ OUTBOUND_LEAD_MS: '5' })).toThrow(/OUTBOUND_LEAD_MS/);
   });
+
+  it('per-call budgets and HTTP timeouts: defaults, overrides, and a rate below real time refused', () => {
+    const defaults = loadGatewayConfig({});
+    expect(defaults.callLimits).toEqual({ idleTimeoutMs: 120_000, maxMessagesPerSecond: 200, maxProtocolErrors: 10, maxDtmfPerSecond: 10 });
+    expect([defaults.httpBodyTimeoutMs, defaults.httpStreamIdleTimeoutMs]).toEqual([10_000, 300_000]);
+    const set = loadGatewayConfig({ CALL_IDLE_TIMEOUT_MS: '60000', CALL_MAX_DTMF_PER_SECOND: '4', HTTP_BODY_TIMEOUT_MS: '2000' });
+    expect(set.callLimits.idleTimeoutMs).toBe(60_000);
+    expect(set.callLimits.maxDtmfPerSecond).toBe(4);
+    expect(set.httpBodyTimeoutMs).toBe(2000);
+    // AVR Core sends 50 audio messages a second: a budget below that would cut every call.
+    expect(() => loadGatewayConfig({ CALL_MAX_MESSAGES_PER_SECOND: '50' })).toThrow('CALL_MAX_MESSAGES_PER_SECOND="50" is not a whole number from 60 to 100000');
+  });
 });
 
 describe('logging', () => {

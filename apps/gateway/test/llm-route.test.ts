@@ -137,7 +137,7 @@ async function setup(
   const metrics = new GatewayMetrics(false);
   const app: FastifyInstance = Fastify();
   const openai = createOpenAiLlm({ apiKey, baseURL: rest.baseUrl, model: 'gpt-4o-mini', logger });
-  registerLlmRoute(app, { id: 'openai', adapter: wrap ? wrap(openai) : openai }, { logger, metrics, admit: async () => undefined }, {
+  registerLlmRoute(app, { id: 'openai', adapter: wrap ? wrap(openai) : openai }, { logger, metrics, admit: async () => undefined, bodyTimeoutMs: 10_000, streamIdleTimeoutMs: 300_000 }, {
     instructions: { defaultText: 'You are a test agent.' },
     ...routeOptions,
   });

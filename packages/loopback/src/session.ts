@@ -13,6 +13,8 @@ const PROVIDER = 'loopback';
 const MAX_BACKLOG_SAMPLES = 20 * LOOPBACK_RATE;
 /** Audio kept while idle so a speech_start reported after minSpeechMs still finds its beginning. */
 const IDLE_HISTORY_SAMPLES = 3 * LOOPBACK_RATE;
+/** DTMF tones waiting to play beyond this are dropped (logged once per burst): a flood of digits cannot queue audio. */
+const MAX_QUEUED_TONES = 8;
 /** At most this much queued audio per VAD call (100 ms), which is also the granularity of the maxUtterance cut. */
 const MAX_BATCH_SAMPLES = LOOPBACK_RATE / 10;
 
@@ -29,6 +31,7 @@ interface Response {
   readonly id: string;
   readonly samples: Int16Array;
   readonly gain: number;
+  readonly tone: boolean;
   offset: number;
 }
 
@@ -55,6 +58,8 @@ export class LoopbackSession implements StsSession {
   private readonly responses: Response[] = [];
   private timer: NodeJS.Immediate | undefined;
   private closed = false;
+  /** The last digit was dropped because too many tones were queued (the next drop is not logged again). */
+  private droppingTones = false;
   private closing: Promise<void> | undefined;
   private readonly onAbort = (): void => void this.close();
 
@@ -90,7 +95,13 @@ export class LoopbackSession implements StsSession {
       this.logger.warn({ digit }, 'ignoring an invalid DTMF digit');
       return;
     }
-    const id = this.enqueueResponse(dtmfTone(digit, { sampleRate: LOOPBACK_RATE }), 1);
+    if (this.responses.filter((r) => r.tone).length >= MAX_QUEUED_TONES) {
+      if (!this.droppingTones) this.logger.warn({ digit, queued: MAX_QUEUED_TONES }, 'too many DTMF tones waiting to play: dropping digits');
+      this.droppingTones = true;
+      return;
+    }
+    this.droppingTones = false;
+    const id = this.enqueueResponse(dtmfTone(digit, { sampleRate: LOOPBACK_RATE }), 1, true);
     this.logger.debug({ digit, ...frequencies, responseId: id }, 'playing DTMF tone');
   }
 
@@ -208,13 +219,13 @@ export class LoopbackSession implements StsSession {
 
   private play(samples: Int16Array, reason: string): void {
     if (samples.length === 0) return;
-    const id = this.enqueueResponse(samples, this.settings.gain);
+    const id = this.enqueueResponse(samples, this.settings.gain, false);
     this.logger.debug({ responseId: id, ms: (samples.length * 1000) / LOOPBACK_RATE, reason }, 'playing back');
   }
 
-  private enqueueResponse(samples: Int16Array, gain: number): string {
+  private enqueueResponse(samples: Int16Array, gain: number, tone: boolean): string {
     const id = `loopback-${randomUUID()}`;
-    this.responses.push({ id, samples, gain, offset: 0 });
+    this.responses.push({ id, samples, gain, tone, offset: 0 });
     this.schedule();
     return id;
   }

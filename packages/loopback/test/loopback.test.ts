@@ -11,6 +11,7 @@ import {
   concatPcm as concat,
   fixturePath,
   goertzel,
+  memoryLogger,
   readWavAs8k,
   silence,
 } from '@stsgate/testkit';
@@ -126,6 +127,21 @@ describe('loopback session (real Silero VAD)', () => {
     session.sendDtmf('X'); // ignored
     await session.close();
     expect(await readUntil(iterator, () => false)).toEqual([]);
+  });
+
+  it('queues at most 8 DTMF tones: a flood of digits is dropped with one warning, and the next digit plays', async () => {
+    const { logger: memory, lines } = memoryLogger('debug');
+    const session = await createLoopbackSts({ vad }).connect({ ...callContext(), logger: memory });
+    const iterator = session.events[Symbol.asyncIterator]();
+    for (let i = 0; i < 500; i++) session.sendDtmf('5');
+    for (let played = 0; played < 8; played++) await readUntil(iterator, isDone);
+    // Had the flood been queued, the next tone would be another "5".
+    session.sendDtmf('1');
+    const next = audioOf(await readUntil(iterator, isDone));
+    const row = (f: number) => goertzel(next.subarray(0, 1600), f);
+    expect(row(697)).toBeGreaterThan(100 * row(770));
+    expect(lines.filter((l) => l.msg === 'too many DTMF tones waiting to play: dropping digits')).toHaveLength(1);
+    await session.close();
   });
 
   it('isolates two sessions sharing one VAD adapter', async () => {
