@@ -139,6 +139,12 @@ export function listenErrorMessage(error: unknown, host: string, port: number): 
   }
 }
 
+/**
+ * Connections waiting to be accepted (Node's default is 511; the kernel caps it at net.core.somaxconn): a burst of
+ * connections (a flood, or every AVR Core call reconnecting at once) must not push out a health probe or a call.
+ */
+const LISTEN_BACKLOG = 4096;
+
 /** Run the gateway until SIGTERM/SIGINT, then shut down gracefully. Throws a ListenError when it cannot listen. */
 export async function serve(setup: ServeSetup): Promise<Gateway> {
   const { config, logger, port, sts, asr, llm, tts, tools } = setup;
@@ -159,7 +165,7 @@ export async function serve(setup: ServeSetup): Promise<Gateway> {
     process.off('SIGINT', stop);
   });
   try {
-    await gateway.app.listen({ host: config.host, port });
+    await gateway.app.listen({ host: config.host, port, backlog: LISTEN_BACKLOG });
   } catch (error) {
     await gateway.app.close();
     const message = listenErrorMessage(error, config.host, port);
