@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
@@ -59,6 +59,25 @@ describe('stsgate CLI', () => {
     const emulateHelp = await run(['emulate', '--help']);
     expect(emulateHelp.code).toBe(0);
     expect(emulateHelp.out).toMatch(/^Usage: stsgate emulate/);
+  });
+
+  it('the server does not depend on the test kit: only call and emulate load it, from dev-commands.ts', () => {
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> };
+    expect(Object.keys(manifest.dependencies)).not.toContain('@stsgate/testkit');
+    const sources = readdirSync(new URL('../src/', import.meta.url)).filter((name) => name.endsWith('.ts'));
+    const importers = sources.filter((name) => /from '@stsgate\/testkit/.test(readFileSync(new URL(`../src/${name}`, import.meta.url), 'utf8')));
+    expect(importers).toEqual(['dev-commands.ts']);
+    // cli-main.ts reaches it only through a dynamic import.
+    expect(readFileSync(new URL('../src/cli-main.ts', import.meta.url), 'utf8')).not.toMatch(/^import[^;]*dev-commands/m);
+  });
+
+  it('call and emulate still run (loaded on demand): a bad invocation gets their own usage and exit 2', async () => {
+    const emulate = await run(['emulate', 'no-such-provider']);
+    expect(emulate.code).toBe(2);
+    expect(emulate.err).toBe('stsgate: usage: stsgate emulate <openai|speechmatics|soniox|speechmatics-flow>... [--write-env FILE]\n');
+    const call = await run(['call']);
+    expect(call.code).toBe(2);
+    expect(call.err).toMatch(/stsgate call/);
   });
 
   it('a configuration error names the value typed and exits 2', async () => {
