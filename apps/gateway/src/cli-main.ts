@@ -2,6 +2,7 @@ import { ConfigError } from '@stsgate/core';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { Gateway } from './app.js';
+import type * as DevCommands from './dev-commands.js';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
 import { builtinRegistry } from './providers.js';
 import { ListenError, PROVIDER_VARIABLES, providerId, resolveServeSetup, serve } from './serve.js';
@@ -138,7 +139,7 @@ function gatewayVersion(): string {
  * `stsgate call` and `stsgate emulate` run the test kit (call simulator, provider emulators), which the server does not
  * depend on: it is loaded only for them, and a server installed without it says what to install.
  */
-async function devCommands({ stderr }: CliContext): Promise<typeof import('./dev-commands.js') | undefined> {
+async function devCommands({ stderr }: CliContext): Promise<typeof DevCommands | undefined> {
   try {
     return await import('./dev-commands.js');
   } catch (error) {

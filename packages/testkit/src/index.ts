@@ -234,4 +234,4 @@ export {
   type HealthReport,
   type EchoCallOptions,
   type EchoReport,
-} from './attacks.js';
+} from './attacks/index.js';
