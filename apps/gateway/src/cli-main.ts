@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Gateway } from './app.js';
 import type * as DevCommands from './dev-commands.js';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER } from './config.js';
+import { addAdapterPackages } from './adapter-packages.js';
 import { builtinRegistry } from './providers.js';
 import { ListenError, PROVIDER_VARIABLES, providerId, resolveServeSetup, serve } from './serve.js';
 
@@ -82,7 +83,7 @@ export async function main(
       }
       let gateway: Gateway;
       try {
-        gateway = await serve(resolveServeSetup(env, builtinRegistry()));
+        gateway = await serve(resolveServeSetup(env, await addAdapterPackages(env, builtinRegistry())));
       } catch (error) {
         if (error instanceof ConfigError) {
           const hint = emulatorHint(error.problems);
@@ -180,8 +181,7 @@ function emulatorHint(problems: readonly string[]): string | undefined {
  * The port `serve` listens on for this environment, without building any adapter (a health check must not need the
  * providers' keys): PORT, else the default port of the first provider chosen (STS, ASR, LLM, TTS).
  */
-export function healthcheckPort(env: Readonly<Record<string, string | undefined>>): number {
-  const registry = builtinRegistry();
+export function healthcheckPort(env: Readonly<Record<string, string | undefined>>, registry = builtinRegistry()): number {
   const id = (kind: keyof typeof PROVIDER_VARIABLES) => providerId(env, PROVIDER_VARIABLES[kind]);
   const nothingChosen = (['sts', 'asr', 'llm', 'tts'] as const).every((kind) => id(kind) === undefined);
   const chosen = [
@@ -196,7 +196,9 @@ export function healthcheckPort(env: Readonly<Record<string, string | undefined>
 
 /** Probe the gateway on this host, on the port `serve` would pick from the same environment. */
 async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
-  const port = healthcheckPort(env);
+  // A provider from STSGATE_ADAPTERS may have its own default port; a broken package list leaves the built-in ones.
+  const registry = await addAdapterPackages(env, builtinRegistry()).catch(() => builtinRegistry());
+  const port = healthcheckPort(env, registry);
   try {
     const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) });
     return response.ok ? 0 : 1;

@@ -1,3 +1,4 @@
+export { addAdapterPackages, ADAPTER_PACKAGES_VARIABLE } from './adapter-packages.js';
 export { buildGateway, type Gateway, type GatewayDeps } from './app.js';
 export { callMetadata } from './call-metadata.js';
 export { WebSocketTransport, type CallTransport, type CallInbound } from './call-transport.js';
