@@ -12,7 +12,7 @@ import {
   type StsAdapter,
   type StsEvent,
   type StsSession,
-  type ToolSpec,
+  type ToolRunner,
   type TurnMetrics,
 } from '@stsgate/core';
 import { PeerWarnings, RateBudget } from './budget.js';
@@ -21,20 +21,6 @@ import type { GatewayMetrics } from './metrics.js';
 import { OutboundQueue, type OutboundPacer, type Pumpable } from './outbound.js';
 
 export type CallState = 'awaiting_init' | 'connecting' | 'active' | 'closing' | 'closed';
-
-export interface ToolCallContext {
-  readonly callId: string;
-  readonly logger: Logger;
-  readonly signal: AbortSignal;
-  /** Resolves once the agent's queued audio has been played to the caller (or the call ended). */
-  untilAgentAudioHeard(): Promise<void>;
-}
-
-/** Runs the agent's tools for the host; never throws (failures come back as text for the model). */
-export interface ToolRunner {
-  readonly specs: readonly ToolSpec[];
-  run(name: string, argumentsJson: string, context: ToolCallContext): Promise<string>;
-}
 
 export interface CallSessionOptions {
   readonly adapter: StsAdapter;

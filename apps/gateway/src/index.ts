@@ -4,7 +4,7 @@ export { callMetadata } from './call-metadata.js';
 export { WebSocketTransport, type CallTransport, type CallInbound } from './call-transport.js';
 export { registerLegacyStsRoute, type LegacyStsDeps } from './legacy-sts-route.js';
 export { registerLlmRoute, llmRouteEnvSchema, llmRouteOptionsFromEnv, type LlmRouteOptions } from './llm-route.js';
-export { CallSession, CLOSE, type CallState, type CallSessionOptions, type ToolRunner, type ToolCallContext } from './call-session.js';
+export { CallSession, CLOSE, DEFAULT_CALL_LIMITS, type CallLimits, type CallState, type CallSessionOptions } from './call-session.js';
 export { gatewayConfig, loadGatewayConfig, gatewayEnvSchema, DEFAULT_PORT, type GatewayConfig } from './config.js';
 export { createLogger, loggerOptions, REDACT_PATHS } from './logging.js';
 export { GatewayMetrics } from './metrics.js';

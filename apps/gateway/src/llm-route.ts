@@ -17,9 +17,11 @@ import {
   type LlmRequest,
   type ProviderError,
   type RetryDecision,
+  type ToolContext,
+  type ToolRunner,
 } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, resolveInstructions } from '@stsgate/agent';
-import type { InstructionSource, ToolContext, ToolSet } from '@stsgate/agent';
+import type { InstructionSource } from '@stsgate/agent';
 import { AVR_CALL_ID_PATTERN, bodyDeadline, drained, type HttpRouteDeps } from './http-routes.js';
 
 /**
@@ -43,8 +45,8 @@ import { AVR_CALL_ID_PATTERN, bodyDeadline, drained, type HttpRouteDeps } from '
  */
 export interface LlmRouteOptions {
   readonly instructions: InstructionSource;
-  /** The agent's tools (a `ToolSet`, or anything that runs tools the same way). */
-  readonly tools?: Pick<ToolSet, 'specs' | 'run'> | undefined;
+  /** The agent's tools (a `ToolSet`, or any other ToolRunner). */
+  readonly tools?: ToolRunner | undefined;
   readonly maxHistoryMessages?: number;
   readonly maxReplyChars?: number;
   readonly maxReplyMs?: number;
@@ -160,7 +162,7 @@ export function registerLlmRoute(app: FastifyInstance, llm: { id: string; adapte
 
 interface Settings {
   readonly instructions: InstructionSource;
-  readonly tools: Pick<ToolSet, 'specs' | 'run'> | undefined;
+  readonly tools: ToolRunner | undefined;
   readonly maxHistoryMessages: number;
   readonly maxReplyChars: number;
   readonly maxReplyMs: number;

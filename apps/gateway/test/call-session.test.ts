@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { WebSocket } from 'ws';
-import { ProviderError, pcmFromBytes, type AvrOutbound, type StsAdapter } from '@stsgate/core';
+import { ProviderError, pcmFromBytes, type AvrOutbound, type StsAdapter, type ToolRunner } from '@stsgate/core';
 import {
   buildGateway,
   CallSession,
@@ -11,7 +11,6 @@ import {
   OutboundPacer,
   type Gateway,
   type GatewayConfig,
-  type ToolRunner,
 } from '../src/index.js';
 import type { CallInbound, CallTransport } from '../src/call-transport.js';
 import { AvrRecorder } from './ws-client.js';

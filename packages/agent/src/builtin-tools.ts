@@ -3,7 +3,8 @@ import { zodProblems } from '@stsgate/core';
 import { blankToUndefined } from './env.js';
 import { RequestFailure, requestText } from './http.js';
 import type { FetchImpl } from './http.js';
-import type { AgentTool, ToolContext } from './tools.js';
+import type { ToolContext } from '@stsgate/core';
+import type { AgentTool } from './tools.js';
 
 export const DEFAULT_AMI_URL = 'http://127.0.0.1:6006';
 export const DEFAULT_AMI_TIMEOUT_MS = 5000;

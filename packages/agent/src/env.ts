@@ -24,11 +24,6 @@ export function safeUrl(value: string): string {
   }
 }
 
-/** An integer variable; blank means the default. */
-export function envInt(min: number, max: number, fallback: number) {
-  return z.preprocess(blankToUndefined, z.coerce.number().pipe(z.number().int().min(min).max(max)).default(fallback));
-}
-
 /** An optional http(s) URL variable; blank means unset. */
 export function envHttpUrl() {
   return z.preprocess(

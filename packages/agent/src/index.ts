@@ -21,7 +21,9 @@ export {
   loadTools,
   sanitizeToolName,
 } from './tools.js';
-export type { AgentEnv, AgentTool, LoadToolsOptions, ToolContext, ToolSetOptions } from './tools.js';
+export type { AgentEnv, AgentTool, LoadToolsOptions, ToolSetOptions } from './tools.js';
+/** The tool contract lives in core; re-exported for tool authors who depend on the agent package. */
+export type { ToolContext, ToolRunner } from '@stsgate/core';
 export {
   DEFAULT_AMI_TIMEOUT_MS,
   DEFAULT_AMI_URL,

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError, ProviderError } from '@stsgate/core';
 import type { CallContext } from '@stsgate/core';
-import { envHttpUrl, envInt, envString, isHttpUrl, safeUrl } from './env.js';
+import { envInt } from '@stsgate/core';
+import { envHttpUrl, envString, isHttpUrl, safeUrl } from './env.js';
 import { RequestFailure, requestText } from './http.js';
 import type { FetchImpl } from './http.js';
 

@@ -3,10 +3,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { zodProblems } from '@stsgate/core';
-import type { ToolSpec } from '@stsgate/core';
+import { envInt, zodProblems } from '@stsgate/core';
+import type { ToolContext, ToolRunner, ToolSpec } from '@stsgate/core';
 import { builtinTools, DEFAULT_AMI_TIMEOUT_MS, DEFAULT_AMI_URL } from './builtin-tools.js';
-import { blankToUndefined, envHttpUrl, envInt } from './env.js';
+import { blankToUndefined, envHttpUrl } from './env.js';
 import type { FetchImpl } from './http.js';
 import { instructionsUrlTimeoutEnv } from './instructions.js';
 
@@ -17,18 +17,6 @@ export const DEFAULT_TOOLS_DIRS: readonly string[] = ['avr_tools', 'tools'];
 export const TOOL_NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /** What the host gives a tool for one invocation. */
-export interface ToolContext {
-  readonly callId: string;
-  readonly logger: Logger;
-  /** Aborted when the call ends. */
-  readonly signal: AbortSignal;
-  /**
-   * Resolves once the agent audio produced so far has been played to the caller. Call-control tools await it
-   * so the agent's last words are not cut off.
-   */
-  untilAgentAudioHeard(): Promise<void>;
-}
-
 /** A tool the agent may call. */
 export interface AgentTool {
   /** Matches TOOL_NAME_PATTERN. */
@@ -58,7 +46,7 @@ function errorMessage(error: unknown): string {
 }
 
 /** The tools of one agent: specs for the provider, `run` for the host. `run` never throws. */
-export class ToolSet {
+export class ToolSet implements ToolRunner {
   readonly specs: readonly ToolSpec[];
   private readonly tools: ReadonlyMap<string, AgentTool>;
   private readonly timeoutMs: number;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, ProviderError, blankToUndefined, defineAdapter, toProviderError, zodProblems } from '@stsgate/core';
+import { ConfigError, ProviderError, defineAdapter, envInt, envNumber, toProviderError, zodProblems } from '@stsgate/core';
 import type {
   AdapterContext,
   AdapterDefinition,
@@ -77,14 +77,9 @@ export function createLoopbackSts(options: LoopbackOptions): StsAdapter {
   };
 }
 
-/** An empty variable (or avr-app's literal `undefined`) counts as unset. */
-function envNumber(schema: z.ZodNumber, fallback: number) {
-  return z.preprocess(blankToUndefined, z.coerce.number().pipe(schema).default(fallback));
-}
-
 export const loopbackEnvSchema = z.object({
-  LOOPBACK_MAX_UTTERANCE_MS: envNumber(z.number().int().min(1000).max(120_000), 15_000),
-  LOOPBACK_GAIN_DB: envNumber(z.number().min(-40).max(40), 0),
+  LOOPBACK_MAX_UTTERANCE_MS: envInt(1000, 120_000, 15_000),
+  LOOPBACK_GAIN_DB: envNumber(-40, 40, 0),
 });
 
 function isVadDefinition(vad: VadAdapter | AdapterDefinition<'vad'>): vad is AdapterDefinition<'vad'> {

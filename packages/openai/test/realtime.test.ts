@@ -380,6 +380,8 @@ describe('OpenAI Realtime adapter: reconnect', () => {
 
     const second = await emu.waitForConnection(1);
     await waitForLog(lines, (l) => l.msg === 'OpenAI session restored');
+    // The restore is sent before that log line; the emulator records it as the messages arrive.
+    await second.waitForClientEvent('conversation.item.create', () => clientEvents(second, 'conversation.item.create').length === 3);
     expect(clientEvents(second, 'session.update').map((e) => e['session'])).toEqual(clientEvents(first, 'session.update').map((e) => e['session']));
     expect(clientEvents(second, 'conversation.item.create').map((e) => e['item'])).toEqual([
       { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Hello, this is ACME.' }] },

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { ProviderError, blankToUndefined, defineAdapter } from '@stsgate/core';
+import { ProviderError, defineAdapter, envInt, envNumber, envNumeric } from '@stsgate/core';
 import type { AdapterDefinition, SampleRate, VadAdapter, VadCapabilities, VadOptions, VadStream } from '@stsgate/core';
 import { SILERO_RATES, SileroModel, defaultModelPath } from './model.js';
 import { SileroVadStream } from './stream.js';
@@ -151,18 +151,13 @@ function validate(options: VadOptions, negThreshold: number | undefined, maxSpee
   return problems;
 }
 
-/** An empty variable (or avr-app's literal `undefined`) counts as unset. */
-function envNumber(schema: z.ZodNumber, fallback: number) {
-  return z.preprocess(blankToUndefined, z.coerce.number().pipe(schema).default(fallback));
-}
-
 export const sileroVadEnvSchema = z.object({
-  VAD_THRESHOLD: envNumber(z.number().gt(0).lt(1), SILERO_VAD_DEFAULTS.threshold),
-  VAD_MIN_SILENCE_MS: envNumber(z.number().int().min(0).max(10_000), SILERO_VAD_DEFAULTS.minSilenceMs),
-  VAD_MIN_SPEECH_MS: envNumber(z.number().int().min(0).max(10_000), SILERO_VAD_DEFAULTS.minSpeechMs),
-  VAD_SPEECH_PAD_MS: envNumber(z.number().int().min(0).max(5_000), SILERO_VAD_DEFAULTS.speechPadMs),
+  VAD_THRESHOLD: envNumeric(z.number().gt(0).lt(1), SILERO_VAD_DEFAULTS.threshold),
+  VAD_MIN_SILENCE_MS: envInt(0, 10_000, SILERO_VAD_DEFAULTS.minSilenceMs),
+  VAD_MIN_SPEECH_MS: envInt(0, 10_000, SILERO_VAD_DEFAULTS.minSpeechMs),
+  VAD_SPEECH_PAD_MS: envInt(0, 5_000, SILERO_VAD_DEFAULTS.speechPadMs),
   /** -120 effectively runs the model on every window. */
-  VAD_SILENCE_FLOOR_DBFS: envNumber(z.number().min(-120).max(-20), DEFAULT_SILENCE_FLOOR_DBFS),
+  VAD_SILENCE_FLOOR_DBFS: envNumber(-120, -20, DEFAULT_SILENCE_FLOOR_DBFS),
 });
 
 /**

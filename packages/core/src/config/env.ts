@@ -58,12 +58,28 @@ export function envBoolean(fallback: boolean) {
   );
 }
 
-export function envNumber(min: number, max: number) {
-  return z.preprocess(blankToUndefined, z.coerce.number().pipe(z.number().min(min).max(max)).optional());
+/** A number read from text, checked by `schema` (any bounds); unset gives `fallback`, or undefined without one. */
+export function envNumeric(schema: z.ZodNumber): z.ZodType<number | undefined, unknown>;
+export function envNumeric(schema: z.ZodNumber, fallback: number): z.ZodType<number, unknown>;
+export function envNumeric(schema: z.ZodNumber, fallback?: number): z.ZodType<number | undefined, unknown> {
+  const parsed = z.coerce.number().pipe(schema);
+  return z.preprocess(blankToUndefined, fallback === undefined ? parsed.optional() : parsed.default(fallback));
 }
 
-export function envInt(min: number, max: number) {
-  return z.preprocess(blankToUndefined, z.coerce.number().pipe(z.number().int().min(min).max(max)).optional());
+/** A number in [min, max]; unset gives `fallback`, or undefined without one. */
+export function envNumber(min: number, max: number): z.ZodType<number | undefined, unknown>;
+export function envNumber(min: number, max: number, fallback: number): z.ZodType<number, unknown>;
+export function envNumber(min: number, max: number, fallback?: number): z.ZodType<number | undefined, unknown> {
+  const schema = z.number().min(min).max(max);
+  return fallback === undefined ? envNumeric(schema) : envNumeric(schema, fallback);
+}
+
+/** A whole number in [min, max]; unset gives `fallback`, or undefined without one. */
+export function envInt(min: number, max: number): z.ZodType<number | undefined, unknown>;
+export function envInt(min: number, max: number, fallback: number): z.ZodType<number, unknown>;
+export function envInt(min: number, max: number, fallback?: number): z.ZodType<number | undefined, unknown> {
+  const schema = z.number().int().min(min).max(max);
+  return fallback === undefined ? envNumeric(schema) : envNumeric(schema, fallback);
 }
 
 /** An absolute URL with one of `protocols` (e.g. `['ws:', 'wss:']`). */

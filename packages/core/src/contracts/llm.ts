@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { CallContext } from './common.js';
 
 export interface ToolSpec {
@@ -5,6 +6,28 @@ export interface ToolSpec {
   readonly description: string;
   /** JSON Schema of the arguments object. */
   readonly parameters: Readonly<Record<string, unknown>>;
+}
+
+/** What a tool gets when it runs for a call. */
+export interface ToolContext {
+  readonly callId: string;
+  readonly logger: Logger;
+  /** Aborted when the call ends. */
+  readonly signal: AbortSignal;
+  /**
+   * Resolves once the agent audio produced so far has been played to the caller (or the call ended). Call-control
+   * tools await it so the agent's last words are not cut off.
+   */
+  untilAgentAudioHeard(): Promise<void>;
+}
+
+/**
+ * The one tool contract between a host (the gateway's calls, its LLM route, the cascade) and the agent's tools:
+ * the tools to declare, and how to run one. Never throws: a failure comes back as text for the model.
+ */
+export interface ToolRunner {
+  readonly specs: readonly ToolSpec[];
+  run(name: string, argumentsJson: string, context: ToolContext): Promise<string>;
 }
 
 export type LlmMessage =
