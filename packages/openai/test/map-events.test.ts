@@ -132,6 +132,25 @@ describe('RealtimeEventMapper: truncate', () => {
     expect(sink.events).toEqual([]);
   });
 
+  it('a reply still being generated is cancelled before its truncate (the server truncates only finished audio)', () => {
+    const { sink, mapper, feed } = setup();
+    feed({ type: 'response.created', response: { id: 'resp_1' } });
+    feed({ type: 'response.output_audio.delta', item_id: 'item_A', delta: mulaw(300) });
+    sink.take();
+    mapper.truncate('item_A', 200);
+    expect(sink.take().sent).toMatchObject([
+      { type: 'response.cancel', response_id: 'resp_1' },
+      { type: 'conversation.item.truncate', item_id: 'item_A', audio_end_ms: 200 },
+    ]);
+    // A finished reply (response.done seen) is only truncated.
+    feed({ type: 'response.created', response: { id: 'resp_2' } });
+    feed({ type: 'response.output_audio.delta', item_id: 'item_B', delta: mulaw(300) });
+    feed({ type: 'response.done', response: { id: 'resp_2', status: 'completed', output: [{ id: 'item_B', type: 'message' }] } });
+    sink.take();
+    mapper.truncate('item_B', 100);
+    expect(sink.take().sent).toMatchObject([{ type: 'conversation.item.truncate', item_id: 'item_B' }]);
+  });
+
   it('skips a truncate of an item without received audio', () => {
     const { sink, mapper } = setup();
     mapper.truncate('item_unknown', 500);

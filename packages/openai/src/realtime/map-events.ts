@@ -452,6 +452,9 @@ export class RealtimeEventMapper {
       return;
     }
     const audioEndMs = clampAudioEndMs(heardMs, item.receivedBytes / this.codec.bytesPerMs);
+    // Still being generated (a barge-in the server's VAD did not see): stop the response first, since the server
+    // truncates only a finished audio message. In order, its cancel closes the item before the truncate arrives.
+    if (!item.done && this.activeResponseId !== undefined && !this.offline) this.sink.send(responseCancel(this.nextEventId('cancel'), this.activeResponseId));
     item.truncated = true;
     this.log.assistantHeard(itemId, audioEndMs);
     const eventId = this.nextEventId('truncate');

@@ -43,6 +43,9 @@
  * - `badInputSafe`: sendAudio(empty), sendDtmf('x') and sendDtmf('5') (with capabilities.dtmf), truncate() of an
  *   unknown response id (with capabilities.truncation), submitToolResult() of an unknown call id: none throws, and once
  *   the session is quiet it still replies to a caller turn.
+ * - `bargeInTruncate` (skipped without capabilities.truncation): while a reply plays, the host calls truncate(id,
+ *   heardMs) with the audio received so far, as the gateway does on barge-in: the reply ends (`response_done` for it,
+ *   if it had not already), no audio for it follows, and the session still replies to the next caller turn.
  * - `toolRoundTrip` (skipped without capabilities.toolCalls or without `harness.tool`): with the tool offered in
  *   call.tools, the caller turn gives a `tool_call` for it with a non-empty callId and JSON-object argumentsJson; after
  *   submitToolResult the session replies (audio then response_done).
@@ -104,6 +107,7 @@ export type StsCheckName =
   | 'closeIdempotent'
   | 'abortBeforeConnect'
   | 'badInputSafe'
+  | 'bargeInTruncate'
   | 'toolRoundTrip';
 
 export type StsCheckResult = { readonly status: 'passed' } | { readonly status: 'skipped'; readonly reason: string };
@@ -568,6 +572,35 @@ const badInputSafe: StsCheck = async (harness, options) => {
   return PASSED;
 };
 
+const bargeInTruncate: StsCheck = async (harness, options) => {
+  if (!harness.adapter.capabilities.truncation) return skipped('capabilities.truncation is false');
+  const timeoutMs = timeoutOf(options);
+  await withSession(harness, 0, async (session, recorder) => {
+    await sleep(SETTLE_MS);
+    const from = recorder.events.length;
+    await sendPaced(session, callerTurn(harness), options);
+    const first = await recorder.waitFor(
+      (events) => events.slice(from).find((event): event is Extract<StsEvent, { type: 'audio' }> => event.type === 'audio'),
+      timeoutMs,
+      'the first audio of a reply to the caller turn',
+    );
+    const heardSamples = recorder.events.reduce((sum, event) => sum + (event.type === 'audio' && event.responseId === first.responseId ? event.samples.length : 0), 0);
+    const heardMs = Math.round((heardSamples * 1000) / session.outputSampleRate);
+    attempt('truncate(the reply playing)', () => session.truncate(first.responseId, heardMs));
+    await recorder.waitFor(
+      (events) => (events.some((event) => event.type === 'response_done' && event.responseId === first.responseId) ? true : undefined),
+      timeoutMs,
+      `response_done for the truncated reply ${first.responseId}`,
+    );
+    // Audio for the truncated reply after its response_done would show up now (assertClean).
+    await recorder.untilQuiet(quietOf(options), timeoutMs, 'the session to be quiet after the truncation');
+    const next = recorder.events.length;
+    await sendPaced(session, callerTurn(harness), options);
+    await recorder.waitForReply(next, timeoutMs, 'a reply to the caller turn after the truncation');
+  });
+  return PASSED;
+};
+
 const toolRoundTrip: StsCheck = async (harness, options) => {
   if (!harness.adapter.capabilities.toolCalls) return skipped('capabilities.toolCalls is false');
   const tool = harness.tool;
@@ -617,6 +650,7 @@ export const STS_CONFORMANCE_CHECKS: Readonly<Record<StsCheckName, StsCheck>> = 
   closeIdempotent,
   abortBeforeConnect,
   badInputSafe,
+  bargeInTruncate,
   toolRoundTrip,
 };
 
@@ -628,6 +662,7 @@ const TITLES: Readonly<Record<StsCheckName, string>> = {
   closeIdempotent: 'close() is idempotent, ends the events, and later calls do not throw',
   abortBeforeConnect: 'connect() with an aborted signal rejects with ProviderError closed',
   badInputSafe: 'bad input (empty audio, bad digit, unknown ids) is harmless',
+  bargeInTruncate: 'truncate() of the reply playing ends it, and the next caller turn gets a reply',
   toolRoundTrip: 'tool_call -> submitToolResult -> the session replies',
 };
 

@@ -27,6 +27,8 @@ export interface StsDefects {
   readonly emptyAudioChunks?: boolean;
   /** The tool call arguments are not JSON. */
   readonly badToolArguments?: boolean;
+  /** truncate() stops the reply's audio but never ends it (no response_done), so the host waits forever. */
+  readonly truncateLeavesReplyOpen?: boolean;
 }
 
 const PROVIDER = 'reference-sts';
@@ -153,6 +155,7 @@ class ReferenceSession implements StsSession {
   truncate(responseId: string): void {
     if (this.#closed || this.#active?.id !== responseId) return;
     clearTimeout(this.#active.timer);
+    if (this.defects.truncateLeavesReplyOpen === true) return;
     this.#finish(responseId);
   }
 

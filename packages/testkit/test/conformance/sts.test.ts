@@ -26,6 +26,7 @@ describe('STS conformance self-test: broken adapters fail', () => {
     ['leaks <end> into transcripts', { leakControlTokens: true }, [['transcripts', /control token leaked into a (user|agent) transcript/]]],
     ['never replies after a tool result', { ignoreToolResult: true }, [['toolRoundTrip', /waiting for a reply after submitToolResult/]]],
     ['tool arguments are not JSON', { badToolArguments: true }, [['toolRoundTrip', /tool_call argumentsJson is not JSON/]]],
+    ['leaves a truncated reply open', { truncateLeavesReplyOpen: true }, [['bargeInTruncate', /waiting for response_done for the truncated reply resp_1/]]],
     ['emits at an undeclared output rate', { undeclaredOutputRate: true }, [['replyAudio', /outputSampleRate 48000 is not among the declared \[24000\]/]]],
     [
       'emits empty audio events',
@@ -70,6 +71,7 @@ describe('STS conformance self-test: skips', () => {
       'closeIdempotent',
       'abortBeforeConnect',
       'badInputSafe',
+      'bargeInTruncate',
       'toolRoundTrip',
     ]);
   });
