@@ -142,6 +142,21 @@ describe('RealtimeEventMapper: truncate', () => {
       { type: 'response.cancel', response_id: 'resp_1' },
       { type: 'conversation.item.truncate', item_id: 'item_A', audio_end_ms: 200 },
     ]);
+    // The gateway's VAD already cancelled the response (callerStarted): the truncate sends no second cancel.
+    feed({ type: 'response.created', response: { id: 'resp_3' } });
+    feed({ type: 'response.output_audio.delta', item_id: 'item_C', delta: mulaw(300) });
+    sink.take();
+    mapper.callerStarted();
+    mapper.truncate('item_C', 100);
+    expect(sink.take().sent.map((e) => e['type'])).toEqual(['response.cancel', 'conversation.item.truncate']);
+    mapper.callerStopped(false);
+    // The server's VAD heard the caller: it cancels the response itself, so the truncate sends no cancel.
+    feed({ type: 'response.created', response: { id: 'resp_4' } });
+    feed({ type: 'response.output_audio.delta', item_id: 'item_D', delta: mulaw(300) });
+    feed({ type: 'input_audio_buffer.speech_started', audio_start_ms: 0, item_id: 'item_user' });
+    sink.take();
+    mapper.truncate('item_D', 100);
+    expect(sink.take().sent.map((e) => e['type'])).toEqual(['conversation.item.truncate']);
     // A finished reply (response.done seen) is only truncated.
     feed({ type: 'response.created', response: { id: 'resp_2' } });
     feed({ type: 'response.output_audio.delta', item_id: 'item_B', delta: mulaw(300) });

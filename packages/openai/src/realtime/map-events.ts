@@ -84,6 +84,8 @@ export class RealtimeEventMapper {
   private queued: ResponseRequest | undefined;
   /** The caller talked while our request was in flight: cancel the response it creates. */
   private cancelOnCreate = false;
+  /** The response a response.cancel was last sent for. */
+  private cancelledResponseId: string | undefined;
   /** The gateway's VAD hears the caller: responses wait for the end of the turn (and then answer it too). */
   private callerSpeaking = false;
   /** The verbatim response running now, and what it was asked to say. */
@@ -166,6 +168,8 @@ export class RealtimeEventMapper {
         this.onServerError(event.error);
         return;
       case 'input_audio_buffer.speech_started':
+        // The server's VAD (always sent with interrupt_response: true) cancels the active response itself.
+        if (this.activeResponseId !== undefined) this.cancelledResponseId = this.activeResponseId;
         this.sink.emit({ type: 'speech_started' });
         return;
       case 'input_audio_buffer.speech_stopped':
@@ -235,8 +239,15 @@ export class RealtimeEventMapper {
     if (request?.verbatim !== undefined) this.verbatim = { responseId, text: request.verbatim, spoken: undefined };
     if (this.cancelOnCreate) {
       this.cancelOnCreate = false;
-      this.sink.send(responseCancel(this.nextEventId('cancel'), responseId));
+      this.cancelResponse(responseId);
     }
+  }
+
+  /** Asks the server to stop a response, once per response (a second cancel would only earn an error event). */
+  private cancelResponse(responseId: string): void {
+    if (this.offline || this.cancelledResponseId === responseId) return;
+    this.cancelledResponseId = responseId;
+    this.sink.send(responseCancel(this.nextEventId('cancel'), responseId));
   }
 
   /**
@@ -420,7 +431,7 @@ export class RealtimeEventMapper {
   callerStarted(): void {
     this.callerSpeaking = true;
     if (this.activeResponseId !== undefined) {
-      if (!this.offline) this.sink.send(responseCancel(this.nextEventId('cancel'), this.activeResponseId));
+      this.cancelResponse(this.activeResponseId);
     } else if (this.requested !== undefined) {
       this.cancelOnCreate = true;
     }
@@ -454,7 +465,7 @@ export class RealtimeEventMapper {
     const audioEndMs = clampAudioEndMs(heardMs, item.receivedBytes / this.codec.bytesPerMs);
     // Still being generated (a barge-in the server's VAD did not see): stop the response first, since the server
     // truncates only a finished audio message. In order, its cancel closes the item before the truncate arrives.
-    if (!item.done && this.activeResponseId !== undefined && !this.offline) this.sink.send(responseCancel(this.nextEventId('cancel'), this.activeResponseId));
+    if (!item.done && this.activeResponseId !== undefined) this.cancelResponse(this.activeResponseId);
     item.truncated = true;
     this.log.assistantHeard(itemId, audioEndMs);
     const eventId = this.nextEventId('truncate');
