@@ -17,9 +17,8 @@ export class RateBudget {
     this.refilledAt = now();
   }
 
-  /** Spend one token; false when the budget is exhausted. */
-  take(): boolean {
-    const now = this.now();
+  /** Spend one token; false when the budget is exhausted. `now`: the caller's clock reading, when it has one. */
+  take(now = this.now()): boolean {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) * this.perSecond) / 1000);
     this.refilledAt = now;
     if (this.tokens < 1) return false;

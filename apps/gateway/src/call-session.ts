@@ -188,8 +188,9 @@ export class CallSession implements Pumpable, CallInbound {
   /** Inbound is dropped once the call is closing; every message is counted against the call's budget first. */
   private guard(handle: () => void): void {
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
-    this.lastInboundAt = this.now();
-    if (!this.messageBudget.take()) {
+    const now = this.now();
+    this.lastInboundAt = now;
+    if (!this.messageBudget.take(now)) {
       this.violatePolicy('message_rate', `more than ${this.limits.maxMessagesPerSecond} messages per second: closing the call`);
       return;
     }
@@ -297,7 +298,7 @@ export class CallSession implements Pumpable, CallInbound {
   /** Faster than a keypad can send: excess digits are dropped, with one log line per burst. */
   private admitDtmf(digit: string): boolean {
     const now = this.now();
-    if (!this.dtmfBudget.take()) {
+    if (!this.dtmfBudget.take(now)) {
       // One line per burst: a burst ends when no digit has been dropped for a second.
       if (this.lastDtmfDropAt === undefined || now - this.lastDtmfDropAt > DTMF_BURST_GAP_MS) {
         this.peerWarnings.warn({ digit }, `more than ${this.limits.maxDtmfPerSecond} DTMF digits per second: dropping digits`);
