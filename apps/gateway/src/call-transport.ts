@@ -1,5 +1,5 @@
 import type { RawData, WebSocket } from 'ws';
-import { encodeAvrAudio, encodeAvrOutbound, type AvrOutbound } from '@stsgate/core';
+import { encodeAvrAudio, encodeAvrOutbound, type AvrOutbound, type AvrPeer, type CallCloseCode, type PeerBacklog } from '@stsgate/core';
 
 /** What a transport delivers to its call (implemented by CallSession). */
 export interface CallInbound {
@@ -32,6 +32,53 @@ export interface CallTransport {
   close(code: number, reason?: string, dropConnection?: boolean): void;
   /** The call is fully closed: remove the remaining listeners. */
   dispose(): void;
+}
+
+/** WebSocket close codes used towards AVR Core (other transports map them to their own terms). */
+export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, policyViolation: 1008, providerFailure: 1011 } as const;
+
+const CLOSE_CODES = {
+  normal: CLOSE.normal,
+  going_away: CLOSE.goingAway,
+  protocol_error: CLOSE.protocolError,
+  policy_violation: CLOSE.policyViolation,
+  provider_failure: CLOSE.providerFailure,
+} as const satisfies Record<CallCloseCode, number>;
+
+/** Stop writing audio (and error replies) while this much is unsent on the transport: the peer is not reading. */
+const MAX_TRANSPORT_BACKLOG_BYTES = 64 * 1024;
+/** Past this much unsent the peer is not reading at all: the call ends (so does 15 s of audio held back). */
+const MAX_CONTROL_BACKLOG_BYTES = 1024 * 1024;
+
+/** A transport as the core call runtime's peer: its backlog in bytes becomes a level, close reasons WebSocket codes. */
+export class TransportPeer implements AvrPeer {
+  constructor(private readonly transport: CallTransport) {}
+
+  get open(): boolean {
+    return this.transport.open;
+  }
+
+  get backlog(): PeerBacklog {
+    const bytes = this.transport.backlogBytes;
+    if (bytes > MAX_CONTROL_BACKLOG_BYTES) return 'overflowing';
+    return bytes > MAX_TRANSPORT_BACKLOG_BYTES ? 'congested' : 'clear';
+  }
+
+  sendAudio(frame: Int16Array): void {
+    this.transport.sendAudio(frame);
+  }
+
+  sendControl(message: AvrOutbound): void {
+    this.transport.sendControl(message);
+  }
+
+  close(code: CallCloseCode, reason: string | undefined, dropConnection: boolean): void {
+    this.transport.close(CLOSE_CODES[code], reason, dropConnection);
+  }
+
+  dispose(): void {
+    this.transport.dispose();
+  }
 }
 
 const DROP_CONNECTION_AFTER_MS = 250;

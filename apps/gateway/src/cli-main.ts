@@ -151,7 +151,7 @@ async function devCommands({ stderr }: CliContext): Promise<typeof DevCommands |
   }
 }
 
-export const EMULATED = ['openai', 'speechmatics', 'soniox', 'speechmatics-flow'] as const;
+export const EMULATED = ['openai', 'xai', 'speechmatics', 'soniox', 'speechmatics-flow'] as const;
 export type Emulated = (typeof EMULATED)[number];
 const isEmulated = (name: string | undefined): name is Emulated => (EMULATED as readonly (string | undefined)[]).includes(name);
 

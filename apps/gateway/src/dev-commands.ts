@@ -11,6 +11,7 @@ import {
   startSpeechmaticsFlowEmulator,
   startSpeechmaticsRtEmulator,
   startSpeechmaticsTtsEmulator,
+  startXaiRealtimeEmulator,
 } from '@stsgate/testkit';
 import { EMULATED, type CliContext, type Emulated } from './cli-main.js';
 
@@ -19,6 +20,11 @@ export { runCallCommand };
 /** Starts one provider's emulators; returns the variables that point the gateway at them, and how to stop them. */
 async function startEmulators(provider: Emulated): Promise<{ env: Record<string, string>; close: () => Promise<void> }> {
   switch (provider) {
+    case 'xai': {
+      const apiKey = 'xai-emulator-key';
+      const realtime = await startXaiRealtimeEmulator({ apiKey });
+      return { env: { XAI_API_KEY: apiKey, XAI_REALTIME_URL: realtime.url }, close: () => realtime.close() };
+    }
     case 'openai': {
       const apiKey = 'sk-emulator-key';
       const realtime = await startOpenAiRealtimeEmulator({ apiKey });
@@ -76,6 +82,7 @@ async function startEmulators(provider: Emulated): Promise<{ env: Record<string,
 /** The provider variables that use what was emulated (the cascade for a mix). */
 function suggestedProviders(names: ReadonlySet<Emulated>): Record<string, string> {
   if (names.has('speechmatics-flow')) return { STS_PROVIDER: 'speechmatics-flow' };
+  if (names.has('xai')) return { STS_PROVIDER: 'xai' };
   const asr = names.has('soniox') ? 'soniox' : names.has('speechmatics') ? 'speechmatics' : undefined;
   const tts = names.has('speechmatics') ? 'speechmatics' : names.has('soniox') ? 'soniox' : undefined;
   if (asr === undefined || tts === undefined) return names.has('openai') ? { STS_PROVIDER: 'openai' } : {};

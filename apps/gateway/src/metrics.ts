@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CallMetric, CallRuntimeObserver } from '@stsgate/core';
 
 /** Prometheus metrics owned by one gateway instance (its own registry: two apps never share counters). */
 export class GatewayMetrics {
@@ -91,6 +92,66 @@ export class GatewayMetrics {
     // prom-client adds three gauges named `*_total`, a suffix Prometheus keeps for counters; their per-type gauges
     // (`stsgate_nodejs_active_handles{type=...}` and the like) carry the same numbers.
     for (const name of ['active_handles', 'active_requests', 'active_resources']) this.registry.removeSingleMetric(`stsgate_nodejs_${name}_total`);
+  }
+
+  /** Where one call's runtime reports: its metrics, labelled with the call's provider. */
+  callObserver(provider: string): CallRuntimeObserver {
+    return { record: (metric) => this.recordCall(provider, metric) };
+  }
+
+  private recordCall(provider: string, metric: CallMetric): void {
+    switch (metric.type) {
+      case 'call_opened':
+        this.activeCalls.inc();
+        return;
+      case 'call_closed':
+        this.activeCalls.dec();
+        this.callsTotal.inc({ provider, outcome: metric.outcome });
+        this.callDurationSeconds.observe({ provider, outcome: metric.outcome }, metric.durationMs / 1000);
+        return;
+      case 'caller_audio':
+        this.framesIn.inc();
+        return;
+      case 'agent_frames':
+        this.framesOut.inc(metric.count);
+        return;
+      case 'error':
+        this.errors.inc({ kind: metric.kind, provider });
+        return;
+      case 'policy_close':
+        this.policyCloses.inc({ kind: metric.kind, provider });
+        return;
+      case 'dtmf_dropped':
+        this.dtmfDropped.inc();
+        return;
+      case 'early_audio_dropped':
+        this.earlyAudioDropped.inc();
+        return;
+      case 'interruption':
+        this.interruptions.inc({ provider });
+        return;
+      case 'provider_reconnecting':
+        this.reconnects.inc({ provider: metric.provider });
+        return;
+      case 'provider_connect':
+        this.providerConnectSeconds.observe({ provider, outcome: metric.outcome }, metric.durationMs / 1000);
+        return;
+      case 'response_latency':
+        this.responseLatencySeconds.observe({ provider }, metric.durationMs / 1000);
+        return;
+      case 'turn_metrics': {
+        const { asrFinal, llmFirstToken, ttsFirstAudio } = metric.metrics;
+        if (asrFinal !== undefined) this.turnAsrFinalSeconds.observe({ provider: asrFinal.provider }, asrFinal.ms / 1000);
+        if (llmFirstToken !== undefined) this.turnLlmFirstTokenSeconds.observe({ provider: llmFirstToken.provider }, llmFirstToken.ms / 1000);
+        if (ttsFirstAudio !== undefined) this.turnTtsFirstAudioSeconds.observe({ provider: ttsFirstAudio.provider }, ttsFirstAudio.ms / 1000);
+        return;
+      }
+      default: {
+        // Compile-time check that every metric is recorded; a metric of a newer core is ignored.
+        const unhandled: never = metric;
+        return void unhandled;
+      }
+    }
   }
 }
 

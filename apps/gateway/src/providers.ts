@@ -1,7 +1,7 @@
 import { AdapterRegistry } from '@stsgate/core';
 import { CASCADE_PRESET, SONIOX_PRESET, SPEECHMATICS_PRESET, defineCascadeSts } from '@stsgate/cascade';
 import { defineLoopbackSts } from '@stsgate/loopback';
-import { defineOpenAiLlm, defineOpenAiRealtime, defineOpenAiTts } from '@stsgate/openai';
+import { defineOpenAiLlm, defineOpenAiRealtime, defineOpenAiTts, defineXaiRealtime } from '@stsgate/openai';
 import { defineSileroVad } from '@stsgate/silero-vad';
 import { defineSonioxAsr, defineSonioxTts } from '@stsgate/soniox';
 import { defineSpeechmaticsAsr, defineSpeechmaticsFlow, defineSpeechmaticsTts } from '@stsgate/speechmatics';
@@ -15,6 +15,7 @@ export function builtinRegistry(): AdapterRegistry {
     defineLoopbackSts(defineSileroVad()),
     defineSileroVad(),
     defineOpenAiRealtime(),
+    defineXaiRealtime(),
     defineOpenAiLlm(),
     defineOpenAiTts(),
     defineSonioxAsr(),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { memoryLogger } from '@stsgate/testkit';
-import { PeerWarnings, RateBudget } from '../src/budget.js';
+import { PeerWarnings, RateBudget } from '@stsgate/core';
 
 describe('RateBudget', () => {
   it('lets a burst through, then the sustained rate, on its own clock', () => {

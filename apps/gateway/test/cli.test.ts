@@ -74,7 +74,7 @@ describe('stsgate CLI', () => {
   it('call and emulate still run (loaded on demand): a bad invocation gets their own usage and exit 2', async () => {
     const emulate = await run(['emulate', 'no-such-provider']);
     expect(emulate.code).toBe(2);
-    expect(emulate.err).toBe('stsgate: usage: stsgate emulate <openai|speechmatics|soniox|speechmatics-flow>... [--write-env FILE]\n');
+    expect(emulate.err).toBe('stsgate: usage: stsgate emulate <openai|xai|speechmatics|soniox|speechmatics-flow>... [--write-env FILE]\n');
     const call = await run(['call']);
     expect(call.code).toBe(2);
     expect(call.err).toMatch(/stsgate call/);

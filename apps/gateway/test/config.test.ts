@@ -37,7 +37,7 @@ describe('gateway configuration', () => {
       ),
     );
     expect(problems).toHaveLength(5);
-    expect(problems.join('\n')).toMatch(/PORT[\s\S]*LOG_LEVEL[\s\S]*STSGATE_AUTH_TOKEN[\s\S]*MAX_CALLS[\s\S]*unknown provider "nope" \(available: loopback, openai, speechmatics-flow, cascade, speechmatics, soniox\)/);
+    expect(problems.join('\n')).toMatch(/PORT[\s\S]*LOG_LEVEL[\s\S]*STSGATE_AUTH_TOKEN[\s\S]*MAX_CALLS[\s\S]*unknown provider "nope" \(available: loopback, openai, xai, speechmatics-flow, cascade, speechmatics, soniox\)/);
   });
 
   it("includes the provider's own problems", () => {

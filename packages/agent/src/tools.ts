@@ -114,12 +114,15 @@ export class ToolSet implements ToolRunner {
     const timeoutMs = tool.timeoutMs ?? this.timeoutMs;
     if (context.signal.aborted) return Promise.resolve({ ok: false, text: `Error: tool "${name}" was cancelled: the call ended` });
     return new Promise((resolve) => {
+      // The tool's own signal: aborted when the call ends and when its time is up, so a timed-out tool stops its work.
+      const cancel = new AbortController();
       let settled = false;
       const finish = (ok: boolean, text: string): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         context.signal.removeEventListener('abort', onAbort);
+        if (!ok) cancel.abort();
         resolve({ ok, text });
       };
       const timer = setTimeout(() => finish(false, `Error: tool "${name}" timed out after ${timeoutMs} ms`), timeoutMs);
@@ -127,7 +130,7 @@ export class ToolSet implements ToolRunner {
       context.signal.addEventListener('abort', onAbort, { once: true });
       let pending: Promise<unknown>;
       try {
-        pending = Promise.resolve(tool.execute(args, context));
+        pending = Promise.resolve(tool.execute(args, { ...context, signal: cancel.signal }));
       } catch (error) {
         pending = Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }

@@ -226,6 +226,23 @@ describe('ToolSet.run', () => {
     expect(await set.run('echo', '{}', context(log, { signal: controller.signal }))).toBe('Error: tool "echo" was cancelled: the call ended');
   });
 
+  it('aborts the signal a timed-out tool was given, so it can stop its work', async () => {
+    let toolSignal: AbortSignal | undefined;
+    const watched = new ToolSet(
+      [
+        tool('hangs', (_args, ctx) => {
+          toolSignal = ctx.signal;
+          return never();
+        }),
+      ],
+      { timeoutMs: 50 },
+    );
+    const callSignal = new AbortController().signal;
+    expect(await watched.run('hangs', '{}', context(captureLogger(), { signal: callSignal }))).toBe('Error: tool "hangs" timed out after 50 ms');
+    expect(toolSignal?.aborted).toBe(true);
+    expect(callSignal.aborted).toBe(false);
+  });
+
   it('logs arguments and results only at debug level', async () => {
     const atInfo = captureLogger('info');
     await set.run('echo', '{"card":"4111-1111"}', context(atInfo));

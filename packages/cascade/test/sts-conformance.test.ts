@@ -44,6 +44,15 @@ function setup(tts: 'soniox-stream' | 'speechmatics'): StsConformanceSetup {
     return {
       adapter,
       tool: { name: TOOL, parameters: { type: 'object', properties: { order_id: { type: 'string' } }, required: ['order_id'] } },
+      // `reconnect`: the call's provider sockets (Soniox STT, and the Soniox streaming TTS WebSocket) are destroyed
+      // without a close frame, as a network failure does. The LLM and Speechmatics TTS are one HTTP request per turn.
+      dropConnection: async () => {
+        const asr = stt.connections.filter((connection) => connection.closeInfo === undefined);
+        const speech = sonioxTts?.wsConnections.filter((connection) => connection.closeInfo === undefined) ?? [];
+        for (const connection of asr) connection.applyFault({ type: 'drop' });
+        for (const connection of speech) connection.drop();
+        await stt.waitFor(() => asr.every((connection) => connection.closeInfo !== undefined));
+      },
       cleanup: async () => {
         await stt.close();
         await rest.close();

@@ -14,3 +14,6 @@ export * from './config/env.js';
 export * from './util/async-queue.js';
 export * from './audio/index.js';
 export * from './util/transport.js';
+export * from './call/index.js';
+export * from './transport/index.js';
+export * from './session/index.js';

@@ -1,10 +1,13 @@
 /** Registry definitions: the OpenAI adapters configured from AVR's environment variables. */
 import { z } from 'zod';
-import type { AdapterDefinition, VadAdapter } from '@stsgate/core';
+import type { AdapterDefinition, BuildContext, StsAdapter, VadAdapter } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, resolveInstructions } from '@stsgate/agent';
-import { DEFAULT_DTMF_MESSAGE, DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_URL, DEFAULT_VOICE, createOpenAiRealtime } from './realtime/adapter.js';
+import type { InstructionSource } from '@stsgate/agent';
+import { DEFAULT_DTMF_MESSAGE, DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_URL, DEFAULT_VOICE, createRealtimeAdapter } from './realtime/adapter.js';
 import type { OpenAiRealtimeOptions } from './realtime/adapter.js';
-import type { TurnDetectionSetting } from './realtime/wire.js';
+import { openAiProfile } from './realtime/profile.js';
+import type { RealtimeProfile } from './realtime/profile.js';
+import type { TurnDetectionSetting, VadTuning } from './realtime/wire.js';
 import { DEFAULT_LLM_MODEL, createOpenAiLlm } from './llm.js';
 import { DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, createOpenAiTts } from './tts.js';
 import { ConfigError, blankToUndefined, defineAdapter, envBoolean, envEnum, envInt, envNumber, envOptionalEnum, envText, envUrl } from '@stsgate/core';
@@ -46,19 +49,24 @@ export const openAiRealtimeEnvSchema = z.object({ ...realtimeShape, ...instructi
 export type OpenAiRealtimeEnv = z.output<typeof openAiRealtimeEnvSchema>;
 
 /** `auto`, `NULL` and empty mean "no language hint" (avr-app's convention). */
-function languageHint(value: string | undefined): string | undefined {
+export function languageHint(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   const lower = value.toLowerCase();
   return lower === 'auto' || lower === 'null' || lower === 'none' ? undefined : value;
 }
 
+/** The VAD tuning the variables set (unset ones are left out: the provider's or the gateway VAD's defaults apply). */
+export function vadTuningFromEnv(threshold: number | undefined, silenceMs: number | undefined, prefixPaddingMs: number | undefined): VadTuning {
+  return {
+    ...(threshold === undefined ? {} : { threshold }),
+    ...(silenceMs === undefined ? {} : { silenceDurationMs: silenceMs }),
+    ...(prefixPaddingMs === undefined ? {} : { prefixPaddingMs }),
+  };
+}
+
 function turnDetection(env: OpenAiRealtimeEnv): TurnDetectionSetting {
   // Unset values take the documented defaults (wire.ts DEFAULT_VAD_TUNING), for the server's VAD or the gateway's.
-  const tuning = {
-    ...(env.OPENAI_TURN_DETECTION_THRESHOLD === undefined ? {} : { threshold: env.OPENAI_TURN_DETECTION_THRESHOLD }),
-    ...(env.OPENAI_TURN_DETECTION_SILENCE_MS === undefined ? {} : { silenceDurationMs: env.OPENAI_TURN_DETECTION_SILENCE_MS }),
-    ...(env.OPENAI_TURN_DETECTION_PREFIX_PADDING_MS === undefined ? {} : { prefixPaddingMs: env.OPENAI_TURN_DETECTION_PREFIX_PADDING_MS }),
-  };
+  const tuning = vadTuningFromEnv(env.OPENAI_TURN_DETECTION_THRESHOLD, env.OPENAI_TURN_DETECTION_SILENCE_MS, env.OPENAI_TURN_DETECTION_PREFIX_PADDING_MS);
   switch (env.OPENAI_TURN_DETECTION) {
     case 'none':
       return { type: 'none', ...tuning };
@@ -71,6 +79,45 @@ function turnDetection(env: OpenAiRealtimeEnv): TurnDetectionSetting {
 
 /** The VAD id that takes the turns with OPENAI_TURN_DETECTION=none (the gateway registry's). */
 const TURN_VAD = 'silero';
+
+/** Adapter options as a provider's variables give them: the instructions as their source, resolved per call. */
+export interface RealtimeEnvOptions extends Omit<OpenAiRealtimeOptions, 'instructions' | 'turnDetection'> {
+  readonly instructions: InstructionSource;
+  readonly turnDetection: TurnDetectionSetting;
+}
+
+/**
+ * The Realtime adapter of `profile` from what its variables say: the instructions resolved per call from their source
+ * (a missing instructions file is a configuration error), and with turn detection `none` the registry's VAD
+ * (`vad:silero`, VAD_* variables) takes the caller's turns. `turnVariable` names the variable in that error;
+ * `overrides` win over everything.
+ */
+export function realtimeFromEnv(
+  profile: RealtimeProfile,
+  options: RealtimeEnvOptions,
+  context: BuildContext,
+  turnVariable: string,
+  overrides: Partial<OpenAiRealtimeOptions> = {},
+): StsAdapter {
+  const scope = `sts provider "${profile.id}"`;
+  checkInstructionFile(options.instructions, scope);
+  let vad: VadAdapter | undefined = overrides.vad ?? options.vad;
+  if (options.turnDetection.type === 'none' && vad === undefined) {
+    if (context.resolve === undefined) {
+      throw new ConfigError(scope, [
+        `${turnVariable}=none needs the gateway's VAD (vad:${TURN_VAD}) to end the caller's turns, and only an adapter registry can build it`,
+      ]);
+    }
+    vad = context.resolve('vad', TURN_VAD);
+  }
+  const source = options.instructions;
+  return createRealtimeAdapter(profile, {
+    ...options,
+    instructions: (call) => resolveInstructions(source, call),
+    ...(vad === undefined ? {} : { vad }),
+    ...overrides,
+  });
+}
 
 /**
  * The `openai` STS provider (OpenAI Realtime, GA protocol) for a registry; AVR's avr-sts-openai port 6030.
@@ -85,8 +132,6 @@ export function defineOpenAiRealtime(overrides: Partial<OpenAiRealtimeOptions> =
     defaultPort: 6030,
     envSchema: openAiRealtimeEnvSchema,
     create(env, context) {
-      const source = instructionSourceFromEnv(env, DEFAULT_INSTRUCTIONS, 'OPENAI');
-      checkInstructionFile(source, 'sts provider "openai"');
       if (env.OPENAI_TEMPERATURE !== undefined) {
         context.logger.warn(
           { provider: 'openai', temperature: env.OPENAI_TEMPERATURE },
@@ -98,40 +143,29 @@ export function defineOpenAiRealtime(overrides: Partial<OpenAiRealtimeOptions> =
         context.logger.warn({ provider: 'openai', model: env.OPENAI_MODEL }, 'OPENAI_REASONING_EFFORT is ignored: only gpt-realtime-2 models reason');
         reasoningEffort = undefined;
       }
-      const detection = turnDetection(env);
-      let vad: VadAdapter | undefined = overrides.vad;
-      if (detection.type === 'none' && vad === undefined) {
-        if (context.resolve === undefined) {
-          throw new ConfigError('sts provider "openai"', [
-            `OPENAI_TURN_DETECTION=none needs the gateway's VAD (vad:${TURN_VAD}) to end the caller's turns, and only an adapter registry can build it`,
-          ]);
-        }
-        vad = context.resolve('vad', TURN_VAD);
-      }
       const transcriptionModel = env.OPENAI_TRANSCRIPTION_MODEL ?? 'whisper-1';
       const language = languageHint(env.OPENAI_LANGUAGE);
       const transcription =
         ['none', 'off', 'false'].includes(transcriptionModel.toLowerCase())
           ? null
           : { model: transcriptionModel, ...(language === undefined ? {} : { language }) };
-      return createOpenAiRealtime({
+      const options: RealtimeEnvOptions = {
         apiKey: env.OPENAI_API_KEY,
         url: env.OPENAI_REALTIME_URL,
         model: env.OPENAI_MODEL,
         voice: env.OPENAI_VOICE,
         audioFormat: env.OPENAI_AUDIO_FORMAT,
-        instructions: (call) => resolveInstructions(source, call),
+        instructions: instructionSourceFromEnv(env, DEFAULT_INSTRUCTIONS, 'OPENAI'),
         transcription,
-        turnDetection: detection,
-        ...(vad === undefined ? {} : { vad }),
+        turnDetection: turnDetection(env),
         ...(env.OPENAI_NOISE_REDUCTION === undefined || env.OPENAI_NOISE_REDUCTION === 'none' ? {} : { noiseReduction: env.OPENAI_NOISE_REDUCTION }),
         ...(env.OPENAI_MAX_TOKENS === undefined ? {} : { maxOutputTokens: env.OPENAI_MAX_TOKENS }),
         ...(reasoningEffort === undefined ? {} : { reasoningEffort }),
         greeting: env.OPENAI_GREETING,
         ...(env.OPENAI_WELCOME_MESSAGE === undefined ? {} : { welcomeMessage: env.OPENAI_WELCOME_MESSAGE }),
         dtmfMessage: env.OPENAI_DTMF_MESSAGE ?? DEFAULT_DTMF_MESSAGE,
-        ...overrides,
-      });
+      };
+      return realtimeFromEnv(openAiProfile, options, context, 'OPENAI_TURN_DETECTION', overrides);
     },
   });
 }

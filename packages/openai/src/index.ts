@@ -1,6 +1,7 @@
-// OpenAI Realtime (GA) speech-to-speech
+// OpenAI Realtime (GA) speech-to-speech, and OpenAI-compatible providers as profiles
 export {
   createOpenAiRealtime,
+  createRealtimeAdapter,
   realtimeCapabilities,
   realtimeUrl,
   DEFAULT_REALTIME_URL,
@@ -11,9 +12,12 @@ export {
   DEFAULT_INPUT_BATCH_MS,
 } from './realtime/adapter.js';
 export type { OpenAiRealtimeOptions } from './realtime/adapter.js';
+export { openAiProfile } from './realtime/profile.js';
+export type { RealtimeProfile, UnsupportedOption } from './realtime/profile.js';
+export { XAI_VOICES, createXaiRealtime, defineXaiRealtime, xaiProfile, xaiRealtimeEnvSchema } from './xai.js';
 export type { TlsOptions } from './realtime/connection.js';
-export type { TurnDetectionSetting, VadTuning, WireAudioFormat, SessionSettings } from './realtime/wire.js';
-export { DEFAULT_VAD_TUNING, buildSession, parseServerMessage, verbatimResponse } from './realtime/wire.js';
+export type { TurnDetectionSetting, VadTuning, WireAudioFormat, SessionSettings, WireSession, FlatSessionShape } from './realtime/wire.js';
+export { DEFAULT_VAD_TUNING, buildSession, flatSession, parseServerMessage, verbatimResponse } from './realtime/wire.js';
 export { RealtimeEventMapper, clampAudioEndMs } from './realtime/map-events.js';
 export type { MapperSink, MapperOptions, ResponseRequest } from './realtime/map-events.js';
 export { ConversationLog, heardText } from './realtime/conversation-log.js';
@@ -35,9 +39,11 @@ export {
   openAiLlmEnvSchema,
   openAiTtsEnvSchema,
   llmModelFromEnv,
+  realtimeFromEnv,
   DEFAULT_INSTRUCTIONS,
 } from './definitions.js';
-export type { OpenAiRealtimeEnv } from './definitions.js';
+export type { OpenAiRealtimeEnv, RealtimeEnvOptions } from './definitions.js';
 
-// Errors and the reconnect loop (generic; a candidate for core)
-export { providerErrorFromClose, providerErrorFromUpgrade, providerErrorFromServer, sanitizeMessage } from './errors.js';
+// Errors: Realtime close codes, upgrades and server errors (over core's classifiers), key redaction
+export { providerErrorFromClose, providerErrorFromUpgrade, providerErrorFromServer, realtimeClassifiers, sanitizeMessage } from './errors.js';
+export type { ProviderName } from './errors.js';

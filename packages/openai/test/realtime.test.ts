@@ -374,7 +374,7 @@ describe('OpenAI Realtime adapter: reconnect', () => {
 
     first.inject({ action: { type: 'terminate' } });
     // caller audio during the gap is buffered and sent once the new connection is ready
-    await waitForLog(lines, (l) => l.msg === 'OpenAI connection lost; reconnecting');
+    await waitForLog(lines, (l) => l.msg === 'OpenAI connection lost');
     const fromEvent = events.all.length;
     speak(session, speech8k);
 
@@ -407,7 +407,9 @@ describe('OpenAI Realtime adapter: reconnect', () => {
     first.inject({ action: { type: 'stall' } });
     const second = await emu.waitForConnection(1);
     await waitForLog(lines, (l) => l.msg === 'OpenAI session restored');
-    expect(lines.some((l) => l.msg.includes('stalled'))).toBe(true);
+    expect(lines.some((l) => l.level === 40 && l.msg === 'OpenAI stopped answering pings')).toBe(true);
+    // the drop is reported as the stall, not as the close that ended the socket
+    expect(lines.find((l) => l.msg === 'OpenAI connection lost')).toMatchObject({ category: 'timeout', err: 'the OpenAI connection stalled (no pong within 100 ms)' });
     session.sendDtmf('4');
     await events.waitFor((e) => e.type === 'transcript' && e.text === 'The caller pressed 4 on the keypad. on 1');
     expect(clientEvents(second, 'session.update')).toHaveLength(1);
@@ -623,6 +625,45 @@ describe("OpenAI Realtime adapter: turn detection by the gateway's VAD (turn_det
     expect(connection.serverEvents.filter((e) => e.type === 'error')).toEqual([]);
     await session.close();
     expect(vad.closed).toBe(1);
+  });
+
+  it('a turn that ends while reconnecting is committed on the new connection, after its audio and the restored conversation', async () => {
+    const emu = await emulator({
+      script: {
+        onUserText: () => ({ transcript: 'Noted.', audioMs: 200 }),
+        onUserTurn: (turn) => ({ transcript: `Answer on connection ${turn.connection.index + 1}.`, audioMs: 300 }),
+      },
+    });
+    const vad = new EnergyTestVad();
+    const { session, events, lines } = await open(emu, {
+      greeting: false,
+      turnDetection: { type: 'none', silenceDurationMs: 600 },
+      vad,
+      reconnect: { maxAttempts: 3, firstDelayMs: 300, baseDelayMs: 10, maxDelayMs: 300, jitter: 0 },
+    });
+    session.sendDtmf('5'); // a turn to restore
+    await events.waitFor((e) => e.type === 'transcript' && e.text === 'Noted.');
+    const first = await emu.waitForConnection(0);
+    first.inject({ action: { type: 'terminate' } });
+    await waitForLog(lines, (l) => l.msg === 'OpenAI connection lost');
+    // The whole turn (speech, then its end) is judged while there is no connection.
+    speak(session, speechAfterPause);
+    await events.waitFor(isType('speech_stopped'));
+    expect(emu.connections).toHaveLength(1);
+    await events.waitFor((e) => e.type === 'transcript' && e.text === 'Answer on connection 2.');
+    const second = await emu.waitForConnection(1);
+    const types = second.clientEvents.map((e) => e['type']);
+    const restored = types.indexOf('conversation.item.create');
+    const firstAppend = types.indexOf('input_audio_buffer.append');
+    const commit = types.indexOf('input_audio_buffer.commit');
+    expect(restored).toBeGreaterThan(types.indexOf('session.update'));
+    expect(firstAppend).toBeGreaterThan(restored);
+    expect(commit).toBeGreaterThan(types.lastIndexOf('input_audio_buffer.append'));
+    expect(types.slice(commit)).toEqual(['input_audio_buffer.commit', 'response.create']);
+    expect(second.inputAudioMs).toBeGreaterThan(500);
+    expect(second.responses.map((r) => r.trigger)).toEqual(['user_audio']);
+    expect(second.serverEvents.filter((e) => e.type === 'error')).toEqual([]);
+    expect(events.of('error')).toEqual([]);
   });
 
   it('speech over the agent: speech_started for the host and response.cancel for the active response', async () => {

@@ -24,6 +24,12 @@ function setup(options: Partial<OpenAiRealtimeOptions> = {}): StsConformanceSetu
       // No greeting: the suite takes any reply audio as the answer to its caller turn.
       adapter: createOpenAiRealtime({ apiKey: API_KEY, url: emulator.url, greeting: false, ...options }),
       tool: { name: TOOL, parameters: { type: 'object', properties: { order_id: { type: 'string' } }, required: ['order_id'] } },
+      // `reconnect`: the emulator destroys the session's socket without a close frame, as a network failure does.
+      dropConnection: async () => {
+        const open = emulator.connections.filter((connection) => connection.closeInfo === null);
+        for (const connection of open) connection.inject({ action: { type: 'terminate' } });
+        await Promise.all(open.map((connection) => connection.closed));
+      },
       cleanup: () => emulator.close(),
     };
   };

@@ -7,6 +7,7 @@ import {
   parseServerMessage,
   providerErrorFromClose,
   providerErrorFromUpgrade,
+  realtimeClassifiers,
   realtimeUrl,
   sanitizeMessage,
 } from '../src/index.js';
@@ -136,6 +137,21 @@ describe('errors', () => {
     expect(providerErrorFromUpgrade(403, '', undefined)).toMatchObject({ category: 'permission', retryable: false });
     expect(providerErrorFromUpgrade(429, '', '2')).toMatchObject({ category: 'rate_limit', retryable: true, retryAfterMs: 2000 });
     expect(providerErrorFromUpgrade(502, 'Bad gateway', undefined)).toMatchObject({ category: 'server', retryable: true });
+  });
+
+  it('redacts key shapes in a rejected upgrade and names the provider; the close classifier reads the last error', () => {
+    const xai = { id: 'xai', label: 'xAI' };
+    const upgrade = providerErrorFromUpgrade(401, '{"code":"bad","error":"Incorrect API key provided: xai-abcd***wxyz"}', undefined, 'xai-secret-1', xai);
+    expect(upgrade).toMatchObject({ provider: 'xai', category: 'auth', statusCode: 401 });
+    expect(upgrade.message).toBe('xAI rejected the connection: authentication failed (HTTP 401): Incorrect API key provided: xai-[redacted]');
+    const seen: { lastError?: { code: string; message: string } } = {};
+    const classify = realtimeClassifiers(xai, 'xai-secret-1', () => seen.lastError);
+    expect(classify.close({ code: 1011, reason: 'boom' })).toMatchObject({ provider: 'xai', category: 'server', providerCode: 'boom' });
+    seen.lastError = { code: 'invalid_api_key', message: 'key xai-secret-1 revoked' };
+    const closed = classify.close({ code: 3000, reason: '' });
+    expect(closed).toMatchObject({ category: 'auth', retryable: false, providerCode: 'invalid_api_key' });
+    expect(closed.message).toBe('xAI closed the connection: authentication failed: key [redacted] revoked (invalid_api_key)');
+    expect(classify.connection(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toMatchObject({ provider: 'xai', category: 'connectivity' });
   });
 
   it('redacts keys from server messages', () => {

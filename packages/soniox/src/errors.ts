@@ -1,6 +1,6 @@
 /** Soniox failures as core ProviderErrors: `{error_code, error_message}` responses, HTTP statuses, closes. */
-import { ProviderError, categoryForStatus } from '@stsgate/core';
-import type { ProviderErrorCategory } from '@stsgate/core';
+import { ProviderError, categoryForStatus, describeCategory, providerErrorFromCloseCode, providerErrorFromConnection, sanitizeMessage as sanitize } from '@stsgate/core';
+import type { ProviderErrorCategory, WebSocketClassifiers } from '@stsgate/core';
 
 export const PROVIDER = 'soniox';
 
@@ -9,9 +9,7 @@ export const PROVIDER = 'soniox';
  * reaches a log or AVR Core.
  */
 export function sanitizeMessage(message: string, secret?: string): string {
-  let out = message.length > 500 ? `${message.slice(0, 500)}...` : message;
-  if (secret !== undefined && secret.length >= 4) out = out.split(secret).join('[redacted]');
-  return out;
+  return sanitize(message, secret);
 }
 
 /**
@@ -22,30 +20,6 @@ export function categoryForSonioxCode(code: number): ProviderErrorCategory {
   return categoryForStatus(code);
 }
 
-function describe(category: ProviderErrorCategory): string {
-  switch (category) {
-    case 'auth':
-      return 'authentication failed';
-    case 'permission':
-      return 'permission denied';
-    case 'quota':
-      return 'quota exceeded';
-    case 'rate_limit':
-      return 'rate limited';
-    case 'timeout':
-      return 'timed out';
-    case 'server':
-      return 'server error';
-    case 'invalid_request':
-      return 'invalid request';
-    case 'connectivity':
-    case 'protocol':
-    case 'closed':
-    case 'unknown':
-      return 'error';
-  }
-}
-
 /** An `{error_code, error_message}` from the STT socket or a TTS JSON body / trailer. */
 export function providerErrorFromSoniox(
   code: number,
@@ -54,7 +28,7 @@ export function providerErrorFromSoniox(
 ): ProviderError {
   const category = categoryForSonioxCode(code);
   const text = sanitizeMessage(message ?? 'no message', options.secret);
-  return new ProviderError(PROVIDER, category, `Soniox ${options.what ?? 'error'}: ${describe(category)} (${code}): ${text}`, {
+  return new ProviderError(PROVIDER, category, `Soniox ${options.what ?? 'error'}: ${describeCategory(category)} (${code}): ${text}`, {
     statusCode: code,
     providerCode: String(code),
     ...(options.retryAfterMs === undefined ? {} : { retryAfterMs: options.retryAfterMs }),
@@ -67,7 +41,7 @@ export function providerErrorFromStatus(status: number, body: string, options: {
   if (parsed !== undefined) return providerErrorFromSoniox(parsed.code ?? status, parsed.message, options);
   const category = categoryForStatus(status);
   const text = body.trim() === '' ? '' : `: ${sanitizeMessage(body.trim().slice(0, 200), options.secret)}`;
-  return new ProviderError(PROVIDER, category, `Soniox ${options.what}: ${describe(category)} (HTTP ${status})${text}`, {
+  return new ProviderError(PROVIDER, category, `Soniox ${options.what}: ${describeCategory(category)} (HTTP ${status})${text}`, {
     statusCode: status,
     ...(options.retryAfterMs === undefined ? {} : { retryAfterMs: options.retryAfterMs }),
   });
@@ -92,15 +66,17 @@ export function parseErrorBody(body: string): { code: number | undefined; messag
 }
 
 
-/** The socket closed without an error message and without `finished`. */
+/** The socket closed without an error message and without `finished` (core's standard close codes). */
 export function providerErrorFromClose(code: number, reason: string, secret?: string): ProviderError {
-  const detail = reason === '' ? 'no reason given' : sanitizeMessage(reason, secret);
-  if (code === 1006) return new ProviderError(PROVIDER, 'connectivity', `the Soniox connection dropped (1006)`);
-  if (code === 1008) {
-    return new ProviderError(PROVIDER, 'invalid_request', `Soniox closed the connection (policy violation, 1008): ${detail}`, { retryable: false });
-  }
-  if (code === 1011 || code === 1012 || code === 1013) {
-    return new ProviderError(PROVIDER, 'server', `Soniox closed the connection with a server error (${code}): ${detail}`);
-  }
-  return new ProviderError(PROVIDER, 'closed', `Soniox closed the connection (${code}): ${detail}`);
+  return providerErrorFromCloseCode({ provider: PROVIDER, label: 'Soniox', secrets: secret }, { code, reason });
+}
+
+/** How the Soniox sockets (STT, TTS) classify a refused upgrade, a close and a socket error. */
+export function sonioxClassifiers(secret: string, service?: string): WebSocketClassifiers {
+  const label = service === undefined ? 'Soniox' : `Soniox ${service}`;
+  return {
+    upgrade: ({ status, body, retryAfterMs }) => providerErrorFromStatus(status, body, { secret, what: `${service === undefined ? '' : `${service} `}rejected the connection`, retryAfterMs }),
+    close: ({ code, reason }) => providerErrorFromClose(code, reason, secret),
+    connection: (error) => providerErrorFromConnection({ provider: PROVIDER, label, secrets: secret }, error),
+  };
 }

@@ -28,14 +28,11 @@
  * message, like the ASR adapter; the SDK's `client.realtime.tts` sends `api_key` in every stream config instead.
  */
 import { randomUUID } from 'node:crypto';
-import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { WebSocket } from 'ws';
-import type { RawData } from 'ws';
-import { AsyncQueue, closeWebSocket, Pcm16Assembler, parseRetryAfter, ProviderError, readErrorBody, toProviderError } from '@stsgate/core';
-import type { CallContext, SampleRate, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
-import { PROVIDER, providerErrorFromClose, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
+import { AsyncQueue, connectLiveSocket, Pcm16Assembler, ProviderError, toProviderError } from '@stsgate/core';
+import type { CallContext, LiveSocket, SampleRate, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
+import { PROVIDER, providerErrorFromSoniox, sanitizeMessage, sonioxClassifiers } from './errors.js';
 import { buildTtsStreamConfig, parseTtsStreamMessage, splitTtsText } from './wire.js';
 import type { ParsedTtsStreamMessage, TtsSettings, TtsStreamClientMessage, TtsStreamConfigMessage } from './wire.js';
 
@@ -141,7 +138,11 @@ class PoolConnection {
   readonly #logger: Logger;
   /** `gone`: it takes no more streams; `closed`: its socket is closed. */
   readonly #events: { readonly gone: () => void; readonly closed: () => void };
-  readonly #ws: WebSocket;
+  /** Aborted once the connection is gone: stops a connection attempt still under way. */
+  readonly #lifetime = new AbortController();
+  /** Settles with the open socket, or undefined when it could not open. */
+  readonly #connecting: Promise<LiveSocket | undefined>;
+  #live: LiveSocket | undefined;
   /** Streams holding a slot, in the order they came (their configs go out in that order). */
   readonly #slots = new Map<string, SonioxTtsTextStream>();
   #nextStream = 1;
@@ -149,9 +150,6 @@ class PoolConnection {
   /** The upgrade was answered with an HTTP status: the connection will fail, no stream may join it. */
   #refused = false;
   #socket: Socket | undefined;
-  #socketError: Error | undefined;
-  #lastSentAt = 0;
-  #keepaliveTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #malformedWarnedAt = Number.NEGATIVE_INFINITY;
   #malformedSuppressed = 0;
@@ -161,16 +159,46 @@ class PoolConnection {
     this.#options = options;
     this.#logger = logger.child({ connection: this.tag });
     this.#events = events;
-    this.#ws = new WebSocket(options.url, {
-      headers: { Authorization: `Bearer ${options.apiKey}` },
-      perMessageDeflate: false,
-      handshakeTimeout: options.timeoutMs,
-    });
-    this.#listen(this.#ws);
+    const secret = options.apiKey;
+    this.#connecting = connectLiveSocket({
+      provider: PROVIDER,
+      label: 'Soniox TTS',
+      secrets: [secret],
+      url: options.url,
+      headers: { Authorization: `Bearer ${secret}` },
+      timeoutMs: options.timeoutMs,
+      signal: this.#lifetime.signal,
+      classify: sonioxClassifiers(secret, 'TTS'),
+      onResponse: (response) => {
+        if (response.statusCode !== 101) {
+          this.#refused = true;
+          return;
+        }
+        this.#socket = response.socket;
+        this.#updateRef();
+      },
+      logger: this.#logger,
+      // The socket keeps the process alive while it carries streams; the keepalive timer never does.
+      keepalive: { kind: 'message', intervalMs: options.keepaliveIntervalMs, message: JSON.stringify({ keep_alive: true } satisfies TtsStreamClientMessage), unref: true },
+      onText: (text) => this.#onMessage(text),
+      onBinary: () => this.#unattributable('a binary frame'),
+      onDrop: (error) => this.#lose(() => error, 'closed'),
+    }).then(
+      (live) => {
+        void live.closed.then(() => this.#events.closed());
+        this.#onOpen(live);
+        return live;
+      },
+      (error: unknown) => {
+        this.#events.closed();
+        this.#lose(() => toProviderError(PROVIDER, error), this.#refused ? 'refused' : 'failed');
+        return undefined;
+      },
+    );
   }
 
   get hasRoom(): boolean {
-    if (this.#state === 'gone' || this.#refused || this.#ws.readyState > WebSocket.OPEN) return false;
+    if (this.#state === 'gone' || this.#refused || (this.#live !== undefined && !this.#live.isOpen)) return false;
     return this.#slots.size < this.#options.maxStreamsPerConnection;
   }
 
@@ -191,10 +219,8 @@ class PoolConnection {
 
   /** Sends on the open socket; false when it is not (or no longer) open. */
   send(message: TtsStreamConfigMessage | TtsStreamClientMessage): boolean {
-    if (this.#state !== 'open' || this.#ws.readyState !== WebSocket.OPEN) return false;
-    this.#ws.send(JSON.stringify(message));
-    this.#lastSentAt = Date.now();
-    return true;
+    if (this.#state !== 'open' || this.#live === undefined) return false;
+    return this.#live.send(JSON.stringify(message));
   }
 
   /** The stream's slot is free. */
@@ -212,41 +238,14 @@ class PoolConnection {
     return this.#closeSocket('adapter closed');
   }
 
-  #listen(ws: WebSocket): void {
-    const secret = this.#options.apiKey;
-    ws.on('upgrade', (response: IncomingMessage) => {
-      this.#socket = response.socket;
-      this.#updateRef();
-    });
-    ws.on('unexpected-response', (request: ClientRequest, response: IncomingMessage) => {
-      this.#refused = true;
-      const status = response.statusCode ?? 0;
-      const retryAfter = response.headers['retry-after'];
-      const retryAfterMs = parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
-      const fail = (body: string): void => {
-        request.destroy();
-        this.#lose(() => providerErrorFromStatus(status, body, { secret, what: 'TTS rejected the connection', retryAfterMs }), 'refused');
-      };
-      readErrorBody(response).then(fail, () => fail(''));
-    });
-    ws.on('open', () => this.#onOpen());
-    ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
-    // The 'close' that follows decides what failed.
-    ws.on('error', (error: Error) => {
-      this.#socketError ??= error;
-    });
-    ws.on('close', (code: number, reason: Buffer) => {
-      this.#events.closed();
-      const error = this.#socketError;
-      const text = reason.toString('utf8');
-      this.#lose(() => (error === undefined ? providerErrorFromClose(code, text, secret) : connectionError(error, secret)), `closed (${String(code)})`);
-    });
-  }
-
-  #onOpen(): void {
-    if (this.#state !== 'connecting') return;
+  #onOpen(live: LiveSocket): void {
+    if (this.#state !== 'connecting') {
+      void live.close('tts gone');
+      return;
+    }
+    this.#live = live;
     this.#state = 'open';
-    this.#startKeepalive();
+    live.start();
     this.#logger.debug({ streams: this.#slots.size }, 'Soniox TTS connection open');
     // Configs, then each stream's queued text, in the order the streams came.
     for (const stream of [...this.#slots.values()]) stream.start();
@@ -266,19 +265,18 @@ class PoolConnection {
   }
 
   #closeSocket(reason: string): Promise<void> {
-    this.#closing ??= closeWebSocket(this.#ws, `tts ${reason}`.slice(0, 100));
+    this.#closing ??= (async () => {
+      this.#lifetime.abort();
+      const live = await this.#connecting;
+      await live?.close(`tts ${reason}`);
+    })();
     return this.#closing;
   }
 
   // ---- messages --------------------------------------------------------------------------------------------------
 
-  #onMessage(data: RawData, isBinary: boolean): void {
+  #onMessage(text: string): void {
     if (this.#state === 'gone') return;
-    if (isBinary) {
-      this.#unattributable('a binary frame');
-      return;
-    }
-    const text = rawText(data);
     const message = parseTtsStreamMessage(text);
     switch (message.kind) {
       case 'invalid': {
@@ -336,16 +334,6 @@ class PoolConnection {
 
   // ---- timers and process liveness ----------------------------------------------------------------------------
 
-  #startKeepalive(): void {
-    // Ticks at half the interval, so silence between two messages never exceeds the interval.
-    const half = Math.max(100, Math.floor(this.#options.keepaliveIntervalMs / 2));
-    this.#keepaliveTimer = setInterval(() => {
-      if (Date.now() - this.#lastSentAt >= half) this.send({ keep_alive: true });
-    }, half);
-    // The socket keeps the process alive while it carries streams; the timer never does.
-    this.#keepaliveTimer.unref();
-  }
-
   #armIdle(): void {
     this.#clearIdle();
     this.#idleTimer = setTimeout(() => {
@@ -367,8 +355,7 @@ class PoolConnection {
 
   #stopTimers(): void {
     this.#clearIdle();
-    if (this.#keepaliveTimer !== undefined) clearInterval(this.#keepaliveTimer);
-    this.#keepaliveTimer = undefined;
+    this.#live?.stopKeepalive();
   }
 
   /** A connection without streams must not keep the process alive. */
@@ -629,12 +616,6 @@ class SonioxTtsTextStream implements TtsTextStream {
   }
 }
 
-function connectionError(error: Error, secret: string): ProviderError {
-  const mapped = toProviderError(PROVIDER, error);
-  if (mapped.category !== 'unknown') return mapped;
-  return new ProviderError(PROVIDER, 'connectivity', `Soniox TTS connection failed: ${sanitizeMessage(error.message, secret)}`, { cause: error });
-}
-
 /** The `stream_id` of a frame that failed validation, if it is a JSON object naming one. */
 function streamIdOf(text: string): string | undefined {
   try {
@@ -647,8 +628,3 @@ function streamIdOf(text: string): string | undefined {
   }
 }
 
-function rawText(data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
-  return data.toString('utf8');
-}

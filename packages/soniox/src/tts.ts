@@ -9,9 +9,9 @@ import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
-import { ProviderError, toProviderError, Pcm16Assembler, parseRetryAfter, readErrorBody } from '@stsgate/core';
+import { ProviderError, Pcm16Assembler, parseRetryAfter, providerErrorFromConnection, readErrorBody } from '@stsgate/core';
 import type { CallContext, SampleRate, TtsAdapter, TtsCapabilities, TtsRequest, TtsStreamRequest, TtsTextStream } from '@stsgate/core';
-import { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus, sanitizeMessage } from './errors.js';
+import { PROVIDER, providerErrorFromSoniox, providerErrorFromStatus } from './errors.js';
 import { DEFAULT_TTS_IDLE_CLOSE_MS, SONIOX_TTS_MAX_STREAMS_PER_CONNECTION, SonioxTtsStreamPool } from './tts-stream.js';
 import { DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, DEFAULT_TTS_WS_URL, buildTtsRequest, splitTtsText } from './wire.js';
 import type { TtsSettings } from './wire.js';
@@ -243,8 +243,6 @@ export function createSonioxTts(options: SonioxTtsOptions): SonioxTtsAdapter {
   };
 
   function connectionError(error: unknown): ProviderError {
-    const mapped = toProviderError(PROVIDER, error);
-    if (mapped.category !== 'unknown') return mapped;
-    return new ProviderError(PROVIDER, 'connectivity', `Soniox TTS connection failed: ${sanitizeMessage(mapped.message, secret)}`, { cause: error });
+    return providerErrorFromConnection({ provider: PROVIDER, label: 'Soniox TTS', secrets: secret }, error);
   }
 }

@@ -6,28 +6,12 @@
  * that had not been transcribed final yet is replayed, and transcript times stay on the caller's audio clock.
  */
 import type { Logger } from 'pino';
-import type { WebSocket } from 'ws';
-import type { RawData } from 'ws';
-import {
-  AsyncQueue,
-  closeWebSocket,
-  DEFAULT_RECONNECT_POLICY,
-  PcmHistory,
-  ProviderError,
-  ReconnectBudget,
-  bytesFromPcm,
-  msToSamples,
-  runWithReconnect,
-  samplesToMs,
-  toProviderError,
-} from '@stsgate/core';
-import type { AsrAdapter, AsrCapabilities, AsrEvent, AsrStream, CallContext, ReconnectPolicyOptions, SampleRate } from '@stsgate/core';
-import { PROVIDER, providerErrorFromClose, providerErrorFromServerError } from './errors.js';
+import { DEFAULT_RECONNECT_POLICY, ProviderError, StreamingAsrSession, bytesFromPcm, connectLiveSocket, msToSamples, samplesToMs } from '@stsgate/core';
+import type { AsrAdapter, AsrCapabilities, AsrStream, CallContext, LinkAttempt, LiveSocket, ReconnectPolicyOptions, SampleRate } from '@stsgate/core';
+import { PROVIDER, providerErrorFromServerError, speechmaticsClassifiers } from './errors.js';
 import { RtTranscriptMapper } from './rt-events.js';
 import { DEFAULT_RT_URL, buildStartRecognition, parseRtMessage } from './rt-wire.js';
 import type { RtSettings } from './rt-wire.js';
-import { frameBytes, handshake, openSocket } from './socket.js';
-import type { StartedSocket } from './socket.js';
 
 export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sampleRate'>> {
   readonly apiKey: string;
@@ -107,273 +91,117 @@ export function createSpeechmaticsAsr(options: SpeechmaticsAsrOptions): AsrAdapt
       if (call.signal.aborted) {
         return Promise.reject(new ProviderError(PROVIDER, 'closed', 'the call ended before the ASR stream opened', { retryable: false }));
       }
-      return Promise.resolve(new SpeechmaticsAsrStream(options, start, sampleRate, call));
+      return Promise.resolve(new SpeechmaticsAsrProtocol(options, start, sampleRate, call).session);
     },
   };
 }
 
-type Pending = { kind: 'audio'; samples: Int16Array } | { kind: 'finalize' };
-
 /**
- * One call's stream. Sessions open in the background; audio (and finalize requests) pushed while no session is
- * ready is queued, bounded, and sent in order once `RecognitionStarted` arrives.
+ * One call's real-time protocol. Its `session` (core's `StreamingAsrSession`) is the host's stream and owns the
+ * sessions (opened in the background, replaced within the reconnect budget), the bounded queue of audio and finalize
+ * requests pushed while no session is ready, the replay of audio not final yet, the end of input and `close()`.
  */
-class SpeechmaticsAsrStream implements AsrStream {
-  readonly events = new AsyncQueue<AsrEvent>();
+class SpeechmaticsAsrProtocol {
+  readonly session: StreamingAsrSession<LiveSocket>;
   private readonly logger: Logger;
-  private readonly budget: ReconnectBudget;
-  /** Aborted by `close()` and the call's signal: stops connecting and retrying. */
-  private readonly lifetime = new AbortController();
-  private readonly maxQueued: number;
-  private readonly maxReplay: number;
   private readonly mapper = new RtTranscriptMapper();
-  /** Audio sent to the current session that is not final yet, by absolute sample position (for replay). */
-  private readonly history: PcmHistory;
-
-  /** The session that has started recognition (undefined while connecting or reconnecting). */
-  private socket: WebSocket | undefined;
   /** Binary frames sent to the current session (`EndOfStream.last_seq_no`). */
   private framesSent = 0;
-  private readonly pending: Pending[] = [];
-  private pendingSamples = 0;
-  private queueOverflowWarned = false;
-  private inputEnded = false;
-  private endOfStreamSent = false;
-  private finishTimer: NodeJS.Timeout | undefined;
-  private invalidReported = false;
-  private done = false;
-  private closing: Promise<void> | undefined;
-  private readonly onCallAbort = (): void => void this.close();
 
   constructor(
     private readonly options: SpeechmaticsAsrOptions,
     private readonly startMessage: string,
-    readonly inputSampleRate: SampleRate,
-    private readonly call: CallContext,
+    private readonly inputSampleRate: SampleRate,
+    call: CallContext,
   ) {
     this.logger = call.logger.child({ provider: PROVIDER, kind: 'asr' });
-    this.budget = new ReconnectBudget({ ...DEFAULT_RECONNECT_POLICY, ...options.reconnect });
-    this.maxQueued = msToSamples(options.maxQueuedMs ?? 10_000, inputSampleRate);
-    this.maxReplay = msToSamples(options.maxReplayMs ?? 5000, inputSampleRate);
-    this.history = new PcmHistory(Math.max(1, this.maxReplay));
-    call.signal.addEventListener('abort', this.onCallAbort, { once: true });
-    this.connect(undefined);
-  }
-
-  pushAudio(samples: Int16Array): void {
-    if (this.done || this.inputEnded || samples.length === 0) return;
-    if (this.socket !== undefined) {
-      this.sendAudio(this.socket, samples);
-      return;
-    }
-    this.pending.push({ kind: 'audio', samples: samples.slice() });
-    this.pendingSamples += samples.length;
-    this.trimQueue();
-  }
-
-  finalize(): void {
-    if (this.done || this.inputEnded) return;
-    if (this.socket !== undefined) this.socket.send(JSON.stringify({ message: 'ForceEndOfUtterance' }));
-    else if (this.pending.at(-1)?.kind !== 'finalize') this.pending.push({ kind: 'finalize' });
-  }
-
-  endInput(): void {
-    if (this.done || this.inputEnded) return;
-    this.inputEnded = true;
-    if (this.socket !== undefined) this.sendEndOfStream(this.socket);
-  }
-
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.done = true;
-      this.lifetime.abort();
-      this.call.signal.removeEventListener('abort', this.onCallAbort);
-      if (this.finishTimer !== undefined) clearTimeout(this.finishTimer);
-      this.finishTimer = undefined;
-      this.pending.length = 0;
-      this.history.release();
-      this.events.end();
-      const socket = this.socket;
-      this.socket = undefined;
-      if (socket !== undefined) await closeWebSocket(socket);
-    })();
-    return this.closing;
-  }
-
-  // ---- sessions ------------------------------------------------------------------------------------
-
-  private connect(initialError: ProviderError | undefined): void {
-    // A session that was up and dropped is being re-established (the host counts reconnects).
-    if (initialError !== undefined) this.call.observer?.reconnecting(PROVIDER);
-    runWithReconnect(() => this.startSession(), {
+    this.session = new StreamingAsrSession<LiveSocket>({
       provider: PROVIDER,
-      budget: this.budget,
-      signal: this.lifetime.signal,
-      ...(initialError === undefined ? {} : { initialError }),
-      onRetry: (error, delayMs, attempt) => {
-        this.logger.warn({ category: error.category, err: error.message, attempt, delayMs }, 'Speechmatics ASR connection failed; reconnecting');
+      label: 'Speechmatics ASR',
+      call,
+      logger: this.logger,
+      sampleRate: inputSampleRate,
+      reconnect: { ...DEFAULT_RECONNECT_POLICY, ...options.reconnect },
+      maxQueuedMs: options.maxQueuedMs ?? 10_000,
+      maxReplayMs: options.maxReplayMs ?? 5000,
+      finishTimeoutMs: options.finishTimeoutMs ?? 10_000,
+      connect: (attempt) => this.connect(attempt),
+      // Transcript times stay on the caller's audio clock: the new session starts at the oldest audio not final yet.
+      onLinkReady: (_link, { startSamples }) => {
+        this.framesSent = 0;
+        this.mapper.restart(samplesToMs(startSamples, inputSampleRate));
       },
-    }).then(
-      (started) => this.attach(started, initialError !== undefined),
-      (error: unknown) => {
-        if (!this.done) this.fail(toProviderError(PROVIDER, error));
+      sendAudio: (link, samples) => {
+        link.send(bytesFromPcm(samples));
+        this.framesSent++;
       },
-    );
+      sendControl: (link) => link.send(JSON.stringify({ message: 'ForceEndOfUtterance' })),
+      // The server sends the last finals and `EndOfTranscript`.
+      sendEndOfInput: (link) => link.send(JSON.stringify({ message: 'EndOfStream', last_seq_no: this.framesSent })),
+      beforeFail: () => this.session.emit(this.mapper.flush()),
+    });
   }
 
-  /** Opens a socket, sends `StartRecognition`, resolves on `RecognitionStarted`. */
-  private async startSession(): Promise<StartedSocket> {
-    const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
+  /** Opens a socket (the key in the `Authorization` header), sends `StartRecognition`, resolves on `RecognitionStarted`. */
+  private connect(attempt: LinkAttempt): Promise<LiveSocket> {
     const secret = this.options.apiKey;
-    const socket = await openSocket({
+    return connectLiveSocket({
+      provider: PROVIDER,
+      label: 'Speechmatics real-time ASR',
       url: this.options.url ?? DEFAULT_RT_URL,
-      headers: { Authorization: `Bearer ${secret}` },
-      timeoutMs,
-      signal: this.lifetime.signal,
-      secret,
-      what: 'real-time ASR',
+      bearer: secret,
+      timeoutMs: this.options.connectTimeoutMs ?? 10_000,
+      signal: attempt.signal,
+      classify: speechmaticsClassifiers(secret, 'real-time ASR'),
+      handshake: {
+        start: this.startMessage,
+        what: 'start recognition',
+        classify: (text, isBinary) => {
+          if (isBinary) return 'ignore';
+          const message = parseRtMessage(text);
+          if (message.kind === 'started') return 'ready';
+          return message.kind === 'error' ? providerErrorFromServerError(message.type, message.reason, secret) : 'ignore';
+        },
+      },
+      logger: this.logger,
+      onText: (text) => this.onMessage(text),
+      onDrop: attempt.onDrop,
     });
-    return handshake(socket, {
-      start: this.startMessage,
-      timeoutMs,
-      signal: this.lifetime.signal,
-      secret,
-      what: 'start recognition',
-      classify: (text) => {
-        const message = parseRtMessage(text);
-        if (message.kind === 'started') return true;
-        return message.kind === 'error' ? providerErrorFromServerError(message.type, message.reason, secret) : undefined;
-      },
-    });
   }
 
-  /** Recognition has started: replay what is not final yet, then the queue, in order. */
-  private attach(started: StartedSocket, reconnected: boolean): void {
-    const { socket } = started;
-    if (this.done) {
-      void closeWebSocket(socket);
-      return;
-    }
-    let lastError: ProviderError | undefined;
-    let finished = false;
-    this.socket = socket;
-    started.takeOver(
-      (data: RawData, isBinary: boolean) => {
-        if (this.socket !== socket || this.done || isBinary) return;
-        const outcome = this.onMessage(frameBytes(data).toString('utf8'));
-        if (outcome === 'finished') finished = true;
-        else if (outcome instanceof ProviderError) lastError = outcome;
-      },
-      (code: number, reason: Buffer) => {
-        if (this.socket !== socket) return;
-        this.socket = undefined;
-        if (this.done || finished) return;
-        this.onDrop(lastError ?? providerErrorFromClose(code, reason.toString('utf8'), this.options.apiKey));
-      },
-    );
-    if (this.socket !== socket) return;
-
-    this.framesSent = 0;
-    const sessionBase = this.history.first;
-    this.mapper.restart(samplesToMs(sessionBase, this.inputSampleRate));
-    if (reconnected) this.logger.info({ replayMs: samplesToMs(this.history.end - sessionBase, this.inputSampleRate) }, 'Speechmatics ASR session restored');
-    else this.logger.debug('Speechmatics ASR session started');
-    if (this.history.end > sessionBase) {
-      socket.send(bytesFromPcm(this.history.copy(sessionBase, this.history.end)));
-      this.framesSent++;
-    }
-    const queued = this.pending.splice(0);
-    this.pendingSamples = 0;
-    for (const item of queued) {
-      if (item.kind === 'audio') this.sendAudio(socket, item.samples);
-      else socket.send(JSON.stringify({ message: 'ForceEndOfUtterance' }));
-    }
-    this.endOfStreamSent = false;
-    if (this.inputEnded) this.sendEndOfStream(socket);
-  }
-
-  private onDrop(error: ProviderError): void {
-    this.logger.warn({ category: error.category, err: error.message }, 'Speechmatics ASR connection lost');
-    this.connect(error);
-  }
-
-  /** Ends the stream with a fatal error; final text already received closes its utterance first. */
-  private fail(error: ProviderError): void {
-    if (this.done) return;
-    for (const event of this.mapper.flush()) this.events.push(event);
-    this.events.push({ type: 'error', error, fatal: true });
-    void this.close();
-  }
-
-  private onMessage(text: string): 'finished' | ProviderError | undefined {
+  private onMessage(text: string): void {
     const message = parseRtMessage(text);
     switch (message.kind) {
-      case 'transcript': {
-        for (const event of this.mapper.transcript(message.message)) this.events.push(event);
-        if (message.message.message === 'AddTranscript') this.history.discardBefore(Math.min(this.history.end, msToSamples(this.mapper.finalEndMs, this.inputSampleRate)));
-        return undefined;
-      }
+      case 'transcript':
+        this.session.emit(this.mapper.transcript(message.message));
+        if (message.message.message === 'AddTranscript') this.session.discardReplayBefore(msToSamples(this.mapper.finalEndMs, this.inputSampleRate));
+        return;
       case 'end_of_utterance':
-        for (const event of this.mapper.endOfUtterance()) this.events.push(event);
-        return undefined;
+        this.session.emit(this.mapper.endOfUtterance());
+        return;
       case 'end_of_transcript':
-        for (const event of this.mapper.flush()) this.events.push(event);
+        this.session.emit(this.mapper.flush());
         this.logger.debug('Speechmatics ASR session finished');
-        void this.close();
-        return 'finished';
+        void this.session.close();
+        return;
       case 'error':
+        // The server closes right after; the drop that follows decides between a new session and failing.
         this.logger.debug({ type: message.type }, 'Speechmatics error message');
-        return providerErrorFromServerError(message.type, message.reason, this.options.apiKey);
+        this.session.link?.report(providerErrorFromServerError(message.type, message.reason, this.options.apiKey));
+        return;
       case 'warning':
         this.logger.warn({ type: message.type }, 'Speechmatics warning');
-        return undefined;
+        return;
       case 'info':
         this.logger.debug({ type: message.type }, 'Speechmatics info');
-        return undefined;
+        return;
       case 'invalid':
-        if (!this.invalidReported) {
-          this.invalidReported = true;
-          this.events.push({ type: 'error', error: new ProviderError(PROVIDER, 'protocol', `unexpected Speechmatics message (${message.reason})`), fatal: false });
-        }
-        return undefined;
+        this.session.reportUnexpected(message.reason);
+        return;
       case 'started':
       case 'audio_added':
       case 'ignored':
-        return undefined;
-    }
-  }
-
-  // ---- sending -------------------------------------------------------------------------------------
-
-  private sendAudio(socket: WebSocket, samples: Int16Array): void {
-    socket.send(bytesFromPcm(samples));
-    this.framesSent++;
-    this.history.append(samples);
-    if (this.history.end - this.history.first > this.maxReplay) this.history.discardBefore(this.history.end - this.maxReplay);
-  }
-
-  /** `EndOfStream`: the server sends the last finals and `EndOfTranscript`. */
-  private sendEndOfStream(socket: WebSocket): void {
-    if (this.endOfStreamSent) return;
-    this.endOfStreamSent = true;
-    socket.send(JSON.stringify({ message: 'EndOfStream', last_seq_no: this.framesSent }));
-    const ms = this.options.finishTimeoutMs ?? 10_000;
-    this.finishTimer ??= setTimeout(() => {
-      this.finishTimer = undefined;
-      this.fail(new ProviderError(PROVIDER, 'timeout', `Speechmatics did not finish within ${ms} ms of the end of audio`, { retryable: false }));
-    }, ms);
-  }
-
-  private trimQueue(): void {
-    while (this.pendingSamples > this.maxQueued) {
-      const index = this.pending.findIndex((item) => item.kind === 'audio');
-      if (index < 0) break;
-      const [dropped] = this.pending.splice(index, 1);
-      if (dropped?.kind === 'audio') this.pendingSamples -= dropped.samples.length;
-      if (!this.queueOverflowWarned) {
-        this.queueOverflowWarned = true;
-        this.logger.warn({ maxQueuedMs: this.options.maxQueuedMs ?? 10_000 }, 'Speechmatics not connected: oldest queued caller audio dropped');
-      }
+        return;
     }
   }
 }

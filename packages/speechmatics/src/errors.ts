@@ -2,20 +2,14 @@
  * Speechmatics failures as core ProviderErrors: in-band `Error` messages (real-time ASR and Flow), close codes,
  * HTTP statuses (rejected upgrades, TTS, the temporary-key endpoint) and `@speechmatics/auth` errors.
  */
-import { ProviderError, categoryForStatus, toProviderError } from '@stsgate/core';
-import type { ProviderErrorCategory } from '@stsgate/core';
+import { ProviderError, categoryForStatus, errorBodyMessage, providerErrorFromCloseCode, providerErrorFromConnection, sanitizeMessage as sanitize } from '@stsgate/core';
+import type { ProviderErrorCategory, WebSocketClassifiers } from '@stsgate/core';
 
 export const PROVIDER = 'speechmatics';
 
-const MAX_MESSAGE_LENGTH = 300;
-/** A JWT (temporary key) anywhere in a message: three base64url segments. */
-const JWT_PATTERN = /eyJ[\w-]+\.[\w-]+\.[\w-]+/g;
-
-/** Caps a provider message and removes the API key and any temporary key from it. */
+/** Caps a provider message (300 characters) and removes the API key and any temporary key (a JWT) from it. */
 export function sanitizeMessage(message: string, secret?: string): string {
-  let out = message.length > MAX_MESSAGE_LENGTH ? `${message.slice(0, MAX_MESSAGE_LENGTH)}...` : message;
-  if (secret !== undefined && secret.length >= 4) out = out.split(secret).join('[redacted]');
-  return out.replace(JWT_PATTERN, '[redacted]');
+  return sanitize(message, secret, { maxLength: 300 });
 }
 
 /**
@@ -74,22 +68,17 @@ export function providerErrorFromServerError(type: string, reason: string | unde
 
 /**
  * A close without an `Error` message before it. Codes from the real-time API's table (Flow's are undocumented and
- * assumed to match): the close reason carries the error type.
+ * assumed to match): the close reason carries the error type. The standard codes (1006, 1012, 1013, ...) are core's.
  */
 export function providerErrorFromClose(code: number, reason: string, secret?: string): ProviderError {
   const detail = reason === '' ? 'no reason given' : sanitizeMessage(reason, secret);
   switch (code) {
-    case 1006:
-      return new ProviderError(PROVIDER, 'connectivity', 'the Speechmatics connection dropped (1006)');
     case 1003:
       return new ProviderError(PROVIDER, 'protocol', `Speechmatics closed the connection: protocol error (1003): ${detail}`, { retryable: false });
     case 1008:
       return new ProviderError(PROVIDER, 'timeout', `Speechmatics closed the connection: policy violation or timeout (1008): ${detail}`);
     case 1011:
       return new ProviderError(PROVIDER, 'server', `Speechmatics closed the connection with an internal error (1011): ${detail}`, { retryAfterMs: SERVER_BACKOFF_MS });
-    case 1012:
-    case 1013:
-      return new ProviderError(PROVIDER, 'server', `Speechmatics closed the connection with a server error (${code}): ${detail}`);
     case 4001:
       return new ProviderError(PROVIDER, 'auth', `Speechmatics refused the credentials (4001): ${detail}`, { retryable: false });
     case 4003:
@@ -103,7 +92,7 @@ export function providerErrorFromClose(code: number, reason: string, secret?: st
     case 4013:
       return new ProviderError(PROVIDER, 'server', `Speechmatics job error (4013): ${detail}`, { retryAfterMs: SERVER_BACKOFF_MS });
     default:
-      return new ProviderError(PROVIDER, 'closed', `Speechmatics closed the connection (${code}): ${detail}`);
+      return providerErrorFromCloseCode({ provider: PROVIDER, label: 'Speechmatics', secrets: secret }, { code, reason: detail });
   }
 }
 
@@ -114,7 +103,7 @@ export function providerErrorFromStatus(
   options: { secret?: string | undefined; what: string; retryAfterMs?: number | undefined },
 ): ProviderError {
   const category = categoryForStatus(status);
-  const text = bodyMessage(body);
+  const text = errorBodyMessage(body);
   const detail = text === '' ? '' : `: ${sanitizeMessage(text, options.secret)}`;
   return new ProviderError(PROVIDER, category, `Speechmatics ${options.what} (HTTP ${status})${detail}`, {
     statusCode: status,
@@ -122,28 +111,16 @@ export function providerErrorFromStatus(
   });
 }
 
-function bodyMessage(body: string): string {
-  const text = body.trim();
-  if (text.startsWith('{')) {
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (typeof parsed === 'object' && parsed !== null) {
-        const record = parsed as Record<string, unknown>;
-        for (const key of ['detail', 'message', 'reason', 'error']) {
-          const value = record[key];
-          if (typeof value === 'string' && value !== '') return value;
-        }
-      }
-    } catch {
-      // not JSON after all: use the raw text
-    }
-  }
-  return text.slice(0, 200);
-}
-
 /** A connection-level failure (DNS, refused, reset) with the key removed from the message. */
 export function connectionError(error: unknown, what: string, secret?: string): ProviderError {
-  const mapped = toProviderError(PROVIDER, error);
-  if (mapped.category !== 'unknown') return mapped;
-  return new ProviderError(PROVIDER, 'connectivity', `${what}: ${sanitizeMessage(mapped.message, secret)}`, { cause: error });
+  return providerErrorFromConnection({ provider: PROVIDER, label: 'Speechmatics', secrets: secret }, error, what);
+}
+
+/** How the real-time and Flow sockets classify a refused upgrade, a close and a socket error; `what` names the service. */
+export function speechmaticsClassifiers(secret: string, what: string): WebSocketClassifiers {
+  return {
+    upgrade: ({ status, body, retryAfterMs }) => providerErrorFromStatus(status, body, { secret, what: `${what} rejected the connection`, retryAfterMs }),
+    close: ({ code, reason }) => providerErrorFromClose(code, reason, secret),
+    connection: (error) => connectionError(error, `Speechmatics ${what} connection failed`, secret),
+  };
 }

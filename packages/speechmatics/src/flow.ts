@@ -8,17 +8,13 @@
  * caller audio from the gap is sent to it.
  */
 import type { Logger } from 'pino';
-import { WebSocket } from 'ws';
-import type { RawData } from 'ws';
-import { AsyncQueue, DEFAULT_RECONNECT_POLICY, closeWebSocket, Pcm16Assembler, ProviderError, ReconnectBudget, bytesFromPcm, msToSamples, runWithReconnect, toProviderError } from '@stsgate/core';
-import type { ReconnectPolicyOptions, SampleRate, StsAdapter, StsCallContext, StsCapabilities, StsEvent, StsSession } from '@stsgate/core';
+import { DEFAULT_RECONNECT_POLICY, Pcm16Assembler, ProviderError, StreamingSession, bytesFromPcm, connectLiveSocket, toProviderError } from '@stsgate/core';
+import type { LinkAttempt, LiveSocket, ReconnectPolicyOptions, SampleRate, StsAdapter, StsCallContext, StsCapabilities, StsEvent, StsSession } from '@stsgate/core';
 import { TemporaryKeys } from './auth.js';
-import { PROVIDER, providerErrorFromClose, providerErrorFromServerError } from './errors.js';
+import { PROVIDER, providerErrorFromServerError, speechmaticsClassifiers } from './errors.js';
 import { FlowEventMapper } from './flow-events.js';
 import { DEFAULT_FLOW_URL, DEFAULT_TEMPLATE_ID, FLOW_OUTPUT_SAMPLE_RATE, buildStartConversation, flowConnectUrl, flowTools, parseFlowMessage } from './flow-wire.js';
 import type { FlowClientMessage } from './flow-wire.js';
-import { frameBytes, handshake, openSocket } from './socket.js';
-import type { StartedSocket } from './socket.js';
 
 export const DEFAULT_FLOW_DTMF_MESSAGE = 'The caller pressed {{digit}} on the keypad.';
 /** Flow's reference asks clients to ping every 20-60 s and to allow at least 60 s for the pong. */
@@ -122,12 +118,17 @@ export function createSpeechmaticsFlow(options: SpeechmaticsFlowOptions): StsAda
         inputSampleRate,
         dtmfMessage,
         connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-        maxGapSamples: msToSamples(options.maxGapBufferMs ?? 5000, inputSampleRate),
+        maxGapBufferMs: options.maxGapBufferMs ?? 5000,
         reconnectPolicy,
         pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
         pongTimeoutMs: options.pongTimeoutMs ?? DEFAULT_PONG_TIMEOUT_MS,
       });
-      await session.opened;
+      try {
+        await session.opened;
+      } catch (error) {
+        await session.close();
+        throw toProviderError(PROVIDER, error);
+      }
       return session;
     },
   };
@@ -142,15 +143,14 @@ interface FlowSessionSettings {
   readonly inputSampleRate: 8000 | 16000;
   readonly dtmfMessage: string;
   readonly connectTimeoutMs: number;
-  readonly maxGapSamples: number;
+  readonly maxGapBufferMs: number;
   readonly reconnectPolicy: ReconnectPolicyOptions;
   readonly pingIntervalMs: number;
   readonly pongTimeoutMs: number;
 }
 
-/** One live conversation: its socket and the per-connection counters the protocol needs. */
+/** The per-conversation counters the protocol needs (a new conversation starts them again). */
 interface Conversation {
-  readonly socket: WebSocket;
   readonly assembler: Pcm16Assembler;
   /** Agent audio frames received (`AudioReceived.seq_no`). */
   serverSeq: number;
@@ -159,64 +159,54 @@ interface Conversation {
   readonly toolCalls: Set<string>;
 }
 
+/**
+ * One call: Flow's protocol over core's `StreamingSession`, which owns the conversation's connection (ping keepalive,
+ * replaced within the reconnect budget), the bounded caller audio held while reconnecting, and `close()`.
+ */
 class FlowSession implements StsSession {
-  readonly events = new AsyncQueue<StsEvent>();
+  readonly events: AsyncIterable<StsEvent>;
   readonly outputSampleRate: SampleRate = FLOW_OUTPUT_SAMPLE_RATE;
   readonly inputSampleRate: SampleRate;
   /** Settles when the first conversation has started (or could not). */
   readonly opened: Promise<void>;
   private readonly logger: Logger;
-  private readonly budget: ReconnectBudget;
-  private readonly lifetime = new AbortController();
   private readonly mapper = new FlowEventMapper();
-  private conversation: Conversation | undefined;
-  private gap: Int16Array[] = [];
-  private gapSamples = 0;
-  private gapOverflowWarned = false;
-  private pingTimer: NodeJS.Timeout | undefined;
-  private pongTimer: NodeJS.Timeout | undefined;
-  private invalidReported = false;
-  private done = false;
-  private closing: Promise<void> | undefined;
-  private readonly onCallAbort = (): void => void this.close();
+  private readonly session: StreamingSession<StsEvent, LiveSocket>;
+  private conversation: Conversation = newConversation();
 
   constructor(
-    private readonly call: StsCallContext,
+    call: StsCallContext,
     private readonly settings: FlowSessionSettings,
   ) {
     this.inputSampleRate = settings.inputSampleRate;
     this.logger = call.logger.child({ provider: PROVIDER, kind: 'sts' });
-    this.budget = new ReconnectBudget(settings.reconnectPolicy);
-    call.signal.addEventListener('abort', this.onCallAbort, { once: true });
-    this.opened = this.run(undefined).then(
-      () => undefined,
-      async (error: unknown) => {
-        await this.close();
-        throw toProviderError(PROVIDER, error);
+    this.session = new StreamingSession<StsEvent, LiveSocket>({
+      provider: PROVIDER,
+      label: 'Speechmatics Flow',
+      call,
+      logger: this.logger,
+      sampleRate: settings.inputSampleRate,
+      reconnect: settings.reconnectPolicy,
+      maxQueuedMs: settings.maxGapBufferMs,
+      connect: (attempt) => this.connect(attempt),
+      onLinkReady: (_link, { reconnected }) => {
+        this.conversation = newConversation();
+        if (reconnected) this.logger.warn('Flow conversation restarted after a drop: the agent does not remember the earlier turns');
       },
-    );
+      sendAudio: (link, samples) => link.send(bytesFromPcm(samples)),
+      onDrop: () => this.session.emit(this.mapper.reset()),
+      beforeClose: (link) => link?.send(JSON.stringify({ message: 'AudioEnded', last_seq_no: this.conversation.lastAudioAdded } satisfies FlowClientMessage)),
+    });
+    this.events = this.session.events;
+    this.opened = this.session.ready;
   }
 
   sendAudio(samples: Int16Array): void {
-    if (this.done || samples.length === 0) return;
-    const conversation = this.conversation;
-    if (conversation !== undefined) {
-      conversation.socket.send(bytesFromPcm(samples));
-      return;
-    }
-    this.gap.push(samples.slice());
-    this.gapSamples += samples.length;
-    while (this.gapSamples > this.settings.maxGapSamples && this.gap.length > 0) {
-      this.gapSamples -= (this.gap.shift() as Int16Array).length;
-      if (!this.gapOverflowWarned) {
-        this.gapOverflowWarned = true;
-        this.logger.warn('Flow not connected: oldest caller audio dropped');
-      }
-    }
+    this.session.pushAudio(samples);
   }
 
   sendDtmf(digit: string): void {
-    if (this.done) return;
+    if (this.session.closed) return;
     if (!DTMF_DIGIT.test(digit)) {
       this.logger.debug({ digit: digit.slice(0, 4) }, 'ignored an invalid DTMF digit');
       return;
@@ -231,8 +221,7 @@ class FlowSession implements StsSession {
   }
 
   submitToolResult(callId: string, output: string): void {
-    const conversation = this.conversation;
-    if (this.done || conversation === undefined || !conversation.toolCalls.delete(callId)) {
+    if (this.session.closed || this.session.link === undefined || !this.conversation.toolCalls.delete(callId)) {
       this.logger.warn({ callId }, 'tool result dropped: no Flow tool call with that id is pending (answered already, or from a conversation that was replaced)');
       return;
     }
@@ -240,64 +229,41 @@ class FlowSession implements StsSession {
   }
 
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.done = true;
-      this.lifetime.abort();
-      this.call.signal.removeEventListener('abort', this.onCallAbort);
-      this.stopKeepalive();
-      this.gap = [];
-      this.events.end();
-      const conversation = this.conversation;
-      this.conversation = undefined;
-      if (conversation === undefined) return;
-      if (conversation.socket.readyState === WebSocket.OPEN) {
-        conversation.socket.send(JSON.stringify({ message: 'AudioEnded', last_seq_no: conversation.lastAudioAdded } satisfies FlowClientMessage));
-      }
-      await closeWebSocket(conversation.socket);
-    })();
-    return this.closing;
-  }
-
-  // ---- conversations -------------------------------------------------------------------------------
-
-  /** Starts a conversation within the reconnect budget and attaches it. Rejects with the last failure. */
-  private async run(initialError: ProviderError | undefined): Promise<void> {
-    // A session that was up and dropped is being re-established (the host counts reconnects).
-    if (initialError !== undefined) this.call.observer?.reconnecting(PROVIDER);
-    const started = await runWithReconnect(() => this.startConversation(), {
-      provider: PROVIDER,
-      budget: this.budget,
-      signal: this.lifetime.signal,
-      ...(initialError === undefined ? {} : { initialError }),
-      onRetry: (error, delayMs, attempt) => {
-        this.logger.warn({ category: error.category, err: error.message, attempt, delayMs }, 'Speechmatics Flow connection failed; retrying');
-      },
-    });
-    this.attach(started, initialError !== undefined);
+    return this.session.close();
   }
 
   /** Temporary key, upgrade, `StartConversation`; resolves on `ConversationStarted`. */
-  private async startConversation(): Promise<StartedSocket> {
-    const { keys, apiKey, connectTimeoutMs } = this.settings;
-    const key = await keys.get('flow', this.lifetime.signal);
+  private async connect(attempt: LinkAttempt): Promise<LiveSocket> {
+    const { keys, apiKey, connectTimeoutMs, pingIntervalMs, pongTimeoutMs } = this.settings;
+    const key = await keys.get('flow', attempt.signal);
     try {
-      const socket = await openSocket({
+      return await connectLiveSocket({
+        provider: PROVIDER,
+        label: 'Speechmatics Flow',
+        secrets: [apiKey, key],
         url: flowConnectUrl(this.settings.baseUrl, key),
         timeoutMs: connectTimeoutMs,
-        signal: this.lifetime.signal,
-        secret: apiKey,
-        what: 'Flow',
-      });
-      return await handshake(socket, {
-        start: this.settings.start,
-        timeoutMs: connectTimeoutMs,
-        signal: this.lifetime.signal,
-        secret: apiKey,
-        what: 'start the Flow conversation',
-        classify: (text) => {
-          const message = parseFlowMessage(text);
-          if (message.kind === 'conversation_started') return true;
-          return message.kind === 'error' ? providerErrorFromServerError(message.type, message.reason, apiKey) : undefined;
+        signal: attempt.signal,
+        classify: speechmaticsClassifiers(apiKey, 'Flow'),
+        handshake: {
+          start: this.settings.start,
+          what: 'start the Flow conversation',
+          classify: (text, isBinary) => {
+            if (isBinary) return 'ignore';
+            const message = parseFlowMessage(text);
+            if (message.kind === 'conversation_started') return 'ready';
+            return message.kind === 'error' ? providerErrorFromServerError(message.type, message.reason, apiKey) : 'ignore';
+          },
+        },
+        logger: this.logger,
+        // Flow's reference asks for a ping every 20-60 s and at least 60 s for the pong.
+        ...(pingIntervalMs > 0 ? { keepalive: { kind: 'ping', intervalMs: pingIntervalMs, pongTimeoutMs } as const } : {}),
+        onText: (text) => this.onMessage(text),
+        onBinary: (frame) => this.onAgentAudio(frame),
+        onDrop: attempt.onDrop,
+        onEnd: () => {
+          this.logger.info('Flow ended the conversation');
+          void this.session.close();
         },
       });
     } catch (error) {
@@ -307,102 +273,45 @@ class FlowSession implements StsSession {
     }
   }
 
-  private attach(started: StartedSocket, restarted: boolean): void {
-    const { socket } = started;
-    if (this.done) {
-      void closeWebSocket(socket);
-      return;
-    }
-    const conversation: Conversation = { socket, assembler: new Pcm16Assembler(), serverSeq: 0, lastAudioAdded: 0, toolCalls: new Set() };
-    let lastError: ProviderError | undefined;
-    let ended = false;
-    this.conversation = conversation;
-    if (restarted) this.logger.warn('Flow conversation restarted after a drop: the agent does not remember the earlier turns');
-    else this.logger.debug('Flow conversation started');
-    const gap = this.gap;
-    this.gap = [];
-    this.gapSamples = 0;
-    for (const samples of gap) socket.send(bytesFromPcm(samples));
-    socket.on('pong', () => {
-      if (this.pongTimer !== undefined) clearTimeout(this.pongTimer);
-      this.pongTimer = undefined;
-    });
-    this.startKeepalive(conversation);
-    started.takeOver(
-      (data: RawData, isBinary: boolean) => {
-        if (this.conversation !== conversation || this.done) return;
-        if (isBinary) {
-          this.onAgentAudio(conversation, frameBytes(data));
-          return;
-        }
-        const outcome = this.onMessage(conversation, frameBytes(data).toString('utf8'));
-        if (outcome === 'ended') ended = true;
-        else if (outcome instanceof ProviderError) lastError = outcome;
-      },
-      (code: number, reason: Buffer) => {
-        if (this.conversation !== conversation || this.done) return;
-        this.conversation = undefined;
-        this.stopKeepalive();
-        if (ended) {
-          this.logger.info('Flow ended the conversation');
-          void this.close();
-          return;
-        }
-        this.onDrop(lastError ?? providerErrorFromClose(code, reason.toString('utf8'), this.settings.apiKey));
-      },
-    );
-  }
-
-  private onDrop(error: ProviderError): void {
-    this.logger.warn({ category: error.category, err: error.message }, 'Flow connection lost');
-    for (const event of this.mapper.reset()) this.events.push(event);
-    this.run(error).catch((failure: unknown) => {
-      if (this.done) return;
-      this.events.push({ type: 'error', error: toProviderError(PROVIDER, failure), fatal: true });
-      void this.close();
-    });
-  }
-
-  private onAgentAudio(conversation: Conversation, bytes: Buffer): void {
+  private onAgentAudio(bytes: Buffer): void {
+    const conversation = this.conversation;
     conversation.serverSeq++;
     this.send({ message: 'AudioReceived', seq_no: conversation.serverSeq });
-    const samples = conversation.assembler.push(bytes);
-    for (const event of this.mapper.audio(samples)) this.events.push(event);
+    this.session.emit(this.mapper.audio(conversation.assembler.push(bytes)));
   }
 
-  private onMessage(conversation: Conversation, text: string): 'ended' | ProviderError | undefined {
+  private onMessage(text: string): void {
     const message = parseFlowMessage(text);
     switch (message.kind) {
       case 'audio_added':
-        conversation.lastAudioAdded = message.seqNo;
-        return undefined;
+        this.conversation.lastAudioAdded = message.seqNo;
+        return;
       case 'tool_invoke':
-        conversation.toolCalls.add(message.id);
+        this.conversation.toolCalls.add(message.id);
         break;
       case 'error':
         this.logger.debug({ type: message.type }, 'Flow error message');
-        // The server closes right after; the close decides between a new conversation and failing.
-        return providerErrorFromServerError(message.type, message.reason, this.settings.apiKey);
+        // The server closes right after; the drop decides between a new conversation and failing.
+        this.session.link?.report(providerErrorFromServerError(message.type, message.reason, this.settings.apiKey));
+        return;
       case 'warning':
         this.logger.warn({ type: message.type }, 'Flow warning');
-        return undefined;
+        return;
       case 'info':
         this.logger.debug({ type: message.type }, 'Flow info');
-        return undefined;
+        return;
       case 'conversation_ending':
         this.logger.info('Flow is ending the conversation');
         break;
       case 'conversation_ended':
-        for (const event of this.mapper.reset()) this.events.push(event);
-        this.events.push({ type: 'ended', reason: 'the Flow agent ended the conversation' });
-        return 'ended';
+        this.session.emit(this.mapper.reset());
+        this.session.emit([{ type: 'ended', reason: 'the Flow agent ended the conversation' }]);
+        // The server closes next: that ends the session, it is no drop.
+        this.session.link?.expectClose();
+        return;
       case 'invalid':
-        if (!this.invalidReported) {
-          this.invalidReported = true;
-          this.events.push({ type: 'error', error: new ProviderError(PROVIDER, 'protocol', `unexpected Flow message (${message.reason})`), fatal: false });
-        }
-        this.logger.debug({ reason: message.reason }, 'unexpected Flow message');
-        return undefined;
+        this.session.reportUnexpected(message.reason);
+        return;
       case 'conversation_started':
       case 'transcript':
       case 'response_started':
@@ -411,36 +320,15 @@ class FlowSession implements StsSession {
       case 'ignored':
         break;
     }
-    for (const event of this.mapper.message(message)) this.events.push(event);
-    return undefined;
+    this.session.emit(this.mapper.message(message));
   }
 
   /** Sends a JSON message on the live conversation; false when there is none. */
   private send(message: FlowClientMessage): boolean {
-    const socket = this.conversation?.socket;
-    if (socket === undefined || socket.readyState !== WebSocket.OPEN) return false;
-    socket.send(JSON.stringify(message));
-    return true;
+    return this.session.link?.send(JSON.stringify(message)) ?? false;
   }
+}
 
-  private startKeepalive(conversation: Conversation): void {
-    const { pingIntervalMs, pongTimeoutMs } = this.settings;
-    if (pingIntervalMs <= 0) return;
-    this.pingTimer = setInterval(() => {
-      if (this.conversation !== conversation || this.pongTimer !== undefined) return;
-      conversation.socket.ping();
-      this.pongTimer = setTimeout(() => {
-        this.pongTimer = undefined;
-        this.logger.warn({ pongTimeoutMs }, 'Flow stopped answering pings');
-        conversation.socket.terminate();
-      }, pongTimeoutMs);
-    }, pingIntervalMs);
-  }
-
-  private stopKeepalive(): void {
-    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
-    if (this.pongTimer !== undefined) clearTimeout(this.pongTimer);
-    this.pingTimer = undefined;
-    this.pongTimer = undefined;
-  }
+function newConversation(): Conversation {
+  return { assembler: new Pcm16Assembler(), serverSeq: 0, lastAudioAdded: 0, toolCalls: new Set() };
 }

@@ -19,6 +19,7 @@ export { silence, whiteNoise, concatPcm, chunkPcm, goertzel, bestAlignment, audi
 export { runCallCommand, formatReport, parseDtmf, CALL_USAGE, type CliIo } from './cli-call.js';
 export {
   startOpenAiRealtimeEmulator,
+  startXaiRealtimeEmulator,
   DEFAULT_REALTIME_REPLY,
   type OpenAiRealtimeEmulator,
   type OpenAiRealtimeEmulatorOptions,
@@ -44,6 +45,8 @@ export {
   type RealtimeTurnDetection,
   type RealtimeItem,
   type RealtimeContentPart,
+  type RealtimeDialect,
+  type XaiSessionConfig,
 } from './emulators/openai-realtime.js';
 export {
   startOpenAiRestEmulator,

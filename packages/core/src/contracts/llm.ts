@@ -12,7 +12,7 @@ export interface ToolSpec {
 export interface ToolContext {
   readonly callId: string;
   readonly logger: Logger;
-  /** Aborted when the call ends. */
+  /** Aborted when the call ends, and when the host gives up waiting for this tool (its timeout). */
   readonly signal: AbortSignal;
   /**
    * Resolves once the agent audio produced so far has been played to the caller (or the call ended). Call-control
@@ -23,7 +23,9 @@ export interface ToolContext {
 
 /**
  * The one tool contract between a host (the gateway's calls, its LLM route, the cascade) and the agent's tools:
- * the tools to declare, and how to run one. Never throws: a failure comes back as text for the model.
+ * the tools to declare, and how to run one. Never throws: a failure comes back as text for the model. Bounds its own
+ * time (a tool that outlasts its timeout answers with an error text and has its `signal` aborted); a host may add a
+ * limit of its own (`CallRuntimeOptions.toolTimeoutMs`).
  */
 export interface ToolRunner {
   readonly specs: readonly ToolSpec[];

@@ -1,22 +1,28 @@
-/** `createOpenAiRealtime`: the OpenAI Realtime (GA) speech-to-speech adapter. */
+/**
+ * `createRealtimeAdapter(profile, options)`: the OpenAI Realtime (GA) speech-to-speech adapter, for OpenAI
+ * (`createOpenAiRealtime`) or an OpenAI-compatible provider described by its profile (xai.ts).
+ */
 import { DEFAULT_RECONNECT_POLICY, ProviderError, toProviderError } from '@stsgate/core';
 import type { ReconnectPolicyOptions, StsAdapter, StsCallContext, StsCapabilities, StsSession, VadAdapter } from '@stsgate/core';
 import { renderInstructions } from '@stsgate/agent';
-import { PROVIDER } from '../errors.js';
+import type { ProviderName } from '../errors.js';
 import { audioCodec } from './audio-codec.js';
 import type { TlsOptions } from './connection.js';
 import type { ResponseRequest } from './map-events.js';
+import { openAiProfile } from './profile.js';
+import type { RealtimeProfile, UnsupportedOption } from './profile.js';
 import { OpenAiRealtimeSession } from './session.js';
-import { buildSession, sessionUpdate, vadTuning } from './wire.js';
+import { sessionUpdate, vadTuning } from './wire.js';
 import type { SessionSettings, TurnDetectionSetting, WireAudioFormat } from './wire.js';
 
-export const DEFAULT_REALTIME_URL = 'wss://api.openai.com/v1/realtime';
-export const DEFAULT_REALTIME_MODEL = 'gpt-realtime-2';
-export const DEFAULT_VOICE = 'alloy';
-export const DEFAULT_AUDIO_FORMAT: WireAudioFormat = 'pcmu';
+export const DEFAULT_REALTIME_URL = openAiProfile.defaultUrl;
+export const DEFAULT_REALTIME_MODEL = openAiProfile.defaultModel;
+export const DEFAULT_VOICE = openAiProfile.defaultVoice;
+export const DEFAULT_AUDIO_FORMAT: WireAudioFormat = openAiProfile.audioFormats[0];
 export const DEFAULT_DTMF_MESSAGE = 'The caller pressed {{digit}} on the keypad.';
 export const DEFAULT_INPUT_BATCH_MS = 40;
 
+/** Options of `createOpenAiRealtime`, and of `createRealtimeAdapter` (defaults: the profile's; OpenAI's are given). */
 export interface OpenAiRealtimeOptions {
   readonly apiKey: string;
   /** Default `gpt-realtime-2`. */
@@ -45,13 +51,16 @@ export interface OpenAiRealtimeOptions {
   readonly maxOutputTokens?: number | 'inf';
   /** Only for reasoning models (gpt-realtime-2*). */
   readonly reasoningEffort?: 'minimal' | 'low' | 'medium' | 'high' | 'xhigh';
+  /** Tools the provider runs itself (xAI: `{type:'web_search'}`...), sent with the call's function tools. */
+  readonly providerTools?: SessionSettings['providerTools'];
   /** The agent speaks first (one `response.create` once the session is configured). Default true. */
   readonly greeting?: boolean;
   /**
    * The agent's first words, instead of a greeting of its own (whatever `greeting` says); `{{from}}`, `{{to}}`,
-   * `{{uuid}}` and other call metadata are substituted. Read by the model, told to say it word for word (see
+   * `{{uuid}}` and other call metadata are substituted. OpenAI: read by the model, told to say it word for word (see
    * `verbatimResponse`): the Realtime API has no text-to-speech response, so that is not a guarantee; a completed
-   * reading whose transcript differs is logged as a warning.
+   * reading whose transcript differs is logged as a warning. A profile with `verbatim: 'force_message'` (xAI) has the
+   * server speak it.
    */
   readonly welcomeMessage?: string;
   /** The user message a keypad digit becomes; `{{digit}}` is replaced. */
@@ -61,7 +70,7 @@ export interface OpenAiRealtimeOptions {
   /** Caller audio kept while reconnecting (default 5000 ms). */
   readonly maxGapBufferMs?: number;
   readonly reconnect?: Partial<ReconnectPolicyOptions>;
-  /** Socket open to `session.updated` (default 10 000 ms). */
+  /** The WebSocket upgrade, then the handshake up to `session.updated`: each within this (default 10 000 ms). */
   readonly handshakeTimeoutMs?: number;
   /** WebSocket ping period (default 10 000 ms; 0 disables); no pong within `pongTimeoutMs` (5000) = dropped. */
   readonly pingIntervalMs?: number;
@@ -69,8 +78,11 @@ export interface OpenAiRealtimeOptions {
   readonly tls?: TlsOptions;
 }
 
-export function realtimeCapabilities(options: Pick<OpenAiRealtimeOptions, 'audioFormat' | 'transcription'>): StsCapabilities {
-  const codec = audioCodec(options.audioFormat ?? DEFAULT_AUDIO_FORMAT);
+export function realtimeCapabilities(
+  options: Pick<OpenAiRealtimeOptions, 'audioFormat' | 'transcription'>,
+  profile: Pick<RealtimeProfile, 'audioFormats' | 'truncate'> = openAiProfile,
+): StsCapabilities {
+  const codec = audioCodec(options.audioFormat ?? profile.audioFormats[0]);
   return {
     inputSampleRates: [codec.sampleRate],
     outputSampleRates: [codec.sampleRate],
@@ -79,31 +91,54 @@ export function realtimeCapabilities(options: Pick<OpenAiRealtimeOptions, 'audio
     serverTurnDetection: true,
     userTranscripts: options.transcription !== null,
     agentTranscripts: true,
-    truncation: true,
+    truncation: profile.truncate,
     toolCalls: true,
     dtmf: true,
   };
 }
 
 /** `${url}?model=<model>`; http(s) URLs are taken as ws(s). */
-export function realtimeUrl(base: string, model: string): string {
+export function realtimeUrl(base: string, model: string, provider: ProviderName = openAiProfile): string {
   let url: URL;
   try {
     url = new URL(base);
   } catch {
-    throw new ProviderError(PROVIDER, 'invalid_request', `invalid OpenAI Realtime URL: ${base}`, { retryable: false });
+    throw new ProviderError(provider.id, 'invalid_request', `invalid ${provider.label} Realtime URL: ${base}`, { retryable: false });
   }
   if (url.protocol === 'https:') url.protocol = 'wss:';
   else if (url.protocol === 'http:') url.protocol = 'ws:';
   if (url.protocol !== 'wss:' && url.protocol !== 'ws:') {
-    throw new ProviderError(PROVIDER, 'invalid_request', `OpenAI Realtime URL must be ws:// or wss://, got ${url.protocol}`, { retryable: false });
+    throw new ProviderError(provider.id, 'invalid_request', `${provider.label} Realtime URL must be ws:// or wss://, got ${url.protocol}`, {
+      retryable: false,
+    });
   }
   url.searchParams.set('model', model);
   return url.toString();
 }
 
+/** Options set that the profile's provider has no field for. */
+function unsupportedOptions(profile: RealtimeProfile, options: OpenAiRealtimeOptions): string[] {
+  const set: Record<UnsupportedOption, boolean> = {
+    semanticVad: options.turnDetection?.type === 'semantic_vad',
+    noiseReduction: options.noiseReduction !== undefined,
+    maxOutputTokens: options.maxOutputTokens !== undefined,
+    reasoningEffort: options.reasoningEffort !== undefined,
+    providerTools: (options.providerTools?.length ?? 0) > 0,
+  };
+  return profile.unsupported.filter((option) => set[option]).map((option) => `${profile.label} has no ${option}`);
+}
+
+/** The OpenAI Realtime (GA) adapter. */
 export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter {
-  const problems: string[] = [];
+  return createRealtimeAdapter(openAiProfile, options);
+}
+
+/** The Realtime adapter for an OpenAI-compatible provider: everything provider-specific comes from `profile`. */
+export function createRealtimeAdapter(profile: RealtimeProfile, options: OpenAiRealtimeOptions): StsAdapter {
+  const provider = profile.id;
+  const problems: string[] = unsupportedOptions(profile, options);
+  const audioFormat = options.audioFormat ?? profile.audioFormats[0];
+  if (!profile.audioFormats.includes(audioFormat)) problems.push(`${profile.label} takes audio formats ${profile.audioFormats.join(', ')}, not ${audioFormat}`);
   if (options.apiKey.trim() === '') problems.push('apiKey is empty');
   const inputBatchMs = options.inputBatchMs ?? DEFAULT_INPUT_BATCH_MS;
   if (!(Number.isFinite(inputBatchMs) && inputBatchMs >= 10 && inputBatchMs <= 500)) problems.push(`inputBatchMs must be in [10, 500], got ${inputBatchMs}`);
@@ -114,18 +149,20 @@ export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter
     problems.push("turnDetection none needs a vad: nothing else would end the caller's turns");
   }
   if (options.welcomeMessage?.trim() === '') problems.push('welcomeMessage is empty');
-  const model = options.model ?? DEFAULT_REALTIME_MODEL;
+  const model = options.model ?? profile.defaultModel;
   let url = '';
   try {
-    url = realtimeUrl(options.url ?? DEFAULT_REALTIME_URL, model);
+    url = realtimeUrl(options.url ?? profile.defaultUrl, model, profile);
   } catch (error) {
     problems.push(error instanceof Error ? error.message : String(error));
   }
-  if (problems.length > 0) throw new ProviderError(PROVIDER, 'invalid_request', `invalid OpenAI Realtime options: ${problems.join('; ')}`, { retryable: false });
+  if (problems.length > 0) {
+    throw new ProviderError(provider, 'invalid_request', `invalid ${profile.label} Realtime options: ${problems.join('; ')}`, { retryable: false });
+  }
 
-  const codec = audioCodec(options.audioFormat ?? DEFAULT_AUDIO_FORMAT);
+  const codec = audioCodec(audioFormat);
   const transcription = options.transcription === undefined ? { model: 'whisper-1' } : options.transcription;
-  const capabilities = realtimeCapabilities(options);
+  const capabilities = realtimeCapabilities({ ...options, audioFormat }, profile);
   const reconnectPolicy: ReconnectPolicyOptions = { ...DEFAULT_RECONNECT_POLICY, ...options.reconnect };
 
   async function instructionsFor(call: StsCallContext): Promise<string | undefined> {
@@ -134,8 +171,8 @@ export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter
     try {
       return await source(call);
     } catch (error) {
-      const providerError = toProviderError(PROVIDER, error);
-      throw new ProviderError(PROVIDER, providerError.category === 'unknown' ? 'invalid_request' : providerError.category, `could not load the instructions: ${providerError.message}`, {
+      const providerError = toProviderError(provider, error);
+      throw new ProviderError(provider, providerError.category === 'unknown' ? 'invalid_request' : providerError.category, `could not load the instructions: ${providerError.message}`, {
         cause: error,
         retryable: false,
       });
@@ -148,32 +185,33 @@ export function createOpenAiRealtime(options: OpenAiRealtimeOptions): StsAdapter
   }
 
   return {
-    id: PROVIDER,
+    id: provider,
     capabilities,
     async connect(call: StsCallContext): Promise<StsSession> {
       // Defensive: a host built against an older contract may not pass tools.
       const tools = (call.tools as StsCallContext['tools'] | undefined) ?? [];
       const instructions = await instructionsFor(call);
-      if (instructions === undefined || instructions.trim() === '') {
-        call.logger.debug({ provider: PROVIDER }, 'no instructions for this call: the server default applies');
-      }
+      const blank = instructions === undefined || instructions.trim() === '';
+      if (blank) call.logger.debug({ provider }, 'no instructions for this call: the server default applies');
       const settings: SessionSettings = {
         audioFormat: codec.format,
-        voice: options.voice ?? DEFAULT_VOICE,
-        instructions,
+        voice: options.voice ?? profile.defaultVoice,
+        ...(blank ? {} : { instructions }),
         ...(transcription === null ? {} : { transcription }),
         turnDetection,
         ...(options.noiseReduction === undefined ? {} : { noiseReduction: options.noiseReduction }),
         ...(options.maxOutputTokens === undefined ? {} : { maxOutputTokens: options.maxOutputTokens }),
         ...(options.reasoningEffort === undefined ? {} : { reasoningEffort: options.reasoningEffort }),
+        ...(options.providerTools === undefined ? {} : { providerTools: options.providerTools }),
         tools,
       };
-      call.logger.debug({ provider: PROVIDER, model, format: codec.format, tools: tools.length }, 'opening OpenAI Realtime session');
+      call.logger.debug({ provider, model, format: codec.format, tools: tools.length }, `opening ${profile.label} Realtime session`);
       return OpenAiRealtimeSession.open(call, {
+        profile,
         url,
         apiKey: options.apiKey,
         codec,
-        sessionUpdate: sessionUpdate('stsgate_session_update', buildSession(settings)),
+        sessionUpdate: sessionUpdate('stsgate_session_update', profile.session(settings)),
         greeting: greetingFor(call),
         ...(turnDetection.type === 'none' && options.vad !== undefined ? { turnTaking: { vad: options.vad, tuning: vadTuning(turnDetection) } } : {}),
         dtmfMessage,

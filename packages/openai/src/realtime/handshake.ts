@@ -4,13 +4,13 @@
  * rejects the whole update, so nothing of it applies): fatal, never retried.
  */
 import { ProviderError } from '@stsgate/core';
-import type { SessionUpdateEvent } from 'openai/resources/realtime/realtime';
-import { PROVIDER, describeServerError } from '../errors.js';
-import type { ParsedServerMessage, ServerError } from './wire.js';
+import { OPENAI, describeServerError } from '../errors.js';
+import type { ProviderName } from '../errors.js';
+import type { ParsedServerMessage, RealtimeSessionUpdate, ServerError } from './wire.js';
 
 export type HandshakeStep =
   /** Send this `session.update` now. */
-  | { kind: 'send_update'; event: SessionUpdateEvent }
+  | { kind: 'send_update'; event: RealtimeSessionUpdate }
   /** The session is configured; `warnings` list settings the server did not take as sent. */
   | { kind: 'configured'; warnings: string[] }
   | { kind: 'failed'; error: ProviderError }
@@ -25,8 +25,9 @@ export class Handshake {
   lastError: ServerError | undefined;
 
   constructor(
-    private readonly update: SessionUpdateEvent,
+    private readonly update: RealtimeSessionUpdate,
     private readonly apiKey?: string,
+    private readonly provider: ProviderName = OPENAI,
   ) {}
 
   get done(): boolean {
@@ -52,9 +53,9 @@ export class Handshake {
           return {
             kind: 'failed',
             error: new ProviderError(
-              PROVIDER,
+              this.provider.id,
               'invalid_request',
-              `OpenAI rejected the session configuration: ${describeServerError(event.error, this.apiKey)}`,
+              `${this.provider.label} rejected the session configuration: ${describeServerError(event.error, this.apiKey)}`,
               { retryable: false, ...(event.error.code ? { providerCode: event.error.code } : {}) },
             ),
           };
@@ -70,18 +71,18 @@ export class Handshake {
   /** Audio formats the server reports differently from what was sent (e.g. a server that ignored them). */
   private compare(session: Record<string, unknown>): string[] {
     const warnings: string[] = [];
-    const sent = this.update.session.audio;
-    if (sent === undefined || !('output' in sent)) return warnings;
+    const sent = asRecord(this.update.session.audio);
     const audio = asRecord(session['audio']);
-    if (audio === undefined) return warnings;
-    const check = (direction: 'input' | 'output', expected: string | undefined): void => {
-      const actual = asRecord(asRecord(audio[direction])?.['format'])?.['type'];
-      if (expected !== undefined && typeof actual === 'string' && actual !== expected) {
+    if (sent === undefined || audio === undefined) return warnings;
+    const formatType = (record: Record<string, unknown>, direction: 'input' | 'output'): unknown =>
+      asRecord(asRecord(record[direction])?.['format'])?.['type'];
+    for (const direction of ['input', 'output'] as const) {
+      const expected = formatType(sent, direction);
+      const actual = formatType(audio, direction);
+      if (typeof expected === 'string' && typeof actual === 'string' && actual !== expected) {
         warnings.push(`${direction} audio format is ${actual}, not ${expected}`);
       }
-    };
-    check('input', sent.input?.format?.type);
-    check('output', sent.output?.format?.type);
+    }
     return warnings;
   }
 }

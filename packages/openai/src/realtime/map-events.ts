@@ -7,10 +7,12 @@
  */
 import { ProviderError } from '@stsgate/core';
 import type { StsEvent } from '@stsgate/core';
-import { PROVIDER, providerErrorFromServer } from '../errors.js';
+import { providerErrorFromServer } from '../errors.js';
 import type { AudioCodec, PcmCarry } from './audio-codec.js';
 import { ConversationLog } from './conversation-log.js';
-import { inputCommit, itemCreate, responseCancel, responseCreate, truncateItem, verbatimResponse } from './wire.js';
+import { openAiProfile } from './profile.js';
+import type { RealtimeProfile } from './profile.js';
+import { forceMessage, inputCommit, itemCreate, responseCancel, responseCreate, truncateItem, verbatimResponse } from './wire.js';
 import type { ClientEvent, ParsedServerMessage, ServerError, ServerEvent, WireItem } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn';
@@ -21,8 +23,12 @@ export interface MapperSink {
   log(level: LogLevel, data: Record<string, unknown>, message: string): void;
 }
 
+/** What the mapper takes from the provider's profile (default OpenAI's). */
+export type MapperProfile = Pick<RealtimeProfile, 'id' | 'label' | 'truncate' | 'verbatim' | 'assistantText'>;
+
 export interface MapperOptions {
   readonly codec: AudioCodec;
+  readonly profile?: MapperProfile;
   /** Redacted from server messages. */
   readonly apiKey?: string;
   /** How many assistant items keep their audio bookkeeping (truncate of older ones is skipped). */
@@ -43,7 +49,7 @@ interface ItemAudio extends PcmCarry {
 
 /** What a `response.create` asks for: by default the model's answer to the conversation. */
 export interface ResponseRequest {
-  /** Speak this text (the welcome message) instead; see `verbatimResponse`. */
+  /** Speak this text (the welcome message) instead: see `verbatimResponse`, or xAI's `force_message` (the profile's `verbatim`). */
   readonly verbatim?: string | undefined;
 }
 
@@ -57,6 +63,8 @@ interface CallGroup {
 
 /** Bound on responses whose calls still wait for results (a host that never answers). */
 const MAX_CALL_GROUPS = 64;
+/** Bound on user items whose final transcript is remembered (to report a repeated one once). */
+const MAX_USER_FINALS = 64;
 
 /** `audio_end_ms` for a truncate: an integer within [0, audio received]. */
 export function clampAudioEndMs(heardMs: number, receivedMs: number): number {
@@ -67,6 +75,7 @@ export function clampAudioEndMs(heardMs: number, receivedMs: number): number {
 export class RealtimeEventMapper {
   readonly log: ConversationLog;
   private readonly codec: AudioCodec;
+  private readonly profile: MapperProfile;
   private readonly maxTrackedItems: number;
   private sequence = 0;
   /** Assistant items of this connection that carried audio, oldest first. */
@@ -94,12 +103,17 @@ export class RealtimeEventMapper {
   /** Between `connectionLost()` and `restore()`: nothing can be sent; requests are recorded for the restore. */
   private offline = false;
   private readonly truncateRequests = new Set<string>();
+  /** The user item the server's VAD hears now: a transcript of it is partial (xAI reports partials as `completed`). */
+  private speakingItemId: string | undefined;
+  /** The final transcript reported per user item: a `completed` repeating it is not reported again. */
+  private readonly userFinals = new Map<string, string>();
 
   constructor(
     private readonly sink: MapperSink,
     private readonly options: MapperOptions,
   ) {
     this.codec = options.codec;
+    this.profile = options.profile ?? openAiProfile;
     this.maxTrackedItems = options.maxTrackedItems ?? 64;
     this.log = options.log ?? new ConversationLog();
   }
@@ -136,21 +150,21 @@ export class RealtimeEventMapper {
       case 'unknown':
         if (!this.unknownTypes.has(message.type) && this.unknownTypes.size < 256) {
           this.unknownTypes.add(message.type);
-          this.sink.log('debug', { eventType: message.type }, 'ignoring an unknown OpenAI server event type');
+          this.sink.log('debug', { eventType: message.type }, `ignoring an unknown ${this.profile.label} server event type`);
         }
         return;
       case 'malformed': {
         const key = message.type ?? '(no type)';
         if (this.malformedTypes.has(key)) {
-          this.sink.log('debug', { eventType: key, problem: message.problem }, 'malformed OpenAI server event skipped');
+          this.sink.log('debug', { eventType: key, problem: message.problem }, `malformed ${this.profile.label} server event skipped`);
           return;
         }
         this.malformedTypes.add(key);
-        this.sink.log('warn', { eventType: key, problem: message.problem }, 'malformed OpenAI server event skipped');
+        this.sink.log('warn', { eventType: key, problem: message.problem }, `malformed ${this.profile.label} server event skipped`);
         this.sink.emit({
           type: 'error',
           fatal: false,
-          error: new ProviderError(PROVIDER, 'protocol', `malformed OpenAI event ${key}: ${message.problem}`, { retryable: false }),
+          error: new ProviderError(this.profile.id, 'protocol', `malformed ${this.profile.label} event ${key}: ${message.problem}`, { retryable: false }),
         });
         return;
       }
@@ -170,28 +184,28 @@ export class RealtimeEventMapper {
       case 'input_audio_buffer.speech_started':
         // The server's VAD (always sent with interrupt_response: true) cancels the active response itself.
         if (this.activeResponseId !== undefined) this.cancelledResponseId = this.activeResponseId;
+        this.speakingItemId = event.item_id;
         this.sink.emit({ type: 'speech_started' });
         return;
       case 'input_audio_buffer.speech_stopped':
+        this.speakingItemId = undefined;
         this.sink.emit({ type: 'speech_stopped' });
         return;
       case 'input_audio_buffer.committed':
+        if (this.speakingItemId === event.item_id) this.speakingItemId = undefined;
         this.log.reserveUser(event.item_id);
         return;
       case 'conversation.item.added':
         if (isUserAudio(event.item) && event.item.id !== undefined) this.log.reserveUser(event.item.id);
         return;
-      case 'conversation.item.input_audio_transcription.completed': {
-        const text = event.transcript.trim();
-        this.log.userTranscript(event.item_id, text);
-        if (text !== '') this.sink.emit({ type: 'transcript', role: 'user', text, final: true });
+      case 'conversation.item.input_audio_transcription.completed':
+        this.onUserTranscript(event.item_id, event.transcript.trim());
         return;
-      }
       case 'conversation.item.input_audio_transcription.failed':
         this.sink.log(
           'warn',
           { itemId: event.item_id, code: event.error?.code ?? undefined },
-          'OpenAI could not transcribe a caller turn',
+          `${this.profile.label} could not transcribe a caller turn`,
         );
         return;
       case 'conversation.item.truncated':
@@ -230,6 +244,23 @@ export class RealtimeEventMapper {
         return unhandled;
       }
     }
+  }
+
+  /**
+   * xAI sends `completed` for partial transcripts too ("emitted for both partial and final transcripts"): one of the
+   * turn still being spoken is partial; a repeat of the final one is reported once.
+   */
+  private onUserTranscript(itemId: string, text: string): void {
+    if (itemId === this.speakingItemId) {
+      if (text !== '') this.sink.emit({ type: 'transcript', role: 'user', text, final: false });
+      return;
+    }
+    this.log.userTranscript(itemId, text);
+    if (text === '' || this.userFinals.get(itemId) === text) return;
+    this.userFinals.delete(itemId);
+    this.userFinals.set(itemId, text);
+    if (this.userFinals.size > MAX_USER_FINALS) this.userFinals.delete(this.userFinals.keys().next().value as string);
+    this.sink.emit({ type: 'transcript', role: 'user', text, final: true });
   }
 
   private onResponseCreated(responseId: string): void {
@@ -308,19 +339,21 @@ export class RealtimeEventMapper {
       }
     }
     this.checkVerbatim(response.id, response.status);
+    const details = typeof response.status_details === 'object' ? response.status_details : undefined;
     if (response.status === 'failed') {
-      const error = response.status_details?.error ?? {};
+      const error = details?.error ?? {};
       this.sink.emit({
         type: 'error',
         fatal: false,
         error: providerErrorFromServer(
           { type: error.type ?? 'server_error', code: error.code ?? null, message: error.message ?? 'the response failed' },
           this.options.apiKey,
-          'OpenAI response failed',
+          `${this.profile.label} response failed`,
+          this.profile,
         ),
       });
     } else if (response.status === 'incomplete') {
-      this.sink.log('info', { reason: response.status_details?.reason ?? undefined }, 'OpenAI response ended incomplete');
+      this.sink.log('info', { reason: details?.reason ?? undefined }, `${this.profile.label} response ended incomplete`);
     }
     if (this.activeResponseId === undefined || this.activeResponseId === response.id) this.activeResponseId = undefined;
     const group = this.callGroups.get(response.id);
@@ -384,7 +417,7 @@ export class RealtimeEventMapper {
     const code = error.code ?? undefined;
     const eventId = error.event_id ?? undefined;
     if (code !== undefined && HARMLESS_CODES.has(code)) {
-      this.sink.log('debug', { code }, 'harmless OpenAI error ignored');
+      this.sink.log('debug', { code }, `harmless ${this.profile.label} error ignored`);
       return;
     }
     if (eventId !== undefined && this.pendingRequests.delete(eventId)) {
@@ -398,8 +431,8 @@ export class RealtimeEventMapper {
       }
     }
     if (eventId !== undefined) this.truncateRequests.delete(eventId);
-    const providerError: ProviderError = providerErrorFromServer(error, this.options.apiKey);
-    this.sink.log('warn', { code, category: providerError.category, eventId }, 'OpenAI reported an error');
+    const providerError: ProviderError = providerErrorFromServer(error, this.options.apiKey, undefined, this.profile);
+    this.sink.log('warn', { code, category: providerError.category, eventId }, `${this.profile.label} reported an error`);
     this.sink.emit({ type: 'error', fatal: false, error: providerError });
   }
 
@@ -416,6 +449,11 @@ export class RealtimeEventMapper {
     this.requested = { eventId, request };
     this.pendingRequests.add(eventId);
     if (this.pendingRequests.size > 64) this.pendingRequests.delete(this.pendingRequests.values().next().value as string);
+    if (request.verbatim !== undefined && this.profile.verbatim === 'force_message') {
+      // The server speaks the text itself and runs the whole response (created ... done): no response.create.
+      this.sink.send(forceMessage(eventId, request.verbatim));
+      return;
+    }
     this.sink.send(responseCreate(eventId, request.verbatim === undefined ? undefined : verbatimResponse(request.verbatim)));
   }
 
@@ -453,7 +491,11 @@ export class RealtimeEventMapper {
     }
   }
 
-  /** The caller heard `heardMs` of an assistant item: tell the server, clamped to the audio it sent. */
+  /**
+   * The caller heard `heardMs` of an assistant item: tell the server, clamped to the audio it sent. A provider without
+   * `conversation.item.truncate` (profile) cannot be told: its late audio is still dropped and a reply still being
+   * generated is cancelled, but its model keeps the whole reply.
+   */
   truncate(itemId: string, heardMs: number): void {
     const item = this.items.get(itemId);
     if (item === undefined || item.receivedBytes === 0) {
@@ -468,6 +510,10 @@ export class RealtimeEventMapper {
     if (!item.done && this.activeResponseId !== undefined) this.cancelResponse(this.activeResponseId);
     item.truncated = true;
     this.log.assistantHeard(itemId, audioEndMs);
+    if (!this.profile.truncate) {
+      this.sink.log('debug', { itemId, heardMs, audioEndMs }, `${this.profile.label} has no truncate: its model keeps the whole reply`);
+      return;
+    }
     const eventId = this.nextEventId('truncate');
     this.truncateRequests.add(eventId);
     if (this.truncateRequests.size > 64) this.truncateRequests.delete(this.truncateRequests.values().next().value as string);
@@ -478,7 +524,7 @@ export class RealtimeEventMapper {
   /** A user text message (e.g. a DTMF note), answered by a response. */
   userText(text: string, reason: string): void {
     this.log.userText(text);
-    if (!this.offline) this.sink.send(itemCreate(this.nextEventId('item'), { kind: 'user', text }));
+    if (!this.offline) this.sink.send(itemCreate(this.nextEventId('item'), { kind: 'user', text }, this.profile.assistantText));
     this.requestResponse(reason);
   }
 
@@ -489,11 +535,11 @@ export class RealtimeEventMapper {
   toolResult(callId: string, output: string): void {
     if (!this.reportedCalls.has(callId)) {
       // The server checks that the call is in the conversation: a result for another id is an error event.
-      this.sink.log('warn', { callId }, 'tool result for a call OpenAI never made: ignored');
+      this.sink.log('warn', { callId }, `tool result for a call ${this.profile.label} never made: ignored`);
       return;
     }
     this.log.functionCallOutput(callId, output);
-    if (!this.offline) this.sink.send(itemCreate(this.nextEventId('item'), { kind: 'function_call_output', callId, output }));
+    if (!this.offline) this.sink.send(itemCreate(this.nextEventId('item'), { kind: 'function_call_output', callId, output }, this.profile.assistantText));
     const responseId = this.groupOfCall.get(callId);
     if (responseId === undefined) {
       this.requestResponse('tool_result');
@@ -516,6 +562,7 @@ export class RealtimeEventMapper {
     this.items.clear();
     this.pendingRequests.clear();
     this.truncateRequests.clear();
+    this.speakingItemId = undefined;
     if (this.requested !== undefined) this.queue(this.requested.request);
     this.activeResponseId = undefined;
     this.requested = undefined;
@@ -536,7 +583,7 @@ export class RealtimeEventMapper {
     this.offline = false;
     this.log.forgetItemIds();
     const items = this.log.toItems();
-    for (const item of items) this.sink.send(itemCreate(this.nextEventId('restore'), item));
+    for (const item of items) this.sink.send(itemCreate(this.nextEventId('restore'), item, this.profile.assistantText));
     const queued = this.queued;
     this.queued = undefined;
     // A tool result is answered once the other results of its response are in, not before.

@@ -1,7 +1,9 @@
 /**
  * OpenAI Realtime (GA) wire types: zod schemas for the server events the adapter consumes, and typed
  * builders for the client events it sends. Types only are taken from the `openai` package, so every
- * builder is checked against the SDK's GA definitions at compile time.
+ * builder is checked against the SDK's GA definitions at compile time. What an OpenAI-compatible provider
+ * spells differently (its session object, its assistant text part, xAI's `force_message`) is typed here too, and
+ * chosen by its profile (profile.ts).
  */
 import { z } from 'zod';
 import type {
@@ -15,7 +17,6 @@ import type {
   RealtimeSessionCreateRequest,
   ResponseCancelEvent,
   ResponseCreateEvent,
-  SessionUpdateEvent,
 } from 'openai/resources/realtime/realtime';
 
 // ---- server -> client ---------------------------------------------------------------------------
@@ -73,8 +74,9 @@ const serverSchemas = {
     response: z.object({
       id: z.string(),
       status: z.string().optional(),
+      // xAI may send a bare string here ("unimplemented"): it carries no reason.
       status_details: z
-        .object({ type: nullableString, reason: nullableString, error: serverErrorSchema.partial().nullish() })
+        .union([z.object({ type: nullableString, reason: nullableString, error: serverErrorSchema.partial().nullish() }), z.string()])
         .nullish(),
       output: z.array(itemSchema).optional(),
     }),
@@ -130,10 +132,13 @@ const IGNORED_GA = {
   'response.mcp_call.failed': true,
 } as const satisfies Record<Exclude<RealtimeServerEvent['type'], ServerEventType | keyof typeof ALIASES>, true>;
 
-/** Beta names of events the adapter has no use for (compatible servers still send them). */
-const IGNORED_BETA = ['response.text.delta', 'response.text.done'] as const;
+/**
+ * Beta names of events the adapter has no use for (compatible servers still send them), and events of compatible
+ * servers' own: xAI's cumulative partial user transcript (`...transcription.updated`).
+ */
+const IGNORED_COMPATIBLE = ['response.text.delta', 'response.text.done', 'conversation.item.input_audio_transcription.updated'] as const;
 
-const IGNORED: ReadonlySet<string> = new Set([...Object.keys(IGNORED_GA), ...IGNORED_BETA]);
+const IGNORED: ReadonlySet<string> = new Set([...Object.keys(IGNORED_GA), ...IGNORED_COMPATIBLE]);
 
 export type ParsedServerMessage =
   | { kind: 'event'; event: ServerEvent }
@@ -215,6 +220,9 @@ export function vadTuning(setting: VadTuning): Required<VadTuning> {
   };
 }
 
+/** A JSON value, for provider tools passed through as configured. */
+export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+
 export interface FunctionToolSpec {
   readonly name: string;
   readonly description: string;
@@ -234,6 +242,23 @@ export interface SessionSettings {
   readonly maxOutputTokens?: number | 'inf';
   readonly reasoningEffort?: 'minimal' | 'low' | 'medium' | 'high' | 'xhigh';
   readonly tools: readonly FunctionToolSpec[];
+  /** Tools the provider runs itself (xAI's `web_search`...), sent before the function tools as they are. */
+  readonly providerTools?: readonly { readonly type: string; readonly [key: string]: JsonValue }[];
+}
+
+/** The `session` of a `session.update` in another provider's shape (its profile builds it). */
+export interface ProviderSession {
+  readonly audio?: { readonly input?: { readonly format?: { readonly type?: string } }; readonly output?: { readonly format?: { readonly type?: string } } };
+  readonly [key: string]: unknown;
+}
+
+/** The `session` of a `session.update`: OpenAI GA's, or another provider's. */
+export type WireSession = RealtimeSessionCreateRequest | ProviderSession;
+
+export interface RealtimeSessionUpdate {
+  readonly type: 'session.update';
+  readonly event_id: string;
+  readonly session: WireSession;
 }
 
 type TurnDetectionWire = NonNullable<NonNullable<NonNullable<RealtimeSessionCreateRequest['audio']>['input']>['turn_detection']>;
@@ -291,12 +316,7 @@ export function buildSession(settings: SessionSettings): RealtimeSessionCreateRe
     ...(settings.tools.length === 0
       ? {}
       : {
-          tools: settings.tools.map((tool) => ({
-            type: 'function' as const,
-            name: tool.name,
-            description: tool.description,
-            parameters: tool.parameters,
-          })),
+          tools: functionTools(settings.tools),
           tool_choice: 'auto' as const,
         }),
     ...(settings.maxOutputTokens === undefined ? {} : { max_output_tokens: settings.maxOutputTokens }),
@@ -304,8 +324,59 @@ export function buildSession(settings: SessionSettings): RealtimeSessionCreateRe
   };
 }
 
-export function sessionUpdate(eventId: string, session: RealtimeSessionCreateRequest): SessionUpdateEvent {
+/** Where an OpenAI-compatible server with a flat session wants what GA nests differently. */
+export interface FlatSessionShape {
+  /** The provider's name, in the error for a turn detection it does not have. */
+  readonly label: string;
+  /** Key of the language hint in `audio.input.transcription` (xAI: `language_hint`); nothing else of it is sent. */
+  readonly languageKey: string;
+}
+
+function flatTurnDetection(setting: TurnDetectionSetting, label: string): Record<string, string | number | null> {
+  switch (setting.type) {
+    case 'server_vad':
+      return {
+        type: 'server_vad',
+        ...(setting.threshold === undefined ? {} : { threshold: setting.threshold }),
+        ...(setting.silenceDurationMs === undefined ? {} : { silence_duration_ms: setting.silenceDurationMs }),
+        ...(setting.prefixPaddingMs === undefined ? {} : { prefix_padding_ms: setting.prefixPaddingMs }),
+      };
+    case 'none':
+      return { type: null };
+    case 'semantic_vad':
+      throw new Error(`${label} has no semantic_vad`);
+  }
+}
+
+/**
+ * The flat session of OpenAI-compatible servers such as xAI: `voice` and `turn_detection` on the session, formats
+ * under `audio`, no GA-only field (`type`, `output_modalities`, `tool_choice`, noise reduction...). server_vad carries
+ * only the tuning that is set (the server's defaults otherwise); turns the client commits are `{type: null}`. Provider
+ * tools go first, then the function tools.
+ */
+export function flatSession(settings: SessionSettings, shape: FlatSessionShape): ProviderSession {
+  const format = wireAudioFormat(settings.audioFormat);
+  const language = settings.transcription?.language;
+  const tools = [...(settings.providerTools ?? []), ...functionTools(settings.tools)];
+  return {
+    ...(settings.instructions === undefined || settings.instructions.trim() === '' ? {} : { instructions: settings.instructions }),
+    voice: settings.voice,
+    turn_detection: flatTurnDetection(settings.turnDetection, shape.label),
+    audio: {
+      input: { format, ...(language === undefined ? {} : { transcription: { [shape.languageKey]: language } }) },
+      output: { format },
+    },
+    ...(tools.length === 0 ? {} : { tools }),
+  };
+}
+
+export function sessionUpdate(eventId: string, session: WireSession): RealtimeSessionUpdate {
   return { type: 'session.update', event_id: eventId, session };
+}
+
+/** The function tools of a session, GA's flat shape (xAI documents the same). */
+export function functionTools(tools: readonly FunctionToolSpec[]): { type: 'function'; name: string; description: string; parameters: Readonly<Record<string, unknown>> }[] {
+  return tools.map((tool) => ({ type: 'function' as const, name: tool.name, description: tool.description, parameters: tool.parameters }));
 }
 
 export function audioAppend(base64Audio: string): InputAudioBufferAppendEvent {
@@ -349,7 +420,25 @@ export type RestorableItem =
   | { kind: 'function_call'; callId: string; name: string; argumentsJson: string }
   | { kind: 'function_call_output'; callId: string; output: string };
 
-export function itemCreate(eventId: string, item: RestorableItem): ConversationItemCreateEvent {
+/** How a provider spells assistant text in `conversation.item.create`: GA's `output_text`, xAI's `text`. */
+export type AssistantTextPart = 'output_text' | 'text';
+
+/** `conversation.item.create` shapes outside the SDK's GA types: xAI's assistant `text` part and `force_message` item. */
+export interface CompatibleItemCreateEvent {
+  readonly type: 'conversation.item.create';
+  readonly event_id: string;
+  readonly item:
+    | { readonly type: 'message'; readonly role: 'assistant'; readonly content: readonly [{ readonly type: 'text'; readonly text: string }] }
+    /** xAI: the server speaks `text` itself (text-to-speech, not the model) as a whole response. */
+    | { readonly type: 'force_message'; readonly role: 'assistant'; readonly content: readonly [{ readonly type: 'output_text'; readonly text: string }] };
+}
+
+/** xAI's verbatim speech: a `force_message` item, answered by a full response lifecycle (no `response.create`). */
+export function forceMessage(eventId: string, text: string): CompatibleItemCreateEvent {
+  return { type: 'conversation.item.create', event_id: eventId, item: { type: 'force_message', role: 'assistant', content: [{ type: 'output_text', text }] } };
+}
+
+export function itemCreate(eventId: string, item: RestorableItem, assistantText: AssistantTextPart = 'output_text'): ConversationItemCreateEvent | CompatibleItemCreateEvent {
   switch (item.kind) {
     case 'user':
       return {
@@ -358,11 +447,13 @@ export function itemCreate(eventId: string, item: RestorableItem): ConversationI
         item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: item.text }] },
       };
     case 'assistant':
-      return {
-        type: 'conversation.item.create',
-        event_id: eventId,
-        item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: item.text }] },
-      };
+      return assistantText === 'text'
+        ? { type: 'conversation.item.create', event_id: eventId, item: { type: 'message', role: 'assistant', content: [{ type: 'text', text: item.text }] } }
+        : {
+            type: 'conversation.item.create',
+            event_id: eventId,
+            item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: item.text }] },
+          };
     case 'function_call':
       return {
         type: 'conversation.item.create',
@@ -380,7 +471,8 @@ export function itemCreate(eventId: string, item: RestorableItem): ConversationI
 
 /** Every client event this adapter sends. */
 export type ClientEvent =
-  | SessionUpdateEvent
+  | RealtimeSessionUpdate
+  | CompatibleItemCreateEvent
   | InputAudioBufferAppendEvent
   | InputAudioBufferCommitEvent
   | ResponseCreateEvent

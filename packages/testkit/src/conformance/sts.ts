@@ -7,9 +7,14 @@
  *     return {
  *       adapter: createOpenAiRealtime({ apiKey: 'k', url: emulator.url, greeting: false }),
  *       tool: { name: 'lookup_order' },   // the provider calls it on the first caller turn when it is offered
+ *       dropConnection: async () => {      // for `reconnect`: kill the provider socket(s), as a network failure does
+ *         for (const connection of emulator.connections) connection.inject({ action: { type: 'terminate' } });
+ *       },
  *       cleanup: () => emulator.close(),
  *     };
  *   });
+ *
+ * The checks are here and in sts-resilience.ts (`reconnect`, `toolTimeout`); sts-support.ts holds what they share.
  *
  * API (stable; append-only):
  *   describeStsConformance(name, setup, options?)   registers one vitest `describe` with a test per check (a check
@@ -49,375 +54,60 @@
  * - `toolRoundTrip` (skipped without capabilities.toolCalls or without `harness.tool`): with the tool offered in
  *   call.tools, the caller turn gives a `tool_call` for it with a non-empty callId and JSON-object argumentsJson; after
  *   submitToolResult the session replies (audio then response_done).
+ * - `reconnect` (skipped without `harness.dropConnection`): after a first caller turn got its reply (and a final
+ *   transcript of each declared role), the reply has had time to play and the session is quiet, the suite drops the
+ *   provider connection with the hook.
+ *   The session must not end nor emit an `error`; until a new caller turn it emits nothing that answers or transcribes
+ *   a turn (audio, response_done, tool_call, final transcript); the new turn, sent at once (while the adapter may still
+ *   be reconnecting), gets a reply (and the declared final transcripts) within `timeoutMs`; and no event after the
+ *   drop names a response of the turn before it, nor are there more replies or final transcripts per role after the
+ *   drop than the same caller turn gave before it (a replayed turn).
+ * - `toolTimeout` (skipped without capabilities.toolCalls or without `harness.tool`): the suite plays a host whose tool
+ *   never answers: it leaves the tool_call unanswered for `options.toolTimeoutMs` (default 3000 ms), during which the
+ *   session must neither end nor emit an `error`, then submits the error text the agent's ToolSet gives on a timeout
+ *   (`Error: tool "<name>" timed out after <N> ms`); the session replies (audio then response_done), and once that
+ *   reply has had time to play and the session is quiet, the next caller turn gets a reply (a tool_call then is answered at once). STS sessions do not run tools (the host
+ *   does, with its ToolRunner and timeout), so this is the part of a tool timeout an adapter owns.
  * Every check also fails on any `error` event, on an event iteration that throws, on an `audio` event whose samples
  * are not a non-empty Int16Array, and on audio for a responseId after its response_done.
  */
-import { ProviderError, createResampler, type SampleRate, type StsAdapter, type StsCallContext, type StsEvent, type StsSession, type ToolSpec } from '@stsgate/core';
-import { pino } from 'pino';
+import { ProviderError, type StsEvent, type StsSession } from '@stsgate/core';
 import { describe, test } from 'vitest';
-import { fixturePath } from '../fixtures.js';
-import { concatPcm, silence } from '../signals.js';
-import { readWavAs8k } from '../wav.js';
+import { reconnect, toolTimeout } from './sts-resilience.js';
+import {
+  CONTROL,
+  PASSED,
+  SETTLE_MS,
+  StsRecorder,
+  attempt,
+  callFor,
+  callerTurn,
+  quietOf,
+  replyAfter,
+  sendAll,
+  sendPaced,
+  skipped,
+  sleep,
+  timeoutOf,
+  toolSpec,
+  withSession,
+  withTimeout,
+  type StsCheck,
+  type StsCheckName,
+  type StsCheckResult,
+  type StsConformanceOptions,
+  type StsConformanceSetup,
+} from './sts-support.js';
 
-/** A tool the provider under test calls on the first caller turn when it is offered. */
-export interface StsConformanceTool {
-  readonly name: string;
-  /** Default: a generic description. */
-  readonly description?: string;
-  /** JSON Schema of the arguments (default: an object with any properties). */
-  readonly parameters?: Readonly<Record<string, unknown>>;
-  /** What the suite answers with submitToolResult (default `{"ok":true}`). */
-  readonly output?: string;
-}
-
-export interface StsConformanceHarness {
-  readonly adapter: StsAdapter;
-  /**
-   * A fresh call context per session (default: a silent logger, no metadata, a signal never aborted, no tools).
-   * Return a plain object: the suite spreads it to replace `signal` (abortBeforeConnect) and to add the harness tool
-   * to `tools` (toolRoundTrip).
-   */
-  readonly call?: () => StsCallContext;
-  /** 8 kHz audio that makes the provider answer (default: question.wav + 1.5 s of silence). */
-  readonly callerTurn?: () => Int16Array;
-  /** See StsConformanceTool; needed by `toolRoundTrip`. Only that check offers it to the provider. */
-  readonly tool?: StsConformanceTool;
-  cleanup?(): Promise<void>;
-}
-
-export type StsConformanceSetup = () => Promise<StsConformanceHarness>;
-
-export interface StsConformanceOptions {
-  /** Safety net for every wait (default 10000 ms). */
-  readonly timeoutMs?: number;
-  /** How long a session must stay without audio to count as silent, and to be quiet before a new turn (default 500 ms). */
-  readonly quietMs?: number;
-  /** Shortest reply accepted (default 200 ms). */
-  readonly minReplyMs?: number;
-  /** Send caller audio in real time (one 20 ms frame every 20 ms) instead of as fast as the event loop allows. */
-  readonly realTime?: boolean;
-  readonly skip?: readonly StsCheckName[];
-}
-
-export type StsCheckName =
-  | 'replyAudio'
-  | 'transcripts'
-  | 'earlyAudio'
-  | 'concurrentIsolation'
-  | 'closeIdempotent'
-  | 'abortBeforeConnect'
-  | 'badInputSafe'
-  | 'bargeInTruncate'
-  | 'toolRoundTrip';
-
-export type StsCheckResult = { readonly status: 'passed' } | { readonly status: 'skipped'; readonly reason: string };
-
-export type StsCheck = (harness: StsConformanceHarness, options: StsConformanceOptions) => Promise<StsCheckResult>;
-
-// ---- helpers --------------------------------------------------------------------------------------------------------
-
-const PASSED: StsCheckResult = { status: 'passed' };
-const skipped = (reason: string): StsCheckResult => ({ status: 'skipped', reason });
-/** How long checks other than earlyAudio wait after connect() before the caller speaks. */
-const SETTLE_MS = 250;
-/** `<end>`, `<fin>`, `</s>`, `<|endoftext|>`... */
-const CONTROL = /<\/?\|?[a-z_]+\|?>/i;
-
-const sleep = (ms: number): Promise<void> => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${String(timeoutMs)} ms waiting for ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function callFor(harness: StsConformanceHarness, index: number, overrides: { signal?: AbortSignal; tools?: readonly ToolSpec[] } = {}): StsCallContext {
-  const base: StsCallContext = harness.call?.() ?? {
-    callId: `sts-conformance-${String(index)}`,
-    metadata: {},
-    signal: new AbortController().signal,
-    logger: pino({ level: 'silent' }),
-    tools: [],
-  };
-  return {
-    ...base,
-    ...(overrides.signal === undefined ? {} : { signal: overrides.signal }),
-    ...(overrides.tools === undefined ? {} : { tools: [...base.tools, ...overrides.tools] }),
-  };
-}
-
-function callerTurn(harness: StsConformanceHarness): Int16Array {
-  return harness.callerTurn?.() ?? concatPcm(readWavAs8k(fixturePath('question.wav')), silence(1500));
-}
-
-/** 8 kHz audio converted to the session's input rate. */
-function toSessionRate(samples8k: Int16Array, rate: SampleRate): Int16Array {
-  if (rate === 8000) return samples8k;
-  const resampler = createResampler(8000, rate);
-  return concatPcm(resampler.process(samples8k), resampler.flush());
-}
-
-function frames(session: StsSession, samples8k: Int16Array): Int16Array[] {
-  const audio = toSessionRate(samples8k, session.inputSampleRate);
-  const frame = (session.inputSampleRate / 1000) * 20;
-  const out: Int16Array[] = [];
-  for (let i = 0; i < audio.length; i += frame) out.push(audio.slice(i, i + frame));
-  return out;
-}
-
-/** Sends 20 ms frames, yielding to the event loop between them (or in real time). */
-async function sendPaced(session: StsSession, samples8k: Int16Array, options: StsConformanceOptions): Promise<void> {
-  const started = Date.now();
-  let index = 0;
-  for (const frame of frames(session, samples8k)) {
-    session.sendAudio(frame);
-    index++;
-    if (options.realTime === true) await sleep(Math.max(0, started + index * 20 - Date.now()));
-    else await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
-
-function sendAll(session: StsSession, samples8k: Int16Array): void {
-  for (const frame of frames(session, samples8k)) session.sendAudio(frame);
-}
-
-interface Reply {
-  readonly responseId: string;
-  readonly samples: number;
-  readonly peak: number;
-}
-
-/** The first response whose first audio is at index >= `from` and whose response_done has arrived. */
-function replyAfter(events: readonly StsEvent[], from: number): Reply | undefined {
-  const firstAudio = new Map<string, number>();
-  let responseId: string | undefined;
-  for (let i = 0; i < events.length && responseId === undefined; i++) {
-    const event = events[i] as StsEvent;
-    if (event.type === 'audio' && !firstAudio.has(event.responseId)) firstAudio.set(event.responseId, i);
-    else if (event.type === 'response_done' && (firstAudio.get(event.responseId) ?? -1) >= from) responseId = event.responseId;
-  }
-  if (responseId === undefined) return undefined;
-  let samples = 0;
-  let peak = 0;
-  for (const event of events) {
-    if (event.type !== 'audio' || event.responseId !== responseId) continue;
-    samples += event.samples.length;
-    for (const sample of event.samples) peak = Math.max(peak, Math.abs(sample));
-  }
-  return { responseId, samples, peak };
-}
-
-function summarise(event: StsEvent): string {
-  switch (event.type) {
-    case 'audio':
-      return `audio(${event.responseId}, ${String(event.samples.length)})`;
-    case 'response_done':
-      return `response_done(${event.responseId})`;
-    case 'transcript':
-      return `transcript(${event.role}${event.final ? ', final' : ''}: ${JSON.stringify(event.text)})`;
-    case 'tool_call':
-      return `tool_call(${event.name})`;
-    case 'error':
-      return `error(${event.error.category}: ${event.error.message})`;
-    case 'interrupted':
-      return `interrupted(${event.responseId ?? ''})`;
-    default:
-      return event.type;
-  }
-}
-
-/** Consumes a session's events in the background and lets a check wait on them. */
-class StsRecorder {
-  readonly events: StsEvent[] = [];
-  ended = false;
-  failure: unknown;
-  lastEventAt = Date.now();
-  readonly #listeners = new Set<() => void>();
-
-  constructor(session: StsSession) {
-    void (async () => {
-      try {
-        for await (const event of session.events) {
-          this.events.push(event);
-          this.lastEventAt = Date.now();
-          this.#notify();
-        }
-      } catch (error) {
-        this.failure = error;
-      }
-      this.ended = true;
-      this.#notify();
-    })();
-  }
-
-  #notify(): void {
-    for (const listener of [...this.#listeners]) listener();
-  }
-
-  /** The events, consecutive audio of one response collapsed. */
-  describe(): string {
-    const parts: string[] = [];
-    let run: { id: string; count: number } | undefined;
-    for (const event of this.events) {
-      if (event.type === 'audio') {
-        if (run?.id === event.responseId) {
-          run.count++;
-          continue;
-        }
-        run = { id: event.responseId, count: 1 };
-        parts.push('');
-        continue;
-      }
-      if (run !== undefined) parts[parts.length - 1] = `audio(${run.id}) x${String(run.count)}`;
-      run = undefined;
-      parts.push(summarise(event));
-    }
-    if (run !== undefined) parts[parts.length - 1] = `audio(${run.id}) x${String(run.count)}`;
-    return `[${parts.join(', ')}]${this.failure === undefined ? '' : `; iteration threw ${String(this.failure)}`}`;
-  }
-
-  /** Resolves with the first truthy probe result; rejects at once on an `error` event or the end of the events. */
-  waitFor<T>(probe: (events: readonly StsEvent[]) => T | undefined, timeoutMs: number, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const check = (): boolean => {
-        const error = this.events.find((event) => event.type === 'error');
-        if (error !== undefined) {
-          finish();
-          reject(new Error(`an error event arrived while waiting for ${what}: ${summarise(error)}; got ${this.describe()}`));
-          return true;
-        }
-        const value = probe(this.events);
-        if (value !== undefined) {
-          finish();
-          resolve(value);
-          return true;
-        }
-        if (this.ended) {
-          finish();
-          reject(new Error(`events ended before ${what}; got ${this.describe()}`));
-          return true;
-        }
-        return false;
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out after ${String(timeoutMs)} ms waiting for ${what}; got ${this.describe()}`));
-      }, timeoutMs);
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-      };
-      if (!check()) this.#listeners.add(check);
-    });
-  }
-
-  waitForReply(from: number, timeoutMs: number, what: string): Promise<Reply> {
-    return this.waitFor((events) => replyAfter(events, from), timeoutMs, what);
-  }
-
-  untilEnded(timeoutMs: number, what: string): Promise<void> {
-    if (this.ended) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (!this.ended) return;
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.#listeners.delete(check);
-        reject(new Error(`timed out after ${String(timeoutMs)} ms waiting for ${what}; got ${this.describe()}`));
-      }, timeoutMs);
-      this.#listeners.add(check);
-    });
-  }
-
-  /** Waits until every response that has audio is done and no event arrived for `quietMs`. */
-  async untilQuiet(quietMs: number, timeoutMs: number, what: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      this.assertClean();
-      const open = this.openResponses();
-      const idleMs = Date.now() - this.lastEventAt;
-      if (open.length === 0 && idleMs >= quietMs) return;
-      if (Date.now() > deadline) {
-        throw new Error(`timed out after ${String(timeoutMs)} ms waiting for ${what} (open responses: ${JSON.stringify(open)}); got ${this.describe()}`);
-      }
-      await sleep(Math.max(10, Math.min(50, quietMs - idleMs)));
-    }
-  }
-
-  openResponses(): string[] {
-    const open = new Set<string>();
-    for (const event of this.events) {
-      if (event.type === 'audio') open.add(event.responseId);
-      else if (event.type === 'response_done') open.delete(event.responseId);
-    }
-    return [...open];
-  }
-
-  audioSince(from: number): number {
-    return this.events.slice(from).filter((event) => event.type === 'audio').length;
-  }
-
-  /** No error event, no iteration failure, well-formed audio, no audio for a response after its response_done. */
-  assertClean(): void {
-    if (this.failure !== undefined) throw new Error(`event iteration threw: ${String(this.failure)}`);
-    const done = new Set<string>();
-    for (const event of this.events) {
-      switch (event.type) {
-        case 'error':
-          throw new Error(`unexpected error event: ${summarise(event)}; got ${this.describe()}`);
-        case 'audio':
-          if (!(event.samples instanceof Int16Array)) throw new Error(`audio event samples must be an Int16Array (response ${event.responseId})`);
-          if (event.samples.length === 0) throw new Error(`empty audio event (response ${event.responseId})`);
-          if (typeof event.responseId !== 'string' || event.responseId === '') throw new Error('audio event without a responseId');
-          if (done.has(event.responseId)) throw new Error(`audio for response ${event.responseId} after its response_done; got ${this.describe()}`);
-          break;
-        case 'response_done':
-          done.add(event.responseId);
-          break;
-        default:
-          break;
-      }
-    }
-  }
-}
-
-/** Opens a session, runs `body`, and always closes it. */
-async function withSession(
-  harness: StsConformanceHarness,
-  index: number,
-  body: (session: StsSession, recorder: StsRecorder) => Promise<void>,
-  tools?: readonly ToolSpec[],
-): Promise<void> {
-  const session = await harness.adapter.connect(callFor(harness, index, tools === undefined ? {} : { tools }));
-  const recorder = new StsRecorder(session);
-  try {
-    await body(session, recorder);
-    recorder.assertClean();
-  } finally {
-    await session.close();
-  }
-}
-
-function timeoutOf(options: StsConformanceOptions): number {
-  return options.timeoutMs ?? 10_000;
-}
-
-function quietOf(options: StsConformanceOptions): number {
-  return options.quietMs ?? 500;
-}
-
-function attempt(what: string, run: () => void): void {
-  try {
-    run();
-  } catch (error) {
-    throw new Error(`${what} threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-  }
-}
+export type {
+  StsCheck,
+  StsCheckName,
+  StsCheckResult,
+  StsConformanceHarness,
+  StsConformanceOptions,
+  StsConformanceSetup,
+  StsConformanceTool,
+} from './sts-support.js';
 
 // ---- checks ---------------------------------------------------------------------------------------------------------
 
@@ -605,11 +295,7 @@ const toolRoundTrip: StsCheck = async (harness, options) => {
   if (!harness.adapter.capabilities.toolCalls) return skipped('capabilities.toolCalls is false');
   const tool = harness.tool;
   if (tool === undefined) return skipped('the harness names no tool (harness.tool) for the provider to call');
-  const spec: ToolSpec = {
-    name: tool.name,
-    description: tool.description ?? 'Conformance test tool: call it to look up what the caller asks about.',
-    parameters: tool.parameters ?? { type: 'object', properties: {} },
-  };
+  const spec = toolSpec(tool);
   const timeoutMs = timeoutOf(options);
   await withSession(
     harness,
@@ -618,11 +304,7 @@ const toolRoundTrip: StsCheck = async (harness, options) => {
       await sleep(SETTLE_MS);
       const from = recorder.events.length;
       await sendPaced(session, callerTurn(harness), options);
-      const call = await recorder.waitFor(
-        (events) => events.slice(from).find((event): event is Extract<StsEvent, { type: 'tool_call' }> => event.type === 'tool_call' && event.name === tool.name),
-        timeoutMs,
-        `a tool_call for ${tool.name}`,
-      );
+      const call = await recorder.waitForToolCall(from, tool.name, timeoutMs);
       if (typeof call.callId !== 'string' || call.callId === '') throw new Error('the tool_call has no callId');
       let parsed: unknown;
       try {
@@ -652,6 +334,8 @@ export const STS_CONFORMANCE_CHECKS: Readonly<Record<StsCheckName, StsCheck>> = 
   badInputSafe,
   bargeInTruncate,
   toolRoundTrip,
+  reconnect,
+  toolTimeout,
 };
 
 const TITLES: Readonly<Record<StsCheckName, string>> = {
@@ -664,6 +348,8 @@ const TITLES: Readonly<Record<StsCheckName, string>> = {
   badInputSafe: 'bad input (empty audio, bad digit, unknown ids) is harmless',
   bargeInTruncate: 'truncate() of the reply playing ends it, and the next caller turn gets a reply',
   toolRoundTrip: 'tool_call -> submitToolResult -> the session replies',
+  reconnect: 'a provider connection dropped mid-call is restored: no error, no end, no replayed turn, the next turn gets a reply',
+  toolTimeout: 'a tool answered only by the host timeout: the session holds the call, goes on with the timeout error, then replies to the next turn',
 };
 
 export async function runStsConformanceCheck(check: StsCheckName, setup: StsConformanceSetup, options: StsConformanceOptions = {}): Promise<StsCheckResult> {

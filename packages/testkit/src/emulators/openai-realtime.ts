@@ -12,13 +12,15 @@
  *
  * API (stable; append-only):
  *   startOpenAiRealtimeEmulator(options: OpenAiRealtimeEmulatorOptions): Promise<OpenAiRealtimeEmulator>
+ *   startXaiRealtimeEmulator(options): the same in xAI mode (`dialect: 'xai'`, below)
  *   emulator.url            ws(s)://127.0.0.1:PORT/v1/realtime (add ?model=...)
  *   emulator.baseUrl        http(s)://127.0.0.1:PORT/v1 (OpenAI client baseURL)
  *   emulator.certificatePem self-signed cert (SAN IP:127.0.0.1) when tls: true; pass as ws `ca`
  *   emulator.connections    RealtimeEmulatorConnection[] (accepted upgrades, in order); emulator.upgrades: every attempt
  *   emulator.queueConnectionFaults(plan)  faults for the next connection attempt(s) (also `options.faults`)
  *   emulator.waitFor(probe), emulator.waitForConnection(index?), emulator.close()
- *   connection: headers, query, model, clientEvents (parsed, in order), serverEvents, session (effective), items,
+ *   connection: dialect, headers, query, model, clientEvents (parsed, in order), serverEvents, session (effective),
+ *     xaiSession (xAI mode: the session as xAI reports it), items,
  *     truncations, responses, inputAudioMs, inputChunks, closeInfo, closed, inject(fault), sendEvent(event),
  *     close(code, reason), waitForServerEvent(type, pred?), waitForClientEvent(type, pred?)
  *
@@ -60,6 +62,30 @@
  *   transcript"): it becomes ''.
  * - Answers pings while not stalled; pings the client every `timing.pingIntervalMs` (default 20 s).
  *
+ * xAI mode (`dialect: 'xai'`, or `startXaiRealtimeEmulator`): xAI's Grok Voice Agent API on the same path
+ * (`wss://api.x.ai/v1/realtime`), per docs.x.ai (Voice Agent API guide and its "OpenAI Realtime API Compatibility"
+ * table) and third-party reads of its event schema; the GA engine above runs it, with these differences:
+ * - The key is checked at the upgrade: a missing or wrong `Authorization: Bearer` (or `xai-client-secret.<key>`
+ *   subprotocol) gets HTTP 401, an unknown `?model=` HTTP 404, with xAI's REST error body `{code, error}` (the shapes
+ *   are UNCONFIRMED for this endpoint). No `?model=` means `grok-voice-latest`; `OpenAI-Beta` is ignored.
+ * - `session.created`, then `conversation.created`. The session is xAI's flat object (realtime-protocol.ts
+ *   `XaiSessionConfig`: `voice` and `turn_detection` on the session, `audio.{input,output}.format`,
+ *   `audio.input.transcription.{language_hint,keyterms}`, tools incl. web_search/x_search/file_search/mcp), validated
+ *   strictly: a GA field (`type`, `output_modalities`, `tool_choice`, `create_response`, semantic_vad, a voice outside
+ *   eve/ara/rex/sal/leo...) is an error (the live service was seen to ignore unknown fields: stricter on purpose).
+ * - Client events: only XAI_CLIENT_EVENT_TYPES. `conversation.item.truncate`, `conversation.item.retrieve`,
+ *   `session.close`... are refused with error type `invalid_event` (xAI's error-type enum; wording UNCONFIRMED).
+ *   `input_audio_buffer.commit` only with `turn_detection: {type: null}` (as documented). `response.create` takes
+ *   `modalities`, `instructions`, `metadata` only. Items use xAI's parts (`text` for assistant text, `input_text` /
+ *   `input_audio` for the caller); `force_message` makes the server speak its text as a whole response
+ *   (response.created ... response.done, trigger `force_message`; `interruptible: false` is not cut by speech).
+ * - Server events: no `conversation.item.done`, no `rate_limits.updated`, no transcription deltas: one
+ *   `conversation.item.input_audio_transcription.completed` per caller turn (always: no transcription config is
+ *   needed); assistant parts are `audio` / `text`; `response.status_details` of a created or completed response is
+ *   the string "unimplemented" (as measured by third parties); error types `invalid_request_error`, `invalid_event`,
+ *   `internal_error` (faults). server_vad always answers and interrupts; its threshold (0.1–0.9, default 0.85) drives
+ *   the energy VAD scaled so 0.85 acts like GA's 0.5.
+ *
  * Not implemented (UNCONFIRMED or out of scope): transcription-only (`?intent=transcription`) and `?call_id=` sessions
  * (closed 4000 with code `unsupported_by_emulator`), idle_timeout_ms / input_audio_buffer.timeout_triggered,
  * MCP tools, images, response.input used as model context. Error codes for an unknown item id
@@ -88,31 +114,42 @@ import {
 import { bytesPerMs, decodeAudio, encodeAudio, EnergyVad, formatRate, type VadSettings } from './realtime-audio.js';
 import {
   applySessionUpdate,
+  applyXaiSessionUpdate,
   defaultSession,
+  defaultXaiSession,
   invalidValue,
   missingParameter,
   parseItem,
   parseItemIdEvent,
   parseResponseParams,
   parseTruncate,
+  parseXaiItem,
+  parseXaiResponseParams,
   readEventKeys,
   readString,
   REALTIME_CLIENT_EVENT_TYPES,
   RealtimeWireError,
+  XAI_CLIENT_EVENT_TYPES,
+  xaiEngineSession,
   type RealtimeAudioFormat,
   type RealtimeClientEventType,
   type RealtimeContentPart,
+  type RealtimeDialect,
   type RealtimeItem,
+  type RealtimeItemInput,
   type RealtimeResponseParams,
   type RealtimeSessionConfig,
+  type XaiSessionConfig,
 } from './realtime-protocol.js';
 
 export type {
   RealtimeAudioFormat,
   RealtimeContentPart,
+  RealtimeDialect,
   RealtimeItem,
   RealtimeSessionConfig,
   RealtimeTurnDetection,
+  XaiSessionConfig,
 } from './realtime-protocol.js';
 
 // ---- public types ------------------------------------------------------------------------------------------------
@@ -152,7 +189,8 @@ export interface RealtimeUserTurn {
   readonly connection: RealtimeEmulatorConnection;
 }
 
-export type RealtimeResponseTrigger = 'greeting' | 'user_audio' | 'user_text' | 'tool_output' | 'response_create';
+/** `force_message`: xAI's server-spoken item (xAI mode). */
+export type RealtimeResponseTrigger = 'greeting' | 'user_audio' | 'user_text' | 'tool_output' | 'response_create' | 'force_message';
 
 export interface RealtimeResponseRequest {
   readonly trigger: RealtimeResponseTrigger;
@@ -238,13 +276,15 @@ export interface RealtimeEmulatorTiming {
 
 export interface OpenAiRealtimeEmulatorOptions {
   readonly apiKey: string;
+  /** `xai`: xAI's Grok Voice Agent API (see the header). Default `openai`. */
+  readonly dialect?: RealtimeDialect;
   /** Serve wss:// with a fresh self-signed certificate (needed by the openai SDK). Default false (ws://). */
   readonly tls?: boolean;
   readonly script?: RealtimeScript;
   /** Plans for the first connection attempts, in order (see queueConnectionFaults). */
   readonly faults?: readonly RealtimeConnectionFaults[];
   readonly logger?: Logger;
-  /** Which `?model=` values exist (default: gpt-realtime*, gpt-audio*, gpt-4o*-realtime-preview*). */
+  /** Which `?model=` values exist (default: gpt-realtime*, gpt-audio*, gpt-4o*-realtime-preview*; xAI: grok-voice-*). */
   readonly acceptModel?: (model: string) => boolean;
   readonly timing?: RealtimeEmulatorTiming;
   readonly vad?: VadSettings;
@@ -297,6 +337,7 @@ export interface RealtimeUpgradeRecord {
 
 export interface RealtimeEmulatorConnection {
   readonly index: number;
+  readonly dialect: RealtimeDialect;
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
   readonly headers: IncomingHttpHeaders;
@@ -308,8 +349,10 @@ export interface RealtimeEmulatorConnection {
   /** Frames that were binary or not a JSON object. */
   readonly invalidFrames: number;
   readonly serverEvents: readonly RealtimeServerEvent[];
-  /** The effective session. */
+  /** The effective session (GA shape; in xAI mode what the engine runs, see `xaiSession` for xAI's own). */
   readonly session: RealtimeSessionConfig;
+  /** xAI mode: the session as xAI reports it (session.created / session.updated); undefined otherwise. */
+  readonly xaiSession: XaiSessionConfig | undefined;
   /** The conversation, in order. */
   readonly items: readonly RealtimeItem[];
   readonly truncations: readonly RealtimeTruncationRecord[];
@@ -361,6 +404,14 @@ function defaultAcceptModel(model: string): boolean {
   return /^(gpt-realtime|gpt-audio|gpt-4o(-mini)?-realtime-preview)/.test(model);
 }
 
+/** xAI's voice models: grok-voice-latest, grok-voice-think-fast-1.0 / -2.0, grok-voice-fast-1.0 (deprecated). */
+function defaultAcceptXaiModel(model: string): boolean {
+  return /^grok-voice-/.test(model);
+}
+
+const XAI_DEFAULT_MODEL = 'grok-voice-latest';
+const XAI_SUBPROTOCOL = 'xai-client-secret.';
+
 const HTTP_STATUS_TEXT: Readonly<Record<number, string>> = {
   400: 'Bad Request',
   401: 'Unauthorized',
@@ -389,6 +440,22 @@ function isClientEventType(type: string): type is RealtimeClientEventType {
   return (REALTIME_CLIENT_EVENT_TYPES as readonly string[]).includes(type);
 }
 
+/** xAI mode: the key (Bearer, or the browser subprotocol) and the model are checked at the upgrade. */
+function xaiUpgradeRefusal(headers: IncomingHttpHeaders, url: URL, settings: Settings): { status: number; body: JsonValue } | undefined {
+  const bearer = typeof headers.authorization === 'string' ? /^Bearer\s+(.+)$/i.exec(headers.authorization.trim())?.[1] : undefined;
+  const protocols = typeof headers['sec-websocket-protocol'] === 'string' ? headers['sec-websocket-protocol'].split(',').map((p) => p.trim()) : [];
+  const key = bearer ?? protocols.find((p) => p.startsWith(XAI_SUBPROTOCOL))?.slice(XAI_SUBPROTOCOL.length);
+  if (key === undefined) return { status: 401, body: { code: 'Unauthenticated', error: 'No API key provided. Please provide an API key in the Authorization header.' } };
+  if (key !== settings.apiKey) {
+    return { status: 401, body: { code: 'Unauthenticated', error: `Incorrect API key provided: ${redactKey(key)}. You can obtain an API key from https://console.x.ai.` } };
+  }
+  const model = url.searchParams.get('model') ?? XAI_DEFAULT_MODEL;
+  if (!settings.acceptModel(model)) {
+    return { status: 404, body: { code: 'Some requested entity was not found', error: `The model ${model} does not exist or your team does not have access to it.` } };
+  }
+  return undefined;
+}
+
 function splitWords(text: string): string[] {
   const words = text.match(/\S+\s*/g) ?? [];
   const lead = text.match(/^\s+/)?.[0] ?? '';
@@ -414,6 +481,7 @@ function replyAudio(reply: ScriptedReply): Int16Array {
 // ---- connection ----------------------------------------------------------------------------------------------------
 
 interface Settings {
+  readonly dialect: RealtimeDialect;
   readonly apiKey: string;
   readonly script: RealtimeScript;
   readonly logger: Logger;
@@ -455,6 +523,8 @@ class Connection implements RealtimeEmulatorConnection {
   stalled = false;
   closeInfo: { readonly code: number; readonly reason: string } | null = null;
   session: RealtimeSessionConfig;
+  xaiSession: XaiSessionConfig | undefined;
+  readonly dialect: RealtimeDialect;
 
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
@@ -496,8 +566,14 @@ class Connection implements RealtimeEmulatorConnection {
     this.path = url.pathname;
     this.query = Object.fromEntries(url.searchParams.entries());
     this.headers = request.headers;
-    this.model = url.searchParams.get('model');
+    this.dialect = settings.dialect;
+    const model = url.searchParams.get('model');
+    this.model = model ?? (this.dialect === 'xai' ? XAI_DEFAULT_MODEL : null);
     this.session = defaultSession(randomId('sess'), this.model ?? '', Math.floor(Date.now() / 1000) + 3600);
+    if (this.dialect === 'xai') {
+      this.xaiSession = defaultXaiSession(this.session.id, this.model ?? XAI_DEFAULT_MODEL);
+      this.session = xaiEngineSession(this.xaiSession, this.session);
+    }
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.closeInfo = { code, reason: reason.toString('utf8') };
@@ -542,14 +618,20 @@ class Connection implements RealtimeEmulatorConnection {
   start(plan: RealtimeConnectionFaults | undefined): void {
     for (const fault of plan?.faults ?? []) this.#arm(fault);
     if (this.#terminated) return;
-    const rejection = this.#handshakeProblem();
+    // xAI mode: key and model were checked at the upgrade.
+    const rejection = this.dialect === 'xai' ? undefined : this.#handshakeProblem();
     if (rejection !== undefined) {
       this.#sendError(rejection.code, rejection.message, null, null);
       this.close(rejection.closeCode, rejection.reason);
       return;
     }
     this.accepted = true;
-    this.#send({ type: 'session.created', session: this.session });
+    if (this.xaiSession !== undefined) {
+      this.#send({ type: 'session.created', session: this.xaiSession });
+      this.#send({ type: 'conversation.created', conversation: { id: this.#conversationId, object: 'realtime.conversation' } });
+    } else {
+      this.#send({ type: 'session.created', session: this.session });
+    }
     this.#timers.every(this.#settings.pingIntervalMs, () => {
       if (!this.stalled && !this.#terminated) this.#ws.ping();
     });
@@ -668,7 +750,13 @@ class Connection implements RealtimeEmulatorConnection {
     this.#settings.logger.debug({ fault: action.type, connection: this.index }, 'realtime emulator fault');
     switch (action.type) {
       case 'error':
-        this.#sendError(action.code, action.message ?? `Injected error ${String(action.code)}`, action.param ?? null, null, action.errorType ?? 'server_error');
+        this.#sendError(
+          action.code,
+          action.message ?? `Injected error ${String(action.code)}`,
+          action.param ?? null,
+          null,
+          action.errorType ?? (this.dialect === 'xai' ? 'internal_error' : 'server_error'),
+        );
         return;
       case 'close':
         this.close(action.code, action.reason ?? '');
@@ -728,6 +816,15 @@ class Connection implements RealtimeEmulatorConnection {
     this.#send({ type: 'error', error: { type, code, message, param, event_id: clientEventId } });
   }
 
+  /** An item as the server reports it: in xAI mode an assistant's parts are `audio` / `text`. */
+  renderItem(item: RealtimeItem): JsonValue {
+    if (this.dialect !== 'xai' || item.type !== 'message') return item as unknown as JsonValue;
+    const content = item.content.map((part) =>
+      part.type === 'output_audio' ? { ...part, type: 'audio' } : part.type === 'output_text' ? { ...part, type: 'text' } : part,
+    );
+    return { ...item, content } as unknown as JsonValue;
+  }
+
   /** Called by ResponseRun after each audio delta (fault trigger `response_audio`). */
   audioChunkSent(responseIndex: number, chunk: number): void {
     this.#countFaults((when) => when.on === 'response_audio' && when.response === responseIndex + 1 && (when.chunk ?? 1) === chunk);
@@ -758,10 +855,11 @@ class Connection implements RealtimeEmulatorConnection {
 
   #onMessage(data: RawData, isBinary: boolean): void {
     if (this.#terminated) return;
+    const invalidType = this.dialect === 'xai' ? 'invalid_event' : 'invalid_request_error';
     if (isBinary) {
       this.invalidFrames += 1;
       if (!this.stalled) {
-        this.#sendError('invalid_event', 'Expected a text WebSocket message; binary frames are not supported.', null, null);
+        this.#sendError('invalid_event', 'Expected a text WebSocket message; binary frames are not supported.', null, null, invalidType);
       }
       this.#notify();
       return;
@@ -774,14 +872,14 @@ class Connection implements RealtimeEmulatorConnection {
       this.invalidFrames += 1;
       if (!this.stalled) {
         const detail = error instanceof Error ? error.message : String(error);
-        this.#sendError('invalid_json', `We could not parse the JSON body of your request. (${detail})`, null, null);
+        this.#sendError('invalid_json', `We could not parse the JSON body of your request. (${detail})`, null, null, invalidType);
       }
       this.#notify();
       return;
     }
     if (!isRecord(parsed)) {
       this.invalidFrames += 1;
-      if (!this.stalled) this.#sendError('invalid_type', 'Invalid type for event: expected an object.', null, null);
+      if (!this.stalled) this.#sendError('invalid_type', 'Invalid type for event: expected an object.', null, null, invalidType);
       this.#notify();
       return;
     }
@@ -795,6 +893,10 @@ class Connection implements RealtimeEmulatorConnection {
       if (parsed.event_id !== undefined) readString(parsed.event_id, 'event_id');
       if (parsed.type === undefined) throw missingParameter('type');
       const type = readString(parsed.type, 'type');
+      if (this.dialect === 'xai' && !(XAI_CLIENT_EVENT_TYPES as readonly string[]).includes(type)) {
+        // docs.x.ai, "Unsupported Client Events": conversation.item.truncate, conversation.item.retrieve...
+        throw new RealtimeWireError('unsupported_event', `Unsupported event type: '${type}'.`, 'type', 'invalid_event');
+      }
       if (!isClientEventType(type)) throw invalidValue('type', type, REALTIME_CLIENT_EVENT_TYPES);
       this.#settings.logger.debug({ type, connection: this.index }, 'realtime emulator received');
       this.#dispatch(type, parsed);
@@ -811,15 +913,22 @@ class Connection implements RealtimeEmulatorConnection {
     switch (type) {
       case 'session.update': {
         readEventKeys(event, ['session']);
-        const next = applySessionUpdate(this.session, event.session, {
-          assistantAudioPresent: this.#items.some((state) => state.audioMs > 0),
-        });
+        let next: RealtimeSessionConfig;
+        if (this.xaiSession !== undefined) {
+          const xai = applyXaiSessionUpdate(this.xaiSession, event.session);
+          next = xaiEngineSession(xai, this.session);
+          this.xaiSession = xai;
+        } else {
+          next = applySessionUpdate(this.session, event.session, {
+            assistantAudioPresent: this.#items.some((state) => state.audioMs > 0),
+          });
+        }
         if (JSON.stringify(next.audio.input.format) !== JSON.stringify(this.session.audio.input.format)) {
           this.#vad.reset();
           this.#carryByte = undefined;
         }
         this.session = next;
-        this.#send({ type: 'session.updated', session: this.session });
+        this.#send({ type: 'session.updated', session: this.xaiSession ?? this.session });
         return;
       }
       case 'session.close':
@@ -837,6 +946,14 @@ class Connection implements RealtimeEmulatorConnection {
         );
       case 'input_audio_buffer.commit': {
         readEventKeys(event, []);
+        if (this.xaiSession !== undefined && this.xaiSession.turn_detection.type !== null) {
+          // docs.x.ai: "Only available when turn_detection type is null".
+          throw new RealtimeWireError(
+            'invalid_value',
+            "input_audio_buffer.commit is only available when turn_detection type is null (this session uses 'server_vad').",
+            null,
+          );
+        }
         const bufferMs = this.#inputMs - this.#bufferStartMs;
         if (bufferMs < 100) {
           throw new RealtimeWireError(
@@ -878,13 +995,8 @@ class Connection implements RealtimeEmulatorConnection {
       }
       case 'response.create': {
         readEventKeys(event, ['response']);
-        const params = parseResponseParams(event.response);
-        if (this.#active !== undefined) {
-          throw new RealtimeWireError(
-            'conversation_already_has_active_response',
-            `Conversation already has an active response in progress: ${this.#active.record.id}. Wait until the response is finished before creating a new one.`,
-          );
-        }
+        const params = this.dialect === 'xai' ? parseXaiResponseParams(event.response) : parseResponseParams(event.response);
+        this.#refuseIfActive();
         this.#startResponse(params);
         return;
       }
@@ -902,6 +1014,14 @@ class Connection implements RealtimeEmulatorConnection {
         throw invalidValue('type', exhaustive, REALTIME_CLIENT_EVENT_TYPES);
       }
     }
+  }
+
+  #refuseIfActive(): void {
+    if (this.#active === undefined) return;
+    throw new RealtimeWireError(
+      'conversation_already_has_active_response',
+      `Conversation already has an active response in progress: ${this.#active.record.id}. Wait until the response is finished before creating a new one.`,
+    );
   }
 
   #findItem(itemId: string): ItemState {
@@ -949,7 +1069,7 @@ class Connection implements RealtimeEmulatorConnection {
     this.#speechItemId = itemId;
     this.#speechStartMs = Math.max(Math.round(this.#bufferStartMs), atMs - padding);
     this.#send({ type: 'input_audio_buffer.speech_started', audio_start_ms: this.#speechStartMs, item_id: itemId });
-    if (this.#active !== undefined && detection?.interrupt_response === true && this.#active.inConversation) {
+    if (this.#active !== undefined && detection?.interrupt_response === true && this.#active.inConversation && this.#active.interruptible) {
       this.#active.cancel('turn_detected');
     }
   }
@@ -985,15 +1105,28 @@ class Connection implements RealtimeEmulatorConnection {
     this.#pendingInputs.push(state);
     const turn: RealtimeUserTurn = { index, itemId, audioMs: Math.round(audioMs), transcriptHint: transcript, connection: this };
     this.#userTurnByItem.set(itemId, turn);
-    this.#send({ type: 'conversation.item.added', previous_item_id: previous, item });
-    this.#send({ type: 'conversation.item.done', previous_item_id: previous, item });
+    this.#sendItemAdded(previous, item);
     if (this.session.audio.input.transcription !== null) this.#scheduleTranscription(state, transcript, audioMs);
     return turn;
+  }
+
+  /** conversation.item.added, and GA's conversation.item.done (xAI: "Not emitted"). */
+  #sendItemAdded(previous: string | null, item: RealtimeItem): void {
+    this.#send({ type: 'conversation.item.added', previous_item_id: previous, item: this.renderItem(item) });
+    if (this.dialect !== 'xai') this.#send({ type: 'conversation.item.done', previous_item_id: previous, item });
   }
 
   #scheduleTranscription(state: ItemState, transcript: string, audioMs: number): void {
     const model = this.session.audio.input.transcription?.model ?? 'whisper-1';
     const itemId = state.item.id;
+    if (this.dialect === 'xai') {
+      // No transcription deltas: "Use `completed` instead".
+      this.#timers.after(this.#settings.transcriptionDelayMs, () => {
+        if (state.item.type === 'message') state.item = { ...state.item, content: [{ type: 'input_audio', transcript }] };
+        this.#send({ type: 'conversation.item.input_audio_transcription.completed', item_id: itemId, transcript });
+      });
+      return;
+    }
     this.#timers.after(this.#settings.transcriptionDelayMs, () => {
       for (const delta of splitWords(transcript)) {
         if (!this.#send({ type: 'conversation.item.input_audio_transcription.delta', item_id: itemId, content_index: 0, delta })) return;
@@ -1033,7 +1166,14 @@ class Connection implements RealtimeEmulatorConnection {
 
   #createItem(event: Record<string, unknown>): void {
     const raw = readEventKeys(event, ['item', 'previous_item_id']);
-    const input = parseItem(raw.item, 'item');
+    const parsed = this.dialect === 'xai' ? parseXaiItem(raw.item, 'item') : parseItem(raw.item, 'item');
+    if (parsed.type === 'force_message') {
+      // The server speaks the text as a whole response; no response.create follows.
+      this.#refuseIfActive();
+      this.#startResponse({ conversation: 'auto', metadata: null }, { reply: { transcript: parsed.text }, interruptible: parsed.interruptible });
+      return;
+    }
+    const input: RealtimeItemInput = parsed;
     let previous: string | null = this.#lastConversationItemId();
     let insertAt = this.#items.length;
     if (raw.previous_item_id !== undefined) {
@@ -1089,8 +1229,7 @@ class Connection implements RealtimeEmulatorConnection {
     const state: ItemState = { item, audioMs: 0, inConversation: true };
     this.#items.splice(insertAt, 0, state);
     this.#pendingInputs.push(state);
-    this.#send({ type: 'conversation.item.added', previous_item_id: previous, item });
-    this.#send({ type: 'conversation.item.done', previous_item_id: previous, item });
+    this.#sendItemAdded(previous, item);
   }
 
   #hasCall(callId: string): boolean {
@@ -1136,15 +1275,18 @@ class Connection implements RealtimeEmulatorConnection {
 
   // ---- responses ----
 
-  #startResponse(params: RealtimeResponseParams): void {
+  /** `forced`: xAI's force_message (its text is the reply; the conversation input stays pending). */
+  #startResponse(params: RealtimeResponseParams, forced?: { readonly reply: ScriptedReply; readonly interruptible: boolean }): void {
     // An out-of-band response (conversation 'none') neither sees nor consumes the new conversation input.
     const outOfBand = params.conversation === 'none';
-    const last = outOfBand ? undefined : this.#pendingInputs[this.#pendingInputs.length - 1];
-    if (!outOfBand) this.#pendingInputs = [];
-    const { trigger, reply } = this.#chooseReply(last, params, this.#responses.length);
+    const last = outOfBand || forced !== undefined ? undefined : this.#pendingInputs[this.#pendingInputs.length - 1];
+    if (!outOfBand && forced === undefined) this.#pendingInputs = [];
+    const { trigger, reply } =
+      forced === undefined ? this.#chooseReply(last, params, this.#responses.length) : { trigger: 'force_message' as const, reply: forced.reply };
     if (!outOfBand) this.#conversationResponses += 1;
     const responseIndex = this.#responses.length;
-    const modality = (params.outputModalities ?? this.session.output_modalities)[0] ?? 'audio';
+    // xAI answers aloud whatever modalities it is asked for.
+    const modality = this.dialect === 'xai' ? 'audio' : ((params.outputModalities ?? this.session.output_modalities)[0] ?? 'audio');
     const record: MutableResponseRecord = {
       id: randomId('resp'),
       index: responseIndex,
@@ -1159,7 +1301,7 @@ class Connection implements RealtimeEmulatorConnection {
       ...(params.instructions === undefined ? {} : { instructions: params.instructions }),
     };
     this.#responses.push(record);
-    const run = new ResponseRun(this, record, params, outOfBand ? null : this.#conversationId);
+    const run = new ResponseRun(this, record, params, outOfBand ? null : this.#conversationId, forced?.interruptible ?? true);
     this.#active = run;
     run.start(reply.delayMs ?? 0);
   }
@@ -1255,7 +1397,13 @@ class ResponseRun {
     readonly record: MutableResponseRecord,
     private readonly params: RealtimeResponseParams,
     private readonly conversationId: string | null,
+    /** False for xAI's `force_message` with `interruptible: false`: speech does not cut it. */
+    readonly interruptible: boolean,
   ) {}
+
+  get #xai(): boolean {
+    return this.connection.dialect === 'xai';
+  }
 
   get inConversation(): boolean {
     return this.conversationId !== null;
@@ -1337,6 +1485,20 @@ class ResponseRun {
 
   #responseObject(status: string, statusDetails: JsonValue, usage: JsonValue): Record<string, unknown> {
     const format = this.record.outputFormat;
+    if (this.#xai) {
+      return {
+        object: 'realtime.response',
+        id: this.record.id,
+        status,
+        // Measured on xAI by third parties: a bare string where GA has an object or null.
+        status_details: statusDetails ?? 'unimplemented',
+        output: this.#output.map((state) => this.connection.renderItem(state.item)),
+        conversation_id: this.conversationId,
+        // Token counts only.
+        usage: isRecord(usage) ? { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens, total_tokens: usage.total_tokens } : null,
+        metadata: this.params.metadata,
+      };
+    }
     return {
       object: 'realtime.response',
       id: this.record.id,
@@ -1360,7 +1522,9 @@ class ResponseRun {
     this.#rateLimits(RATE_LIMIT_TOKENS - (maxTokens === 'inf' ? 4096 : maxTokens));
   }
 
+  /** GA only (xAI: "rate_limits.updated: Not emitted"). */
   #rateLimits(remaining: number): void {
+    if (this.#xai) return;
     this.connection.emit({
       type: 'rate_limits.updated',
       rate_limits: [{ name: 'tokens', limit: RATE_LIMIT_TOKENS, remaining, reset_seconds: 0.3 }],
@@ -1371,8 +1535,9 @@ class ResponseRun {
     const { previous, state } = this.connection.addResponseItem(item, this.inConversation);
     this.#output.push(state);
     const outputIndex = this.#output.length - 1;
-    this.connection.emit({ type: 'response.output_item.added', response_id: this.record.id, output_index: outputIndex, item });
-    if (this.inConversation) this.connection.emit({ type: 'conversation.item.added', previous_item_id: previous, item });
+    const wire = this.connection.renderItem(item);
+    this.connection.emit({ type: 'response.output_item.added', response_id: this.record.id, output_index: outputIndex, item: wire });
+    if (this.inConversation) this.connection.emit({ type: 'conversation.item.added', previous_item_id: previous, item: wire });
     return state;
   }
 
@@ -1442,8 +1607,13 @@ class ResponseRun {
     const kept: RealtimeContentPart = message.state.truncated === true && content.type === 'output_audio' ? { ...content, transcript: '' } : content;
     const item: RealtimeItem = previous.type === 'message' ? { ...previous, status, content: [kept] } : previous;
     message.state.item = item;
-    if (this.inConversation) this.connection.emit({ type: 'conversation.item.done', previous_item_id: this.#previousOf(message.state), item });
-    this.connection.emit({ type: 'response.output_item.done', response_id: this.record.id, output_index: message.outputIndex, item });
+    this.#itemDone(message.state, message.outputIndex, item);
+  }
+
+  /** conversation.item.done (GA only: xAI does not emit it), then response.output_item.done. */
+  #itemDone(state: ItemState, outputIndex: number, item: RealtimeItem): void {
+    if (this.inConversation && !this.#xai) this.connection.emit({ type: 'conversation.item.done', previous_item_id: this.#previousOf(state), item });
+    this.connection.emit({ type: 'response.output_item.done', response_id: this.record.id, output_index: outputIndex, item: this.connection.renderItem(item) });
   }
 
   #previousOf(state: ItemState): string | null {
@@ -1502,8 +1672,7 @@ class ResponseRun {
       name: item.name,
       arguments: item.arguments,
     });
-    if (this.inConversation) this.connection.emit({ type: 'conversation.item.done', previous_item_id: this.#previousOf(call.state), item });
-    this.connection.emit({ type: 'response.output_item.done', response_id: this.record.id, output_index: call.outputIndex, item });
+    this.#itemDone(call.state, call.outputIndex, item);
   }
 
   #usage(): { readonly total_tokens: number } & Record<string, JsonValue> {
@@ -1586,11 +1755,13 @@ async function selfSignedCertificate(): Promise<{ key: string; cert: string }> {
 
 export async function startOpenAiRealtimeEmulator(options: OpenAiRealtimeEmulatorOptions): Promise<OpenAiRealtimeEmulator> {
   const timing = options.timing ?? {};
+  const dialect = options.dialect ?? 'openai';
   const settings: Settings = {
+    dialect,
     apiKey: options.apiKey,
     script: options.script ?? {},
     logger: options.logger ?? silentLogger(),
-    acceptModel: options.acceptModel ?? defaultAcceptModel,
+    acceptModel: options.acceptModel ?? (dialect === 'xai' ? defaultAcceptXaiModel : defaultAcceptModel),
     audioChunkMs: timing.audioChunkMs ?? 100,
     chunkIntervalMs: timing.chunkIntervalMs ?? 15,
     transcriptionDelayMs: timing.transcriptionDelayMs ?? 30,
@@ -1605,7 +1776,8 @@ export async function startOpenAiRealtimeEmulator(options: OpenAiRealtimeEmulato
     noServer: true,
     autoPong: false,
     perMessageDeflate: false,
-    handleProtocols: (protocols) => (protocols.has('realtime') ? 'realtime' : false),
+    handleProtocols: (protocols) =>
+      protocols.has('realtime') ? 'realtime' : dialect === 'xai' ? ([...protocols].find((p) => p.startsWith(XAI_SUBPROTOCOL)) ?? false) : false,
   });
   const waiters = new ChangeWaiters();
   const notify = (): void => waiters.notify();
@@ -1640,6 +1812,15 @@ export async function startOpenAiRealtimeEmulator(options: OpenAiRealtimeEmulato
       });
       notify();
       return;
+    }
+    if (dialect === 'xai') {
+      const refusal = xaiUpgradeRefusal(request.headers, url, settings);
+      if (refusal !== undefined) {
+        upgrades.push({ path: url.pathname, headers: request.headers, status: refusal.status });
+        writeRawHttp(socket, refusal.status, refusal.body);
+        notify();
+        return;
+      }
     }
     const plan = takePlan();
     if (plan?.rejectUpgrade !== undefined) {
@@ -1693,4 +1874,9 @@ export async function startOpenAiRealtimeEmulator(options: OpenAiRealtimeEmulato
       return closing;
     },
   };
+}
+
+/** The emulator in xAI mode (Grok Voice Agent API): `startOpenAiRealtimeEmulator({ ...options, dialect: 'xai' })`. */
+export function startXaiRealtimeEmulator(options: Omit<OpenAiRealtimeEmulatorOptions, 'dialect'>): Promise<OpenAiRealtimeEmulator> {
+  return startOpenAiRealtimeEmulator({ ...options, dialect: 'xai' });
 }

@@ -1,7 +1,8 @@
 /**
  * OpenAI Realtime GA wire model for the emulator: the effective session object, conversation items, and the
  * validation of client payloads with the error codes and message wording the GA server uses
- * (docs/reference/provider-protocols.md §1.3–1.5). Pure functions, no IO.
+ * (docs/reference/provider-protocols.md §1.3–1.5). Pure functions, no IO. The xAI dialect (Grok Voice Agent API) is
+ * at the end: its session object, items and `response.create`, and what maps them onto the GA engine.
  *
  * Validation walks the payload in key order and reports the first problem, as the real server does:
  * `unknown_parameter` ("Unknown parameter: 'session.temperature'."), `missing_required_parameter`,
@@ -128,6 +129,9 @@ export type RealtimeItem =
       readonly call_id: string;
       readonly output: string;
     };
+
+/** Which protocol the emulator speaks: OpenAI's GA Realtime API, or xAI's Grok Voice Agent API. */
+export type RealtimeDialect = 'openai' | 'xai';
 
 /** A client item after validation, before the server assigns defaults. */
 export type RealtimeItemInput =
@@ -677,9 +681,18 @@ const PART_TYPES_BY_ROLE = {
   assistant: ['output_text', 'output_audio'],
 } as const;
 
-function parseContentPart(value: unknown, param: string, role: 'user' | 'assistant' | 'system'): RealtimeContentPart {
+/** xAI's content types (its schema: input_text, input_audio, text, audio; `text` is "general text", for any role). */
+const XAI_PART_TYPES_BY_ROLE = {
+  user: ['input_text', 'input_audio', 'text'],
+  system: ['input_text', 'text'],
+  assistant: ['text', 'audio'],
+} as const;
+
+function parseContentPart(value: unknown, param: string, role: 'user' | 'assistant' | 'system', dialect: RealtimeDialect): RealtimeContentPart {
   if (!isRecord(value)) throw invalidType(param, 'an object', value);
-  const type = readEnum(required(value, 'type', param), child(param, 'type'), PART_TYPES_BY_ROLE[role]);
+  const wire = readEnum(required(value, 'type', param), child(param, 'type'), [...(dialect === 'xai' ? XAI_PART_TYPES_BY_ROLE : PART_TYPES_BY_ROLE)[role]]);
+  // xAI's names mapped onto the GA ones the engine keeps.
+  const type = wire === 'text' ? (role === 'assistant' ? 'output_text' : 'input_text') : wire === 'audio' ? 'output_audio' : wire;
   switch (type) {
     case 'input_text':
     case 'output_text': {
@@ -712,7 +725,7 @@ function parseContentPart(value: unknown, param: string, role: 'user' | 'assista
 }
 
 /** Validates one item of `conversation.item.create` (param prefix `item`) or of `response.input`. */
-export function parseItem(value: unknown, param: string): RealtimeItemInput {
+export function parseItem(value: unknown, param: string, dialect: RealtimeDialect = 'openai'): RealtimeItemInput {
   if (value === undefined) throw missingParameter(param);
   if (!isRecord(value)) throw invalidType(param, 'an object', value);
   const type = readEnum(required(value, 'type', param), child(param, 'type'), ['message', 'function_call', 'function_call_output']);
@@ -727,7 +740,7 @@ export function parseItem(value: unknown, param: string): RealtimeItemInput {
       const raw = readObject(value, param, [...common, 'role', 'content']);
       const role = readEnum(required(raw, 'role', param), child(param, 'role'), ['user', 'assistant', 'system']);
       const content = readArray(required(raw, 'content', param), child(param, 'content')).map((part, index) =>
-        parseContentPart(part, `${param}.content[${String(index)}]`, role),
+        parseContentPart(part, `${param}.content[${String(index)}]`, role, dialect),
       );
       return { type, role, content, ...withId };
     }
@@ -843,4 +856,367 @@ export function parseTruncate(event: Record<string, unknown>): RealtimeTruncateP
 export function parseItemIdEvent(event: Record<string, unknown>): string {
   const raw = readEventKeys(event, ['item_id']);
   return readString(required(raw, 'item_id', ''), 'item_id');
+}
+
+// ---- xAI (Grok Voice Agent API) ------------------------------------------------------------------------------------
+//
+// From docs.x.ai (Voice Agent API guide: session parameters, audio formats, voices, "OpenAI Realtime API
+// Compatibility") and third-party reads of its machine-readable schema (voice-realtime.ws.json). The emulator is
+// stricter than the live service where that is known to be lenient: the live service was observed to ignore session
+// fields outside its schema; here they are `unknown_parameter` errors, so a client proves it sends only xAI's fields.
+
+/**
+ * xAI's client events: OpenAI's minus those its compatibility table lists as not supported
+ * (`conversation.item.truncate`, `conversation.item.retrieve`; `output_audio_buffer.clear` is WebRTC/SIP only).
+ */
+export const XAI_CLIENT_EVENT_TYPES = [
+  'session.update',
+  'input_audio_buffer.append',
+  'input_audio_buffer.commit',
+  'input_audio_buffer.clear',
+  'conversation.item.create',
+  'conversation.item.delete',
+  'response.create',
+  'response.cancel',
+] as const satisfies readonly RealtimeClientEventType[];
+export type XaiClientEventType = (typeof XAI_CLIENT_EVENT_TYPES)[number];
+
+/** Built-in voices (case-insensitive on the wire; custom voice ids are not emulated). */
+export const XAI_VOICES = ['eve', 'ara', 'rex', 'sal', 'leo'] as const;
+/** PCM rates xAI accepts; this emulator's audio path runs PCM at 24 kHz only. */
+export const XAI_PCM_RATES = [8000, 16000, 22050, 24000, 32000, 44100, 48000] as const;
+const XAI_SESSION_KEYS = ['model', 'instructions', 'reasoning', 'voice', 'turn_detection', 'resumption', 'audio', 'tools', 'replace'] as const;
+
+export interface XaiServerVad {
+  readonly type: 'server_vad';
+  readonly threshold: number;
+  readonly silence_duration_ms: number;
+  readonly prefix_padding_ms: number;
+  readonly idle_timeout_ms: number | null;
+}
+
+/** `{type: null}`: the client commits its turns. */
+export type XaiTurnDetection = XaiServerVad | { readonly type: null };
+
+export interface XaiTranscription {
+  readonly language_hint?: string;
+  readonly keyterms?: readonly string[];
+}
+
+/** xAI's session object (flat: `voice` and `turn_detection` on the session), as session.created/updated carry it. */
+export interface XaiSessionConfig {
+  readonly id: string;
+  readonly object: 'realtime.session';
+  readonly model: string;
+  readonly instructions: string;
+  readonly voice: string;
+  readonly turn_detection: XaiTurnDetection;
+  readonly audio: {
+    readonly input: { readonly format: RealtimeAudioFormat; readonly transcription: XaiTranscription | null };
+    readonly output: { readonly format: RealtimeAudioFormat; readonly speed: number };
+  };
+  readonly tools: readonly JsonObject[];
+  readonly reasoning: { readonly effort: 'high' | 'none' };
+  readonly resumption: { readonly enabled: boolean };
+  readonly replace: Readonly<Record<string, string>> | null;
+}
+
+/** server_vad as documented: threshold 0.85, prefix padding 333 ms; the silence default is UNCONFIRMED (500 ms here). */
+export const XAI_DEFAULT_SERVER_VAD: XaiServerVad = {
+  type: 'server_vad',
+  threshold: 0.85,
+  silence_duration_ms: 500,
+  prefix_padding_ms: 333,
+  idle_timeout_ms: null,
+};
+
+export function defaultXaiSession(id: string, model: string): XaiSessionConfig {
+  return {
+    id,
+    object: 'realtime.session',
+    model,
+    instructions: '',
+    voice: 'eve',
+    turn_detection: XAI_DEFAULT_SERVER_VAD,
+    audio: { input: { format: { type: 'audio/pcm', rate: 24000 }, transcription: null }, output: { format: { type: 'audio/pcm', rate: 24000 }, speed: 1 } },
+    tools: [],
+    reasoning: { effort: 'high' },
+    resumption: { enabled: false },
+    replace: null,
+  };
+}
+
+/** An error in xAI's vocabulary for what the emulator cannot run although xAI accepts it. */
+function notEmulated(param: string, what: string): RealtimeWireError {
+  return new RealtimeWireError('unsupported_by_emulator', `The stsgate emulator does not run ${what}.`, param);
+}
+
+function parseXaiFormat(value: unknown, param: string): RealtimeAudioFormat {
+  const raw = readObject(value, param, ['type', 'rate']);
+  const type = readEnum(required(raw, 'type', param), child(param, 'type'), ['audio/pcm', 'audio/pcmu', 'audio/pcma', 'audio/opus']);
+  if (type === 'audio/opus') throw notEmulated(child(param, 'type'), 'audio/opus');
+  if (type === 'audio/pcm') {
+    const rate = raw.rate === undefined ? 24000 : readInteger(raw.rate, child(param, 'rate'));
+    if (!(XAI_PCM_RATES as readonly number[]).includes(rate)) throw invalidValue(child(param, 'rate'), rate, XAI_PCM_RATES.map(String));
+    if (rate !== 24000) throw notEmulated(child(param, 'rate'), `audio/pcm at ${String(rate)} Hz (only at 24000 Hz)`);
+    return { type, rate: 24000 };
+  }
+  // G.711 is 8000 Hz only; xAI documents `rate` for PCM.
+  if (raw.rate !== undefined) readInteger(raw.rate, child(param, 'rate'), 8000, 8000);
+  return { type };
+}
+
+function parseXaiTurnDetection(value: unknown, param: string, current: XaiTurnDetection): XaiTurnDetection {
+  const raw = readObject(value, param, ['type', 'threshold', 'silence_duration_ms', 'prefix_padding_ms', 'idle_timeout_ms']);
+  const type = required(raw, 'type', param);
+  if (type === null) {
+    const extra = Object.keys(raw).find((key) => key !== 'type');
+    if (extra !== undefined) throw unknownParameter(child(param, extra));
+    return { type: null };
+  }
+  readEnum(type, child(param, 'type'), ['server_vad']);
+  const base: XaiServerVad = current.type === 'server_vad' ? current : XAI_DEFAULT_SERVER_VAD;
+  return {
+    type: 'server_vad',
+    threshold: raw.threshold === undefined ? base.threshold : readNumber(raw.threshold, child(param, 'threshold'), 0.1, 0.9),
+    silence_duration_ms:
+      raw.silence_duration_ms === undefined ? base.silence_duration_ms : readInteger(raw.silence_duration_ms, child(param, 'silence_duration_ms'), 0, 10_000),
+    prefix_padding_ms:
+      raw.prefix_padding_ms === undefined ? base.prefix_padding_ms : readInteger(raw.prefix_padding_ms, child(param, 'prefix_padding_ms'), 0, 10_000),
+    idle_timeout_ms:
+      raw.idle_timeout_ms === undefined || raw.idle_timeout_ms === null ? null : readInteger(raw.idle_timeout_ms, child(param, 'idle_timeout_ms'), 0),
+  };
+}
+
+function parseXaiTranscription(value: unknown, param: string): XaiTranscription | null {
+  if (value === null) return null;
+  const raw = readObject(value, param, ['language_hint', 'keyterms']);
+  const keyterms = raw.keyterms === undefined ? undefined : readStringArray(raw.keyterms, child(param, 'keyterms'));
+  if (keyterms !== undefined && (keyterms.length > 100 || keyterms.some((term) => term.length > 50))) {
+    throw new RealtimeWireError('invalid_value', `Invalid '${child(param, 'keyterms')}': at most 100 terms of at most 50 characters.`, child(param, 'keyterms'));
+  }
+  return {
+    ...(raw.language_hint === undefined ? {} : { language_hint: readString(raw.language_hint, child(param, 'language_hint')) }),
+    ...(keyterms === undefined ? {} : { keyterms }),
+  };
+}
+
+function parseXaiTools(value: unknown, param: string): JsonObject[] {
+  return readArray(value, param).map((entry, index) => {
+    const path = `${param}[${String(index)}]`;
+    if (!isRecord(entry)) throw invalidType(path, 'an object', entry);
+    const type = readEnum(required(entry, 'type', path), child(path, 'type'), ['function', 'web_search', 'x_search', 'file_search', 'mcp']);
+    switch (type) {
+      case 'function': {
+        const raw = readObject(entry, path, ['type', 'name', 'description', 'parameters']);
+        readString(required(raw, 'name', path), child(path, 'name'));
+        if (raw.description !== undefined) readString(raw.description, child(path, 'description'));
+        if (raw.parameters !== undefined && !isRecord(raw.parameters)) throw invalidType(child(path, 'parameters'), 'an object', raw.parameters);
+        break;
+      }
+      case 'web_search':
+        readObject(entry, path, ['type']);
+        break;
+      case 'x_search': {
+        const raw = readObject(entry, path, ['type', 'allowed_x_handles']);
+        if (raw.allowed_x_handles !== undefined) readStringArray(raw.allowed_x_handles, child(path, 'allowed_x_handles'));
+        break;
+      }
+      case 'file_search': {
+        const raw = readObject(entry, path, ['type', 'vector_store_ids', 'max_num_results']);
+        if (readStringArray(required(raw, 'vector_store_ids', path), child(path, 'vector_store_ids')).length === 0) {
+          throw new RealtimeWireError('invalid_value', `Invalid '${child(path, 'vector_store_ids')}': at least one collection id is required.`, child(path, 'vector_store_ids'));
+        }
+        if (raw.max_num_results !== undefined) readInteger(raw.max_num_results, child(path, 'max_num_results'), 1);
+        break;
+      }
+      case 'mcp': {
+        const raw = readObject(entry, path, ['type', 'server_url', 'server_label', 'server_description', 'allowed_tools', 'authorization', 'headers']);
+        readString(required(raw, 'server_url', path), child(path, 'server_url'));
+        readString(required(raw, 'server_label', path), child(path, 'server_label'));
+        break;
+      }
+      default: {
+        const exhaustive: never = type;
+        throw invalidValue(child(path, 'type'), exhaustive, []);
+      }
+    }
+    return asJson(entry) as JsonObject;
+  });
+}
+
+function parseXaiVoice(value: unknown, param: string): string {
+  const voice = readString(value, param).toLowerCase();
+  return readEnum(voice, param, XAI_VOICES);
+}
+
+function applyXaiAudio(current: XaiSessionConfig['audio'], value: unknown): XaiSessionConfig['audio'] {
+  const audio = readObject(value, 'session.audio', ['input', 'output']);
+  let { input, output } = current;
+  const transport = (raw: Record<string, unknown>, param: string): void => {
+    if (raw.transport !== undefined && readEnum(raw.transport, param, ['json', 'binary']) === 'binary') throw notEmulated(param, 'binary audio transport');
+  };
+  if (audio.input !== undefined) {
+    const raw = readObject(audio.input, 'session.audio.input', ['format', 'transcription', 'transport']);
+    transport(raw, 'session.audio.input.transport');
+    input = {
+      format: raw.format === undefined ? input.format : parseXaiFormat(raw.format, 'session.audio.input.format'),
+      transcription: raw.transcription === undefined ? input.transcription : parseXaiTranscription(raw.transcription, 'session.audio.input.transcription'),
+    };
+  }
+  if (audio.output !== undefined) {
+    const raw = readObject(audio.output, 'session.audio.output', ['format', 'speed', 'transport']);
+    transport(raw, 'session.audio.output.transport');
+    output = {
+      format: raw.format === undefined ? output.format : parseXaiFormat(raw.format, 'session.audio.output.format'),
+      speed: raw.speed === undefined ? output.speed : readNumber(raw.speed, 'session.audio.output.speed', 0.7, 1.5),
+    };
+  }
+  return { input, output };
+}
+
+/** Validates an xAI `session.update` payload; returns the merged session. Throws RealtimeWireError (nothing applies). */
+export function applyXaiSessionUpdate(current: XaiSessionConfig, value: unknown): XaiSessionConfig {
+  if (value === undefined) throw missingParameter('session');
+  const raw = readObject(value, 'session', XAI_SESSION_KEYS);
+  let next = current;
+  for (const key of Object.keys(raw) as (typeof XAI_SESSION_KEYS)[number][]) {
+    const entry = raw[key];
+    const param = `session.${key}`;
+    switch (key) {
+      case 'model':
+        next = { ...next, model: readString(entry, param) };
+        break;
+      case 'instructions':
+        next = { ...next, instructions: readString(entry, param) };
+        break;
+      case 'reasoning': {
+        const reasoning = readObject(entry, param, ['effort']);
+        next = { ...next, reasoning: { effort: readEnum(required(reasoning, 'effort', param), `${param}.effort`, ['high', 'none']) } };
+        break;
+      }
+      case 'voice':
+        next = { ...next, voice: parseXaiVoice(entry, param) };
+        break;
+      case 'turn_detection':
+        next = { ...next, turn_detection: parseXaiTurnDetection(entry, param, next.turn_detection) };
+        break;
+      case 'resumption': {
+        const resumption = readObject(entry, param, ['enabled']);
+        next = { ...next, resumption: { enabled: readBoolean(required(resumption, 'enabled', param), `${param}.enabled`) } };
+        break;
+      }
+      case 'audio':
+        next = { ...next, audio: applyXaiAudio(next.audio, entry) };
+        break;
+      case 'tools':
+        next = { ...next, tools: parseXaiTools(entry, param) };
+        break;
+      case 'replace': {
+        if (entry === null) {
+          next = { ...next, replace: null };
+          break;
+        }
+        if (!isRecord(entry)) throw invalidType(param, 'an object', entry);
+        next = { ...next, replace: Object.fromEntries(Object.entries(entry).map(([from, to]) => [from, readString(to, `${param}.${from}`)])) };
+        break;
+      }
+      default: {
+        const exhaustive: never = key;
+        throw unknownParameter(`session.${String(exhaustive)}`);
+      }
+    }
+  }
+  return next;
+}
+
+/** xAI's threshold (0.1–0.9, default 0.85; higher needs louder audio) on the engine's scale, its default at GA's 0.5. */
+function engineThreshold(xaiThreshold: number): number {
+  return (xaiThreshold * DEFAULT_SERVER_VAD.threshold) / 0.85;
+}
+
+/**
+ * The GA-shaped session the emulator's engine runs for an xAI session: its server_vad always answers and always
+ * interrupts (xAI has no create_response / interrupt_response), and the caller is always transcribed (xAI reports user
+ * transcripts without being asked).
+ */
+export function xaiEngineSession(xai: XaiSessionConfig, base: RealtimeSessionConfig): RealtimeSessionConfig {
+  const detection = xai.turn_detection;
+  const language = xai.audio.input.transcription?.language_hint;
+  return {
+    ...base,
+    model: xai.model,
+    instructions: xai.instructions,
+    tools: xai.tools,
+    audio: {
+      input: {
+        format: xai.audio.input.format,
+        transcription: { model: 'grok', ...(language === undefined ? {} : { language }) },
+        noise_reduction: null,
+        turn_detection:
+          detection.type === null
+            ? null
+            : {
+                ...DEFAULT_SERVER_VAD,
+                threshold: engineThreshold(detection.threshold),
+                prefix_padding_ms: detection.prefix_padding_ms,
+                silence_duration_ms: detection.silence_duration_ms,
+              },
+      },
+      output: { format: xai.audio.output.format, voice: xai.voice, speed: xai.audio.output.speed },
+    },
+  };
+}
+
+/** xAI's `force_message` item: the server speaks `text` itself (not the model) as a whole response. */
+export interface XaiForceMessage {
+  readonly type: 'force_message';
+  readonly text: string;
+  /** `false`: caller audio is dropped until it has been played. */
+  readonly interruptible: boolean;
+  readonly voice?: string;
+}
+
+/** Validates xAI's `conversation.item.create` item: GA's item types with xAI's content parts, or `force_message`. */
+export function parseXaiItem(value: unknown, param: string): RealtimeItemInput | XaiForceMessage {
+  if (isRecord(value) && value.type === 'force_message') {
+    const raw = readObject(value, param, ['type', 'role', 'content', 'interruptible', 'voice']);
+    if (raw.role !== undefined) readEnum(raw.role, child(param, 'role'), ['assistant']);
+    const parts = readArray(required(raw, 'content', param), child(param, 'content')).map((part, index) => {
+      const path = `${param}.content[${String(index)}]`;
+      const entry = readObject(part, path, ['type', 'text']);
+      readEnum(required(entry, 'type', path), child(path, 'type'), ['output_text', 'text']);
+      return readString(required(entry, 'text', path), child(path, 'text'));
+    });
+    const text = parts.join('');
+    if (text.trim() === '') throw new RealtimeWireError('invalid_value', `Invalid '${child(param, 'content')}': a force_message needs text.`, child(param, 'content'));
+    const voice = raw.voice === undefined ? undefined : parseXaiVoice(raw.voice, child(param, 'voice'));
+    return {
+      type: 'force_message',
+      text,
+      interruptible: raw.interruptible === undefined ? true : readBoolean(raw.interruptible, child(param, 'interruptible')),
+      ...(voice === undefined ? {} : { voice }),
+    };
+  }
+  return parseItem(value, param, 'xai');
+}
+
+/** Validates xAI's `response.create` `response` object: `modalities`, `instructions`, `metadata`. */
+export function parseXaiResponseParams(value: unknown): RealtimeResponseParams {
+  if (value === undefined) return { conversation: 'auto', metadata: null };
+  const raw = readObject(value, 'response', ['modalities', 'instructions', 'metadata']);
+  if (raw.modalities !== undefined) {
+    readArray(raw.modalities, 'response.modalities').forEach((entry, index) => readEnum(entry, `response.modalities[${String(index)}]`, ['text', 'audio']));
+  }
+  let metadata: JsonValue = null;
+  if (raw.metadata !== undefined && raw.metadata !== null) {
+    if (!isRecord(raw.metadata)) throw invalidType('response.metadata', 'an object', raw.metadata);
+    for (const [key, entry] of Object.entries(raw.metadata)) readString(entry, `response.metadata.${key}`);
+    metadata = asJson(raw.metadata);
+  }
+  return {
+    conversation: 'auto',
+    metadata,
+    ...(raw.instructions === undefined ? {} : { instructions: readString(raw.instructions, 'response.instructions') }),
+  };
 }

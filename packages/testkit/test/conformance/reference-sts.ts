@@ -29,6 +29,16 @@ export interface StsDefects {
   readonly badToolArguments?: boolean;
   /** truncate() stops the reply's audio but never ends it (no response_done), so the host waits forever. */
   readonly truncateLeavesReplyOpen?: boolean;
+  /** A dropped provider connection is not restored: a fatal error event, and the session ends. */
+  readonly endOnDrop?: boolean;
+  /** After a reconnect the last reply is spoken again (a restored conversation that re-runs its last response). */
+  readonly replayAfterReconnect?: boolean;
+  /** The same, but only once the next caller turn arrives (before the reply to it). */
+  readonly replayWithNextTurn?: boolean;
+  /** A tool result more than 1 s after its tool_call is dropped as stale: the session waits for the tool forever. */
+  readonly lateToolResultLost?: boolean;
+  /** A tool call unanswered for 1 s fails the call: a fatal error event, and the session ends. */
+  readonly failOnSlowTool?: boolean;
 }
 
 const PROVIDER = 'reference-sts';
@@ -41,6 +51,10 @@ const END_SILENCE_FRAMES = 20;
 const REPLY_MS = 600;
 const CHUNK = (OUTPUT_RATE / 1000) * 100;
 const DTMF = /^[0-9A-D*#]$/i;
+/** The simulated provider socket opens this long after connect() or a drop. */
+const CONNECT_MS = 30;
+/** The defective tool deadlines (lateToolResultLost, failOnSlowTool). */
+const TOOL_DEADLINE_MS = 1000;
 
 const CAPABILITIES: StsCapabilities = {
   inputSampleRates: [INPUT_RATE],
@@ -110,7 +124,10 @@ class ReferenceSession implements StsSession {
   #early: Int16Array[] = [];
   #turns = 0;
   #responses = 0;
-  #pendingCalls = new Set<string>();
+  /** Tool calls waiting for their result, with when they were made. */
+  #pendingCalls = new Map<string, number>();
+  #lastReply: { text: string; ms: number } | undefined;
+  #replayOwed = false;
   #active: { id: string; timer: NodeJS.Timeout | undefined } | undefined;
   #queue: (() => void)[] = [];
   readonly #detector: TurnDetector;
@@ -126,11 +143,31 @@ class ReferenceSession implements StsSession {
     if (defects.sharedBuffer === true) shared.detector ??= new TurnDetector(() => shared.sessions.forEach((session) => session.onTurn()));
     shared.sessions.add(this);
     call.signal.addEventListener('abort', () => void this.close(), { once: true });
-    this.#later(30, () => {
-      this.#open = true;
-      const early = this.#early;
-      this.#early = [];
-      for (const samples of early) this.#feed(samples);
+    this.#later(CONNECT_MS, () => this.#opened());
+  }
+
+  /** The simulated provider socket is open: the audio held meanwhile goes to it. */
+  #opened(): void {
+    this.#open = true;
+    const early = this.#early;
+    this.#early = [];
+    for (const samples of early) this.#feed(samples);
+  }
+
+  /** The simulated provider socket drops: it reconnects CONNECT_MS later, caller audio meanwhile held (as at connect). */
+  dropConnection(): void {
+    if (this.#closed) return;
+    if (this.defects.endOnDrop === true) {
+      this.events.push({ type: 'error', fatal: true, error: new ProviderError(PROVIDER, 'connectivity', 'the provider connection dropped') });
+      void this.close();
+      return;
+    }
+    this.#open = false;
+    this.#later(CONNECT_MS, () => {
+      this.#opened();
+      const last = this.#lastReply;
+      if (this.defects.replayAfterReconnect === true && last !== undefined) this.#reply(last.text, last.ms);
+      if (this.defects.replayWithNextTurn === true) this.#replayOwed = true;
     });
   }
 
@@ -161,6 +198,8 @@ class ReferenceSession implements StsSession {
 
   submitToolResult(callId: string): void {
     if (this.#closed) return;
+    const calledAt = this.#pendingCalls.get(callId);
+    if (calledAt !== undefined && this.defects.lateToolResultLost === true && Date.now() - calledAt > TOOL_DEADLINE_MS) return;
     if (!this.#pendingCalls.delete(callId)) {
       if (this.defects.errorOnUnknownToolResult === true) {
         this.events.push({ type: 'error', fatal: false, error: new ProviderError(PROVIDER, 'invalid_request', `unknown tool call ${callId}`) });
@@ -197,16 +236,27 @@ class ReferenceSession implements StsSession {
     const tool = this.call.tools[0];
     if (turn === 1 && tool !== undefined) {
       const callId = `call_${String(turn)}`;
-      this.#pendingCalls.add(callId);
+      this.#pendingCalls.set(callId, Date.now());
+      if (this.defects.failOnSlowTool === true) {
+        this.#later(TOOL_DEADLINE_MS, () => {
+          if (!this.#pendingCalls.has(callId)) return;
+          this.events.push({ type: 'error', fatal: true, error: new ProviderError(PROVIDER, 'timeout', `tool call ${callId} got no result within ${String(TOOL_DEADLINE_MS)} ms`) });
+          void this.close();
+        });
+      }
       const argumentsJson = this.defects.badToolArguments === true ? '{order: 42' : '{"order":42}';
       this.events.push({ type: 'tool_call', callId, name: tool.name, argumentsJson });
       return;
     }
+    const last = this.#lastReply;
+    if (this.#replayOwed && last !== undefined) this.#reply(last.text, last.ms);
+    this.#replayOwed = false;
     this.#reply(`Reply to turn ${String(turn)}.${marker}`, REPLY_MS);
   }
 
   /** Replies play one after the other. */
   #reply(text: string, ms: number): void {
+    this.#lastReply = { text, ms };
     const start = (): void => {
       const id = `resp_${String(++this.#responses)}`;
       const audio = tone(ms, 440);
@@ -244,15 +294,23 @@ class ReferenceSession implements StsSession {
   }
 }
 
+export interface ReferenceStsAdapter extends StsAdapter {
+  /** Drops the simulated provider connection of every open session (the harness's `dropConnection`). */
+  dropConnections(): void;
+}
+
 /**
  * An in-process STS adapter used only to prove the conformance suite: energy turn detection at 16 kHz, a 600 ms
- * 24 kHz tone as the reply, transcripts of both roles, a tool call on the first turn when a tool is offered, DTMF and
- * truncation. Its defects make checks fail.
+ * 24 kHz tone as the reply, transcripts of both roles, a tool call on the first turn when a tool is offered, DTMF,
+ * truncation, and a simulated provider connection that reconnects when dropped. Its defects make checks fail.
  */
-export function referenceSts(defects: StsDefects = {}): StsAdapter {
+export function referenceSts(defects: StsDefects = {}): ReferenceStsAdapter {
   const shared: Shared = { sessions: new Set(), detector: undefined };
   return {
     id: PROVIDER,
+    dropConnections: () => {
+      for (const session of [...shared.sessions]) session.dropConnection();
+    },
     capabilities: CAPABILITIES,
     connect: (call: StsCallContext): Promise<StsSession> => {
       if (call.signal.aborted && defects.ignoreAbortedSignal !== true) {

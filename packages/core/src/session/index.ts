@@ -1,0 +1,2 @@
+export * from './gap-buffer.js';
+export * from './streaming-session.js';
