@@ -1,14 +1,17 @@
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-// Tests import workspace packages from source, so `pnpm test` needs no build step.
+// Tests import workspace packages (by their package.json name) from source, so `pnpm test` needs no build step.
 const root = fileURLToPath(new URL('.', import.meta.url));
 const alias: { find: RegExp; replacement: string }[] = [];
-for (const group of ['packages', 'apps']) {
+for (const group of ['packages', 'apps', 'templates']) {
   for (const dir of readdirSync(`${root}${group}`)) {
     const entry = `${root}${group}/${dir}/src/index.ts`;
-    if (existsSync(entry)) alias.push({ find: new RegExp(`^@stsgate/${dir}$`), replacement: entry });
+    if (!existsSync(entry)) continue;
+    const { name } = JSON.parse(readFileSync(`${root}${group}/${dir}/package.json`, 'utf8')) as { name: string };
+    const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    alias.push({ find: new RegExp(`^${escaped}$`), replacement: entry });
   }
 }
 alias.push({ find: /^@stsgate\/testkit\/conformance$/, replacement: `${root}packages/testkit/src/conformance/index.ts` });
@@ -16,7 +19,7 @@ alias.push({ find: /^@stsgate\/testkit\/conformance$/, replacement: `${root}pack
 export default defineConfig({
   resolve: { alias },
   test: {
-    include: ['packages/*/{src,test}/**/*.test.ts', 'apps/*/{src,test}/**/*.test.ts'],
+    include: ['packages/*/{src,test}/**/*.test.ts', 'apps/*/{src,test}/**/*.test.ts', 'templates/*/{src,test}/**/*.test.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     pool: 'forks',
