@@ -40,6 +40,11 @@ function flowSetup(inputSampleRate: 8000 | 16000): StsConformanceSetup {
     return {
       adapter: createSpeechmaticsFlow({ apiKey: KEY, url: flow.baseUrl, managementUrl: auth.baseUrl, inputSampleRate }),
       tool: { name: TOOL, parameters: { type: 'object', properties: { order_id: { type: 'string' } }, required: ['order_id'] } },
+      // `reconnect`: the emulator destroys the conversation's socket without a close frame, as a network failure does.
+      dropConnection: () => {
+        for (const connection of flow.connections) if (connection.closeInfo === undefined) connection.applyFault({ type: 'drop' });
+        return Promise.resolve();
+      },
       cleanup: async () => {
         await flow.close();
         await auth.close();
