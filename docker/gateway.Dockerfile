@@ -1,8 +1,13 @@
-# stsgate gateway image: one image, configured per provider by environment variables.
-#   docker build -f docker/gateway.Dockerfile -t stsgate .
-#   docker run -p 6030:6030 stsgate                                  # loopback diagnostic provider
-#   docker run -p 6030:6030 -e STS_PROVIDER=openai -e OPENAI_API_KEY=... -v ./tools:/usr/src/app/tools stsgate
-# Debian (glibc) base: onnxruntime-node's prebuilt binaries (Silero VAD) need glibc, not musl.
+# stsgate gateway images: one Dockerfile, one final stage (target) per AVR container it replaces, each with that
+# container's provider variable baked in and its port exposed, so the image name alone selects the provider and
+# avr-infra's environment blocks run unchanged. The all-in-one default is the LAST stage: a plain build gives it.
+#   docker build -f docker/gateway.Dockerfile -t stsgate/gateway .                        # all-in-one (loopback until STS_PROVIDER is set)
+#   docker build -f docker/gateway.Dockerfile --target openai -t stsgate/gateway:openai .
+#   docker run -p 6030:6030 -e OPENAI_API_KEY=... -v ./tools:/usr/src/app/tools stsgate/gateway:openai
+# Targets: openai xai speechmatics speechmatics-flow soniox cascade asr-soniox tts-soniox llm-openai, and default.
+# Every target keeps onnxruntime-node (Silero VAD): the gateway's provider registry imports @stsgate/silero-vad, whose
+# model module imports onnxruntime-node statically, so without it no provider starts (checked by scripts/rehearse-image.mjs).
+# Debian (glibc) base: onnxruntime-node's prebuilt binaries need glibc, not musl.
 FROM node:22-bookworm-slim AS build
 RUN npm install --global --no-audit --no-fund pnpm@10.34.8
 WORKDIR /src
@@ -13,19 +18,69 @@ RUN pnpm install --frozen-lockfile \
  && find /out/node_modules -type d -path '*/onnxruntime-node/bin/napi-v*/*' -prune ! -name linux -exec rm -rf {} +
 # (onnxruntime-node ships binaries for every OS; only Linux's are kept, ~220 MB less.)
 
-FROM node:22-bookworm-slim
+FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production
-# AVR's layout: the app in /usr/src/app, user tools mounted at /usr/src/app/tools. Tools are
-# CommonJS modules that require('axios') / require('dotenv'): /usr/src/app/package.json is
-# deliberately not "type": "module", and /usr/src/app/node_modules resolves both.
+# AVR's layout: the app in /usr/src/app, user tools mounted at /usr/src/app/tools, avr-app's at /usr/src/app/avr_tools.
+# Tools are CommonJS modules that require('axios') / require('dotenv'): /usr/src/app/package.json is deliberately
+# not "type": "module", and /usr/src/app/node_modules resolves both.
 WORKDIR /usr/src/app
 COPY --from=build /out ./gateway
 RUN printf '{"private": true, "description": "stsgate; ./tools holds AVR tool modules (CommonJS)"}\n' > package.json \
  && ln -s gateway/node_modules node_modules \
  && mkdir -p tools avr_tools
 USER node
-# The default port of every AVR container the gateway replaces: STS 6030 (OpenAI, cascade, Soniox), 6040
-# (Speechmatics), ASR 6010 / 6018, LLM 6002, TTS 6011. The health check probes the one `serve` picks.
-EXPOSE 6002 6010 6011 6018 6030 6040
+# `stsgate healthcheck` probes the port `serve` picks from the same environment: PORT, else the provider's default.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["node", "gateway/dist/cli.js", "healthcheck"]
 CMD ["node", "gateway/dist/cli.js", "serve"]
+
+# avr-sts-openai (OPENAI_API_KEY)
+FROM runtime AS openai
+ENV STS_PROVIDER=openai
+EXPOSE 6030
+
+# avr-sts-xai (XAI_API_KEY)
+FROM runtime AS xai
+ENV STS_PROVIDER=xai
+EXPOSE 6041
+
+# Speechmatics agent, a cascade: Speechmatics ASR + TTS (SPEECHMATICS_API_KEY) and an LLM, which has to be set too:
+# LLM_PROVIDER=openai with OPENAI_API_KEY (or OPENAI_BASE_URL for any OpenAI-compatible server).
+FROM runtime AS speechmatics
+ENV STS_PROVIDER=speechmatics
+EXPOSE 6040
+
+# avr-sts-speechmatics (its block has no LLM key: Flow, deprecated by Speechmatics)
+FROM runtime AS speechmatics-flow
+ENV STS_PROVIDER=speechmatics-flow
+EXPOSE 6040
+
+# Soniox agent, a cascade: Soniox ASR + TTS (SONIOX_API_KEY) and an LLM (LLM_PROVIDER=openai with OPENAI_API_KEY)
+FROM runtime AS soniox
+ENV STS_PROVIDER=soniox
+EXPOSE 6030
+
+# Any ASR + LLM + TTS as one agent: ASR_PROVIDER, LLM_PROVIDER, TTS_PROVIDER and their keys
+FROM runtime AS cascade
+ENV STS_PROVIDER=cascade
+EXPOSE 6030
+
+# avr-asr-soniox
+FROM runtime AS asr-soniox
+ENV ASR_PROVIDER=soniox
+EXPOSE 6018
+
+# avr-tts-soniox
+FROM runtime AS tts-soniox
+ENV TTS_PROVIDER=soniox
+EXPOSE 6011
+
+# avr-llm-openai
+FROM runtime AS llm-openai
+ENV LLM_PROVIDER=openai
+EXPOSE 6002
+
+# All-in-one (last, so a plain `docker build` gives it): every provider, chosen by STS_PROVIDER / ASR_PROVIDER /
+# LLM_PROVIDER / TTS_PROVIDER; with none set, the loopback diagnostic provider on 6030. The ports exposed are those
+# of every AVR container the gateway replaces: STS 6030 / 6040 / 6041, ASR 6010 / 6018, LLM 6002, TTS 6011.
+FROM runtime AS default
+EXPOSE 6002 6010 6011 6018 6030 6040 6041

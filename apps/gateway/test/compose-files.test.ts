@@ -8,7 +8,7 @@ import { parse } from 'yaml';
 import { builtinRegistry, resolveServeSetup } from '../src/index.js';
 
 // docker/compose/<provider>.yml are avr-infra's own service blocks with only `image:` changed (a tag of stsgate's
-// image from docker/compose/images.Dockerfile) and a `healthcheck:` added; test/fixtures/avr-infra holds the
+// image: a target of docker/gateway.Dockerfile) and a `healthcheck:` added; test/fixtures/avr-infra holds the
 // avr-infra files they mirror, verbatim.
 const composeDir = fileURLToPath(new URL('../../../docker/compose/', import.meta.url));
 const fixtureDir = fileURLToPath(new URL('./fixtures/avr-infra/', import.meta.url));
@@ -37,11 +37,11 @@ const read = (path: string) => readFileSync(path, 'utf8');
 const load = (path: string) => parse(read(path)) as ComposeFile;
 const without = (service: Service, ...keys: string[]) => Object.fromEntries(Object.entries(service).filter(([key]) => !keys.includes(key)));
 
-/** images.Dockerfile: target name -> the variables it bakes in. */
+/** docker/gateway.Dockerfile: target name -> the variables it bakes in. */
 function imageTargets(): Map<string, Record<string, string>> {
   const targets = new Map<string, Record<string, string>>();
   let current: Record<string, string> | undefined;
-  for (const line of read(`${composeDir}images.Dockerfile`).split('\n')) {
+  for (const line of read(dockerfile).split('\n')) {
     const from = /^FROM\s+\S+\s+AS\s+(\S+)/i.exec(line);
     if (from) targets.set(from[1]!, (current = {}));
     const env = /^ENV\s+(\w+)=(\S+)$/.exec(line);
@@ -121,7 +121,7 @@ describe('docker/compose', () => {
       const service = ours.services[name]!;
       const tag = service.image!.slice('stsgate/gateway:'.length);
       const baked = targets.get(tag);
-      expect(baked, `images.Dockerfile has no target ${tag}`).toBeDefined();
+      expect(baked, `gateway.Dockerfile has no target ${tag}`).toBeDefined();
       const env = containerEnv(service.environment ?? []);
       const silent = () => pino({ level: 'silent' });
       const setup = resolveServeSetup({ ...baked, ...env }, builtinRegistry(), silent);
