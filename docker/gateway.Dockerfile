@@ -5,8 +5,9 @@
 #   docker build -f docker/gateway.Dockerfile --target openai -t stsgate/gateway:openai .
 #   docker run -p 6030:6030 -e OPENAI_API_KEY=... -v ./tools:/usr/src/app/tools stsgate/gateway:openai
 # Targets: openai xai speechmatics speechmatics-flow soniox cascade asr-soniox tts-soniox llm-openai, and default.
-# Every target keeps onnxruntime-node (Silero VAD): the gateway's provider registry imports @stsgate/silero-vad, whose
-# model module imports onnxruntime-node statically, so without it no provider starts (checked by scripts/rehearse-image.mjs).
+# Targets whose providers need no voice activity detection ship without onnxruntime-node (Silero VAD, ~70 MB): openai,
+# xai, speechmatics-flow, asr-soniox, tts-soniox, llm-openai. The cascades (speechmatics, soniox, cascade) and the
+# default (loopback) keep it. Turn detection `none` (OPENAI_/XAI_TURN_DETECTION) needs the VAD: use the default image.
 # Debian (glibc) base: onnxruntime-node's prebuilt binaries need glibc, not musl.
 FROM node:22-bookworm-slim AS build
 RUN npm install --global --no-audit --no-fund pnpm@10.34.8
@@ -15,16 +16,17 @@ COPY . .
 RUN pnpm install --frozen-lockfile \
  && pnpm build \
  && pnpm deploy --filter @stsgate/gateway --prod --legacy /out \
- && find /out/node_modules -type d -path '*/onnxruntime-node/bin/napi-v*/*' -prune ! -name linux -exec rm -rf {} +
-# (onnxruntime-node ships binaries for every OS; only Linux's are kept, ~220 MB less.)
+ && find /out/node_modules -type d -path '*/onnxruntime-node/bin/napi-v*/*' -prune ! -name linux -exec rm -rf {} + \
+ && cp -a /out /out-novad \
+ && rm -rf /out-novad/node_modules/.pnpm/onnxruntime-*
+# (onnxruntime-node ships binaries for every OS; only Linux's are kept, ~220 MB less. /out-novad has none at all.)
 
-FROM node:22-bookworm-slim AS runtime
+FROM node:22-bookworm-slim AS runtime-base
 ENV NODE_ENV=production
 # AVR's layout: the app in /usr/src/app, user tools mounted at /usr/src/app/tools, avr-app's at /usr/src/app/avr_tools.
 # Tools are CommonJS modules that require('axios') / require('dotenv'): /usr/src/app/package.json is deliberately
 # not "type": "module", and /usr/src/app/node_modules resolves both.
 WORKDIR /usr/src/app
-COPY --from=build /out ./gateway
 RUN printf '{"private": true, "description": "stsgate; ./tools holds AVR tool modules (CommonJS)"}\n' > package.json \
  && ln -s gateway/node_modules node_modules \
  && mkdir -p tools avr_tools
@@ -33,13 +35,19 @@ USER node
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["node", "gateway/dist/cli.js", "healthcheck"]
 CMD ["node", "gateway/dist/cli.js", "serve"]
 
+FROM runtime-base AS runtime
+COPY --from=build /out ./gateway
+
+FROM runtime-base AS runtime-novad
+COPY --from=build /out-novad ./gateway
+
 # avr-sts-openai (OPENAI_API_KEY)
-FROM runtime AS openai
+FROM runtime-novad AS openai
 ENV STS_PROVIDER=openai
 EXPOSE 6030
 
 # avr-sts-xai (XAI_API_KEY)
-FROM runtime AS xai
+FROM runtime-novad AS xai
 ENV STS_PROVIDER=xai
 EXPOSE 6041
 
@@ -50,7 +58,7 @@ ENV STS_PROVIDER=speechmatics
 EXPOSE 6040
 
 # avr-sts-speechmatics (its block has no LLM key: Flow, deprecated by Speechmatics)
-FROM runtime AS speechmatics-flow
+FROM runtime-novad AS speechmatics-flow
 ENV STS_PROVIDER=speechmatics-flow
 EXPOSE 6040
 
@@ -65,17 +73,17 @@ ENV STS_PROVIDER=cascade
 EXPOSE 6030
 
 # avr-asr-soniox
-FROM runtime AS asr-soniox
+FROM runtime-novad AS asr-soniox
 ENV ASR_PROVIDER=soniox
 EXPOSE 6018
 
 # avr-tts-soniox
-FROM runtime AS tts-soniox
+FROM runtime-novad AS tts-soniox
 ENV TTS_PROVIDER=soniox
 EXPOSE 6011
 
 # avr-llm-openai
-FROM runtime AS llm-openai
+FROM runtime-novad AS llm-openai
 ENV LLM_PROVIDER=openai
 EXPOSE 6002
 

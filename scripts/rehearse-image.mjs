@@ -10,10 +10,11 @@
 // 5. runs the image's HEALTHCHECK command (exit 0 required), a simulated AVR call for STS targets, checks the tool was
 //    loaded (the server's "tools loaded" log line, or AVR's require() from the tools folder when the provider takes no
 //    tools), SIGTERMs the server (exit 0 required);
-// 6. prints {target, sizeMB, onnxruntime, healthcheck, call, toolLoaded, ...} and exits 1 on any failure.
+// 6. without onnxruntime, checks that a provider needing the VAD stops start-up with the reason (exit 2);
+// 7. prints {target, sizeMB, onnxruntime, healthcheck, call, toolLoaded, vadRefused, ...} and exits 1 on any failure.
 // The folder's size is the app only: the image adds the node:22-bookworm-slim base.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,9 +81,11 @@ if (buildRun === undefined || image.cmd === undefined || image.healthcheck === u
 const scratch = mkdtempSync(join(tmpdir(), `stsgate-image-${target}-`));
 const app = join(scratch, image.workdir);
 mkdirSync(app, { recursive: true });
-const copy = image.copies.find((rest) => /^--from=build\s+\/out\s+/.test(rest));
-if (copy === undefined) throw new Error('no COPY --from=build /out in the target');
-const gatewayDir = join(app, copy.split(/\s+/).at(-1));
+// `COPY --from=build /out ./gateway` (or /out-novad: the same tree without onnxruntime).
+const copy = image.copies.map((rest) => /^--from=build\s+\/out(\S*)\s+(\S+)$/.exec(rest)).find((match) => match !== null);
+if (copy === undefined) throw new Error('no COPY --from=build /out… in the target');
+const [, outSuffix, copyTarget] = copy;
+const gatewayDir = join(app, copyTarget);
 if (!existsSync(join(root, 'apps/gateway/dist/cli.js'))) {
   log('apps/gateway/dist is missing: run `pnpm build` first (the image runs it in its build stage)');
   process.exit(2);
@@ -91,6 +94,11 @@ if (!existsSync(join(root, 'apps/gateway/dist/cli.js'))) {
 for (const step of buildRun.split('&&').map((part) => part.trim()).filter((part) => !/^pnpm (install|build)\b/.test(part))) {
   execFileSync('sh', ['-c', step.replaceAll('/out', gatewayDir)], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
 }
+// The build stage may make several trees (/out, /out-novad): this target's becomes ./gateway, the others go.
+for (const suffix of new Set([...buildRun.matchAll(/\/out([\w-]*)/g)].map((match) => match[1]))) {
+  if (suffix !== outSuffix) rmSync(`${gatewayDir}${suffix}`, { recursive: true, force: true });
+}
+if (outSuffix !== '') renameSync(`${gatewayDir}${outSuffix}`, gatewayDir);
 for (const run of image.runs) execFileSync('sh', ['-c', run], { cwd: app, stdio: 'inherit' });
 const onnxruntime = spawnSync('sh', ['-c', 'ls -d node_modules/.pnpm/onnxruntime-node@* >/dev/null 2>&1'], { cwd: gatewayDir }).status === 0;
 
@@ -187,8 +195,11 @@ try {
   }
   report.healthcheck = status === 0 ? 'ok' : `exit ${status}`;
   if (status !== 0) throw new Error(`HEALTHCHECK failed (${report.healthcheck}); the server${serverExit === undefined ? ' is running' : ` exited (${serverExit})`}`);
-  // The port the server really listens on (the health check found it on its own: same resolution as serve's).
-  const port = Number(/stsgate listening on port (\d+)/.exec(output)?.[1]);
+  // The port the server really listens on (the health check found it on its own: same resolution as serve's). Its log
+  // line may reach this process after the health check passed: wait for it a little.
+  const listening = () => /stsgate listening on port (\d+)/.exec(output)?.[1];
+  for (let i = 0; i < 50 && listening() === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  const port = Number(listening());
   report.port = port;
   if (!image.expose.includes(port)) problems.push(`the server listens on ${port}, which the image does not EXPOSE (${image.expose.join(' ')})`);
 
@@ -224,6 +235,13 @@ try {
   report.exit = await exited;
   if (report.exit !== 0) problems.push(`the server exited with ${report.exit} after SIGTERM`);
   for (const close of closers) await close();
+}
+
+// A tree without onnxruntime: a provider that needs the VAD (loopback) must stop start-up with the reason, not crash.
+if (!onnxruntime) {
+  const withVad = spawnSync(resolveCommand(command), commandArgs, { cwd: app, env: { ...serverEnv, STS_PROVIDER: 'loopback' }, encoding: 'utf8', timeout: 15_000, ...spawnAs });
+  report.vadRefused = withVad.status === 2 && withVad.stderr.includes('onnxruntime-node is not installed');
+  if (!report.vadRefused) problems.push(`STS_PROVIDER=loopback without onnxruntime: exit ${withVad.status}, ${withVad.stderr.trim().split('\n')[0] ?? ''}`);
 }
 
 // ---- 6. size and report ----

@@ -41,6 +41,9 @@ const TARGETS: Record<string, [kind: keyof typeof KIND_VARIABLE, id: string]> = 
   'llm-openai': ['llm', 'openai'],
 };
 
+// Targets whose provider runs the Silero VAD (onnxruntime-node): the cascades, and loopback in the default.
+const NEEDS_VAD = new Set(['speechmatics', 'soniox', 'cascade', 'default']);
+
 describe('docker/gateway.Dockerfile', () => {
   it('lints clean: no error or warning from dockerfile-utils', () => {
     const all = ValidationSeverity.WARNING;
@@ -61,8 +64,8 @@ describe('docker/gateway.Dockerfile', () => {
 
   it('has one final stage per target, the all-in-one default last', () => {
     const names = [...stages().keys()];
-    expect(names).toEqual(['build', 'runtime', ...Object.keys(TARGETS), 'default']);
-    for (const name of names.slice(2)) expect(stages().get(name)!.from, name).toBe('runtime');
+    expect(names).toEqual(['build', 'runtime-base', 'runtime', 'runtime-novad', ...Object.keys(TARGETS), 'default']);
+    for (const name of names.slice(4)) expect(stages().get(name)!.from, name).toBe(NEEDS_VAD.has(name) ? 'runtime' : 'runtime-novad');
   });
 
   it.each(Object.entries(TARGETS))('%s bakes its provider in and exposes its default port', (target, [kind, id]) => {

