@@ -20,6 +20,12 @@ export class GatewayMetrics {
   });
   readonly framesIn = new Counter({ name: 'stsgate_frames_in_total', help: 'Audio messages received from AVR Core', registers: [this.registry] });
   readonly framesOut = new Counter({ name: 'stsgate_frames_out_total', help: '20 ms audio frames sent to AVR Core', registers: [this.registry] });
+  readonly lateAgentAudio = new Counter({
+    name: 'stsgate_late_agent_audio_total',
+    help: "Gaps in a reply: its audio reached AVR Core after AVR Core's buffer had run dry (the caller heard silence mid-reply)",
+    labelNames: ['provider'],
+    registers: [this.registry],
+  });
   readonly errors = new Counter({
     name: 'stsgate_errors_total',
     help: 'Errors by kind (protocol codes, provider categories, internal) and the provider of the call or route, if any',
@@ -114,6 +120,9 @@ export class GatewayMetrics {
         return;
       case 'agent_frames':
         this.framesOut.inc(metric.count);
+        return;
+      case 'late_agent_audio':
+        this.lateAgentAudio.inc({ provider });
         return;
       case 'error':
         this.errors.inc({ kind: metric.kind, provider });

@@ -337,6 +337,29 @@ describe('playback and barge-in', () => {
     expect(metrics).toContainEqual({ type: 'response_latency', durationMs: 60 });
   });
 
+  it('counts a gap in a reply (its audio arriving after the peer played everything sent) once, not a new reply', async () => {
+    const { session, peer, count } = await activeCall({ outboundLeadMs: 100 });
+    session.emit({ type: 'audio', responseId: 'r1', samples: ramp(800) }); // 100 ms: the whole lead at once
+    await settle();
+    vi.advanceTimersByTime(60);
+    session.emit({ type: 'audio', responseId: 'r1', samples: ramp(320) }); // in time: 40 ms still queued
+    await settle();
+    vi.advanceTimersByTime(30);
+    expect(count('late_agent_audio')).toBe(0);
+    vi.advanceTimersByTime(200); // the provider stalls: everything sent has played
+    session.emit({ type: 'audio', responseId: 'r1', samples: ramp(480) });
+    await settle();
+    vi.advanceTimersByTime(100);
+    expect(count('late_agent_audio')).toBe(1);
+    session.emit({ type: 'response_done', responseId: 'r1' });
+    vi.advanceTimersByTime(500);
+    session.emit({ type: 'audio', responseId: 'r2', samples: ramp(800) }); // a new reply on an empty buffer is no gap
+    await settle();
+    vi.advanceTimersByTime(200);
+    expect(count('late_agent_audio')).toBe(1);
+    expect(peer.audio().length).toBeGreaterThan(10);
+  });
+
   it('on barge-in sends interruption before any queued audio, drops the queue and truncates to what was heard', async () => {
     const { session, peer, count } = await activeCall({ outboundLeadMs: 100 });
     session.emit({ type: 'audio', responseId: 'r1', samples: ramp(8000) });

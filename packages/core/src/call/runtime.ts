@@ -633,6 +633,8 @@ export class CallRuntime implements Pumpable {
     while (this.playout.queuedMs() < this.settings.outboundLeadMs) {
       const frame = this.outbound.shift();
       if (frame === undefined) break;
+      // A reply's audio that reaches AVR Core after its buffer ran dry: the caller heard a gap in the middle of it.
+      if (frame.responseId === this.lastSentResponseId && !this.playout.isPlaying()) this.record({ type: 'late_agent_audio' });
       if (frame.responseId !== this.lastSentResponseId) {
         this.lastSentResponseId = frame.responseId;
         // The first audio of a reply after the provider reported the end of the caller's speech.

@@ -71,6 +71,8 @@ export type CallMetric =
   | { readonly type: 'caller_audio' }
   /** 20 ms frames of agent audio sent to AVR Core. */
   | { readonly type: 'agent_frames'; readonly count: number }
+  /** Agent audio of a reply already playing sent after AVR Core's buffer ran dry: one per gap the caller heard. */
+  | { readonly type: 'late_agent_audio' }
   /** An error by kind: `internal`, `socket`, `protocol_<code>`, `provider_<category>`. */
   | { readonly type: 'error'; readonly kind: string }
   | { readonly type: 'policy_close'; readonly kind: PolicyViolation }
