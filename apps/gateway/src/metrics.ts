@@ -49,6 +49,13 @@ export class GatewayMetrics {
     labelNames: ['provider'] as const,
     registers: [this.registry],
   });
+  readonly bargeInReactionSeconds = new Histogram({
+    name: 'stsgate_barge_in_reaction_seconds',
+    help: "Caller's speech onset over agent audio (as the provider or VAD located it in the caller audio) to the interruption sent to AVR Core",
+    labelNames: ['provider'] as const,
+    buckets: [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3],
+    registers: [this.registry],
+  });
   readonly reconnects = new Counter({
     name: 'stsgate_provider_reconnects_total',
     help: 'Reconnections of a provider session during a call (a dropped socket, a retryable error), by provider',
@@ -138,6 +145,9 @@ export class GatewayMetrics {
         return;
       case 'interruption':
         this.interruptions.inc({ provider });
+        return;
+      case 'barge_in_reaction':
+        this.bargeInReactionSeconds.observe({ provider }, metric.durationMs / 1000);
         return;
       case 'provider_reconnecting':
         this.reconnects.inc({ provider: metric.provider });

@@ -365,13 +365,15 @@ describe('metrics', () => {
     await new Promise((resolve) => setTimeout(resolve, 60));
     s.emit({ type: 'audio', responseId: 'r1', samples: ramp(8000) });
     await avr.until(() => avr.of('audio').length >= 3);
-    s.emit({ type: 'speech_started' });
+    s.emit({ type: 'speech_started', onsetAgoMs: 320 });
     await avr.until(() => avr.of('interruption').length === 1);
     avr.send({ type: 'teleport' });
     await gateway.shutdown(0);
     const metrics = await gateway.metrics.registry.metrics();
     expect(metrics).toMatch(/^stsgate_provider_reconnects_total\{provider="scripted"\} 1$/m);
     expect(metrics).toMatch(/^stsgate_interruptions_total\{provider="scripted"\} 1$/m);
+    expect(metrics).toMatch(/^stsgate_barge_in_reaction_seconds_count\{provider="scripted"\} 1$/m);
+    expect(metrics).toMatch(/^stsgate_barge_in_reaction_seconds_sum\{provider="scripted"\} 0\.32$/m);
     expect(metrics).toMatch(/^stsgate_errors_total\{kind="protocol_unknown_type",provider="scripted"\} 1$/m);
     expect(metrics).toMatch(/^stsgate_calls_total\{provider="scripted",outcome="shutdown"\} 1$/m);
     expect(metrics).toMatch(/^stsgate_call_duration_seconds_count\{provider="scripted",outcome="shutdown"\} 1$/m);

@@ -59,6 +59,11 @@ describe('gateway + loopback provider, end to end', () => {
     expect(bargeIn?.interruptionAtMs).not.toBeNull();
     expect(bargeIn?.playbackStopped).toBe(true);
     expect(bargeIn?.reactionMs).toBeLessThan(1000);
+    // The gateway's own measure (the VAD's speech start against the audio it judged) agrees with the caller's.
+    const metrics = await gateway.metrics.registry.metrics();
+    expect(metrics).toMatch(/^stsgate_barge_in_reaction_seconds_count\{provider="loopback"\} 1$/m);
+    const reactionMs = Number(/^stsgate_barge_in_reaction_seconds_sum\{provider="loopback"\} (\S+)$/m.exec(metrics)?.[1]) * 1000;
+    expect(Math.abs(reactionMs - (bargeIn?.reactionMs ?? Number.NaN))).toBeLessThan(100);
     // The interrupted reply was cut short; the question was then played back in full.
     expect(report.interruptions[0]?.flushedMs ?? 0).toBeGreaterThan(0);
     expect(report.responseLatenciesMs).toHaveLength(2);

@@ -96,7 +96,7 @@ describe('gateway + OpenAI Realtime adapter, end to end', () => {
   });
 
   it('on barge-in sends interruption and truncates the reply to what the caller heard', async () => {
-    const { emulator, url } = await startStack(
+    const { emulator, gateway, url } = await startStack(
       {
         onUserTurn: (turn) =>
           turn.index === 0 ? { transcript: 'Our opening hours are long to explain.', audioMs: 4000 } : { transcript: 'Sure.', audioMs: 600 },
@@ -118,6 +118,12 @@ describe('gateway + OpenAI Realtime adapter, end to end', () => {
     // What the model keeps is what the caller heard of that reply before the interruption (one playout tick of slack).
     const heardOfReply = (report.interruptions[0]?.atMs ?? 0) - (report.firstAudioHeardAtMs ?? 0);
     expect(Math.abs(truncation!.audioEndMs - heardOfReply)).toBeLessThan(100);
+    // The gateway's barge-in reaction (server audio_start_ms + prefix padding against the audio it delivered) is
+    // the reaction the caller measured: speech onset to interruption.
+    const metrics = await gateway.metrics.registry.metrics();
+    expect(metrics).toMatch(/^stsgate_barge_in_reaction_seconds_count\{provider="openai"\} 1$/m);
+    const reactionMs = Number(/^stsgate_barge_in_reaction_seconds_sum\{provider="openai"\} (\S+)$/m.exec(metrics)?.[1]) * 1000;
+    expect(Math.abs(reactionMs - (report.bargeInReactionMs[0] ?? Number.NaN))).toBeLessThan(100);
   });
 
   it('runs a custom tool from TOOLS_DIR, then hangs up through AMI only after the goodbye was heard', async () => {

@@ -245,8 +245,9 @@ export class CascadeSession implements StsSession {
     const newSpeech = this.speechStartMs >= this.listenFromMs && words >= minWords;
     const stillTalking = this.speechStartMs < this.listenFromMs && words >= Math.max(1, minWords);
     if (!newSpeech && !stillTalking) return;
-    this.logger.debug({ words, speechMs: Math.round(this.vadMs - this.speechStartMs), stillTalking }, 'barge-in');
-    this.cancelReply('barge_in');
+    const speechMs = this.vadMs - this.speechStartMs;
+    this.logger.debug({ words, speechMs: Math.round(speechMs), stillTalking }, 'barge-in');
+    this.cancelReply('barge_in', speechMs);
   }
 
   /** A reply is being written, or its audio may still be playing. */
@@ -469,7 +470,7 @@ export class CascadeSession implements StsSession {
    * (it interrupts playback and reports how much was heard with `truncate`); `interrupted` that the agent stopped
    * by itself (keypad digits).
    */
-  private cancelReply(reason: 'barge_in' | 'interrupted'): void {
+  private cancelReply(reason: 'barge_in' | 'interrupted', onsetAgoMs?: number): void {
     const reply = this.reply;
     this.reply = undefined;
     // The host reports what was heard after a barge-in (truncate); for a stop of our own, our estimate stands.
@@ -493,7 +494,7 @@ export class CascadeSession implements StsSession {
       }
     }
     this.clock.flush();
-    this.events.push(reason === 'barge_in' ? { type: 'speech_started' } : { type: 'interrupted' });
+    this.events.push(reason === 'barge_in' ? { type: 'speech_started', ...(onsetAgoMs === undefined ? {} : { onsetAgoMs }) } : { type: 'interrupted' });
   }
 
   truncate(responseId: string, heardMs: number): void {

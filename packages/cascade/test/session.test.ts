@@ -122,6 +122,8 @@ describe('cascade session (in-memory stages)', () => {
     session.sendAudio(frame());
     await log.until(() => log.of('speech_started').length === 1, 'speech_started');
     const bargeInAt = performance.now();
+    // The speech began at the start of the VAD's stream: one frame of caller audio ago.
+    expect(log.of('speech_started')).toEqual([{ type: 'speech_started', onsetAgoMs: 20 }]);
     expect(llm.signals[0]?.aborted).toBe(true);
     // The request speaking the first clause was cancelled upstream by the barge-in.
     expect(tts.abortedAt.length).toBeGreaterThan(0);

@@ -194,7 +194,7 @@ export class LoopbackSession implements StsSession {
     switch (event.type) {
       case 'speech_start':
         this.utteranceStart = Math.round((event.atMs * LOOPBACK_RATE) / 1000);
-        this.events.push({ type: 'speech_started' });
+        this.events.push({ type: 'speech_started', onsetAgoMs: ((this.fed - this.utteranceStart) * 1000) / LOOPBACK_RATE });
         return;
       case 'speech_end':
         this.utteranceStart = undefined;

@@ -9,6 +9,8 @@ import type { ClientEvent } from '../src/realtime/wire.js';
 
 class Recorder implements MapperSink {
   events: StsEvent[] = [];
+  /** Caller audio the session has delivered on this connection (undefined: a session that does not say). */
+  deliveredMs: number | undefined;
   sent: ClientEvent[] = [];
   logs: { level: LogLevel; data: Record<string, unknown>; message: string }[] = [];
   emit(event: StsEvent): void {
@@ -19,6 +21,9 @@ class Recorder implements MapperSink {
   }
   log(level: LogLevel, data: Record<string, unknown>, message: string): void {
     this.logs.push({ level, data, message });
+  }
+  inputAudioMs(): number | undefined {
+    return this.deliveredMs;
   }
   take(): { events: StsEvent[]; sent: ClientEvent[] } {
     const out = { events: this.events, sent: this.sent };
@@ -106,6 +111,25 @@ describe('RealtimeEventMapper: audio and responses', () => {
       { type: 'transcript', role: 'agent', text: 'Hi! How can I help?', final: true },
       { type: 'transcript', role: 'agent', text: 'Beta name.', final: true },
     ]);
+  });
+
+  it("locates the caller's speech onset from the server's audio_start_ms and the audio delivered on the connection", () => {
+    const { sink, feed } = setup();
+    sink.deliveredMs = 1340;
+    feed({ type: 'input_audio_buffer.speech_started', audio_start_ms: 1100, item_id: 'item_U' });
+    // A server position past what was delivered (clock skew in a batch) is no negative delay.
+    sink.deliveredMs = 1000;
+    feed({ type: 'input_audio_buffer.speech_started', audio_start_ms: 1100, item_id: 'item_V' });
+    feed({ type: 'input_audio_buffer.speech_started', item_id: 'item_W' });
+    expect(sink.events).toEqual([{ type: 'speech_started', onsetAgoMs: 240 }, { type: 'speech_started', onsetAgoMs: 0 }, { type: 'speech_started' }]);
+  });
+
+  it("counts the server VAD's prefix padding, which its audio_start_ms includes, out of the onset", () => {
+    const sink = new Recorder();
+    const mapper = new RealtimeEventMapper(sink, { codec: audioCodec('pcmu'), speechPaddingMs: 300 });
+    sink.deliveredMs = 2000;
+    mapper.handle(parseServerMessage(JSON.stringify({ type: 'input_audio_buffer.speech_started', audio_start_ms: 1200, item_id: 'item_U' })));
+    expect(sink.events).toEqual([{ type: 'speech_started', onsetAgoMs: 500 }]);
   });
 });
 

@@ -361,17 +361,18 @@ describe('playback and barge-in', () => {
   });
 
   it('on barge-in sends interruption before any queued audio, drops the queue and truncates to what was heard', async () => {
-    const { session, peer, count } = await activeCall({ outboundLeadMs: 100 });
+    const { session, peer, count, metrics } = await activeCall({ outboundLeadMs: 100 });
     session.emit({ type: 'audio', responseId: 'r1', samples: ramp(8000) });
     await settle();
     expect(peer.audio()).toHaveLength(5);
     vi.advanceTimersByTime(40);
     expect(peer.audio()).toHaveLength(7);
-    session.emit({ type: 'speech_started' });
+    session.emit({ type: 'speech_started', onsetAgoMs: 240 });
     await settle();
     expect(peer.sent.at(-1)).toEqual({ kind: 'control', message: { type: 'interruption' } });
     expect(session.truncations).toEqual([{ responseId: 'r1', heardMs: 40 }]);
     expect(count('interruption')).toBe(1);
+    expect(metrics.filter((metric) => metric.type === 'barge_in_reaction')).toEqual([{ type: 'barge_in_reaction', durationMs: 240 }]);
     vi.advanceTimersByTime(1000);
     expect(peer.audio()).toHaveLength(7);
     // The rest of the cut reply is dropped; the next reply plays at once, after the interruption.
@@ -383,10 +384,11 @@ describe('playback and barge-in', () => {
   });
 
   it('relays a provider-side interruption without truncating; nothing playing means no interruption', async () => {
-    const { session, peer } = await activeCall();
-    session.emit({ type: 'speech_started' });
+    const { session, peer, count } = await activeCall();
+    session.emit({ type: 'speech_started', onsetAgoMs: 300 });
     await settle();
     expect(peer.sent).toHaveLength(0);
+    expect(count('barge_in_reaction')).toBe(0);
     session.emit({ type: 'audio', responseId: 'r1', samples: ramp(8000) });
     session.emit({ type: 'interrupted', responseId: 'r1' });
     await settle();

@@ -463,7 +463,9 @@ export class CallRuntime implements Pumpable {
       }
       case 'speech_started':
         this.speechStoppedAt = undefined;
-        this.bargeIn(session, true);
+        if (this.bargeIn(session, true) && event.onsetAgoMs !== undefined) {
+          this.record({ type: 'barge_in_reaction', durationMs: Math.max(0, event.onsetAgoMs) });
+        }
         return;
       case 'interrupted':
         this.bargeIn(session, false);
@@ -513,10 +515,10 @@ export class CallRuntime implements Pumpable {
   /**
    * The caller spoke over the agent (or the provider cancelled its reply): if agent audio is
    * audible or queued, drop it, tell AVR Core to flush its buffer, and tell the provider how much
-   * of the reply the caller actually heard.
+   * of the reply the caller actually heard. False when there was nothing to interrupt.
    */
-  private bargeIn(session: StsSession, truncate: boolean): void {
-    if (!this.playout.isPlaying() && !this.outbound.hasAudio()) return;
+  private bargeIn(session: StsSession, truncate: boolean): boolean {
+    if (!this.playout.isPlaying() && !this.outbound.hasAudio()) return false;
     const responseId = this.currentResponseId;
     const heardMs = responseId === undefined ? 0 : this.playout.heardMs(responseId);
     this.outbound.clear();
@@ -531,6 +533,7 @@ export class CallRuntime implements Pumpable {
     this.record({ type: 'interruption' });
     this.log.debug({ responseId, heardMs }, 'barge-in');
     if (truncate && responseId !== undefined && this.options.adapter.capabilities.truncation) session.truncate(responseId, heardMs);
+    return true;
   }
 
   // ---- tools ---------------------------------------------------------------------------------

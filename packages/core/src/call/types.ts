@@ -79,6 +79,8 @@ export type CallMetric =
   | { readonly type: 'dtmf_dropped' }
   | { readonly type: 'early_audio_dropped' }
   | { readonly type: 'interruption' }
+  /** The caller's speech onset (as the provider located it) to the `interruption` sent to AVR Core. */
+  | { readonly type: 'barge_in_reaction'; readonly durationMs: number }
   /** `provider`: the provider session being re-established, as the adapter names it. */
   | { readonly type: 'provider_reconnecting'; readonly provider: string }
   | { readonly type: 'provider_connect'; readonly outcome: 'success' | 'failure'; readonly durationMs: number }

@@ -20,8 +20,12 @@ export interface StsCapabilities {
 
 /** Everything a session reports, in order. Audio is PCM at the session's `outputSampleRate`. */
 export type StsEvent =
-  /** The caller started speaking: the host interrupts agent playback if any is audible. */
-  | { type: 'speech_started' }
+  /**
+   * The caller started speaking: the host interrupts agent playback if any is audible. `onsetAgoMs`: how much caller
+   * audio (delivered to the session) lies between where the speech began and now, when the provider locates the
+   * onset (OpenAI's `audio_start_ms`, a VAD segment's start): the detection delay the caller lived through.
+   */
+  | { type: 'speech_started'; onsetAgoMs?: number }
   | { type: 'speech_stopped' }
   | { type: 'audio'; responseId: string; samples: Int16Array }
   /** All audio of this response has been emitted. */

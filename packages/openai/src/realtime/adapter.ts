@@ -214,6 +214,8 @@ export function createRealtimeAdapter(profile: RealtimeProfile, options: OpenAiR
         sessionUpdate: sessionUpdate('stsgate_session_update', profile.session(settings)),
         greeting: greetingFor(call),
         ...(turnDetection.type === 'none' && options.vad !== undefined ? { turnTaking: { vad: options.vad, tuning: vadTuning(turnDetection) } } : {}),
+        // semantic_vad documents no padding: its onsets count from the server's position as it is.
+        ...(turnDetection.type === 'server_vad' ? { speechPaddingMs: vadTuning(turnDetection).prefixPaddingMs } : {}),
         dtmfMessage,
         inputBatchMs,
         maxGapBufferMs: options.maxGapBufferMs ?? 5000,

@@ -21,6 +21,8 @@ export interface MapperSink {
   emit(event: StsEvent): void;
   send(event: ClientEvent): void;
   log(level: LogLevel, data: Record<string, unknown>, message: string): void;
+  /** Caller audio delivered on this connection so far, in ms (the timeline of the server's `audio_start_ms`). */
+  inputAudioMs?(): number | undefined;
 }
 
 /** What the mapper takes from the provider's profile (default OpenAI's). */
@@ -34,6 +36,8 @@ export interface MapperOptions {
   /** How many assistant items keep their audio bookkeeping (truncate of older ones is skipped). */
   readonly maxTrackedItems?: number;
   readonly log?: ConversationLog;
+  /** The server VAD's `prefix_padding_ms`: its `audio_start_ms` lies this far before the speech it detected. Default 0. */
+  readonly speechPaddingMs?: number;
 }
 
 /** Server error codes that need no report: the adapter's own requests that raced with the server. */
@@ -185,7 +189,7 @@ export class RealtimeEventMapper {
         // The server's VAD (always sent with interrupt_response: true) cancels the active response itself.
         if (this.activeResponseId !== undefined) this.cancelledResponseId = this.activeResponseId;
         this.speakingItemId = event.item_id;
-        this.sink.emit({ type: 'speech_started' });
+        this.sink.emit({ type: 'speech_started', ...this.speechOnset(event.audio_start_ms) });
         return;
       case 'input_audio_buffer.speech_stopped':
         this.speakingItemId = undefined;
@@ -250,6 +254,13 @@ export class RealtimeEventMapper {
    * xAI sends `completed` for partial transcripts too ("emitted for both partial and final transcripts"): one of the
    * turn still being spoken is partial; a repeat of the final one is reported once.
    */
+  /** How much caller audio the server's VAD took to notice the speech (from the server's onset and what we sent). */
+  private speechOnset(audioStartMs: number | undefined): { onsetAgoMs?: number } {
+    const sent = this.sink.inputAudioMs?.();
+    if (audioStartMs === undefined || sent === undefined) return {};
+    return { onsetAgoMs: Math.max(0, sent - audioStartMs - (this.options.speechPaddingMs ?? 0)) };
+  }
+
   private onUserTranscript(itemId: string, text: string): void {
     if (itemId === this.speakingItemId) {
       if (text !== '') this.sink.emit({ type: 'transcript', role: 'user', text, final: false });

@@ -28,6 +28,8 @@ export interface RealtimeSessionSettings {
   readonly greeting: ResponseRequest | null;
   /** The gateway's VAD takes the turns (the server detects none). */
   readonly turnTaking?: { readonly vad: VadAdapter; readonly tuning: Required<VadTuning> };
+  /** The server VAD's prefix padding (in its `audio_start_ms`), to locate the caller's speech onset. Default 0. */
+  readonly speechPaddingMs?: number;
   /** Text of the user message a keypad digit becomes; `{{digit}}` is replaced. */
   readonly dtmfMessage: string;
   /** Caller audio is sent in appends of this duration (a partial batch waits at most this long). */
@@ -66,6 +68,8 @@ export class OpenAiRealtimeSession implements StsSession {
   private turnsClosed: Promise<void> | undefined;
   /** Caller audio appended since the last commit, on this connection. */
   private uncommittedMs = 0;
+  /** Caller audio appended on this connection: the timeline of the server's `audio_start_ms`. */
+  private linkInputMs = 0;
 
   private constructor(
     call: StsCallContext,
@@ -82,8 +86,14 @@ export class OpenAiRealtimeSession implements StsSession {
       // While reconnecting there is no connection: the mapper has already recorded what must be restored.
       send: (event) => this.send(event),
       log: (level, data, message) => this.logger[level](data, message),
+      inputAudioMs: () => this.linkInputMs + samplesToMs(this.batchLength, this.inputSampleRate),
     };
-    this.mapper = new RealtimeEventMapper(sink, { codec: settings.codec, apiKey: settings.apiKey, profile: settings.profile });
+    this.mapper = new RealtimeEventMapper(sink, {
+      codec: settings.codec,
+      apiKey: settings.apiKey,
+      profile: settings.profile,
+      ...(settings.speechPaddingMs === undefined ? {} : { speechPaddingMs: settings.speechPaddingMs }),
+    });
     this.session = new StreamingSession<StsEvent, LiveSocket, Commit>({
       provider,
       label: this.label,
@@ -95,6 +105,7 @@ export class OpenAiRealtimeSession implements StsSession {
       connect: (attempt) => this.connect(attempt),
       // A new connection after a drop gets the conversation back before the caller audio held meanwhile.
       onLinkReady: (_link, { reconnected }) => {
+        this.linkInputMs = 0;
         if (!reconnected) return;
         const restored = this.mapper.restore();
         this.logger.debug({ restoredItems: restored }, `${this.label} conversation restored`);
@@ -169,8 +180,8 @@ export class OpenAiRealtimeSession implements StsSession {
     const vadId = this.settings.turnTaking?.vad.id ?? 'vad';
     this.turns = new VadTurnTaker(stream, this.inputSampleRate, this.settings.turnTaking?.tuning.prefixPaddingMs ?? 0, vadId, {
       forward: (samples) => this.toProvider(samples),
-      speechStarted: () => {
-        this.session.emit([{ type: 'speech_started' }]);
+      speechStarted: (onsetAgoMs) => {
+        this.session.emit([{ type: 'speech_started', onsetAgoMs }]);
         this.mapper.callerStarted();
       },
       speechEnded: () => {
@@ -291,7 +302,9 @@ export class OpenAiRealtimeSession implements StsSession {
   }
 
   private append(link: LiveSocket, samples: Int16Array): void {
-    this.uncommittedMs += samplesToMs(samples.length, this.inputSampleRate);
+    const ms = samplesToMs(samples.length, this.inputSampleRate);
+    this.uncommittedMs += ms;
+    this.linkInputMs += ms;
     link.send(JSON.stringify(audioAppend(this.settings.codec.encode(samples))));
   }
 }

@@ -10,7 +10,8 @@ import type { Resampler, SampleRate, VadEvent, VadStream } from '@stsgate/core';
 export interface VadTurnsSink {
   /** Caller audio (at the session rate) that belongs to a turn: send it to the provider. */
   forward(samples: Int16Array): void;
-  speechStarted(): void;
+  /** `onsetAgoMs`: caller audio pushed since the speech began. */
+  speechStarted(onsetAgoMs: number): void;
   speechEnded(): void;
   /** The VAD broke or fell too far behind: the caller can no longer be heard. Called once. */
   failed(error: ProviderError): void;
@@ -87,7 +88,7 @@ export class VadTurnTaker {
           this.sink.forward(part.start >= from ? part.samples : part.samples.subarray(from - part.start));
         }
         this.held = [];
-        this.sink.speechStarted();
+        this.sink.speechStarted(Math.max(0, samplesToMs(this.pushed, this.rate) - event.atMs));
         return;
       }
       case 'speech_end':
