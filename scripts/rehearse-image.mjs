@@ -6,15 +6,21 @@
 //    (into ./gateway, as `COPY --from=build /out ./gateway` does), then the runtime stages' RUN steps, verbatim;
 // 3. writes an AVR tool module (CommonJS, requiring axios as AVR's tools do) into tools/;
 // 4. starts the server with the image's CMD and ENV, from the WORKDIR, as the image's USER when run as root
-//    (otherwise as the current, non-root, user), with the testkit emulators standing in for the provider;
-// 5. runs the image's HEALTHCHECK command (exit 0 required), a simulated AVR call for STS targets, checks the tool was
-//    loaded (the server's "tools loaded" log line, or AVR's require() from the tools folder when the provider takes no
-//    tools), SIGTERMs the server (exit 0 required);
+//    (otherwise as the current, non-root, user), with the testkit emulators standing in for the provider (for a
+//    cascade, for each of its ASR, LLM and TTS stages; the `cascade` target's stages, which the operator sets, are
+//    rehearsed as Soniox ASR + OpenAI LLM + Speechmatics TTS);
+// 5. runs the image's HEALTHCHECK command (exit 0 required); for STS targets, a simulated AVR call (agent audio, and
+//    with a provider the caller's transcript and a reply); for ASR, TTS and LLM targets, a request in AVR's HTTP
+//    protocol (the emulator's transcript of the audio; speech of the length the emulator synthesises; the emulator's
+//    answer); checks the tool was loaded (the server's "tools loaded" log line, or AVR's require() from the tools
+//    folder when the provider takes no tools), SIGTERMs the server (exit 0 required);
 // 6. without onnxruntime, checks that a provider needing the VAD stops start-up with the reason (exit 2);
-// 7. prints {target, sizeMB, onnxruntime, healthcheck, call, toolLoaded, vadRefused, ...} and exits 1 on any failure.
+// 7. prints {target, sizeMB, onnxruntime, healthcheck, call, request, toolLoaded, vadRefused, ...} and exits 1 on any
+//    failure.
 // The folder's size is the app only: the image adds the node:22-bookworm-slim base.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,34 +147,110 @@ if (process.getuid?.() === 0 && image.user !== 'root') {
 // ---- 4. emulators for the provider, and the server started as the image's CMD ----
 const testkit = await import(join(root, 'packages/testkit/dist/index.js'));
 const provider = { sts: image.env.STS_PROVIDER, asr: image.env.ASR_PROVIDER, llm: image.env.LLM_PROVIDER, tts: image.env.TTS_PROVIDER };
-const closers = [];
-const emulatorEnv = {};
-async function emulate(kind) {
-  if (kind === 'openai-realtime' || kind === 'openai-rest') {
-    const apiKey = 'sk-emulator-key';
-    emulatorEnv.OPENAI_API_KEY = apiKey;
-    const emulator = kind === 'openai-realtime' ? await testkit.startOpenAiRealtimeEmulator({ apiKey }) : await testkit.startOpenAiRestEmulator({ apiKey });
-    if (kind === 'openai-realtime') emulatorEnv.OPENAI_REALTIME_URL = emulator.url;
-    else emulatorEnv.OPENAI_BASE_URL = emulator.baseUrl;
-    closers.push(() => emulator.close());
-  } else if (kind === 'xai-realtime') {
-    const apiKey = 'xai-emulator-key';
-    const emulator = await testkit.startXaiRealtimeEmulator({ apiKey });
-    Object.assign(emulatorEnv, { XAI_API_KEY: apiKey, XAI_REALTIME_URL: emulator.url });
-    closers.push(() => emulator.close());
-  }
-}
 const noProvider = Object.values(provider).every((id) => id === undefined);
-if (provider.sts === 'openai') await emulate('openai-realtime');
-else if (provider.sts === 'xai') await emulate('xai-realtime');
-else if (provider.llm === 'openai' && provider.sts === undefined && provider.asr === undefined && provider.tts === undefined) await emulate('openai-rest');
-else if (!noProvider) {
-  log(`no emulator set-up for ${JSON.stringify(provider)} here: rehearse default, openai, xai or llm-openai`);
+// A cascade's stages: the presets' ASR and TTS are their vendor's (@stsgate/cascade's SPEECHMATICS_PRESET and
+// SONIOX_PRESET) and their LLM is the one the Dockerfile tells the operator to set; the `cascade` target leaves all three
+// to the operator, rehearsed here as a mix of both vendors (as e2e-cascade-mixed.test.ts runs it).
+const CASCADE_STAGES = {
+  speechmatics: { asr: 'speechmatics', llm: 'openai', tts: 'speechmatics' },
+  soniox: { asr: 'soniox', llm: 'openai', tts: 'soniox' },
+  cascade: { asr: 'soniox', llm: 'openai', tts: 'speechmatics' },
+};
+const stages = CASCADE_STAGES[provider.sts];
+/** What the operator adds to the image's ENV (`docker run -e`): the stage providers a cascade target leaves open. */
+let operatorEnv = {};
+if (provider.sts === 'cascade') operatorEnv = { ASR_PROVIDER: stages.asr, LLM_PROVIDER: stages.llm, TTS_PROVIDER: stages.tts };
+else if (stages !== undefined) operatorEnv = { LLM_PROVIDER: stages.llm };
+/**
+ * The emulator standing in for each provider (by kind, then id): starts it and returns the variables that point the
+ * adapter at it (the same ones as `stsgate emulate`, apps/gateway/src/dev-commands.ts), how to stop it and, for those
+ * that hear the caller, the user transcript they make of the test kit's `short` fixture. The emulators check the API
+ * key, so a key the gateway does not send fails the call.
+ */
+const EMULATORS = {
+  sts: {
+    openai: async () => {
+      const apiKey = 'sk-emulator-key';
+      const emulator = await testkit.startOpenAiRealtimeEmulator({ apiKey });
+      // The realtime emulators find the caller's turn with their server VAD and name it; they recognise no words.
+      return { env: { OPENAI_API_KEY: apiKey, OPENAI_REALTIME_URL: emulator.url }, close: () => emulator.close(), heard: 'Caller turn 1.' };
+    },
+    xai: async () => {
+      const apiKey = 'xai-emulator-key';
+      const emulator = await testkit.startXaiRealtimeEmulator({ apiKey });
+      return { env: { XAI_API_KEY: apiKey, XAI_REALTIME_URL: emulator.url }, close: () => emulator.close(), heard: 'Caller turn 1.' };
+    },
+    'speechmatics-flow': async () => {
+      // Flow connects with a temporary key from the management API, which mints Flow keys for accounts that have Flow.
+      const apiKey = 'sm-emulator-key';
+      const auth = await testkit.startSpeechmaticsAuthEmulator({ apiKey, allowFlowKeys: true });
+      const flow = await testkit.startSpeechmaticsFlowEmulator({ verifyToken: (jwt) => auth.verify(jwt, 'flow') });
+      return {
+        env: { SPEECHMATICS_API_KEY: apiKey, SPEECHMATICS_FLOW_URL: flow.baseUrl, SPEECHMATICS_MANAGEMENT_URL: auth.baseUrl },
+        close: async () => {
+          await flow.close();
+          await auth.close();
+        },
+        heard: testkit.FIXTURE_TEXT['short.wav'],
+      };
+    },
+  },
+  asr: {
+    speechmatics: async () => {
+      const apiKey = 'sm-emulator-key';
+      const emulator = await testkit.startSpeechmaticsRtEmulator({ apiKey });
+      const env = { SPEECHMATICS_API_KEY: apiKey, SPEECHMATICS_RT_URL: emulator.url };
+      return { env, close: () => emulator.close(), heard: testkit.FIXTURE_TEXT['short.wav'] };
+    },
+    soniox: async () => {
+      const apiKey = 'soniox-emulator-key';
+      // Header auth, as Soniox requires from 2027-01-15.
+      const emulator = await testkit.startSonioxSttEmulator({ apiKey, requireHeaderAuth: true });
+      const env = { SONIOX_API_KEY: apiKey, SONIOX_WEBSOCKET_URL: emulator.url };
+      return { env, close: () => emulator.close(), heard: testkit.FIXTURE_TEXT['short.wav'] };
+    },
+  },
+  llm: {
+    openai: async () => {
+      const apiKey = 'sk-emulator-key';
+      const emulator = await testkit.startOpenAiRestEmulator({ apiKey });
+      return { env: { OPENAI_API_KEY: apiKey, OPENAI_BASE_URL: emulator.baseUrl }, close: () => emulator.close() };
+    },
+  },
+  tts: {
+    speechmatics: async () => {
+      const apiKey = 'sm-emulator-key';
+      const emulator = await testkit.startSpeechmaticsTtsEmulator({ apiKey });
+      return { env: { SPEECHMATICS_API_KEY: apiKey, SPEECHMATICS_TTS_URL: emulator.baseUrl }, close: () => emulator.close() };
+    },
+    soniox: async () => {
+      const apiKey = 'soniox-emulator-key';
+      const emulator = await testkit.startSonioxTtsEmulator({ apiKey });
+      const env = { SONIOX_API_KEY: apiKey, SONIOX_TTS_URL: emulator.url, SONIOX_TTS_WEBSOCKET_URL: emulator.wsUrl };
+      return { env, close: () => emulator.close() };
+    },
+  },
+};
+// A cascade's providers are its stages; no provider at all is the loopback, which needs none.
+const emulated = Object.entries(stages ?? provider).filter(([, id]) => id !== undefined);
+const missing = emulated.filter(([kind, id]) => EMULATORS[kind][id] === undefined);
+if (missing.length > 0) {
+  log(`no emulator for ${missing.map(([kind, id]) => `${kind} provider "${id}"`).join(', ')} here: add one to EMULATORS`);
   rmSync(scratch, { recursive: true, force: true });
   process.exit(2);
 }
+const closers = [];
+const emulatorEnv = {};
+/** The user transcript the provider makes of the call's caller audio (none: the loopback, which only echoes audio). */
+let heard;
+for (const [kind, id] of emulated) {
+  const started = await EMULATORS[kind][id]();
+  Object.assign(emulatorEnv, started.env);
+  closers.push(started.close);
+  heard ??= started.heard;
+}
 
-const serverEnv = { PATH: process.env.PATH, HOME: app, ...image.env, ...emulatorEnv };
+const serverEnv = { PATH: process.env.PATH, HOME: app, ...image.env, ...operatorEnv, ...emulatorEnv };
 const [command, ...commandArgs] = image.cmd;
 const resolveCommand = (name) => (name === 'node' ? nodeBinary : name);
 const server = spawn(resolveCommand(command), commandArgs, { cwd: app, env: serverEnv, stdio: ['ignore', 'pipe', 'pipe'], ...spawnAs });
@@ -179,7 +261,83 @@ const exited = new Promise((resolve) => server.on('exit', (code, signal) => reso
 let serverExit;
 void exited.then((code) => (serverExit = code));
 
-const report = { target, sizeMB: 0, onnxruntime, user, env: image.env, port: undefined, exposed: image.expose, healthcheck: 'not run', call: 'not run', toolLoaded: false, exit: undefined };
+// AVR Core's requests to an ASR, TTS or LLM container (its pipeline mode), each returning its result and the problem, if
+// any, with what the emulators make of the request as the measure.
+/** The caller's audio streamed as AVR Core does (20 ms chunks, in real time); the answer is one text write per utterance. */
+async function requestAsr(base) {
+  const pcm = testkit.concatPcm(testkit.readWavAs8k(testkit.fixturePath('short')), testkit.silence(1200));
+  const bytes = Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+  const { status, writes } = await new Promise((resolve, reject) => {
+    const headers = { 'content-type': 'application/octet-stream', 'x-uuid': 'rehearsal-asr' };
+    const req = httpRequest(`${base}/speech-to-text-stream`, { method: 'POST', headers }, (res) => {
+      const writes = [];
+      res.on('data', (data) => writes.push(data.toString('utf8')));
+      res.on('end', () => resolve({ status: res.statusCode, writes }));
+    });
+    req.on('error', reject);
+    void (async () => {
+      for (let i = 0; i < bytes.length; i += 320) {
+        req.write(bytes.subarray(i, i + 320));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      req.end();
+    })();
+  });
+  const text = writes.join('');
+  const problem = status === 200 && text === heard ? undefined : `ASR answered ${status} ${JSON.stringify(text)} where "${heard}" was due`;
+  return { route: '/speech-to-text-stream', status, text, ...(problem === undefined ? {} : { problem }) };
+}
+/** `{"text"}` in, raw 8 kHz s16le PCM out. */
+async function requestTts(base) {
+  const text = 'Sure, which day works for you?';
+  const headers = { 'content-type': 'application/json', 'x-uuid': 'rehearsal-tts' };
+  const response = await fetch(`${base}/text-to-speech-stream`, { method: 'POST', headers, body: JSON.stringify({ text }) });
+  const audio = Buffer.from(await response.arrayBuffer());
+  // The emulators speak a text for a set time (defaultSonioxSpeech; Speechmatics' lasts as long): AVR Core must get that
+  // much 8 kHz PCM, give or take the resampler's edges, with no WAV header, and not silence.
+  const expectedBytes = 2 * testkit.defaultSonioxSpeech(text, 8000).length;
+  let peak = 0;
+  for (let i = 0; i + 1 < audio.length; i += 2) peak = Math.max(peak, Math.abs(audio.readInt16LE(i)));
+  const plausible =
+    response.status === 200 && audio.length % 2 === 0 && Math.abs(audio.length - expectedBytes) <= 160 && audio.subarray(0, 4).toString('latin1') !== 'RIFF' && peak > 1000;
+  return {
+    route: '/text-to-speech-stream',
+    status: response.status,
+    bytes: audio.length,
+    expectedBytes,
+    peak,
+    ...(plausible ? {} : { problem: `TTS answered ${response.status} with ${audio.length} bytes (peak ${peak}) for ${expectedBytes} bytes of speech` }),
+  };
+}
+/** `{"uuid", "message", "messages"}` in; out, `{"type": "text", "content"}` objects one after another, no delimiter. */
+async function requestLlm(base) {
+  const message = 'What time do you open on Saturday?';
+  const expected = `You said: ${message}.`; // the emulator's answer, streamed in pieces
+  const headers = { 'content-type': 'application/json', 'x-uuid': 'rehearsal-llm' };
+  const body = JSON.stringify({ uuid: 'rehearsal-llm', message, messages: [{ role: 'user', content: message }] });
+  const response = await fetch(`${base}/prompt-stream`, { method: 'POST', headers, body });
+  const raw = await response.text();
+  // A 200's objects, split at each brace that closes an outermost one (outside strings); any other status has an error.
+  const objects = [];
+  for (let i = 0, depth = 0, start = 0, inString = false; response.status === 200 && i < raw.length; i++) {
+    if (inString) {
+      if (raw[i] === '\\') i++;
+      else if (raw[i] === '"') inString = false;
+    } else if (raw[i] === '"') inString = true;
+    else if (raw[i] === '{' && depth++ === 0) start = i;
+    else if (raw[i] === '}' && --depth === 0) objects.push(JSON.parse(raw.slice(start, i + 1)));
+  }
+  const text = objects.map((object) => (object.type === 'text' ? object.content : `<${object.type}>`)).join('');
+  return {
+    route: '/prompt-stream',
+    status: response.status,
+    objects: objects.length,
+    text,
+    ...(response.status === 200 && text === expected ? {} : { problem: `LLM answered ${response.status} ${JSON.stringify(text || raw)} where "${expected}" was due` }),
+  };
+}
+
+const report = { target, sizeMB: 0, onnxruntime, user, env: image.env, operatorEnv, port: undefined, exposed: image.expose, healthcheck: 'not run', call: 'not run', toolLoaded: false, exit: undefined };
 const problems = [];
 const runHealthcheck = () => {
   const [hc, ...hcArgs] = image.healthcheck;
@@ -203,17 +361,27 @@ try {
   report.port = port;
   if (!image.expose.includes(port)) problems.push(`the server listens on ${port}, which the image does not EXPOSE (${image.expose.join(' ')})`);
 
-  const isSts = provider.sts !== undefined || noProvider;
-  if (isSts) {
+  if (provider.sts !== undefined || noProvider) {
     const call = await testkit.simulateCall({
       url: `ws://127.0.0.1:${port}/`,
       input: testkit.readWavAs8k(testkit.fixturePath('short')),
       tailMs: 5000,
       idleMs: 1200,
     });
-    report.call = { endReason: call.endReason, audioMessages: call.received.audioMessages, transcripts: call.received.transcripts, errors: call.received.errors, durationMs: call.durationMs };
+    const transcripts = call.transcripts.map((t) => `${t.role}: ${t.text}`);
+    report.call = { endReason: call.endReason, audioMessages: call.received.audioMessages, transcripts, errors: call.received.errors, durationMs: call.durationMs };
     if (call.received.audioMessages === 0 || call.received.errors > 0 || call.errors.length > 0) problems.push(`the call got ${call.received.audioMessages} audio messages, ${call.received.errors} errors`);
-  } else report.call = 'not an STS target';
+    // The caller's audio reached the provider through the gateway (its transcript of it came back), and a reply followed.
+    const turn = heard === undefined ? -1 : transcripts.indexOf(`user: ${heard}`);
+    if (heard !== undefined && !(turn >= 0 && transcripts.slice(turn + 1).some((line) => /^agent: \S/.test(line)))) {
+      problems.push(`the call's transcripts lack "user: ${heard}" followed by an agent reply`);
+    }
+  } else {
+    report.call = 'not an STS target';
+    // An ASR, TTS or LLM target bakes in that one provider.
+    report.request = await (provider.asr !== undefined ? requestAsr : provider.tts !== undefined ? requestTts : requestLlm)(`http://127.0.0.1:${port}`);
+    if (report.request.problem !== undefined) problems.push(report.request.problem);
+  }
 
   const toolsLine = output.split('\n').find((line) => line.includes('"tools loaded"'));
   if (toolsLine !== undefined) {
