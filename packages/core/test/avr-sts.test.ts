@@ -96,6 +96,38 @@ describe('decodeAvrInbound', () => {
   });
 });
 
+describe("decodeAvrInbound: the hand-checked path for AVR Core's exact audio form", () => {
+  const frame = pcmFromBytes(Uint8Array.from({ length: AVR_FRAME_BYTES }, (_, i) => (i * 37) & 0xff));
+  const base64 = Buffer.from(frame.buffer).toString('base64');
+  const samplesOf = (raw: string) => {
+    const result = decodeAvrInbound(raw);
+    if (!result.ok || result.message.type !== 'audio') throw new Error(`expected audio: ${result.ok ? result.message.type : result.error.message}`);
+    return [...result.message.samples];
+  };
+
+  it('decodes the canonical form and every other spelling of the same message to the same samples', () => {
+    const expected = [...frame];
+    expect(samplesOf(`{"type":"audio","audio":"${base64}"}`)).toEqual(expected);
+    expect(samplesOf(`{ "type": "audio", "audio": "${base64}" }`)).toEqual(expected);
+    expect(samplesOf(`{"audio":"${base64}","type":"audio"}`)).toEqual(expected);
+    expect(samplesOf(`{"type":"audio","audio":"\\u0041${base64.slice(1)}"}`)).toEqual(samplesOf(`{"type":"audio","audio":"A${base64.slice(1)}"}`));
+    expect(samplesOf(`{"type":"audio","audio":"AAE="}`)).toEqual([256]);
+  });
+
+  it('refuses in the canonical form exactly what the schema refuses', () => {
+    // URL-safe characters (Node's decoder would take them), padding inside, a bad length, non-ASCII.
+    for (const audio of ['AB-_', 'AB_+', 'AA==AAAA', 'AAA', 'AAAAA', 'AAé=', 'A===']) {
+      expectError(`{"type":"audio","audio":"${audio}"}`, 'invalid_audio');
+    }
+    expectError('{"type":"audio","audio":""}', 'invalid_audio');
+    expectError('{"type":"audio","audio":"AA=="}', 'invalid_audio'); // one byte: not s16le
+    expectError(`{"type":"audio","audio":"${'A'.repeat(21_336)}"}`, 'invalid_audio'); // over 16 000 bytes
+    expectError(`{"type":"audio","audio":"${base64}"`, 'invalid_json');
+    expectError(`{"type":"audio","audio":"${base64}"}}`, 'invalid_json');
+    expectError('{"type":"audio","audio":"AA"A"}', 'invalid_json');
+  });
+});
+
 describe('outbound encoding', () => {
   it('encodes audio that round-trips through the outbound schema', () => {
     const samples = new Int16Array([0, 1, -1, 32767, -32768]);

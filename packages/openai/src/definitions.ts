@@ -42,6 +42,8 @@ const realtimeShape = {
   /** Spoken first instead of the model's own greeting (templated with the call's metadata). */
   OPENAI_WELCOME_MESSAGE: envText(),
   OPENAI_DTMF_MESSAGE: envText().refine((text) => text === undefined || text.includes('{{digit}}'), 'must contain {{digit}}'),
+  /** ms of caller audio per append; unset or 0: each frame as it arrives (stsgate's own setting, not AVR's). */
+  OPENAI_INPUT_BATCH_MS: envInt(0, 500),
 };
 
 /** Environment of the `openai` STS provider (AVR's names), with the OPENAI_* instruction variables. */
@@ -164,6 +166,7 @@ export function defineOpenAiRealtime(overrides: Partial<OpenAiRealtimeOptions> =
         greeting: env.OPENAI_GREETING,
         ...(env.OPENAI_WELCOME_MESSAGE === undefined ? {} : { welcomeMessage: env.OPENAI_WELCOME_MESSAGE }),
         dtmfMessage: env.OPENAI_DTMF_MESSAGE ?? DEFAULT_DTMF_MESSAGE,
+        ...(env.OPENAI_INPUT_BATCH_MS === undefined ? {} : { inputBatchMs: env.OPENAI_INPUT_BATCH_MS }),
       };
       return realtimeFromEnv(openAiProfile, options, context, 'OPENAI_TURN_DETECTION', overrides);
     },

@@ -135,6 +135,19 @@ describe('OpenAI Realtime adapter against the GA emulator: session set-up', () =
 });
 
 describe('OpenAI Realtime adapter: a conversation', () => {
+  it('OPENAI_INPUT_BATCH_MS-style batching: several 20 ms frames per append, every sample delivered', async () => {
+    const emu = await emulator({ script: { onUserTurn: () => ({ transcript: 'Fine.', audioMs: 200 }) } });
+    const { session, events } = await open(emu, { greeting: false, inputBatchMs: 60 });
+    const speech = speechFor(session);
+    speak(session, speech);
+    await events.waitFor(isType('response_done'));
+    const connection = await emu.waitForConnection(0);
+    // The last, partial batch goes out when its 60 ms are up.
+    await emu.waitFor(() => connection.inputAudioMs >= (speech.length * 1000) / 8000 - 0.5);
+    expect(connection.inputAudioMs).toBeCloseTo((speech.length * 1000) / 8000, 0);
+    expect(clientEvents(connection, 'input_audio_buffer.append').length).toBeLessThanOrEqual(Math.ceil(speech.length / 480) + 1);
+  });
+
   for (const audioFormat of ['pcmu', 'pcm24'] as const) {
     it(`caller audio -> speech_started, transcripts, agent audio (${audioFormat})`, async () => {
       const emu = await emulator({ script: { onUserTurn: () => ({ transcript: 'We open at nine.', audioMs: 600 }) } });
@@ -156,10 +169,10 @@ describe('OpenAI Realtime adapter: a conversation', () => {
       const connection = await emu.waitForConnection(0);
       const format = connection.session.audio.input.format;
       expect(format.type).toBe(audioFormat === 'pcmu' ? 'audio/pcmu' : 'audio/pcm');
-      // every caller sample arrived (batched: several 20 ms frames per append)
+      // every caller sample arrived, one append per 20 ms frame as it came (no batching by default)
       const appends = clientEvents(connection, 'input_audio_buffer.append');
       expect(connection.inputAudioMs).toBeCloseTo((speechFor(session).length * 1000) / rate, 0);
-      expect(appends.length).toBeLessThan(speechFor(session).length / ((rate * 20) / 1000));
+      expect(appends.length).toBe(Math.ceil(speechFor(session).length / ((rate * 20) / 1000)));
     });
   }
 

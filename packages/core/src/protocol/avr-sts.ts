@@ -94,6 +94,8 @@ function describeIssues(error: z.ZodError): string {
 
 /** Decode one text frame from AVR Core. Never throws. */
 export function decodeAvrInbound(raw: string): DecodeResult<AvrInbound> {
+  const audio = decodeCanonicalAudio(raw);
+  if (audio !== undefined) return audio;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -134,6 +136,30 @@ export function decodeAvrInbound(raw: string): DecodeResult<AvrInbound> {
   }
 }
 
+/** What AVR Core sends 50 times a second per call: `JSON.stringify({ type: 'audio', audio })`, byte for byte. */
+const CANONICAL_AUDIO_PREFIX = '{"type":"audio","audio":"';
+const CANONICAL_AUDIO_SUFFIX_LENGTH = 2; // `"}`
+const BASE64_ALPHABET = new Uint8Array(128);
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64_ALPHABET[char.charCodeAt(0)] = 1;
+
+/**
+ * The hot path: an audio message in AVR Core's exact form, checked by hand (strict base64 between a fixed prefix
+ * and suffix is a complete, valid JSON object, so no parse or schema is needed). Anything else, valid or not,
+ * returns undefined and goes through JSON.parse and the schema, which give the precise error.
+ */
+function decodeCanonicalAudio(raw: string): DecodeResult<AvrInbound> | undefined {
+  const end = raw.length - CANONICAL_AUDIO_SUFFIX_LENGTH;
+  const start = CANONICAL_AUDIO_PREFIX.length;
+  if (end <= start || ((end - start) & 3) !== 0 || raw.charCodeAt(end) !== 0x22 || raw.charCodeAt(end + 1) !== 0x7d) return undefined;
+  if (!raw.startsWith(CANONICAL_AUDIO_PREFIX)) return undefined;
+  const padding = raw.charCodeAt(end - 1) !== 0x3d ? 0 : raw.charCodeAt(end - 2) === 0x3d ? 2 : 1;
+  for (let i = start; i < end - padding; i++) {
+    const code = raw.charCodeAt(i);
+    if (code > 127 || BASE64_ALPHABET[code] === 0) return undefined;
+  }
+  return decodeAudioPayload(raw.slice(start, end));
+}
+
 function decodeAudioPayload(base64: string): DecodeResult<AvrInbound> {
   // base64 length bounds the byte count (up to 2 padding bytes): reject before allocating.
   const byteCount = (base64.length / 4) * 3 - (base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0);
@@ -143,17 +169,19 @@ function decodeAudioPayload(base64: string): DecodeResult<AvrInbound> {
       error: new AvrProtocolError('invalid_audio', `audio payload exceeds ${AVR_MAX_AUDIO_BYTES} bytes`, 'audio'),
     };
   }
-  const bytes = Buffer.from(base64, 'base64');
-  if (bytes.length === 0) {
+  if (byteCount === 0) {
     return { ok: false, error: new AvrProtocolError('invalid_audio', 'audio payload is empty', 'audio') };
   }
-  if (bytes.length % 2 !== 0) {
+  if (byteCount % 2 !== 0) {
     return {
       ok: false,
-      error: new AvrProtocolError('invalid_audio', `audio has an odd byte count (${bytes.length}); expected s16le samples`, 'audio'),
+      error: new AvrProtocolError('invalid_audio', `audio has an odd byte count (${byteCount}); expected s16le samples`, 'audio'),
     };
   }
-  return { ok: true, message: { type: 'audio', samples: pcmFromBytes(bytes) } };
+  // Strict base64 (checked by the caller) decodes to exactly byteCount bytes: straight into the samples.
+  const samples = new Int16Array(byteCount / 2);
+  Buffer.from(samples.buffer).write(base64, 'base64');
+  return { ok: true, message: { type: 'audio', samples } };
 }
 
 /** Copy little-endian s16 bytes into a fresh, aligned Int16Array (never aliases a pooled Buffer). */

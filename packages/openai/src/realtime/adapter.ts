@@ -20,7 +20,8 @@ export const DEFAULT_REALTIME_MODEL = openAiProfile.defaultModel;
 export const DEFAULT_VOICE = openAiProfile.defaultVoice;
 export const DEFAULT_AUDIO_FORMAT: WireAudioFormat = openAiProfile.audioFormats[0];
 export const DEFAULT_DTMF_MESSAGE = 'The caller pressed {{digit}} on the keypad.';
-export const DEFAULT_INPUT_BATCH_MS = 40;
+/** Caller audio goes to the provider as it arrives: batching saves messages but delays the caller's voice. */
+export const DEFAULT_INPUT_BATCH_MS = 0;
 
 /** Options of `createOpenAiRealtime`, and of `createRealtimeAdapter` (defaults: the profile's; OpenAI's are given). */
 export interface OpenAiRealtimeOptions {
@@ -65,7 +66,10 @@ export interface OpenAiRealtimeOptions {
   readonly welcomeMessage?: string;
   /** The user message a keypad digit becomes; `{{digit}}` is replaced. */
   readonly dtmfMessage?: string;
-  /** Caller audio per `input_audio_buffer.append` (default 40 ms; adds at most this much latency). */
+  /**
+   * Caller audio per `input_audio_buffer.append`: 0 (default) sends each frame as it arrives; N collects N ms per
+   * append (fewer messages and less CPU, but the caller's audio reaches the provider up to N ms later).
+   */
   readonly inputBatchMs?: number;
   /** Caller audio kept while reconnecting (default 5000 ms). */
   readonly maxGapBufferMs?: number;
@@ -141,7 +145,7 @@ export function createRealtimeAdapter(profile: RealtimeProfile, options: OpenAiR
   if (!profile.audioFormats.includes(audioFormat)) problems.push(`${profile.label} takes audio formats ${profile.audioFormats.join(', ')}, not ${audioFormat}`);
   if (options.apiKey.trim() === '') problems.push('apiKey is empty');
   const inputBatchMs = options.inputBatchMs ?? DEFAULT_INPUT_BATCH_MS;
-  if (!(Number.isFinite(inputBatchMs) && inputBatchMs >= 10 && inputBatchMs <= 500)) problems.push(`inputBatchMs must be in [10, 500], got ${inputBatchMs}`);
+  if (!(Number.isFinite(inputBatchMs) && inputBatchMs >= 0 && inputBatchMs <= 500)) problems.push(`inputBatchMs must be in [0, 500], got ${inputBatchMs}`);
   const dtmfMessage = options.dtmfMessage ?? DEFAULT_DTMF_MESSAGE;
   if (!dtmfMessage.includes('{{digit}}')) problems.push('dtmfMessage must contain {{digit}}');
   const turnDetection = options.turnDetection ?? { type: 'server_vad' };

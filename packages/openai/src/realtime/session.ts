@@ -32,7 +32,7 @@ export interface RealtimeSessionSettings {
   readonly speechPaddingMs?: number;
   /** Text of the user message a keypad digit becomes; `{{digit}}` is replaced. */
   readonly dtmfMessage: string;
-  /** Caller audio is sent in appends of this duration (a partial batch waits at most this long). */
+  /** Caller audio is sent in appends of this duration (a partial batch waits at most this long); 0: as it arrives. */
   readonly inputBatchMs: number;
   /** Caller audio kept while reconnecting, newest wins. */
   readonly maxGapBufferMs: number;
@@ -241,6 +241,10 @@ export class OpenAiRealtimeSession implements StsSession {
   /** Fills appends of `inputBatchMs`; a partial one goes out after at most that long. */
   private toProvider(samples: Int16Array): void {
     if (this.session.closed) return;
+    if (this.settings.inputBatchMs === 0) {
+      this.session.pushAudio(samples);
+      return;
+    }
     for (let offset = 0; offset < samples.length; ) {
       const taken = Math.min(samples.length - offset, this.batch.length - this.batchLength);
       this.batch.set(samples.subarray(offset, offset + taken), this.batchLength);
