@@ -83,11 +83,25 @@ export class TransportPeer implements AvrPeer {
 
 const DROP_CONNECTION_AFTER_MS = 250;
 
-/** AVR's STS protocol over WebSocket: one JSON text message per audio frame or control message. */
+/** The TCP connection under a WebSocket: writes made while it is corked leave in one system call. */
+export interface Corkable {
+  cork(): void;
+  uncork(): void;
+}
+
+/**
+ * AVR's STS protocol over WebSocket: one JSON text message per audio frame or control message. Given the TCP
+ * connection, everything sent in one event-loop turn (the frames a pacer tick tops up, a control message with them)
+ * is written together: a system call per turn instead of one per message, in the same order.
+ */
 export class WebSocketTransport implements CallTransport {
   private call: CallInbound | undefined;
+  private corked = false;
 
-  constructor(private readonly socket: WebSocket) {}
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly connection?: Corkable,
+  ) {}
 
   attach(call: CallInbound): void {
     this.call = call;
@@ -105,12 +119,26 @@ export class WebSocketTransport implements CallTransport {
   }
 
   sendAudio(samples: Int16Array): void {
-    this.socket.send(encodeAvrAudio(samples));
+    this.send(encodeAvrAudio(samples));
   }
 
   sendControl(message: AvrOutbound): void {
-    this.socket.send(encodeAvrOutbound(message));
+    this.send(encodeAvrOutbound(message));
   }
+
+  private send(text: string): void {
+    if (this.connection !== undefined && !this.corked) {
+      this.corked = true;
+      this.connection.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.send(text);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.connection?.uncork();
+  };
 
   close(code: number, reason?: string, dropConnection = false): void {
     this.socket.off('message', this.onMessage);

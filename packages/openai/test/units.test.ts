@@ -88,6 +88,18 @@ describe('wire', () => {
     expect(bad).toMatchObject({ kind: 'malformed', type: 'conversation.item.input_audio_transcription.completed' });
     expect(JSON.stringify(bad)).not.toContain('42'); // the problem never quotes the payload
   });
+
+  it('audio deltas (checked by hand, not by the schema) keep exactly the schema fields and refuse what it refuses', () => {
+    const full = { type: 'response.output_audio.delta', event_id: 'e', response_id: 'r', item_id: 'i', output_index: 0, content_index: 0, delta: 'AAA=' };
+    expect(parseServerMessage(JSON.stringify(full))).toEqual({
+      kind: 'event',
+      event: { type: 'response.output_audio.delta', response_id: 'r', item_id: 'i', delta: 'AAA=' },
+    });
+    for (const broken of [{ item_id: 7 }, { delta: null }, { response_id: 3 }, { item_id: undefined }]) {
+      const result = parseServerMessage(JSON.stringify({ ...full, ...broken }));
+      expect(result).toMatchObject({ kind: 'malformed', type: 'response.output_audio.delta' });
+    }
+  });
 });
 
 describe('handshake', () => {

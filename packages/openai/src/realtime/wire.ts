@@ -154,6 +154,16 @@ function hasOwn<K extends string>(record: object, key: K): boolean {
 }
 
 /** Parses one text frame from the server. Never throws. */
+/**
+ * The hot message (many per second per call), checked by hand against its schema's three fields; anything that does
+ * not pass goes through the schema for the precise problem.
+ */
+function audioDelta(raw: Record<string, unknown>): ServerEvent | undefined {
+  const { item_id: itemId, delta, response_id: responseId } = raw;
+  if (typeof itemId !== 'string' || typeof delta !== 'string' || (responseId !== undefined && typeof responseId !== 'string')) return undefined;
+  return { type: 'response.output_audio.delta', item_id: itemId, delta, ...(responseId === undefined ? {} : { response_id: responseId }) };
+}
+
 export function parseServerMessage(text: string): ParsedServerMessage {
   let raw: unknown;
   try {
@@ -171,6 +181,10 @@ export function parseServerMessage(text: string): ParsedServerMessage {
   const type = hasOwn(ALIASES, wireType) ? ALIASES[wireType as keyof typeof ALIASES] : wireType;
   if (!hasOwn(serverSchemas, type)) {
     return IGNORED.has(type) ? { kind: 'ignored', type } : { kind: 'unknown', type };
+  }
+  if (type === 'response.output_audio.delta') {
+    const delta = audioDelta(raw as Record<string, unknown>);
+    if (delta !== undefined) return { kind: 'event', event: delta };
   }
   const schema = serverSchemas[type as ServerEventType];
   const parsed = schema.safeParse(raw);
