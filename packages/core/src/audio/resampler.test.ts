@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { SampleRate } from '../contracts/common.js';
 import { createResampler } from './resampler.js';
@@ -234,7 +236,7 @@ describe('resampler streaming', () => {
     expect(produced).toBe(expected);
   });
 
-  it('handles a very large chunk among small ones (its buffer grows, then shrinks back)', () => {
+  it('handles a very large chunk among small ones (processed in pieces through the kernel)', () => {
     const big = noise(240_000, 21); // 10 s at 24 kHz
     const small = noise(480, 22);
     const streamed = createResampler(24000, 8000);
@@ -291,7 +293,23 @@ describe('resampler streaming', () => {
     const neg = x.map((v) => -v);
     const y = createResampler(8000, 24000).process(x);
     const yn = createResampler(8000, 24000).process(neg);
-    // Rounding is half-up, so negation can differ by one LSB at exact .5 ties only.
+    // Rounding is symmetric (half to even), but Int16 is not: a clamped -32768 comes back as 32767.
     for (let i = 0; i < y.length; i++) expect(Math.abs((y[i] as number) + (yn[i] as number))).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('resampler kernel', () => {
+  it('is the WebAssembly that wasm/resampler-kernel.wat assembles to (the generated module never drifts)', () => {
+    const script = fileURLToPath(new URL('../../scripts/build-resampler-wasm.mjs', import.meta.url));
+    // Exits 1, naming the file, if the committed resampler-kernel.ts differs.
+    expect(() => execFileSync(process.execPath, [script, '--check'], { stdio: 'pipe' })).not.toThrow();
+  });
+
+  it('runs 2000 instances at once (1000 calls), each with its own memory and state', () => {
+    const x = noise(480, 31);
+    const expected = createResampler(24000, 8000).process(x);
+    const instances = Array.from({ length: 2000 }, (_, i) => createResampler(i % 2 === 0 ? 24000 : 8000, i % 2 === 0 ? 8000 : 24000));
+    for (const [i, r] of instances.entries()) if (i % 2 === 1) r.process(noise(160, i));
+    for (const [i, r] of instances.entries()) if (i % 2 === 0) expect(r.process(x)).toEqual(expected);
   });
 });
