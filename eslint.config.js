@@ -6,7 +6,9 @@ export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', '**/.turbo/**', 'bench/results/**', '**/*.cjs', 'vitest.config.ts', 'eslint.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
-  { languageOptions: { globals: globals.node } },
+  { ignores: ['apps/gateway/playground/src/**'], languageOptions: { globals: globals.node } },
+  // The browser playground's page and AudioWorklet sources run in the browser (its build script runs in Node).
+  { files: ['apps/gateway/playground/src/**'], languageOptions: { globals: globals.browser } },
   {
     files: ['**/*.ts'],
     rules: {

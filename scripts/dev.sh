@@ -33,4 +33,10 @@ if [ ! -f "$stamp" ] || [ pnpm-lock.yaml -nt "$stamp" ]; then
 fi
 
 [ "$#" -gt 0 ] || set -- start
+# The browser playground's test drives Debian's Chromium: a fresh machine (root, apt) gets it on the way to the tests.
+if [ "$1" = test ] && [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "dev.sh: installing Debian's chromium for the playground's browser test" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 ||
+    echo "dev.sh: could not install chromium: the playground's browser test will fail" >&2
+fi
 exec pnpm "$@"

@@ -12,6 +12,16 @@ import { registerAsrRoute, registerTtsRoute } from './http-routes.js';
 import { registerLlmRoute, type LlmRouteOptions } from './llm-route.js';
 import { GatewayMetrics } from './metrics.js';
 import { OutboundPacer } from './outbound.js';
+import { CallRecordings } from './recording/index.js';
+import { registerPlayground } from './playground.js';
+
+/**
+ * Every call's agent audio is topped up every 40 ms: two 20 ms frames per call and tick, written together (one
+ * system call, see WebSocketTransport), and 25 timer wake-ups a second for the process. AVR Core's buffer then holds
+ * between OUTBOUND_LEAD_MS - 40 and OUTBOUND_LEAD_MS (80-120 ms by default). A reply's first audio and every control
+ * message go out at once, not on the tick.
+ */
+const PACER_TICK_MS = 40;
 
 export interface GatewayDeps {
   /** Speech-to-speech over AVR's WebSocket protocol (any path). */
@@ -28,6 +38,8 @@ export interface GatewayDeps {
   /** Node process metrics (event loop lag, GC, memory) on /metrics; off in tests. */
   readonly collectProcessMetrics?: boolean;
   readonly initTimeoutMs?: number;
+  /** Where the built playground page is (default: this package's dist/playground); served when `config.playground`. */
+  readonly playgroundAssetsDir?: string;
 }
 
 export interface Gateway {
@@ -44,6 +56,8 @@ export interface Gateway {
 }
 
 export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
+  // First: a recordings directory that cannot be used stops the start (a ConfigError) before anything is listening.
+  const recordings = config.recordings === undefined ? undefined : await CallRecordings.open(config.recordings, { logger: deps.logger });
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -52,7 +66,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     forceCloseConnections: true,
   });
   const metrics = new GatewayMetrics(deps.collectProcessMetrics ?? false);
-  const pacer = new OutboundPacer();
+  const pacer = new OutboundPacer(PACER_TICK_MS);
   const calls = new Set<CallSession>();
   let draining = false;
   let shutdownDone: Promise<void> | undefined;
@@ -146,7 +160,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     onRequest: admit,
     handler: (_request, reply) => reply.code(426).send({ message: 'connect with a WebSocket (AVR STS protocol)' }),
     wsHandler: (socket, request) => {
-      const call = new CallSession(new WebSocketTransport(socket), {
+      const call = new CallSession(new WebSocketTransport(socket, request.raw.socket), {
         adapter: sts.adapter,
         providerId: sts.id,
         logger: deps.logger.child({ conn: request.id }),
@@ -160,6 +174,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
         limits: config.callLimits,
         ...(deps.tools === undefined ? {} : { tools: deps.tools }),
         ...(deps.initTimeoutMs === undefined ? {} : { initTimeoutMs: deps.initTimeoutMs }),
+        recordings,
       });
       calls.add(call);
       void call.closed.then(() => calls.delete(call));
@@ -174,6 +189,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       pacer,
       config,
       tools: deps.tools,
+      recordings,
       admit,
       onCall: (call) => {
         calls.add(call);
@@ -182,8 +198,12 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     });
   }
 
+  if (config.playground) await registerPlayground(app, { logger: deps.logger, stsProvider: sts?.id, assetsDir: deps.playgroundAssetsDir });
+
   app.addHook('onClose', async () => {
     pacer.close();
+    // After the calls (closed by preClose): their recordings finish writing, then the retention timer stops.
+    await recordings?.close();
   });
 
   return {

@@ -3,6 +3,7 @@ import { CallRuntime, systemClock, type CallLimits, type CallState, type StsAdap
 import { TransportPeer, type CallInbound, type CallTransport } from './call-transport.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { OutboundPacer, Pumpable } from './outbound.js';
+import type { CallRecordings } from './recording/index.js';
 
 export { CLOSE } from './call-transport.js';
 export { DEFAULT_CALL_LIMITS, type CallLimits, type CallState } from '@stsgate/core';
@@ -25,6 +26,8 @@ export interface CallSessionOptions {
   /** What one connection may do before it is cut off; defaults: `DEFAULT_CALL_LIMITS`. */
   readonly limits?: Partial<CallLimits>;
   readonly now?: () => number;
+  /** Call recording (`RECORDINGS_DIR`): the call gets a recorder of its own from it. Unset: nothing is recorded. */
+  readonly recordings?: CallRecordings | undefined;
 }
 
 /**
@@ -38,6 +41,8 @@ export class CallSession implements Pumpable, CallInbound {
   readonly closed: Promise<void>;
 
   constructor(transport: CallTransport, options: CallSessionOptions) {
+    const clock = systemClock(options.now);
+    const recorder = options.recordings?.createRecorder(clock, options.logger);
     this.runtime = new CallRuntime({
       adapter: options.adapter,
       peer: new TransportPeer(transport),
@@ -51,11 +56,14 @@ export class CallSession implements Pumpable, CallInbound {
       providerConnectTimeoutMs: options.providerConnectTimeoutMs,
       initTimeoutMs: options.initTimeoutMs,
       limits: options.limits,
-      clock: systemClock(options.now),
+      clock,
       pacer: options.pacer,
       observer: options.metrics.callObserver(options.providerId),
+      recorder,
     });
     this.closed = this.runtime.closed;
+    // The runtime ends the recording with the call; closing it here too releases it even if the call never started.
+    if (recorder !== undefined) void this.closed.then(() => recorder.close());
     // Last: a transport may deliver init right away (the HTTP one does).
     transport.attach(this);
   }

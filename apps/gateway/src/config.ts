@@ -1,6 +1,8 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, blankToUndefined, type Env } from '@stsgate/core';
 import { DEFAULT_CALL_LIMITS, type CallLimits } from './call-session.js';
+import type { RecordingSettings } from './recording/index.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -20,6 +22,16 @@ const BOOLEANS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
 const boolean = z
   .enum(BOOLEANS, { error: `is not a boolean (${BOOLEANS.join(', ')})` })
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
+const BYTE_UNITS = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 } as const;
+/** Bytes, or with a binary unit: `500M`, `10G` (`K`, `M`, `G`, `T`; an optional `i`/`B` is accepted: `10GiB`). */
+const byteSize = (min: number, max: number) =>
+  z.string().transform((raw, ctx) => {
+    const match = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(raw.trim());
+    const value = match === null ? NaN : Number(match[1]) * BYTE_UNITS[(match[2] ?? '').toUpperCase() as keyof typeof BYTE_UNITS];
+    if (Number.isSafeInteger(value) && value >= min && value <= max) return value;
+    ctx.addIssue({ code: 'custom', message: `is not a size from ${min} bytes to ${max / 1024 ** 4} TiB (e.g. 10G, 500M or a number of bytes)` });
+    return z.NEVER;
+  });
 /** Never quoted in a problem. */
 const SECRET_VARIABLES: ReadonlySet<string> = new Set(['STSGATE_AUTH_TOKEN']);
 /** Unset, empty (compose files write `${VAR:-}`) and avr-app's literal `undefined` all mean "use the default". */
@@ -52,9 +64,17 @@ export const gatewayEnvSchema = z.object({
   HTTP_BODY_TIMEOUT_MS: optional(milliseconds(100, 600_000)).transform((v) => v ?? 10_000),
   /** An ASR or legacy STS request body (real-time audio) that sends nothing for this long is ended. */
   HTTP_STREAM_IDLE_TIMEOUT_MS: optional(milliseconds(1000, 86_400_000)).transform((v) => v ?? 300_000),
+  /** Call recording: unset, nothing is recorded; set, a stereo WAV + JSON sidecar per call in this directory. */
+  RECORDINGS_DIR: optional(z.string().min(1)),
+  /** Total size of the recordings kept; the oldest are deleted beyond it. */
+  RECORDINGS_MAX_BYTES: optional(byteSize(1024 ** 2, 1024 ** 5)).transform((v) => v ?? 10 * 1024 ** 3),
+  /** Recordings older than this are deleted. */
+  RECORDINGS_MAX_AGE_DAYS: optional(int('a number of days from 1 to 36500', 1, 36_500)).transform((v) => v ?? 30),
   /** On SIGTERM, calls in progress get this long to finish before they are closed. */
   SHUTDOWN_GRACE_MS: optional(milliseconds(0, 3_600_000)).transform((v) => v ?? 30_000),
   LOG_PRETTY: optional(boolean).transform((v) => v ?? false),
+  /** The browser playground at /playground/ (off unless asked for). */
+  STSGATE_PLAYGROUND: optional(boolean).transform((v) => v ?? false),
 });
 
 export type GatewayEnv = z.output<typeof gatewayEnvSchema>;
@@ -73,9 +93,13 @@ export interface GatewayConfig {
   readonly outboundStartBufferMs: number;
   readonly providerConnectTimeoutMs: number;
   readonly shutdownGraceMs: number;
+  /** Call recording (`RECORDINGS_DIR`, resolved to an absolute path); undefined: nothing is recorded. */
+  readonly recordings: RecordingSettings | undefined;
   readonly callLimits: CallLimits;
   readonly httpBodyTimeoutMs: number;
   readonly httpStreamIdleTimeoutMs: number;
+  /** Serve the browser playground (`STSGATE_PLAYGROUND`). */
+  readonly playground: boolean;
 }
 
 export const DEFAULT_PORT = 6030;
@@ -109,6 +133,10 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     outboundStartBufferMs: e.OUTBOUND_START_BUFFER_MS,
     providerConnectTimeoutMs: e.PROVIDER_CONNECT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    recordings:
+      e.RECORDINGS_DIR === undefined
+        ? undefined
+        : { dir: resolve(e.RECORDINGS_DIR), maxBytes: e.RECORDINGS_MAX_BYTES, maxAgeDays: e.RECORDINGS_MAX_AGE_DAYS },
     callLimits: {
       idleTimeoutMs: e.CALL_IDLE_TIMEOUT_MS,
       maxMessagesPerSecond: e.CALL_MAX_MESSAGES_PER_SECOND,
@@ -117,6 +145,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     },
     httpBodyTimeoutMs: e.HTTP_BODY_TIMEOUT_MS,
     httpStreamIdleTimeoutMs: e.HTTP_STREAM_IDLE_TIMEOUT_MS,
+    playground: e.STSGATE_PLAYGROUND,
   };
 }
 

@@ -10,6 +10,7 @@ import type { CallInbound, CallTransport } from './call-transport.js';
 import type { GatewayConfig } from './config.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { OutboundPacer } from './outbound.js';
+import type { CallRecordings } from './recording/index.js';
 
 /**
  * AVR's legacy STS contract (`STS_URL=http://host:port/speech-to-speech-stream`, before the WebSocket one):
@@ -24,6 +25,8 @@ export interface LegacyStsDeps {
   readonly pacer: OutboundPacer;
   readonly config: Pick<GatewayConfig, 'earlyAudioBufferMs' | 'outboundLeadMs' | 'outboundStartBufferMs' | 'providerConnectTimeoutMs' | 'callLimits'>;
   readonly tools?: ToolRunner | undefined;
+  /** Call recording (`RECORDINGS_DIR`), as for WebSocket calls. */
+  readonly recordings?: CallRecordings | undefined;
   /** Refuse the call (draining, MAX_CALLS, auth) by answering; reply undefined to admit. */
   readonly admit: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
   /** Every call started here, so the host counts it with its other calls (MAX_CALLS, draining, shutdown). */
@@ -61,6 +64,7 @@ export function registerLegacyStsRoute(app: FastifyInstance, sts: { id: string; 
         providerConnectTimeoutMs: deps.config.providerConnectTimeoutMs,
         limits: deps.config.callLimits,
         ...(deps.tools === undefined ? {} : { tools: deps.tools }),
+        recordings: deps.recordings,
       });
       deps.onCall(call);
     });

@@ -8,6 +8,7 @@ import { AVR_FRAME_MS, AVR_SAMPLE_RATE, decodeAvrInbound, type AvrInbound, type 
 import { PeerWarnings, RateBudget } from './budget.js';
 import { systemClock, type CallClock, type CallTimer } from './clock.js';
 import { OutboundPacer, OutboundQueue, type AudioPacer, type Pumpable } from './outbound.js';
+import type { CallRecorder, RecordedToolStatus } from './recording.js';
 import {
   DEFAULT_CALL_LIMITS,
   type AvrPeer,
@@ -54,6 +55,8 @@ export interface CallRuntimeOptions {
   /** Paces agent audio (share one across calls). Default: a pacer of the call's own, stopped when it ends. */
   readonly pacer?: AudioPacer | undefined;
   readonly observer?: CallRuntimeObserver | undefined;
+  /** Told what the call sends and receives, for a recording (the gateway's, when enabled). Default: none. */
+  readonly recorder?: CallRecorder | undefined;
 }
 
 /** Close reasons (a WebSocket close reason is at most 123 bytes). */
@@ -84,6 +87,12 @@ const DEFAULTS = {
   providerConnectTimeoutMs: 10_000,
   initTimeoutMs: 10_000,
 } as const;
+
+/** What a tool call hands back to the provider, and how it ended. */
+interface ToolResult {
+  readonly output: string;
+  readonly status: RecordedToolStatus;
+}
 
 interface DrainWait {
   timer: CallTimer | undefined;
@@ -282,11 +291,14 @@ export class CallRuntime implements Pumpable {
     this.log = this.options.logger.child({ callId: uuid });
     this.stateValue = 'connecting';
     this.log.info({ provider: this.providerId }, 'call started');
+    this.options.recorder?.start({ callId: uuid, providerId: this.providerId, metadata: this.options.metadata ?? {} }, this.lastInboundAt);
     void this.connect(uuid);
   }
 
   private onAudio(samples: Int16Array): void {
     this.record({ type: 'caller_audio' });
+    // `lastInboundAt`: when this message arrived (read once per message by guard()).
+    if (this.stateValue === 'connecting' || this.stateValue === 'active') this.options.recorder?.callerAudio(samples, this.lastInboundAt);
     switch (this.stateValue) {
       case 'awaiting_init':
         this.protocolProblem('audio_before_init', 'audio received before init; send init first');
@@ -540,19 +552,22 @@ export class CallRuntime implements Pumpable {
 
   private async runTool(session: StsSession, toolCallId: string, name: string, argumentsJson: string): Promise<void> {
     const tools = this.options.tools;
-    let output: string;
+    const startedAtMs = this.clock.now();
+    let result: ToolResult;
     if (tools === undefined) {
       this.log.warn({ tool: name }, 'the provider requested a tool, but no tools are configured');
-      output = `Error: tool "${name}" is not available`;
+      result = { output: `Error: tool "${name}" is not available`, status: 'unavailable' };
     } else {
       this.log.info({ tool: name }, 'running tool');
-      output = await this.toolOutput(tools, name, argumentsJson);
+      result = await this.toolOutput(tools, name, argumentsJson);
     }
-    if (this.stateValue === 'active' && this.session === session) session.submitToolResult(toolCallId, output);
+    if (this.stateValue !== 'active') return;
+    this.options.recorder?.toolCall({ name, argumentsJson, ...result, startedAtMs, endedAtMs: this.clock.now() });
+    if (this.session === session) session.submitToolResult(toolCallId, result.output);
   }
 
   /** The tool's answer; a runner that breaks the contract (throws) or outlasts `toolTimeoutMs` gets an error text. */
-  private toolOutput(tools: ToolRunner, name: string, argumentsJson: string): Promise<string> {
+  private toolOutput(tools: ToolRunner, name: string, argumentsJson: string): Promise<ToolResult> {
     // Aborted when the call ends and when this runtime stops waiting for the tool.
     const cancel = new AbortController();
     const onCallEnd = (): void => cancel.abort();
@@ -570,9 +585,10 @@ export class CallRuntime implements Pumpable {
       running = Promise.reject(error);
     }
     const run = running
-      .catch((error: unknown) => {
+      .then((output): ToolResult => ({ output, status: 'ok' }))
+      .catch((error: unknown): ToolResult => {
         this.log.error({ err: error, tool: name }, 'the tool runner failed');
-        return `Error: tool "${name}" failed`;
+        return { output: `Error: tool "${name}" failed`, status: 'failed' };
       })
       .finally(() => this.abort.signal.removeEventListener('abort', onCallEnd));
     const timeoutMs = this.options.toolTimeoutMs;
@@ -582,13 +598,13 @@ export class CallRuntime implements Pumpable {
         this.toolTimers.delete(timer);
         this.log.warn({ tool: name, timeoutMs }, 'tool timed out');
         cancel.abort();
-        resolve(`Error: tool "${name}" timed out after ${timeoutMs} ms`);
+        resolve({ output: `Error: tool "${name}" timed out after ${timeoutMs} ms`, status: 'timeout' });
       }, timeoutMs);
       this.toolTimers.add(timer);
-      void run.then((output) => {
+      void run.then((result) => {
         timer.clear();
         this.toolTimers.delete(timer);
-        resolve(output);
+        resolve(result);
       });
     });
   }
@@ -647,6 +663,8 @@ export class CallRuntime implements Pumpable {
         }
       }
       this.peer.sendAudio(frame.samples);
+      // It plays after what AVR Core has queued (now, on an idle buffer).
+      this.options.recorder?.agentAudio(frame.samples, this.clock.now() + this.playout.queuedMs());
       this.playout.enqueue(frame.responseId, AVR_FRAME_MS);
       sent++;
     }
@@ -685,6 +703,7 @@ export class CallRuntime implements Pumpable {
       this.violatePolicy('not_reading', 'AVR Core is not reading what the gateway sends: closing the call');
       return;
     }
+    this.options.recorder?.controlSent(message, this.clock.now());
     this.peer.sendControl(message);
   }
 
@@ -708,7 +727,10 @@ export class CallRuntime implements Pumpable {
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return;
     this.record({ type: 'policy_close', kind });
     this.log.warn({ kind }, message);
-    if (kind !== 'not_reading' && this.peer.open) this.peer.sendControl({ type: 'error', message });
+    if (kind !== 'not_reading' && this.peer.open) {
+      this.options.recorder?.controlSent({ type: 'error', message }, this.clock.now());
+      this.peer.sendControl({ type: 'error', message });
+    }
     void this.end('policy_violation', POLICY_CLOSE_REASONS[kind], `policy_${kind}`, true);
   }
 
@@ -760,6 +782,7 @@ export class CallRuntime implements Pumpable {
   private async end(code: CallCloseCode, reason: string | undefined, outcome: CallOutcome, dropConnection = false): Promise<void> {
     if (this.stateValue === 'closing' || this.stateValue === 'closed') return this.closed;
     this.stateValue = 'closing';
+    this.options.recorder?.end(outcome, this.clock.now());
     this.initTimer?.clear();
     this.idleTimer?.clear();
     this.connectTimer?.clear();
