@@ -98,6 +98,8 @@ describe('G.711 mu-law', () => {
       if (encoded[i] !== refUlawCompress(x)) expect.fail(`mu-law encode ${x}: ${encoded[i]} != ${refUlawCompress(x)}`);
       if (linearToMulaw(x) !== encoded[i]) expect.fail(`scalar and array encode differ at ${x}`);
     }
+    // A view into a larger buffer encodes its own samples only.
+    expect([...encodeMulaw(ALL_INT16.subarray(3, 7))]).toEqual([...encoded.subarray(3, 7)]);
     const decoded = decodeMulaw(ALL_CODES);
     for (let c = 0; c < 256; c++) {
       expect(decoded[c]).toBe(refUlawExpand(c));

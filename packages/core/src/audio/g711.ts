@@ -95,10 +95,19 @@ export function alawToLinear(code: number): number {
   return ALAW_DECODE[code & 0xff] as number;
 }
 
+/** mu-law code of every int16 sample, indexed by its 16-bit pattern (64 KiB, built once: immutable). */
+const MULAW_ENCODE = (() => {
+  const table = new Uint8Array(65536);
+  for (let bits = 0; bits < 65536; bits++) table[bits] = mulawEncodeInt16((bits << 16) >> 16);
+  return table;
+})();
+
 export function encodeMulaw(pcm: Int16Array): Uint8Array {
   const n = pcm.length;
   const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = mulawEncodeInt16(pcm[i] as number);
+  const bits = new Uint16Array(pcm.buffer, pcm.byteOffset, n);
+  const table = MULAW_ENCODE;
+  for (let i = 0; i < n; i++) out[i] = table[bits[i] as number] as number;
   return out;
 }
 
