@@ -16,7 +16,7 @@ import type { SampleRate, VadEvent, VadStream } from '@stsgate/core';
 import { Handshake } from '../src/realtime/handshake.js';
 import { VadTurnTaker } from '../src/realtime/vad-turns.js';
 import type { VadTurnsSink } from '../src/realtime/vad-turns.js';
-import { sessionUpdate } from '../src/realtime/wire.js';
+import { audioAppendText, sessionUpdate } from '../src/realtime/wire.js';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 
 describe('wire', () => {
@@ -87,6 +87,11 @@ describe('wire', () => {
     const bad = parseServerMessage('{"type":"conversation.item.input_audio_transcription.completed","item_id":"u","transcript":42}');
     expect(bad).toMatchObject({ kind: 'malformed', type: 'conversation.item.input_audio_transcription.completed' });
     expect(JSON.stringify(bad)).not.toContain('42'); // the problem never quotes the payload
+  });
+
+  it('an append is the JSON of the typed event, written by a template', () => {
+    const audio = Buffer.from(Uint8Array.from({ length: 321 }, (_, i) => i & 0xff)).toString('base64');
+    expect(audioAppendText(audio)).toBe(JSON.stringify({ type: 'input_audio_buffer.append', audio }));
   });
 
   it('audio deltas (checked by hand, not by the schema) keep exactly the schema fields and refuse what it refuses', () => {

@@ -15,7 +15,7 @@ import { RealtimeEventMapper } from './map-events.js';
 import type { MapperSink, ResponseRequest } from './map-events.js';
 import type { RealtimeProfile } from './profile.js';
 import { VadTurnTaker } from './vad-turns.js';
-import { audioAppend } from './wire.js';
+import { audioAppendText } from './wire.js';
 import type { ClientEvent, RealtimeSessionUpdate, VadTuning } from './wire.js';
 
 export interface RealtimeSessionSettings {
@@ -309,6 +309,6 @@ export class OpenAiRealtimeSession implements StsSession {
     const ms = samplesToMs(samples.length, this.inputSampleRate);
     this.uncommittedMs += ms;
     this.linkInputMs += ms;
-    link.send(JSON.stringify(audioAppend(this.settings.codec.encode(samples))));
+    link.send(audioAppendText(this.settings.codec.encode(samples)));
   }
 }
