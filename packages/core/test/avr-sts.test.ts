@@ -115,8 +115,9 @@ describe("decodeAvrInbound: the hand-checked path for AVR Core's exact audio for
   });
 
   it('refuses in the canonical form exactly what the schema refuses', () => {
-    // URL-safe characters (Node's decoder would take them), padding inside, a bad length, non-ASCII.
-    for (const audio of ['AB-_', 'AB_+', 'AA==AAAA', 'AAA', 'AAAAA', 'AAé=', 'A===']) {
+    // URL-safe characters (Node's decoder would take them), padding inside, a space or a star (Node skips them), a bad
+    // length, non-ASCII.
+    for (const audio of ['AB-_', 'AB_+', 'AA==AAAA', 'A=AAAAAA', 'AA AAAAA', 'AA*AAAAA', 'AAA', 'AAAAA', 'AAé=', 'A===']) {
       expectError(`{"type":"audio","audio":"${audio}"}`, 'invalid_audio');
     }
     expectError('{"type":"audio","audio":""}', 'invalid_audio');
@@ -125,6 +126,21 @@ describe("decodeAvrInbound: the hand-checked path for AVR Core's exact audio for
     expectError(`{"type":"audio","audio":"${base64}"`, 'invalid_json');
     expectError(`{"type":"audio","audio":"${base64}"}}`, 'invalid_json');
     expectError('{"type":"audio","audio":"AA"A"}', 'invalid_json');
+  });
+
+  it('agrees with the schema path on random payloads, valid or not', () => {
+    const characters = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/==-_ *.';
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let round = 0; round < 3000; round++) {
+      const length = 4 * Math.floor(random() * 6);
+      const audio = Array.from({ length }, () => characters[Math.floor(random() * characters.length)]).join('');
+      const canonical = decodeAvrInbound(`{"type":"audio","audio":"${audio}"}`);
+      const viaSchema = decodeAvrInbound(`{ "type": "audio", "audio": "${audio}" }`);
+      expect(canonical.ok ? { ok: true, samples: canonical.message } : { ok: false, code: canonical.error.code }).toEqual(
+        viaSchema.ok ? { ok: true, samples: viaSchema.message } : { ok: false, code: viaSchema.error.code },
+      );
+    }
   });
 });
 
