@@ -49,7 +49,7 @@
 // Run: pnpm build && node bench/cascade-path.mjs [--quick] [--steps=10,50] [--turns=3]
 //      [--tts-chunk-ms=100] [--tts-rtf=0.5]       (diagnostics: TTS audio message size and pacing)
 //      BENCH_GATEWAY_NODE_OPTIONS="..."  (NODE_OPTIONS of the gateway process only, e.g. --import=<a profiler preload>;
-//      --cpu-prof is not allowed in NODE_OPTIONS and bench/lib's startGateway takes no Node arguments)
+//      --cpu-prof is not allowed in NODE_OPTIONS: pass it in BENCH_GATEWAY_NODE_ARGS, see bench/lib/gateway-process.mjs)
 // or node bench/run.mjs --only=cascade-path [--quick]
 import { ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';

@@ -1,7 +1,7 @@
 // stsgate bench: runs every part and writes one JSON document to bench/results/latest.json and stdout.
 // Progress goes to stderr.
 //
-//   pnpm bench                      all default parts (~15 min on 2 cores)
+//   pnpm bench                      all default parts (~21 min on 2 cores)
 //   pnpm bench -- --quick           shorter runs: a smoke check that every part works (~4 min)
 //   pnpm bench -- --only=concurrency[,gateway-path,...]
 //   node bench/run.mjs --only=concurrency-emulated   (not in the default run)
@@ -11,7 +11,9 @@
 // 16 kHz agent audio resampled to 8 kHz), asr-endpoint, cascade-path (bench/cascade-path.mjs: STS_PROVIDER=soniox, ASR +
 // LLM + TTS against emulators with fixed latencies), reliability (bench/reliability.mjs: hostile clients against the
 // gateway: memory, /health latency and a normal call under each attack; slowloris POSTs; SIGTERM with calls in
-// progress); opt-in (--only=... or --all): concurrency-emulated (same load against a 24 kHz provider emulator).
+// progress); scale (bench/scale.mjs: the OpenAI Realtime path at 100 and 500 real-time calls against a lean fake
+// provider, with the performance issue's goals); opt-in (--only=... or --all): concurrency-emulated (same load against a
+// 24 kHz provider emulator). Each summary number is also shown as a ratio to bench/baseline.json (`ratioToBaseline`).
 // Environment equivalents: BENCH_QUICK=1, BENCH_ONLY=<parts>, BENCH_ALL=1.
 
 import { execFileSync, spawn } from 'node:child_process';
@@ -19,11 +21,12 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { compareToBaseline, formatRatioTable, readBaseline } from './lib/baseline.mjs';
 import { cpuPercentBetween, cpuTimes, round, sleep, which } from './lib/util.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
-const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'flow-path', 'asr-endpoint', 'cascade-path', 'reliability'];
+const DEFAULT_PARTS = ['gateway-path', 'resampler', 'concurrency', 'openai-path', 'flow-path', 'asr-endpoint', 'cascade-path', 'reliability', 'scale', 'recording'];
 const ALL_PARTS = [...DEFAULT_PARTS, 'concurrency-emulated'];
 const REQUIRED_BUILDS = ['packages/core/dist/index.js', 'packages/testkit/dist/index.js', 'packages/silero-vad/dist/index.js', 'apps/gateway/dist/cli.js'];
 
@@ -71,6 +74,7 @@ const FLOW_PATH = fileURLToPath(new URL('./flow-path.mjs', import.meta.url));
 const ASR_ENDPOINT = fileURLToPath(new URL('./asr-endpoint.mjs', import.meta.url));
 const CASCADE_PATH = fileURLToPath(new URL('./cascade-path.mjs', import.meta.url));
 const RELIABILITY = fileURLToPath(new URL('./reliability.mjs', import.meta.url));
+const SCALE = fileURLToPath(new URL('./scale.mjs', import.meta.url));
 let interrupted = false;
 
 /** Runs a bench script in a child process: its stdout is the JSON result, its stderr is passed through. */
@@ -139,6 +143,12 @@ async function runPart(name, quick) {
     // bench/reliability.mjs: hostile clients; a failed criterion is pass=false in its result, not an error.
     case 'reliability':
       return runChild(RELIABILITY, quick ? ['--quick'] : []);
+    // bench/scale.mjs: the OpenAI Realtime path at scale (100 and 500 real-time calls, pcmu and pcm24) and its goals.
+    case 'scale':
+      return runChild(SCALE, quick ? ['--quick'] : []);
+    // bench/recording.mjs: CPU of call recording (RECORDINGS_DIR) per call-second, the real writer to a temporary directory.
+    case 'recording':
+      return runChild(fileURLToPath(new URL('./recording.mjs', import.meta.url)), quick ? ['--quick'] : []);
     default:
       throw new Error(`unknown part ${name}`);
   }
@@ -270,6 +280,39 @@ function summarize(parts) {
       target: cascade.target,
     };
   }
+  const scale = parts.scale;
+  if (scale?.formats !== undefined) {
+    const steps = {};
+    for (const [format, result] of Object.entries(scale.formats)) {
+      for (const s of result.steps) {
+        steps[`${format}_${s.calls}`] = {
+          gatewayCpuMsPerCallSecond: s.gateway.cpuMsPerCallSecond,
+          gatewayCpuPercentOfOneCore: s.gateway.cpuPercentOfOneCore,
+          loadGeneratorCpuPercentOfOneCore: s.loadGenerator.cpuPercentOfOneCore,
+          agentLatenessP99Ms: s.agentFrames.latenessMs.p99,
+          agentFramesLaterThan20msPercent: s.agentFrames.laterThan20msPercent,
+          agentFramesLost: s.agentFrames.lost,
+          callerAudioP99Ms: s.callerAudio.latencyMs.p99,
+          callerAudioAddedP99Ms: s.callerAudio.addedP99Ms,
+          callerAudioAppendCompletingP99Ms: s.callerAudio.appendCompletingLatencyMs.p99,
+          interruptionP50Ms: s.bargeIns.interruptionLatencyMs.p50,
+          interruptionP99Ms: s.bargeIns.interruptionLatencyMs.p99,
+          rssPerAddedCallKB: s.gateway.rssPerAddedCallKB,
+          ...(s.calls === scale.settings.steps.at(-1) ? { rssAfterCallsEndedRatioToIdle: s.gateway.rssAfterCallsEndedRatioToIdle } : {}),
+          disturbed: s.disturbed,
+        };
+      }
+    }
+    summary.scale = {
+      steps,
+      failedSteps: Object.values(scale.formats).flatMap((result) => result.failedSteps.map((s) => `${s.format}_${s.calls}`)),
+      loopbackHopP99MsByCalls: Object.fromEntries((scale.loopbackHop?.steps ?? []).map((s) => [s.calls, s.latencyMs.p99])),
+      goalsMet: Object.fromEntries(Object.entries(scale.goals).filter(([, g]) => g !== null).map(([name, g]) => [name, g.met])),
+      // The cascade path beside the Realtime path, when cascade-path ran in the same run (its own load: 100 calls, VAD).
+      cascadePathCpuMsPerCallSecondAt100Calls: parts['cascade-path']?.steps?.find((s) => s.calls === 100)?.gatewayCpuMsPerCallSecond ?? null,
+      target: 'see results.scale.goals',
+    };
+  }
   const asrEndpoint = parts['asr-endpoint'];
   if (asrEndpoint?.steps !== undefined) {
     summary.asrEndpoint = {
@@ -314,6 +357,10 @@ function summarize(parts) {
       criteria: reliability.criteria,
     };
   }
+  const recording = parts.recording;
+  if (recording?.cpuMsPerCallSecond !== undefined) {
+    summary.recording = { cpuMsPerCallSecond: recording.cpuMsPerCallSecond, bytesPerCallSecond: recording.bytesPerCallSecond, meetsTarget: recording.meetsTarget, target: recording.target };
+  }
   return summary;
 }
 
@@ -356,6 +403,11 @@ async function main() {
     }
   }
   document.summary = summarize(document.results);
+  const baseline = readBaseline();
+  if (baseline !== undefined) {
+    document.ratioToBaseline = compareToBaseline(document.summary, document.machine, baseline);
+    process.stderr.write(formatRatioTable(document.ratioToBaseline));
+  }
   document.durationSeconds = round((performance.now() - started) / 1000, 1);
   const text = `${JSON.stringify(document, null, 2)}\n`;
   mkdirSync(RESULTS_DIR, { recursive: true });

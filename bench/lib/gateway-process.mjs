@@ -20,15 +20,25 @@ export function freePort() {
 
 /**
  * Starts `stsgate serve` with `env` on a free port; resolves once /health answers. `BENCH_GATEWAY_NODE_ARGS` adds Node
- * options to the gateway process only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (written when the gateway exits).
+ * options to the gateway process only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (written when the gateway exits);
+ * `options.nodeArgs` adds more (e.g. `--inspect=127.0.0.1:<port>`). `options.onLog` gets each line the gateway logs
+ * (its pino JSON on stdout, Node's own lines on stderr) instead of passing stderr through and dropping stdout.
  */
-export async function startGateway(env) {
+export async function startGateway(env, options = {}) {
   const port = await freePort();
-  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+  const nodeArgs = [...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''), ...(options.nodeArgs ?? [])];
+  const onLog = options.onLog;
   const child = spawn(process.execPath, [...nodeArgs, `${root}apps/gateway/dist/cli.js`, 'serve'], {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: onLog === undefined ? ['ignore', 'ignore', 'inherit'] : ['ignore', 'pipe', 'pipe'],
   });
+  if (onLog !== undefined) {
+    const lines = (chunk) => {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') onLog(line);
+    };
+    child.stdout.on('data', lines);
+    child.stderr.on('data', lines);
+  }
   const pinned = setAffinity(child.pid, '1');
   for (let i = 0; i < 100; i++) {
     try {
