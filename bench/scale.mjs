@@ -15,7 +15,8 @@
 // latency; and a `goals` block (the performance issue's targets, met or not).
 //
 // Run: pnpm build && node bench/scale.mjs [--quick] [--steps=100,300,500] [--formats=pcmu,pcm24] [--window=15]
-//      [--after=30] [--no-relay] [--profile[=<dir>]]
+//      [--after=30] [--no-relay] [--profile[=<dir>]] [--batch=<ms>]
+//   --batch: OPENAI_INPUT_BATCH_MS for the gateway (caller audio per append: fewer writes, more caller-audio latency).
 //   --profile: a V8 CPU profile of the gateway over each window (inspector Profiler.start/stop, 1 ms sampling), written
 //   to <dir> (default bench/results/profiles/) as gateway-<format>-<calls>.cpuprofile, with the top frames as
 //   .txt beside it (bench/lib/profile-summary.mjs). The profiler costs the gateway CPU: those steps say `profiled`.
@@ -60,6 +61,8 @@ function parseOptions(argv) {
     windowSeconds: Number(value('window') ?? (quick ? 5 : 15)),
     afterSeconds: Number(value('after') ?? (quick ? 5 : 30)),
     relay: !argv.includes('--no-relay'),
+    // OPENAI_INPUT_BATCH_MS for the gateway (default: its own, 0: every caller frame is an append of its own).
+    inputBatchMs: value('batch'),
     profileDir: profileArg === undefined ? undefined : profileArg === '--profile' ? DEFAULT_PROFILE_DIR : profileArg.slice('--profile='.length),
   };
 }
@@ -264,6 +267,7 @@ async function runFormat(format, options, loopback) {
       OPENAI_REALTIME_URL: load.providerUrl,
       OPENAI_AUDIO_FORMAT: format,
       OPENAI_GREETING: 'false',
+      ...(options.inputBatchMs === undefined ? {} : { OPENAI_INPUT_BATCH_MS: options.inputBatchMs }),
       // The fake provider pairs each provider connection with its call by the uuid in the instructions.
       OPENAI_INSTRUCTIONS: `You are the scale bench's agent. ${UUID_MARK('{{uuid}}')}`,
       MAX_CALLS: '5000',
@@ -530,7 +534,7 @@ export async function benchScale(options) {
     method:
       'built gateway (STS_PROVIDER=openai) pinned to core 1; load generator (AVR Core calls + fake OpenAI Realtime GA server, bench/lib/scale-load.mjs) in one process pinned to core 0',
     loadGeneratorPinnedToCore0: pinned,
-    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined },
+    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs) },
     script: { ...SCRIPT, ...SCRIPT_FACTS },
     loopbackHop: loopback ?? null,
     formats,
