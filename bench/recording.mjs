@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { CallRecordings, RECORDING_FLUSH_INTERVAL_MS } from '../apps/gateway/dist/recording/index.js';
-import { fixturePath, readWavAs8k } from '../packages/testkit/dist/index.js';
+import { ManualClock, fixturePath, readWavAs8k } from '../packages/testkit/dist/index.js';
 import { affinityOf, median, round, setAffinity, which } from './lib/util.mjs';
 
 const TICK_MS = 20;
@@ -35,45 +35,6 @@ const TARGET_CPU_MS_PER_CALL_SECOND = 0.2;
 
 /** A silent pino-compatible logger (the writer logs nothing on the happy path). */
 const quietLogger = { child: () => quietLogger, trace() {}, debug() {}, info() {}, warn() {}, error() {}, fatal() {} };
-
-/** One virtual call clock for every call: `advance` runs the timers that come due, in order. */
-class VirtualClock {
-  time = 0;
-  timers = new Map();
-  nextId = 0;
-  now() {
-    return this.time;
-  }
-  setTimeout(callback, ms) {
-    return this.add(callback, ms, undefined);
-  }
-  setInterval(callback, ms) {
-    return this.add(callback, ms, ms);
-  }
-  add(callback, ms, every) {
-    const id = this.nextId++;
-    this.timers.set(id, { due: this.time + ms, every, callback });
-    return { clear: () => void this.timers.delete(id) };
-  }
-  /** Returns how many timers ran. */
-  advance(ms) {
-    const end = this.time + ms;
-    let ran = 0;
-    for (;;) {
-      let next;
-      for (const entry of this.timers) if (entry[1].due <= end && (next === undefined || entry[1].due < next[1].due)) next = entry;
-      if (next === undefined) break;
-      const [id, timer] = next;
-      this.time = Math.max(this.time, timer.due);
-      if (timer.every === undefined) this.timers.delete(id);
-      else timer.due += timer.every;
-      timer.callback();
-      ran++;
-    }
-    this.time = end;
-    return ran;
-  }
-}
 
 /** Does what a recorder is told to do: nothing (the harness's own cost). */
 class NullRecorder {
@@ -101,7 +62,8 @@ function speechFrames() {
 /** Runs `calls` calls of `seconds` each through recorders made by `makeRecorder`; returns CPU ms and wall ms. */
 async function runSchedule({ calls, seconds, makeRecorder }) {
   const frames = speechFrames();
-  const clock = new VirtualClock();
+  // One clock for every call: advancing it runs the timers that come due, in order.
+  const clock = new ManualClock();
   const staggerTicks = Math.round(FLUSH_INTERVAL_MS / TICK_MS);
   const ticksPerCall = (seconds * 1000) / TICK_MS;
   const totalTicks = ticksPerCall + staggerTicks;

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
-import type { CallClock, CallTimer } from '@stsgate/core';
 
 // Helpers of the recording tests: a strict reader of the recorder's WAV, the published sidecar schema, a hand-driven clock.
 
@@ -45,46 +44,3 @@ export function sidecarValidator(): ValidateFunction {
   return ajv.compile(JSON.parse(readFileSync(SIDECAR_SCHEMA_PATH, 'utf8')) as object);
 }
 
-/** A call clock moved by hand: `advance` runs the timers that come due, in order. */
-export class ManualClock implements CallClock {
-  private time = 1000;
-  private nextId = 0;
-  private readonly timers = new Map<number, { due: number; every: number | undefined; callback: () => void }>();
-
-  now(): number {
-    return this.time;
-  }
-
-  setTimeout(callback: () => void, ms: number): CallTimer {
-    return this.add(callback, ms, undefined);
-  }
-
-  setInterval(callback: () => void, ms: number): CallTimer {
-    return this.add(callback, ms, ms);
-  }
-
-  get pendingTimers(): number {
-    return this.timers.size;
-  }
-
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      let next: [number, { due: number; every: number | undefined; callback: () => void }] | undefined;
-      for (const entry of this.timers) if (entry[1].due <= end && (next === undefined || entry[1].due < next[1].due)) next = entry;
-      if (next === undefined) break;
-      const [id, timer] = next;
-      this.time = Math.max(this.time, timer.due);
-      if (timer.every === undefined) this.timers.delete(id);
-      else timer.due += timer.every;
-      timer.callback();
-    }
-    this.time = end;
-  }
-
-  private add(callback: () => void, ms: number, every: number | undefined): CallTimer {
-    const id = this.nextId++;
-    this.timers.set(id, { due: this.time + ms, every, callback });
-    return { clear: () => void this.timers.delete(id) };
-  }
-}

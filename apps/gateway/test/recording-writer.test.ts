@@ -8,7 +8,8 @@ import { ConfigError } from '@stsgate/core';
 import { memoryLogger } from '@stsgate/testkit';
 import { loadGatewayConfig } from '../src/config.js';
 import { CallRecording, CallRecordings, StereoTimeline, newRecordingId, RECORDING_ID_PATTERN, type RecordingSidecar } from '../src/recording/index.js';
-import { ManualClock, parseStereoWav, sidecarValidator } from './recording-files.js';
+import { ManualClock } from '@stsgate/testkit';
+import { parseStereoWav, sidecarValidator } from './recording-files.js';
 
 // The recording writer on its own: placement on the call clock, incremental WAV + sidecar, failures, hostile input, retention.
 const scratch: string[] = [];
@@ -115,7 +116,7 @@ describe('StereoTimeline: placing audio on the call clock', () => {
 describe('CallRecording: the files', () => {
   it('is a valid WAV after every flush (header patched) with the sidecar beside it, and final at the end', async () => {
     const dir = scratchDir();
-    const clock = new ManualClock();
+    const clock = new ManualClock(1000);
     const validate = sidecarValidator();
     const recording = new CallRecording({ dir, id: newRecordingId(), clock, logger: silent, flushIntervalMs: 500 });
     const startedAt = clock.now();
@@ -155,7 +156,7 @@ describe('CallRecording: the files', () => {
 
   it('a full disk (ENOSPC) ends the recording, never the call: one log line, nothing thrown, the sidecar says why', async () => {
     const dir = scratchDir();
-    const clock = new ManualClock();
+    const clock = new ManualClock(1000);
     const { logger, lines } = memoryLogger('debug');
     const recording = new CallRecording({ dir, id: newRecordingId(), clock, logger, flushIntervalMs: 100, openAudioFile: () => open('/dev/full', 'w') });
     recording.start({ callId: 'full-disk', providerId: 'p', metadata: {} }, clock.now());
@@ -180,7 +181,7 @@ describe('CallRecording: the files', () => {
     const root = scratchDir();
     const dir = join(root, 'recordings');
     mkdirSync(dir);
-    const clock = new ManualClock();
+    const clock = new ManualClock(1000);
     const { logger, lines } = memoryLogger('debug');
     const recording = new CallRecording({ dir, id: newRecordingId(), clock, logger, flushIntervalMs: 100 });
     recording.start({ callId: 'gone', providerId: 'p', metadata: {} }, clock.now());
@@ -202,7 +203,7 @@ describe('CallRecording: the files', () => {
     const root = scratchDir();
     const dir = join(root, 'recordings');
     mkdirSync(dir);
-    const clock = new ManualClock();
+    const clock = new ManualClock(1000);
     const id = newRecordingId();
     expect(id).toMatch(RECORDING_ID_PATTERN);
     const hostileId = `../../etc/x\u0000${'/..\u0000'.repeat(2500)}`;
@@ -262,7 +263,7 @@ describe('CallRecordings: the directory and retention', () => {
       expect(passes[0]).toMatchObject({ deleted: 3, freedBytes: 30_000, remainingBytes: 20_000 });
 
       // A call recorded now takes the total over the limit when it ends: the oldest goes, the new one stays.
-      const clock = new ManualClock();
+      const clock = new ManualClock(1000);
       const recording = recordings.createRecorder(clock, logger);
       recording.start({ callId: 'new', providerId: 'p', metadata: {} }, clock.now());
       for (let i = 0; i < 10; i++) {

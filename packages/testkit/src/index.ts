@@ -238,3 +238,4 @@ export {
   type EchoCallOptions,
   type EchoReport,
 } from './attacks/index.js';
+export { ManualClock } from './manual-clock.js';
