@@ -288,6 +288,7 @@ function summarize(parts) {
         steps[`${format}_${s.calls}`] = {
           gatewayCpuMsPerCallSecond: s.gateway.cpuMsPerCallSecond,
           gatewayCpuPercentOfOneCore: s.gateway.cpuPercentOfOneCore,
+          gatewayKernelPercentOfItsCpu: s.gateway.kernelPercentOfItsCpu,
           loadGeneratorCpuPercentOfOneCore: s.loadGenerator.cpuPercentOfOneCore,
           agentLatenessP99Ms: s.agentFrames.latenessMs.p99,
           agentFramesLaterThan20msPercent: s.agentFrames.laterThan20msPercent,
@@ -307,6 +308,9 @@ function summarize(parts) {
       steps,
       failedSteps: Object.values(scale.formats).flatMap((result) => result.failedSteps.map((s) => `${s.format}_${s.calls}`)),
       loopbackHopP99MsByCalls: Object.fromEntries((scale.loopbackHop?.steps ?? []).map((s) => [s.calls, s.latencyMs.p99])),
+      // The bare relay's own CPU at the same load: the floor the two loopback WebSocket hops set (see bench/README.md).
+      loopbackHopCpuMsPerCallSecondByCalls: Object.fromEntries((scale.loopbackHop?.steps ?? []).map((s) => [s.calls, s.relayCpuMsPerCallSecond])),
+      allocator: scale.settings.allocator,
       goalsMet: Object.fromEntries(Object.entries(scale.goals).filter(([, g]) => g !== null).map(([name, g]) => [name, g.met])),
       // The cascade path beside the Realtime path, when cascade-path ran in the same run (its own load: 100 calls, VAD).
       cascadePathCpuMsPerCallSecondAt100Calls: parts['cascade-path']?.steps?.find((s) => s.calls === 100)?.gatewayCpuMsPerCallSecond ?? null,

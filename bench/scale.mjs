@@ -29,7 +29,7 @@ import { freePort, startGateway } from './lib/gateway-process.mjs';
 import { collectGarbage, startProfiler } from './lib/inspector.mjs';
 import { formatProfileSummary, summarizeProfile } from './lib/profile-summary.mjs';
 import { SCRIPT, SCRIPT_FACTS, ScaleLoad, UUID_MARK } from './lib/scale-load.mjs';
-import { cpuPercentBetween, cpuTimes, procCpuMs, procRssKb, round, setAffinity, sleep, summarize, which, windowLoad } from './lib/util.mjs';
+import { cpuPercentBetween, cpuTimes, procCpuMs, procCpuSplitMs, procRssKb, round, setAffinity, sleep, summarize, which, windowLoad } from './lib/util.mjs';
 
 const RELAY = fileURLToPath(new URL('./lib/ws-relay.mjs', import.meta.url));
 const DEFAULT_PROFILE_DIR = fileURLToPath(new URL('./results/profiles/', import.meta.url));
@@ -49,25 +49,44 @@ const GOALS = {
 /** Other work above this share of a core during a window disturbs its numbers (`disturbed`). */
 const DISTURBANCE_PERCENT = 10;
 const WARM_UP_CALLS = 20;
+/** The gateway's idle memory release (`stsgate serve`: one full GC after this long without a call). */
+const IDLE_RELEASE_MS = 10_000;
 
 function parseOptions(argv) {
   const quick = argv.includes('--quick');
   const value = (name) => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
   const profileArg = argv.find((arg) => arg === '--profile' || arg.startsWith('--profile='));
-  return {
+  const options = {
     quick,
     steps: value('steps')?.split(',').map(Number) ?? (quick ? [20, 100] : [100, 500]),
     formats: value('formats')?.split(',') ?? ['pcmu', 'pcm24'],
     windowSeconds: Number(value('window') ?? (quick ? 5 : 15)),
-    afterSeconds: Number(value('after') ?? (quick ? 5 : 30)),
+    afterSeconds: Number(value('after') ?? (quick ? 15 : 30)),
     relay: !argv.includes('--no-relay'),
     // OPENAI_INPUT_BATCH_MS for the gateway (default: its own, 0: every caller frame is an append of its own).
     inputBatchMs: value('batch'),
+    // The gateway's malloc: the image's (jemalloc, preloaded) when this machine has it, else glibc's.
+    allocator: value('allocator') ?? (jemallocInstalled() ? 'jemalloc' : 'glibc'),
     profileDir: profileArg === undefined ? undefined : profileArg === '--profile' ? DEFAULT_PROFILE_DIR : profileArg.slice('--profile='.length),
   };
+  if (!(options.allocator in ALLOCATOR_ENV)) throw new Error(`--allocator: jemalloc or glibc, not "${options.allocator}"`);
+  if (options.allocator === 'jemalloc' && !jemallocInstalled()) throw new Error('--allocator=jemalloc: libjemalloc.so.2 is not installed (Debian: libjemalloc2)');
+  return options;
 }
 
 const log = (line) => process.stderr.write(`[scale] ${line}\n`);
+
+/** Debian's libjemalloc2, which the gateway image preloads (docker/gateway.Dockerfile), is on this machine. */
+function jemallocInstalled() {
+  try {
+    return execFileSync('/sbin/ldconfig', ['-p'], { encoding: 'utf8' }).includes('libjemalloc.so.2');
+  } catch {
+    return false;
+  }
+}
+
+/** The image's allocator settings (docker/gateway.Dockerfile's runtime ENV) for `--allocator=jemalloc`. */
+const ALLOCATOR_ENV = { jemalloc: { LD_PRELOAD: 'libjemalloc.so.2', MALLOC_CONF: 'background_thread:true' }, glibc: {} };
 const mb = (kb) => round(kb / 1024, 1);
 
 /**
@@ -124,15 +143,20 @@ async function measureWindow(load, pid, ms, samplerTid) {
   loopDelay.enable();
   const cores = cpuTimes();
   const own = process.cpuUsage();
-  const gatewayCpu = procCpuMs(pid);
   // The thread's own times are in /proc/<pid>/task/<tid>/stat (/proc/<tid>/stat has the whole process's).
   const samplerStat = `${pid}/task/${samplerTid}`;
-  const samplerCpu = samplerTid === undefined ? 0 : procCpuMs(samplerStat);
+  const noTimes = { userMs: 0, systemMs: 0 };
+  const gatewayBefore = procCpuSplitMs(pid);
+  const samplerBefore = samplerTid === undefined ? noTimes : procCpuSplitMs(samplerStat);
   const start = performance.now();
   load.openWindow(start, start + ms);
   await sleep(ms);
-  const samplerCpuMs = samplerTid === undefined ? 0 : procCpuMs(samplerStat) - samplerCpu;
-  const gatewayCpuMs = procCpuMs(pid) - gatewayCpu - samplerCpuMs;
+  const samplerAfter = samplerTid === undefined ? noTimes : procCpuSplitMs(samplerStat);
+  const gatewayAfter = procCpuSplitMs(pid);
+  const samplerCpuMs = samplerAfter.userMs + samplerAfter.systemMs - samplerBefore.userMs - samplerBefore.systemMs;
+  // In the kernel: system calls, and on loopback the receiving side's TCP processing, which runs on the sender's core.
+  const gatewaySystemMs = gatewayAfter.systemMs - gatewayBefore.systemMs - (samplerAfter.systemMs - samplerBefore.systemMs);
+  const gatewayCpuMs = gatewayAfter.userMs - gatewayBefore.userMs + gatewaySystemMs - (samplerAfter.userMs - samplerBefore.userMs);
   const benchCpu = process.cpuUsage(own);
   const machine = cpuPercentBetween(cores, cpuTimes());
   const windowMs = performance.now() - start;
@@ -146,6 +170,7 @@ async function measureWindow(load, pid, ms, samplerTid) {
   return {
     windowMs,
     gatewayCpuMs,
+    gatewaySystemMs,
     generatorPercent,
     context,
     ...(samplerTid === undefined ? {} : { profilerSamplerCpuPercent: samplerPercent }),
@@ -241,6 +266,8 @@ async function runRelay(options) {
         latencyMs: stats(w.callerLatency),
         framesSent: w.callerFramesSent,
         relayCpuPercentOfOneCore: round((m.gatewayCpuMs / m.windowMs) * 100, 1),
+        relayCpuMsPerCallSecond: round(m.gatewayCpuMs / ((Math.max(1, connected.length) * m.windowMs) / 1000), 3),
+        relayKernelPercentOfItsCpu: round((m.gatewaySystemMs / Math.max(1, m.gatewayCpuMs)) * 100, 1),
         loadGeneratorCpuPercentOfOneCore: m.generatorPercent,
         generatorClockLagMs: stats(w.clockLag),
         machineCpuPercent: m.context.machineCpuPercent,
@@ -268,6 +295,7 @@ async function runFormat(format, options, loopback) {
       OPENAI_AUDIO_FORMAT: format,
       OPENAI_GREETING: 'false',
       ...(options.inputBatchMs === undefined ? {} : { OPENAI_INPUT_BATCH_MS: options.inputBatchMs }),
+      ...ALLOCATOR_ENV[options.allocator],
       // The fake provider pairs each provider connection with its call by the uuid in the instructions.
       OPENAI_INSTRUCTIONS: `You are the scale bench's agent. ${UUID_MARK('{{uuid}}')}`,
       MAX_CALLS: '5000',
@@ -297,7 +325,8 @@ async function runFormat(format, options, loopback) {
     await sleep(SCRIPT_FACTS.patternMs + 1000);
     await load.hangUp(warm.calls);
     await untilNoCalls(gateway.port);
-    await sleep(3000);
+    // The gateway gives the ended calls' memory back after 10 s without a call: the idle baseline is after that.
+    await sleep(IDLE_RELEASE_MS + 3000);
     const idleCpu = procCpuMs(pid);
     await sleep(2000);
     const idleCpuPercent = round((procCpuMs(pid) - idleCpu) / 20, 2);
@@ -360,6 +389,9 @@ async function runFormat(format, options, loopback) {
         // Per call that connected (an overloaded gateway may not take them all).
         cpuMsPerCallSecond: round(m.gatewayCpuMs / ((Math.max(1, connected.length) * m.windowMs) / 1000), 3),
         cpuPercentOfOneCore: round((m.gatewayCpuMs / m.windowMs) * 100, 1),
+        kernelPercentOfItsCpu: round((m.gatewaySystemMs / Math.max(1, m.gatewayCpuMs)) * 100, 1),
+        // The generator's work is fixed by the step: this ratio is less sensitive to the VM's speed of the moment.
+        cpuRelativeToGenerator: round(m.gatewayCpuMs / m.windowMs / Math.max(0.001, m.generatorPercent / 100), 3),
         eventLoopDelayP99Ms: round((metricsAtLoad['stsgate_nodejs_eventloop_lag_p99_seconds'] ?? Number.NaN) * 1000, 1),
         eventLoopDelayMaxMs: round((metricsAtLoad['stsgate_nodejs_eventloop_lag_max_seconds'] ?? Number.NaN) * 1000, 1),
         activeCallsAtWindowEnd: activeAtWindowEnd,
@@ -534,7 +566,7 @@ export async function benchScale(options) {
     method:
       'built gateway (STS_PROVIDER=openai) pinned to core 1; load generator (AVR Core calls + fake OpenAI Realtime GA server, bench/lib/scale-load.mjs) in one process pinned to core 0',
     loadGeneratorPinnedToCore0: pinned,
-    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs) },
+    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs), allocator: options.allocator },
     script: { ...SCRIPT, ...SCRIPT_FACTS },
     loopbackHop: loopback ?? null,
     formats,

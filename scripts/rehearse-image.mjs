@@ -105,7 +105,20 @@ for (const suffix of new Set([...buildRun.matchAll(/\/out([\w-]*)/g)].map((match
   if (suffix !== outSuffix) rmSync(`${gatewayDir}${suffix}`, { recursive: true, force: true });
 }
 if (outSuffix !== '') renameSync(`${gatewayDir}${outSuffix}`, gatewayDir);
-for (const run of image.runs) execFileSync('sh', ['-c', run], { cwd: app, stdio: 'inherit' });
+for (const run of image.runs) {
+  // A system package step (apt-get install) installs into the machine, not the app: run it only when a package is
+  // missing (as the image would; it needs root), so the server below runs with the image's libraries.
+  const packages = /apt-get install ([^&]*)/.exec(run)?.[1].split(/\s+/).filter((word) => word !== '' && !word.startsWith('-'));
+  if (packages !== undefined) {
+    const missing = packages.filter((name) => spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' }).stdout !== 'install ok installed');
+    if (missing.length === 0) continue;
+    if (process.getuid?.() !== 0) {
+      log(`the image installs Debian packages missing here (${missing.join(' ')}): install them, or run as root`);
+      process.exit(2);
+    }
+  }
+  execFileSync('sh', ['-c', run], { cwd: app, stdio: packages === undefined ? 'inherit' : ['ignore', 'ignore', 'inherit'] });
+}
 const onnxruntime = spawnSync('sh', ['-c', 'ls -d node_modules/.pnpm/onnxruntime-node@* >/dev/null 2>&1'], { cwd: gatewayDir }).status === 0;
 
 // ---- 3. an AVR tool (CommonJS), as mounted at /usr/src/app/tools ----
@@ -359,6 +372,11 @@ try {
   for (let i = 0; i < 50 && listening() === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 100));
   const port = Number(listening());
   report.port = port;
+  // Libraries the image preloads (LD_PRELOAD: jemalloc) are really in the server's process.
+  const preloaded = (image.env.LD_PRELOAD ?? '').split(/[\s:]+/).filter((name) => name !== '');
+  const maps = readFileSync(`/proc/${server.pid}/maps`, 'utf8');
+  report.preloaded = Object.fromEntries(preloaded.map((name) => [name, maps.includes(`/${name}`)]));
+  for (const [name, loaded] of Object.entries(report.preloaded)) if (!loaded) problems.push(`LD_PRELOAD ${name} is not loaded in the server`);
   if (!image.expose.includes(port)) problems.push(`the server listens on ${port}, which the image does not EXPOSE (${image.expose.join(' ')})`);
 
   if (provider.sts !== undefined || noProvider) {

@@ -62,15 +62,20 @@ export function clockTicksPerSecond() {
   return clockTicks;
 }
 
-/** utime + stime of a process (all its threads), in ms, from /proc/<pid>/stat. */
-export function procCpuMs(pid) {
+/** utime and stime of a process (all its threads), in ms, from /proc/<pid>/stat: { userMs, systemMs }. */
+export function procCpuSplitMs(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) may contain spaces: parse after its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state); utime is field 14, stime field 15.
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1000) / clockTicksPerSecond();
+  const ticks = clockTicksPerSecond();
+  return { userMs: (Number(fields[11]) * 1000) / ticks, systemMs: (Number(fields[12]) * 1000) / ticks };
+}
+
+/** utime + stime of a process (all its threads), in ms, from /proc/<pid>/stat. */
+export function procCpuMs(pid) {
+  const { userMs, systemMs } = procCpuSplitMs(pid);
+  return userMs + systemMs;
 }
 
 /** Resident set size of a process in KiB (VmRSS from /proc/<pid>/status). */

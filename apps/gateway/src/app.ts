@@ -14,6 +14,7 @@ import { GatewayMetrics } from './metrics.js';
 import { OutboundPacer } from './outbound.js';
 import { CallRecordings } from './recording/index.js';
 import { registerPlayground } from './playground.js';
+import { IdleMemoryRelease } from './idle-memory.js';
 
 /**
  * Every call's agent audio is topped up every 40 ms: two 20 ms frames per call and tick, written together (one
@@ -37,6 +38,8 @@ export interface GatewayDeps {
   readonly tools?: ToolRunner | undefined;
   /** Node process metrics (event loop lag, GC, memory) on /metrics; off in tests. */
   readonly collectProcessMetrics?: boolean;
+  /** After this long without a call, one full garbage collection gives the ended calls' memory back (see IdleMemoryRelease). Off when unset. */
+  readonly releaseMemoryWhenIdleMs?: number;
   readonly initTimeoutMs?: number;
   /** Where the built playground page is (default: this package's dist/playground); served when `config.playground`. */
   readonly playgroundAssetsDir?: string;
@@ -68,6 +71,16 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const metrics = new GatewayMetrics(deps.collectProcessMetrics ?? false);
   const pacer = new OutboundPacer(PACER_TICK_MS);
   const calls = new Set<CallSession>();
+  const idleMemory =
+    deps.releaseMemoryWhenIdleMs === undefined ? undefined : new IdleMemoryRelease({ quietMs: deps.releaseMemoryWhenIdleMs, logger: deps.logger });
+  const track = (call: CallSession) => {
+    calls.add(call);
+    idleMemory?.callsChanged(calls.size);
+    void call.closed.then(() => {
+      calls.delete(call);
+      idleMemory?.callsChanged(calls.size);
+    });
+  };
   let draining = false;
   let shutdownDone: Promise<void> | undefined;
   let endGrace: (() => void) | undefined;
@@ -176,8 +189,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
         ...(deps.initTimeoutMs === undefined ? {} : { initTimeoutMs: deps.initTimeoutMs }),
         recordings,
       });
-      calls.add(call);
-      void call.closed.then(() => calls.delete(call));
+      track(call);
     },
   });
 
@@ -191,10 +203,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       tools: deps.tools,
       recordings,
       admit,
-      onCall: (call) => {
-        calls.add(call);
-        void call.closed.then(() => calls.delete(call));
-      },
+      onCall: track,
     });
   }
 
@@ -202,6 +211,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
 
   app.addHook('onClose', async () => {
     pacer.close();
+    await idleMemory?.close();
     // After the calls (closed by preClose): their recordings finish writing, then the retention timer stops.
     await recordings?.close();
   });

@@ -145,10 +145,13 @@ export function listenErrorMessage(error: unknown, host: string, port: number): 
  */
 const LISTEN_BACKLOG = 4096;
 
+/** A gateway with no call for this long gives the ended calls' memory back to the system (one full GC). */
+const RELEASE_MEMORY_WHEN_IDLE_MS = 10_000;
+
 /** Run the gateway until SIGTERM/SIGINT, then shut down gracefully. Throws a ListenError when it cannot listen. */
 export async function serve(setup: ServeSetup): Promise<Gateway> {
   const { config, logger, port, sts, asr, llm, tts, tools } = setup;
-  const gateway = await buildGateway(config, { logger, collectProcessMetrics: true, sts, asr, llm, tts, tools });
+  const gateway = await buildGateway(config, { logger, collectProcessMetrics: true, releaseMemoryWhenIdleMs: RELEASE_MEMORY_WHEN_IDLE_MS, sts, asr, llm, tts, tools });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
