@@ -100,45 +100,67 @@ export interface AudioPacer {
 }
 
 /**
- * One timer for the whole process instead of one per call: every `tickMs` it tops up the
- * playback buffers of the calls that still have audio waiting. Owned by the host; `close()` stops it.
+ * One timer for the whole process instead of one per call: every call that still has audio waiting has its playback
+ * buffer topped up every `periodMs`. The calls are spread over `groups` ticks of `periodMs / groups` each, one group
+ * per tick, so the work of a period (hundreds of calls' frames) does not all land in one event-loop turn, where it
+ * would delay every other call's caller audio and control messages by as much. Owned by the host; `close()` stops it.
  */
 export class OutboundPacer implements AudioPacer {
-  private readonly waiting = new Set<Pumpable>();
+  /** The waiting calls by group; a call keeps its group while it waits. */
+  private readonly groups: Set<Pumpable>[];
+  private readonly groupOf = new Map<Pumpable, Set<Pumpable>>();
+  private nextGroup = 0;
   private timer: CallTimer | undefined;
 
   constructor(
-    private readonly tickMs = 10,
+    private readonly periodMs = 10,
     private readonly clock: CallClock = systemClock(),
-  ) {}
+    groups = 1,
+  ) {
+    if (!Number.isInteger(groups) || groups < 1) throw new RangeError(`OutboundPacer: groups must be a positive integer, not ${groups}`);
+    this.groups = Array.from({ length: groups }, () => new Set<Pumpable>());
+  }
 
   /** Send what fits now; keep pumping on the tick while audio remains. */
   schedule(call: Pumpable): void {
-    if (call.pump()) {
-      this.waiting.add(call);
-      this.timer ??= this.clock.setInterval(() => this.tick(), this.tickMs);
-    } else {
-      this.waiting.delete(call);
+    if (!call.pump()) {
+      this.cancel(call);
+      return;
     }
+    if (this.groupOf.has(call)) return;
+    // The smallest group: the calls stay evenly spread over the ticks.
+    const group = this.groups.reduce((smallest, candidate) => (candidate.size < smallest.size ? candidate : smallest));
+    group.add(call);
+    this.groupOf.set(call, group);
+    this.timer ??= this.clock.setInterval(() => this.tick(), this.periodMs / this.groups.length);
   }
 
   cancel(call: Pumpable): void {
-    this.waiting.delete(call);
+    this.groupOf.get(call)?.delete(call);
+    this.groupOf.delete(call);
     this.stopIfIdle();
   }
 
   close(): void {
-    this.waiting.clear();
+    for (const group of this.groups) group.clear();
+    this.groupOf.clear();
     this.stopIfIdle();
   }
 
   private tick(): void {
-    for (const call of this.waiting) if (!call.pump()) this.waiting.delete(call);
+    const group = this.groups[this.nextGroup] as Set<Pumpable>;
+    this.nextGroup = (this.nextGroup + 1) % this.groups.length;
+    for (const call of group) {
+      if (!call.pump()) {
+        group.delete(call);
+        this.groupOf.delete(call);
+      }
+    }
     this.stopIfIdle();
   }
 
   private stopIfIdle(): void {
-    if (this.waiting.size === 0 && this.timer !== undefined) {
+    if (this.groupOf.size === 0 && this.timer !== undefined) {
       this.timer.clear();
       this.timer = undefined;
     }
