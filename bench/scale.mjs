@@ -219,6 +219,8 @@ function evaluate(w) {
     callerAudio: {
       framesSent: w.callerFramesSent,
       framesSkippedGatewayNotReading: w.callerFramesSkipped,
+      // Under 1: the gateway sent several frames in one append (its batch, or frames that arrived in one turn).
+      appendsPerFrame: round(w.appendsReceived / Math.max(1, w.callerFramesSent), 3),
       latencyMs: stats(w.callerLatency),
       appendCompletingLatencyMs: stats(w.callerLatencyCompleting),
     },

@@ -134,6 +134,8 @@ function newWindow(start, end) {
     end,
     callerFramesSent: 0,
     callerFramesSkipped: 0,
+    /** `input_audio_buffer.append` messages the provider read in the window. */
+    appendsReceived: 0,
     callerLatency: [],
     callerLatencyCompleting: [],
     agentFrames: 0,
@@ -568,6 +570,7 @@ class Call {
     const first = this.providerBytes;
     this.providerBytes += bytes;
     const w = this.load.window;
+    if (w !== undefined && now >= w.start && now < w.end) w.appendsReceived++;
     let last = -1;
     while (this.framesDelivered < this.framesSent && (this.framesDelivered + 1) * format.bytesPerFrame - format.lagBytes <= this.providerBytes) {
       const n = this.framesDelivered++;

@@ -45,6 +45,15 @@ export function speak(session: StsSession, samples: Int16Array): void {
   for (let offset = 0; offset < samples.length; offset += frame) session.sendAudio(samples.subarray(offset, offset + frame));
 }
 
+/** Sends caller audio as AVR Core's frames arrive: 20 ms frames, each in an event-loop turn of its own. */
+export async function speakFrameByFrame(session: StsSession, samples: Int16Array): Promise<void> {
+  const frame = (session.inputSampleRate * 20) / 1000;
+  for (let offset = 0; offset < samples.length; offset += frame) {
+    session.sendAudio(samples.subarray(offset, offset + frame));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 /** Polls the captured log lines until one matches (the timeout is only a safety net). */
 export function waitForLog(lines: readonly LogLine[], predicate: (line: LogLine) => boolean, from = 0, timeoutMs = 8000): Promise<LogLine> {
   return new Promise((resolve, reject) => {

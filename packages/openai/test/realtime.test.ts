@@ -5,7 +5,7 @@ import { concatPcm, fixturePath, readWavAs8k, silence, startOpenAiRealtimeEmulat
 import type { OpenAiRealtimeEmulator, OpenAiRealtimeEmulatorOptions, RealtimeEmulatorConnection } from '@stsgate/testkit';
 import { createOpenAiRealtime } from '../src/index.js';
 import type { OpenAiRealtimeOptions } from '../src/index.js';
-import { EnergyTestVad, EventLog, callContext, isType, memoryLogger, speak, waitForLog } from './helpers.js';
+import { EnergyTestVad, EventLog, callContext, isType, memoryLogger, speak, speakFrameByFrame, waitForLog } from './helpers.js';
 
 const API_KEY = 'sk-test-0123456789abcdef';
 const speech8k = concatPcm(silence(300), readWavAs8k(fixturePath('short')), silence(900));
@@ -148,13 +148,29 @@ describe('OpenAI Realtime adapter: a conversation', () => {
     expect(clientEvents(connection, 'input_audio_buffer.append').length).toBeLessThanOrEqual(Math.ceil(speech.length / 480) + 1);
   });
 
+  it('without batching, the frames of one event-loop turn (a backlog read at once) leave as one append, every sample delivered', async () => {
+    const emu = await emulator({ script: { onUserTurn: () => ({ transcript: 'Fine.', audioMs: 200 }) } });
+    const { session } = await open(emu, { greeting: false });
+    const connection = await emu.waitForConnection(0);
+    const frame = 160;
+    const backlog = speechFor(session).subarray(0, 5 * frame);
+    speak(session, backlog); // five frames in one turn
+    await new Promise((resolve) => setImmediate(resolve));
+    await speakFrameByFrame(session, speechFor(session).subarray(5 * frame, 8 * frame)); // three, one per turn
+    await emu.waitFor(() => connection.inputAudioMs >= 8 * 20 - 0.5);
+    const appends = clientEvents(connection, 'input_audio_buffer.append').map((event) => Buffer.from(String(event['audio']), 'base64').length);
+    // pcmu: one byte per sample.
+    expect(appends).toEqual([5 * frame, frame, frame, frame]);
+    expect(connection.inputAudioMs).toBeCloseTo(8 * 20, 5);
+  });
+
   for (const audioFormat of ['pcmu', 'pcm24'] as const) {
     it(`caller audio -> speech_started, transcripts, agent audio (${audioFormat})`, async () => {
       const emu = await emulator({ script: { onUserTurn: () => ({ transcript: 'We open at nine.', audioMs: 600 }) } });
       const { session, events } = await open(emu, { audioFormat, greeting: false });
       const rate = audioFormat === 'pcmu' ? 8000 : 24000;
       expect(session.inputSampleRate).toBe(rate);
-      speak(session, speechFor(session));
+      await speakFrameByFrame(session, speechFor(session));
 
       await events.waitFor(isType('speech_started'));
       await events.waitFor(isType('speech_stopped'));

@@ -32,7 +32,10 @@ export interface RealtimeSessionSettings {
   readonly speechPaddingMs?: number;
   /** Text of the user message a keypad digit becomes; `{{digit}}` is replaced. */
   readonly dtmfMessage: string;
-  /** Caller audio is sent in appends of this duration (a partial batch waits at most this long); 0: as it arrives. */
+  /**
+   * Caller audio is sent in appends of this duration (a partial batch waits at most this long); 0: as it arrives (what
+   * arrives in one event-loop turn, one append).
+   */
   readonly inputBatchMs: number;
   /** Caller audio kept while reconnecting, newest wins. */
   readonly maxGapBufferMs: number;
@@ -59,8 +62,8 @@ export class OpenAiRealtimeSession implements StsSession {
   private readonly label: string;
   private readonly mapper: RealtimeEventMapper;
   private readonly session: StreamingSession<StsEvent, LiveSocket, Commit>;
-  /** Caller audio waiting to fill one append. */
-  private readonly batch: Int16Array;
+  /** Caller audio waiting to fill one append (with `inputBatchMs` 0: this event-loop turn's, grown as needed). */
+  private batch: Int16Array;
   private batchLength = 0;
   private batchTimer: NodeJS.Timeout | undefined;
   private turns: VadTurnTaker | undefined;
@@ -80,7 +83,8 @@ export class OpenAiRealtimeSession implements StsSession {
     this.logger = call.logger.child({ provider });
     this.inputSampleRate = settings.codec.sampleRate;
     this.outputSampleRate = settings.codec.sampleRate;
-    this.batch = new Int16Array(Math.max(1, Math.round((settings.inputBatchMs * settings.codec.sampleRate) / 1000)));
+    // With no batching, room for one 20 ms frame to start with.
+    this.batch = new Int16Array(Math.max(1, Math.round(((settings.inputBatchMs || 20) * settings.codec.sampleRate) / 1000)));
     const sink: MapperSink = {
       emit: (event) => this.session.emit([event]),
       // While reconnecting there is no connection: the mapper has already recorded what must be restored.
@@ -242,7 +246,16 @@ export class OpenAiRealtimeSession implements StsSession {
   private toProvider(samples: Int16Array): void {
     if (this.session.closed) return;
     if (this.settings.inputBatchMs === 0) {
-      this.session.pushAudio(samples);
+      // As it arrives, without waiting: at the end of this event-loop turn. Frames that arrive in one turn (read together
+      // from AVR Core's socket when the gateway was busy) leave as one append: fewer messages exactly when it is behind.
+      if (this.batchLength === 0) queueMicrotask(this.flushBatch);
+      if (this.batchLength + samples.length > this.batch.length) {
+        const grown = new Int16Array(Math.max(this.batch.length * 2, this.batchLength + samples.length));
+        grown.set(this.batch.subarray(0, this.batchLength));
+        this.batch = grown;
+      }
+      this.batch.set(samples, this.batchLength);
+      this.batchLength += samples.length;
       return;
     }
     for (let offset = 0; offset < samples.length; ) {
@@ -296,14 +309,14 @@ export class OpenAiRealtimeSession implements StsSession {
   }
 
   /** The batch so far: to the connection, or held with the rest while there is none. */
-  private flushBatch(): void {
+  private readonly flushBatch = (): void => {
     if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
-    if (this.batchLength === 0) return;
+    if (this.batchLength === 0 || this.session.closed) return;
     const samples = this.batch.slice(0, this.batchLength);
     this.batchLength = 0;
     this.session.pushAudio(samples);
-  }
+  };
 
   private append(link: LiveSocket, samples: Int16Array): void {
     const ms = samplesToMs(samples.length, this.inputSampleRate);
