@@ -3,7 +3,8 @@
 //   node scripts/rehearse-image.mjs <target> [--keep]      (pnpm rehearse:image <target>; run `pnpm build` first)
 // 1. parses the Dockerfile for the target's stages: its ENV, EXPOSE, WORKDIR, USER, HEALTHCHECK and CMD;
 // 2. performs the install steps into <tmp>/usr/src/app: the build stage's `pnpm deploy ... /out` and its pruning
-//    (into ./gateway, as `COPY --from=build /out ./gateway` does), then the runtime stages' RUN steps, verbatim;
+//    (into ./gateway, as `COPY --from=build /out ./gateway` does), then the runtime stages' RUN steps, verbatim (an
+//    `apt-get install` step only when one of its packages is missing on this machine: it installs system libraries);
 // 3. writes an AVR tool module (CommonJS, requiring axios as AVR's tools do) into tools/;
 // 4. starts the server with the image's CMD and ENV, from the WORKDIR, as the image's USER when run as root
 //    (otherwise as the current, non-root, user), with the testkit emulators standing in for the provider (for a
@@ -15,7 +16,8 @@
 //    answer); checks the tool was loaded (the server's "tools loaded" log line, or AVR's require() from the tools
 //    folder when the provider takes no tools), SIGTERMs the server (exit 0 required);
 // 6. without onnxruntime, checks that a provider needing the VAD stops start-up with the reason (exit 2);
-// 7. prints {target, sizeMB, onnxruntime, healthcheck, call, request, toolLoaded, vadRefused, ...} and exits 1 on any
+// 7. prints {target, sizeMB, onnxruntime, healthcheck, call, request, toolLoaded, preloaded (each LD_PRELOAD library
+//    found in the server's /proc/<pid>/maps), vadRefused, ...} and exits 1 on any
 //    failure.
 // The folder's size is the app only: the image adds the node:22-bookworm-slim base.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
