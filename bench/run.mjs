@@ -296,6 +296,7 @@ function summarize(parts) {
           callerAudioP99Ms: s.callerAudio.latencyMs.p99,
           callerAudioAddedP99Ms: s.callerAudio.addedP99Ms,
           callerAudioAppendCompletingP99Ms: s.callerAudio.appendCompletingLatencyMs.p99,
+          agentFirstFrameP99Ms: s.agentFrames.firstFrameAddedMs?.p99 ?? null,
           interruptionP50Ms: s.bargeIns.interruptionLatencyMs.p50,
           interruptionP99Ms: s.bargeIns.interruptionLatencyMs.p99,
           rssPerAddedCallKB: s.gateway.rssPerAddedCallKB,

@@ -141,6 +141,8 @@ function newWindow(start, end) {
     agentFrames: 0,
     lateness: [],
     underrunGaps: [],
+    /** Per reply: the provider writes its first delta -> AVR Core reads its first frame. */
+    firstFrameAdded: [],
     irregularFrames: 0,
     strayFrames: 0,
     orphanFrames: 0,
@@ -479,6 +481,7 @@ class Call {
     if (reply.framesReceived === 0) {
       reply.firstFrameAt = now;
       reply.playEnd = now;
+      if (inWindow) w.firstFrameAdded.push(now - reply.firstDeltaAt);
     }
     const lateness = now - reply.firstFrameAt - AVR_FRAME_MS * reply.framesReceived;
     const gap = now - reply.playEnd;
@@ -719,6 +722,7 @@ class Call {
       deltas: 0,
       framesReceived: 0,
       firstFrameAt: 0,
+      firstDeltaAt: 0,
       playEnd: 0,
       interruptedAt: undefined,
       // The delta's fields after its event_id (GA order: type, event_id, response_id, item_id, indexes, delta).
@@ -747,6 +751,7 @@ class Call {
     const reply = this.reply;
     const chunk = this.load.agentChunks[reply.deltas];
     const frame = encodeFrame(OPCODE.text, [DELTA_HEAD, Buffer.from(this.load.nextEventId()), reply.deltaMiddle, chunk, DELTA_TAIL]);
+    if (reply.deltas === 0) reply.firstDeltaAt = performance.now();
     if (reply.deltas % SCRIPT.transcriptEvery === 0) {
       events.push({ type: 'response.output_audio_transcript.delta', response_id: reply.responseId, item_id: reply.itemId, output_index: 0, content_index: 0, delta: 'word ' });
     }
