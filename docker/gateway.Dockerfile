@@ -25,7 +25,7 @@ FROM node:22-bookworm-slim AS runtime-base
 ENV NODE_ENV=production
 # jemalloc instead of glibc's malloc. Every socket read is a malloc'd buffer freed at the next GC; under hundreds of
 # calls glibc's heap fragments and keeps ~30 MB resident after the calls end, while jemalloc's background thread
-# returns freed pages within seconds (bench/README.md, `scale`: RSS 30 s after 500 calls, 1.02x idle vs 1.3x).
+# returns freed pages within seconds (bench/README.md, `scale`: RSS 30 s after 500 calls, 1.02x idle vs 1.3-1.8x).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/*
