@@ -383,6 +383,32 @@ describe('playback and barge-in', () => {
     expect(afterInterruption.map((item) => (item.kind === 'audio' ? item.frame[0] : item.message.type))).toEqual(['interruption', 9]);
   });
 
+  it('a barge-in in a gap of a reply still streaming in (the provider slower than real time) interrupts and truncates it', async () => {
+    const { session, peer, count } = await activeCall({ outboundLeadMs: 100 });
+    session.emit({ type: 'audio', responseId: 'r1', samples: ramp(800) }); // 100 ms, then the provider lags
+    await settle();
+    vi.advanceTimersByTime(300); // everything sent has played: nothing audible, nothing queued
+    session.emit({ type: 'speech_started', onsetAgoMs: 200 });
+    await settle();
+    expect(peer.controls()).toEqual([{ type: 'interruption' }]);
+    expect(session.truncations).toEqual([{ responseId: 'r1', heardMs: 100 }]);
+    expect(count('interruption')).toBe(1);
+    session.emit({ type: 'audio', responseId: 'r1', samples: ramp(800) }); // the rest of the cut reply
+    await settle();
+    vi.advanceTimersByTime(200);
+    expect(peer.audio()).toHaveLength(5);
+    // A reply that is done and played is over: the caller's next turn interrupts nothing.
+    session.emit({ type: 'response_done', responseId: 'r1' });
+    session.emit({ type: 'audio', responseId: 'r2', samples: ramp(800) });
+    session.emit({ type: 'response_done', responseId: 'r2' });
+    await settle();
+    vi.advanceTimersByTime(300);
+    session.emit({ type: 'speech_started', onsetAgoMs: 200 });
+    await settle();
+    expect(peer.controls()).toEqual([{ type: 'interruption' }]);
+    expect(session.truncations).toHaveLength(1);
+  });
+
   it('relays a provider-side interruption without truncating; nothing playing means no interruption', async () => {
     const { session, peer, count } = await activeCall();
     session.emit({ type: 'speech_started', onsetAgoMs: 300 });

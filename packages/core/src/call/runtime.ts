@@ -526,12 +526,14 @@ export class CallRuntime implements Pumpable {
 
   /**
    * The caller spoke over the agent (or the provider cancelled its reply): if agent audio is
-   * audible or queued, drop it, tell AVR Core to flush its buffer, and tell the provider how much
-   * of the reply the caller actually heard. False when there was nothing to interrupt.
+   * audible or queued, or a reply is still streaming in (a provider slower than real time leaves
+   * gaps in which nothing is queued), drop it, tell AVR Core to flush its buffer, and tell the
+   * provider how much of the reply the caller actually heard. False when there was nothing to interrupt.
    */
   private bargeIn(session: StsSession, truncate: boolean): boolean {
-    if (!this.playout.isPlaying() && !this.outbound.hasAudio()) return false;
     const responseId = this.currentResponseId;
+    const replyStreaming = responseId !== undefined && this.openResponses.has(responseId);
+    if (!replyStreaming && !this.playout.isPlaying() && !this.outbound.hasAudio()) return false;
     const heardMs = responseId === undefined ? 0 : this.playout.heardMs(responseId);
     this.outbound.clear();
     this.outputResampler?.reset();
