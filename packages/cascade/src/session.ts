@@ -477,6 +477,7 @@ export class CascadeSession implements StsSession {
     if (reason === 'interrupted' && reply?.round === undefined && this.lastRoundId !== undefined && this.clock.isPlaying()) {
       this.truncate(this.lastRoundId, this.clock.heardMs(this.lastRoundId));
     }
+    let cutResponseId: string | undefined;
     if (reply !== undefined) {
       reply.cancelled = true;
       reply.abort.abort();
@@ -490,11 +491,14 @@ export class CascadeSession implements StsSession {
         const heard = round.speech.timeline.heardText(this.clock.heardMs(round.responseId));
         const entry = this.conversation.addAssistant(heard);
         this.remember(round.responseId, entry, round.speech.timeline, TRANSCRIPT_MARGIN_MS);
-        if (round.audio) this.events.push({ type: 'response_done', responseId: round.responseId });
+        if (round.audio) cutResponseId = round.responseId;
       }
     }
     this.clock.flush();
+    // The stop before the cut reply's response_done: to the host the reply is still streaming, so it interrupts it
+    // even in a gap of its audio (TTS slower than real time), when nothing is audible or queued.
     this.events.push(reason === 'barge_in' ? { type: 'speech_started', ...(onsetAgoMs === undefined ? {} : { onsetAgoMs }) } : { type: 'interrupted' });
+    if (cutResponseId !== undefined) this.events.push({ type: 'response_done', responseId: cutResponseId });
   }
 
   truncate(responseId: string, heardMs: number): void {

@@ -129,6 +129,8 @@ describe('cascade session (in-memory stages)', () => {
     expect(tts.abortedAt.length).toBeGreaterThan(0);
     expect(Math.max(...tts.abortedAt)).toBeLessThan(bargeInAt + 50);
     await log.until(() => log.of('response_done').length === 1, 'the response closed');
+    // The stop comes first: to the host the reply is still streaming, so a gap in its audio cannot hide the barge-in.
+    expect(log.all.map((e) => e.type).filter((type) => type === 'speech_started' || type === 'response_done')).toEqual(['speech_started', 'response_done']);
     const audioCount = log.of('audio').length;
     session.truncate(responseId, 250);
     await log.until(() => said('agent').length === 1, 'the heard transcript');
@@ -176,7 +178,8 @@ describe('cascade session (in-memory stages)', () => {
     await log.until(() => log.of('audio').length >= 40, 'some of the reply heard');
     llm.script = () => textDeltas('Got it.');
     session.sendDtmf('3');
-    await log.until(() => log.of('interrupted').length === 1, 'interrupted');
+    await log.until(() => log.of('interrupted').length === 1 && log.of('response_done').length === 1, 'interrupted, the cut reply closed');
+    expect(log.all.map((e) => e.type).filter((type) => type === 'interrupted' || type === 'response_done')).toEqual(['interrupted', 'response_done']);
     await log.until(() => said('agent').length === 2, 'the answer to the digits');
     const heard = said('agent')[0] ?? '';
     expect(text.startsWith(heard)).toBe(true);

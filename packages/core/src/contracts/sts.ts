@@ -21,7 +21,8 @@ export interface StsCapabilities {
 /** Everything a session reports, in order. Audio is PCM at the session's `outputSampleRate`. */
 export type StsEvent =
   /**
-   * The caller started speaking: the host interrupts agent playback if any is audible. `onsetAgoMs`: how much caller
+   * The caller started speaking: the host interrupts the agent if its audio is audible or queued, or a reply is still
+   * streaming in (audio without its `response_done` yet: a gap in it interrupts too). `onsetAgoMs`: how much caller
    * audio (delivered to the session) lies between where the speech began and now, when the provider locates the
    * onset (OpenAI's `audio_start_ms`, a VAD segment's start): the detection delay the caller lived through.
    */
