@@ -255,7 +255,7 @@ async function measureAll(options) {
 async function benchLoopbackVad(speech8k, quick) {
   const { createSileroVad } = await import('../packages/silero-vad/dist/index.js');
   const vad = createSileroVad();
-  await vad.load();
+  await vad.prepare();
   const stream = await vad.open(8000);
   try {
     const loop = new Int16Array(speech8k.length + 1.5 * 8000);

@@ -11,6 +11,7 @@ import {
   type LlmAdapter,
   type StsAdapter,
   type TtsAdapter,
+  type VadAdapter,
 } from '@stsgate/core';
 import { buildGateway, type Gateway } from './app.js';
 import { DEFAULT_PORT, DEFAULT_STS_PROVIDER, loadGatewayConfig, type GatewayConfig } from './config.js';
@@ -28,6 +29,8 @@ export interface ServeSetup {
   readonly logger: Logger;
   /** The agent's tools (built-ins + TOOLS_DIR), when the STS provider or the LLM route can call tools. */
   readonly tools: ToolSet | undefined;
+  /** The VADs the chosen providers use: `serve()` prepares them (loads their models) before it listens. */
+  readonly vads?: readonly VadAdapter[];
 }
 
 export const PROVIDER_VARIABLES = { sts: 'STS_PROVIDER', asr: 'ASR_PROVIDER', llm: 'LLM_PROVIDER', tts: 'TTS_PROVIDER' } as const;
@@ -116,7 +119,25 @@ export function resolveServeSetup(env: Env, registry: AdapterRegistry, makeLogge
     llm: llm === undefined || llmOptions === undefined ? undefined : { id: llm.id, adapter: llm.adapter, options: llmOptions },
     logger,
     tools,
+    vads: resolver.builtOf('vad'),
   };
+}
+
+/**
+ * Loads the VADs' models before the gateway listens: the first call does not wait for them, and a model that cannot
+ * load stops the start-up with a ConfigError (reported in one line) instead of failing every call.
+ */
+async function prepareVads(vads: readonly VadAdapter[], logger: Logger): Promise<void> {
+  const started = performance.now();
+  const results = await Promise.allSettled(vads.map((vad) => vad.prepare?.()));
+  const problems = results.flatMap((result, index) => {
+    if (result.status === 'fulfilled') return [];
+    const reason: unknown = result.reason;
+    const cause = reason instanceof Error && reason.cause instanceof Error ? `: ${reason.cause.message}` : '';
+    return [`vad:${vads[index]?.id ?? '?'}: ${reason instanceof Error ? reason.message : String(reason)}${cause}`];
+  });
+  if (problems.length > 0) throw new ConfigError('stsgate', problems);
+  if (vads.length > 0) logger.debug({ vads: vads.map((vad) => vad.id), ms: Math.round(performance.now() - started) }, 'VADs prepared');
 }
 
 /** The gateway cannot listen where it was configured to: a setup problem, reported in one line (no stack trace). */
@@ -151,6 +172,7 @@ const RELEASE_MEMORY_WHEN_IDLE_MS = 10_000;
 /** Run the gateway until SIGTERM/SIGINT, then shut down gracefully. Throws a ListenError when it cannot listen. */
 export async function serve(setup: ServeSetup): Promise<Gateway> {
   const { config, logger, port, sts, asr, llm, tts, tools } = setup;
+  await prepareVads(setup.vads ?? [], logger);
   const gateway = await buildGateway(config, { logger, collectProcessMetrics: true, releaseMemoryWhenIdleMs: RELEASE_MEMORY_WHEN_IDLE_MS, sts, asr, llm, tts, tools });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

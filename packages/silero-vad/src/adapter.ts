@@ -35,7 +35,7 @@ export interface SileroVadOptions extends Partial<VadOptions> {
 
 export interface SileroVadAdapter extends VadAdapter {
   /** Loads the model now instead of on the first `open()`; rejects with a ProviderError. */
-  load(): Promise<void>;
+  prepare(): Promise<void>;
   /** Streams opened and not yet closed. */
   readonly openStreams: number;
   /** Closes every open stream and releases the model; later `open()` calls reject. Idempotent. */
@@ -87,7 +87,7 @@ export function createSileroVad(options: SileroVadOptions = {}): SileroVadAdapte
     get openStreams() {
       return streams.size;
     },
-    async load() {
+    async prepare() {
       await loadModel();
     },
     async open(sampleRate: SampleRate, overrides: Partial<VadOptions> = {}): Promise<VadStream> {

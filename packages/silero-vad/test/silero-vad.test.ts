@@ -229,7 +229,7 @@ describe('Silero VAD adapter', () => {
 
   it('reports a missing model as a ProviderError', async () => {
     const broken = createSileroVad({ modelPath: '/nonexistent/silero.onnx' });
-    await expect(broken.load()).rejects.toBeInstanceOf(ProviderError);
+    await expect(broken.prepare()).rejects.toBeInstanceOf(ProviderError);
     await broken.close();
   });
 

@@ -35,4 +35,9 @@ export interface VadAdapter {
   readonly id: string;
   readonly capabilities: VadCapabilities;
   open(sampleRate: SampleRate, options?: Partial<VadOptions>): Promise<VadStream>;
+  /**
+   * Loads what its streams need (a model) now, so that the first call does not wait for it and a broken install
+   * shows at start-up; rejects with a ProviderError. Optional: an adapter with nothing to load has none.
+   */
+  prepare?(): Promise<void>;
 }

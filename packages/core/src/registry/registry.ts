@@ -120,6 +120,13 @@ export class AdapterResolver {
     private readonly context: AdapterContext,
   ) {}
 
+  /** The adapters of `kind` built so far (those the chosen providers use), in the order they were built. */
+  builtOf<K extends AdapterKind>(kind: K): AdapterKinds[K][] {
+    const adapters: AdapterKinds[K][] = [];
+    for (const [key, done] of this.built) if (key.startsWith(`${kind}:`) && 'adapter' in done) adapters.push(done.adapter as AdapterKinds[K]);
+    return adapters;
+  }
+
   resolve<K extends AdapterKind>(kind: K, id: string): AdapterKinds[K] {
     const key = `${kind}:${id}`;
     const done = this.built.get(key);
