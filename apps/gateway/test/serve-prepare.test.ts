@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
 import { ConfigError, ProviderError, type VadAdapter } from '@stsgate/core';
 import { memoryLogger } from '@stsgate/testkit';
 import { builtinRegistry, gatewayConfig, resolveServeSetup, serve, type Gateway } from '../src/index.js';
@@ -25,7 +26,7 @@ function fakeVad(id: string, prepare: () => Promise<void>): VadAdapter {
 describe('serve() prepares the VADs before it listens', () => {
   it('resolveServeSetup lists the VADs the chosen providers use, and only those', () => {
     const registry = builtinRegistry();
-    const silent = () => memoryLogger('silent').logger;
+    const silent = () => pino({ level: 'silent' });
     expect(resolveServeSetup(OPENAI, registry, silent).vads?.map((vad) => vad.id)).toEqual([]);
     expect(resolveServeSetup({ ...OPENAI, OPENAI_TURN_DETECTION: 'none' }, registry, silent).vads?.map((vad) => vad.id)).toEqual(['silero']);
     const cascade = { STS_PROVIDER: 'cascade', ASR_PROVIDER: 'soniox', LLM_PROVIDER: 'openai', TTS_PROVIDER: 'soniox', SONIOX_API_KEY: 'k', OPENAI_API_KEY: 'k' };
@@ -59,7 +60,7 @@ describe('serve() prepares the VADs before it listens', () => {
       config: gatewayConfig({ host: '127.0.0.1' }),
       port: 0,
       sts: { id: 'scripted', adapter: sts },
-      logger: memoryLogger('silent').logger,
+      logger: pino({ level: 'silent' }),
       asr: undefined,
       llm: undefined,
       tts: undefined,
