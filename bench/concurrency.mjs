@@ -33,6 +33,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { AVR_FRAME_BYTES, AVR_FRAME_MS, AVR_FRAME_SAMPLES, encodeAvrAudio } from '../packages/core/dist/index.js';
 import { detectSpeechSegments, fixturePath, readWavAs8k } from '../packages/testkit/dist/index.js';
 import { affinityOf, cpuPercentBetween, cpuTimes, procCpuMs, procRssKb, round, setAffinity, sleep, summarize, which } from './lib/util.mjs';
+import { gatewayNodeFlags } from './lib/gateway-process.mjs';
 
 const WebSocket = createRequire(new URL('../packages/testkit/package.json', import.meta.url))('ws');
 
@@ -364,6 +365,7 @@ class GatewayProcess {
     // BENCH_NO_INSPECT=1 leaves it out (no forced GC then: those fields are null).
     this.inspect = process.env.BENCH_NO_INSPECT !== '1';
     const nodeArgs = [
+      ...gatewayNodeFlags(),
       ...(this.inspect ? [`--inspect=127.0.0.1:${this.inspectPort}`] : []),
       ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''),
     ];
@@ -926,7 +928,7 @@ export async function benchConcurrency(options = {}) {
     return {
       provider: providerName,
       method: {
-        gateway: `${provider.description}, LOG_LEVEL=warn, ${pin ? `taskset -c ${GATEWAY_CPU}` : 'not pinned'}`,
+        gateway: `${provider.description}, LOG_LEVEL=warn, node ${gatewayNodeFlags().join(' ') || '(default GC)'}, ${pin ? `taskset -c ${GATEWAY_CPU}` : 'not pinned'}`,
         loadGenerator: `this process${pinnedGenerator ? ` (taskset -c ${GENERATOR_CPU})` : ' (not pinned)'}, ws client, one shared drift-free clock, ${PHASES} phases ${SLOT_MS} ms apart`,
         callerAudio: `loop of ${FIXTURES.join(', ')} (${round(loop.loopMs / 1000, 2)} s, ${round(loop.speechMsPerLoop / 1000, 2)} s of speech): each utterance followed by its expected reply time + ${QUIET_AFTER_REPLY_MS / 1000} s of silence; call i of N starts at loop frame floor(i*L/N)`,
         window: settings.gateDelivered ? 'exactly one caller loop per step' : `${settings.windowMs / 1000} s (not a whole loop: delivered % reported, not gated)`,

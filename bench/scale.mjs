@@ -25,7 +25,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { freePort, startGateway } from './lib/gateway-process.mjs';
+import { freePort, gatewayNodeFlags, startGateway } from './lib/gateway-process.mjs';
 import { collectGarbage, startProfiler } from './lib/inspector.mjs';
 import { formatProfileSummary, summarizeProfile } from './lib/profile-summary.mjs';
 import { SCRIPT, SCRIPT_FACTS, ScaleLoad, UUID_MARK } from './lib/scale-load.mjs';
@@ -584,7 +584,7 @@ export async function benchScale(options) {
     method:
       'built gateway (STS_PROVIDER=openai) pinned to core 1; load generator (AVR Core calls + fake OpenAI Realtime GA server, bench/lib/scale-load.mjs) in one process pinned to core 0',
     loadGeneratorPinnedToCore0: pinned,
-    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs), allocator: options.allocator },
+    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs), allocator: options.allocator, gatewayNodeFlags: gatewayNodeFlags() },
     script: { ...SCRIPT, ...SCRIPT_FACTS },
     loopbackHop: loopback ?? null,
     formats,

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { validate, ValidationSeverity } from 'dockerfile-utils';
@@ -91,6 +92,16 @@ describe('docker/gateway.Dockerfile', () => {
     expect(lines).toContain('WORKDIR /usr/src/app');
     expect(lines.join('\n')).toMatch(/mkdir -p tools avr_tools/);
     expect(lines.filter((line) => line.startsWith('HEALTHCHECK ')).at(-1)).toMatch(/CMD \["node", "gateway\/dist\/cli\.js", "healthcheck"\]$/);
-    expect(lines.filter((line) => line.startsWith('CMD ')).at(-1)).toBe('CMD ["node", "gateway/dist/cli.js", "serve"]');
+    expect(lines.filter((line) => line.startsWith('CMD ')).at(-1)).toBe('CMD ["node", "--single-threaded-gc", "gateway/dist/cli.js", "serve"]');
+  });
+
+  it('starts serve with Node options this Node accepts (a misspelt one stops the container at start-up)', () => {
+    const command = JSON.parse(inherited('default').filter((line) => line.startsWith('CMD ')).at(-1)!.slice('CMD '.length)) as string[];
+    const nodeOptions = command.slice(1, command.indexOf('gateway/dist/cli.js'));
+    expect(nodeOptions).toEqual(['--single-threaded-gc']);
+    const run = spawnSync(process.execPath, [...nodeOptions, '-e', 'process.stdout.write("ok")'], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toBe('ok');
+    expect(run.status).toBe(0);
   });
 });
