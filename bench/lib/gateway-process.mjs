@@ -9,9 +9,9 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
  * The Node options the gateway runs with in production (docker/gateway.Dockerfile's CMD, `pnpm start`): every bench
- * measures that process. `--single-threaded-gc`: V8 collects on the event loop's own thread, in short incremental steps,
- * instead of in helper threads that, on a gateway's one core, preempt the event loop for 10-30 ms at a time (bench/README.md,
- * "GC"). `BENCH_GATEWAY_GC=concurrent` leaves it out, to compare.
+ * measures that process. `--single-threaded-gc`: V8 collects on the event loop's own thread, in short incremental
+ * steps, instead of in helper threads that, on a gateway's one core, preempt the event loop for 10-30 ms at a time
+ * (bench/README.md, "GC"). `BENCH_GATEWAY_GC=concurrent` leaves it out, to compare.
  */
 export function gatewayNodeFlags() {
   const gc = process.env.BENCH_GATEWAY_GC ?? 'single-threaded';
@@ -32,10 +32,10 @@ export function freePort() {
 
 /**
  * Starts `stsgate serve` with `env` on a free port; resolves once /health answers. It runs with `gatewayNodeFlags()`;
- * `BENCH_GATEWAY_NODE_ARGS` adds Node
- * options to the gateway process only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (written when the gateway exits);
- * `options.nodeArgs` adds more (e.g. `--inspect=127.0.0.1:<port>`). `options.onLog` gets each line the gateway logs
- * (its pino JSON on stdout, Node's own lines on stderr) instead of passing stderr through and dropping stdout.
+ * `BENCH_GATEWAY_NODE_ARGS` adds Node options to the gateway process only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
+ * (written when the gateway exits); `options.nodeArgs` adds more (e.g. `--inspect=127.0.0.1:<port>`). `options.onLog`
+ * gets each line the gateway logs (its pino JSON on stdout, Node's own lines on stderr) instead of passing stderr
+ * through and dropping stdout.
  */
 export async function startGateway(env, options = {}) {
   const port = await freePort();
