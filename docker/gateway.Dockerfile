@@ -43,9 +43,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["node", "gateway
 # --single-threaded-gc: V8 collects garbage on the event loop's thread in short incremental steps. Its default helper
 # threads share the gateway's core and preempt the event loop for 10-30 ms at a time: at 100 calls on one core this
 # cut the caller-audio p99 from 3.4-4.0 to 1.4-1.8 ms (pcm24: 31-40 to 5-6) and the interruption p99 from 6.5-13 to
-# 2.0-2.8 ms (pcm24: 46-50 to 9-12), same CPU
-# (bench/README.md, "GC"). With several idle cores per gateway, the default may do better: override CMD without it.
-# (NODE_OPTIONS does not accept it: it has to be on the command line.)
+# 2.0-2.8 ms (pcm24: 46-50 to 9-12), same CPU (bench/README.md, "GC"). With an idle core beside the gateway, the two
+# measured the same. NODE_OPTIONS does not accept the flag: it has to be on the command line.
 CMD ["node", "--single-threaded-gc", "gateway/dist/cli.js", "serve"]
 
 FROM runtime-base AS runtime

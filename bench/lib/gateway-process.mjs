@@ -52,7 +52,9 @@ export async function startGateway(env, options = {}) {
     child.stdout.on('data', lines);
     child.stderr.on('data', lines);
   }
-  const pinned = setAffinity(child.pid, '1');
+  // BENCH_GATEWAY_CPUS=0,1 leaves the gateway both cores (diagnostic: a gateway with an idle core beside it; the
+  // generator's core is then shared, and `machineCpuPercent`'s per-core split no longer separates the two).
+  const pinned = setAffinity(child.pid, process.env.BENCH_GATEWAY_CPUS ?? '1');
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return { child, port, pinned };
