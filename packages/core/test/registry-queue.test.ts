@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import pino from 'pino';
+import { Session } from 'node:inspector/promises';
 import { AdapterRegistry, AsyncQueue, ConfigError, defineAdapter, type StsAdapter } from '../src/index.js';
 
 const fakeSts = (id: string): StsAdapter => ({
@@ -54,6 +55,17 @@ describe('AdapterRegistry', () => {
   });
 });
 
+/** A full garbage collection, without --expose-gc. */
+async function collectAllGarbage(): Promise<void> {
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('HeapProfiler.collectGarbage');
+  } finally {
+    session.disconnect();
+  }
+}
+
 describe('AsyncQueue', () => {
   it('delivers pushed items in order, then ends', async () => {
     const queue = new AsyncQueue<number>();
@@ -75,6 +87,39 @@ describe('AsyncQueue', () => {
     await expect(async () => {
       for await (const _ of queue) void _;
     }).rejects.toThrow('boom');
+  });
+
+  it('keeps the order across many pushes and takes, drained or not in between', async () => {
+    const queue = new AsyncQueue<number>();
+    const iterator = queue[Symbol.asyncIterator]();
+    const seen: number[] = [];
+    let next = 0;
+    // Bursts of 0..2999 items, each taken only partly before the next burst: the queue is drained at times, and
+    // holds more than a thousand taken slots at others.
+    for (const [burst, take] of [[3, 3], [2000, 1500], [1, 400], [2999, 1000], [0, 2100]] as const) {
+      for (let i = 0; i < burst; i++) queue.push(next++);
+      for (let i = 0; i < take; i++) seen.push((await iterator.next()).value as number);
+    }
+    expect(seen).toEqual(Array.from({ length: next }, (_, i) => i));
+    expect(queue.size).toBe(0);
+  });
+
+  it('holds no reference to an item the consumer has taken', async () => {
+    const queue = new AsyncQueue<{ samples: Int16Array }>();
+    const iterator = queue[Symbol.asyncIterator]();
+    const taken: WeakRef<object>[] = [];
+    const pushAndTake = async (count: number, leave: number) => {
+      for (let i = 0; i < count; i++) queue.push({ samples: new Int16Array(800) });
+      for (let i = 0; i < count - leave; i++) taken.push(new WeakRef((await iterator.next()).value as object));
+    };
+    // Taken one by one as they come, then from a backlog that is never drained.
+    for (let i = 0; i < 5; i++) await pushAndTake(1, 0);
+    await pushAndTake(10, 2);
+    // A WeakRef keeps its target until the job that made it ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    await collectAllGarbage();
+    expect(taken.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+    expect(queue.size).toBe(2);
   });
 
   it('allows only one consumer', () => {

@@ -1,9 +1,11 @@
 /**
  * A single-consumer async queue: producers `push` synchronously, one consumer iterates.
  * `end()` finishes iteration after the queued items; `fail()` makes the iterator throw.
+ * An item taken by the consumer is no longer referenced here (a call's audio chunks must not outlive their use).
  */
 export class AsyncQueue<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
+  /** Taken slots (before `head`) hold undefined. */
+  private readonly items: (T | undefined)[] = [];
   private head = 0;
   private waiter: ((result: IteratorResult<T>) => void) | undefined;
   private failWaiter: ((error: unknown) => void) | undefined;
@@ -53,8 +55,12 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head] as T;
+    this.items[this.head] = undefined;
     this.head++;
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
+    if (this.head === this.items.length) {
+      this.items.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items.splice(0, this.head);
       this.head = 0;
     }
