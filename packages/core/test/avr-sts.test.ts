@@ -40,6 +40,20 @@ describe('decodeAvrInbound', () => {
     expect([result.message.samples[0], result.message.samples[1], result.message.samples[159]]).toEqual([-2, 1234, 32767]);
   });
 
+  it('decodes each audio message into samples of its own, which later messages leave intact', () => {
+    const decoded: Int16Array[] = [];
+    // More frames than one slice of Node's buffer pool holds.
+    for (let i = 0; i < 100; i++) {
+      const result = decodeAvrInbound(audioMessage(new Uint8Array(new Int16Array(160).fill(i - 50).buffer)));
+      if (!result.ok || result.message.type !== 'audio') throw new Error('expected audio');
+      decoded.push(result.message.samples);
+    }
+    decoded.forEach((samples, i) => {
+      expect(samples.byteOffset % 2).toBe(0);
+      expect(samples.every((sample) => sample === i - 50)).toBe(true);
+    });
+  });
+
   it('decodes dtmf_digit', () => {
     expect(decodeAvrInbound('{"type":"dtmf_digit","digit":"#"}')).toEqual({ ok: true, message: { type: 'dtmf_digit', digit: '#' } });
   });

@@ -96,6 +96,16 @@ describe('Framer', () => {
     expect(framer.nextFrame()).toEqual(Int16Array.from([5, 6, 7, 8]));
   });
 
+  it('keeps every frame it returned intact while hundreds more are taken', () => {
+    const framer = new Framer(160);
+    const frames: Int16Array[] = [];
+    for (let i = 0; i < 300; i++) {
+      framer.push(new Int16Array(160).fill(i));
+      frames.push(framer.nextFrame() as Int16Array);
+    }
+    frames.forEach((frame, i) => expect(frame.every((sample) => sample === i)).toBe(true));
+  });
+
   it('nextFrame() returns undefined until a whole frame is buffered', () => {
     const framer = new Framer(160);
     expect(framer.nextFrame()).toBeUndefined();

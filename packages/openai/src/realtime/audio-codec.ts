@@ -35,7 +35,8 @@ const mulawCodec: AudioCodec = {
   format: 'pcmu',
   sampleRate: 8000,
   bytesPerMs: 8,
-  encode: (samples) => toBase64(encodeMulaw(samples)),
+  // Into a slice of Node's buffer pool: one append is not an allocation of its own.
+  encode: (samples) => toBase64(encodeMulaw(samples, Buffer.allocUnsafe(samples.length))),
   decode: (bytes) => decodeMulaw(bytes),
   bytesFor: (samples) => samples,
 };
