@@ -138,6 +138,8 @@ describe('call recording (RECORDINGS_DIR), end to end', () => {
       callerCorrelation: round(caller.correlation),
       callerLagMs: caller.lag / MS,
       replies: agent.map((r) => ({ atMs: r.start / MS, ms: (r.end - r.start) / MS, correlation: round(r.correlation), lagMs: r.lag / MS })),
+      firstAudioReceivedAtMs: report.firstAudioReceivedAtMs,
+      firstAudioHeardAtMs: report.firstAudioHeardAtMs,
     };
     console.log(`recording e2e: ${JSON.stringify(measured)}`);
     expect(caller.correlation).toBeGreaterThan(0.9);

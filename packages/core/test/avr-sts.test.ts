@@ -42,7 +42,7 @@ describe('decodeAvrInbound', () => {
 
   it('decodes each audio message into samples of its own, which later messages leave intact', () => {
     const decoded: Int16Array[] = [];
-    // More frames than one slice of Node's buffer pool holds.
+    // Many in a row: none may share another's memory.
     for (let i = 0; i < 100; i++) {
       const result = decodeAvrInbound(audioMessage(new Uint8Array(new Int16Array(160).fill(i - 50).buffer)));
       if (!result.ok || result.message.type !== 'audio') throw new Error('expected audio');

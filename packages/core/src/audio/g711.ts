@@ -102,12 +102,9 @@ const MULAW_ENCODE = (() => {
   return table;
 })();
 
-/** mu-law bytes of `pcm`, into `out` when given (at least `pcm.length` long; the result is its first `pcm.length` bytes). */
-export function encodeMulaw(pcm: Int16Array, out?: Uint8Array): Uint8Array {
+export function encodeMulaw(pcm: Int16Array): Uint8Array {
   const n = pcm.length;
-  if (out === undefined) out = new Uint8Array(n);
-  else if (out.length < n) throw new RangeError(`encodeMulaw: out holds ${out.length} bytes, ${n} needed`);
-  else out = out.subarray(0, n);
+  const out = new Uint8Array(n);
   const bits = new Uint16Array(pcm.buffer, pcm.byteOffset, n);
   const table = MULAW_ENCODE;
   for (let i = 0; i < n; i++) out[i] = table[bits[i] as number] as number;

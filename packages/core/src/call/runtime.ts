@@ -350,8 +350,7 @@ export class CallRuntime implements Pumpable {
 
   private bufferEarlyAudio(samples: Int16Array): void {
     const limit = (this.settings.earlyAudioBufferMs * AVR_SAMPLE_RATE) / 1000;
-    // A copy: a decoded frame is a slice of Node's buffer pool, and kept for seconds it would keep an 8 KiB slab each.
-    this.earlyAudio.push(samples.slice());
+    this.earlyAudio.push(samples);
     this.earlyAudioSamples += samples.length;
     while (this.earlyAudioSamples > limit && this.earlyAudio.length > 0) {
       const dropped = this.earlyAudio.shift() as Int16Array;

@@ -158,11 +158,9 @@ function decodeCanonicalAudio(raw: string): DecodeResult<AvrInbound> | undefined
   const padding = raw.charCodeAt(end - 1) !== 0x3d ? 0 : raw.charCodeAt(end - 2) === 0x3d ? 2 : 1;
   const byteCount = ((end - start) / 4) * 3 - padding;
   if (byteCount === 0 || byteCount % 2 !== 0 || byteCount > AVR_MAX_AUDIO_BYTES) return undefined;
-  // From Node's buffer pool (8-byte aligned slices): a 20 ms frame is not an allocation of its own. Uninitialised, but
-  // used only when the payload filled every byte.
-  const bytes = Buffer.allocUnsafe(byteCount);
-  if (bytes.write(base64, 'base64') !== byteCount) return undefined;
-  return { ok: true, message: { type: 'audio', samples: new Int16Array(bytes.buffer, bytes.byteOffset, byteCount / 2) } };
+  const samples = new Int16Array(byteCount / 2);
+  if (Buffer.from(samples.buffer).write(base64, 'base64') !== byteCount) return undefined;
+  return { ok: true, message: { type: 'audio', samples } };
 }
 
 function decodeAudioPayload(base64: string): DecodeResult<AvrInbound> {

@@ -92,7 +92,7 @@ export interface StreamingSessionOptions<TLink extends SessionLink, TControl> {
   readonly connect: (attempt: LinkAttempt) => Promise<TLink>;
   /** The connection is current, before any frame of it is delivered and before the backlog goes out (send a config). */
   readonly onLinkReady?: (link: TLink, info: LinkReadyInfo) => void;
-  /** Sends audio on the link (live audio, replay and backlog alike). `samples` may be reused once this returns. */
+  /** Sends audio on the link (live audio, replay and backlog alike). */
   readonly sendAudio: (link: TLink, samples: Int16Array) => void;
   /** Sends a control request (`pushControl`) in its place in the stream. */
   readonly sendControl?: (link: TLink, control: TControl) => void;
@@ -212,10 +212,7 @@ export class StreamingSession<E extends { readonly type: string }, TLink extends
     this.events.push({ type: 'error', error: new ProviderError(provider, 'protocol', `unexpected ${label} message (${reason.slice(0, 200)})`), fatal: false });
   }
 
-  /**
-   * Caller audio: sent at once when a connection is ready and no backlog is going out, else held in order (a copy).
-   * `samples` is not kept: the caller may reuse its array when this returns.
-   */
+  /** Caller audio: sent at once when a connection is ready and no backlog is going out, else held in order. */
   pushAudio(samples: Int16Array): void {
     if (this.#closed || this.#inputEnded || samples.length === 0) return;
     const link = this.#link;

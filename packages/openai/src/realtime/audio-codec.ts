@@ -35,8 +35,7 @@ const mulawCodec: AudioCodec = {
   format: 'pcmu',
   sampleRate: 8000,
   bytesPerMs: 8,
-  // Into a slice of Node's buffer pool: one append is not an allocation of its own.
-  encode: (samples) => toBase64(encodeMulaw(samples, Buffer.allocUnsafe(samples.length))),
+  encode: (samples) => toBase64(encodeMulaw(samples)),
   decode: (bytes) => decodeMulaw(bytes),
   bytesFor: (samples) => samples,
 };

@@ -313,9 +313,8 @@ export class OpenAiRealtimeSession implements StsSession {
     if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
     if (this.batchLength === 0 || this.session.closed) return;
-    const samples = this.batch.subarray(0, this.batchLength);
+    const samples = this.batch.slice(0, this.batchLength);
     this.batchLength = 0;
-    // Not kept by the session (sent at once, or copied while held): the batch is reused.
     this.session.pushAudio(samples);
   };
 
