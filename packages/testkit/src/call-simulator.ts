@@ -74,8 +74,15 @@ export interface ResponseLatency {
   readonly heardMs: number | null;
 }
 
+/**
+ * A barge-in is caller speech that starts while the agent is talking. A gap in the agent audio shorter than this
+ * (a chunk that arrived late, playing on after it) is an underrun inside the reply, not the agent going quiet: caller
+ * speech starting in it is still a barge-in, and it does not count as the playback stopping.
+ */
+export const UNDERRUN_MAX_MS = 100;
+
 export interface BargeIn {
-  /** Start of caller speech while agent audio was playing. */
+  /** Start of caller speech while agent audio was playing (or in an underrun, see {@link UNDERRUN_MAX_MS}). */
   readonly speechStartMs: number;
   /** Call time of the first `interruption` at or after the speech start (before the next caller segment). */
   readonly interruptionAtMs: number | null;
@@ -86,7 +93,7 @@ export interface BargeIn {
    * caller's next segment): a reply that keeps playing over the caller is "not stopped".
    */
   readonly playbackStopped: boolean;
-  /** Start of the first silent tick after speechStartMs. */
+  /** Start of the first silent tick after speechStartMs that is not part of an underrun. */
   readonly playbackStoppedAtMs: number | null;
 }
 
@@ -627,16 +634,17 @@ class CallSession {
     });
 
     const bargeIns: BargeIn[] = [];
+    const agentTalking = agentTalkingTicks(this.tickPlayed.subarray(0, ticksPlayed));
     callerSpeech.forEach((segment, index) => {
       const startTick = Math.floor(segment.startMs / AVR_FRAME_MS);
-      if (startTick >= ticksPlayed || this.tickPlayed[startTick] !== 1) return;
+      if (startTick >= ticksPlayed || agentTalking[startTick] !== 1) return;
       const windowEnd = callerSpeech[index + 1]?.startMs ?? Number.POSITIVE_INFINITY;
       const interruption = this.interruptions.find((i) => i.atMs >= segment.startMs && i.atMs < windowEnd);
       const stopWindowEnd = Math.min(windowEnd, segment.endMs + BARGE_IN_STOP_WINDOW_MS);
       const windowEndTick = Math.min(ticksPlayed, Math.ceil(stopWindowEnd / AVR_FRAME_MS));
       let stoppedTick: number | undefined;
       for (let tick = startTick; tick < windowEndTick; tick++) {
-        if (this.tickPlayed[tick] !== 1) {
+        if (agentTalking[tick] !== 1) {
           stoppedTick = tick;
           break;
         }
@@ -694,6 +702,23 @@ class CallSession {
       receivedAudio,
     };
   }
+}
+
+/**
+ * 1 for each tick in which the agent is talking: it played agent audio, or it lies in an underrun (a silent gap of
+ * less than UNDERRUN_MAX_MS with agent audio played on both sides of it).
+ */
+function agentTalkingTicks(played: Uint8Array): Uint8Array {
+  const talking = played.slice();
+  const maxGapTicks = Math.ceil(UNDERRUN_MAX_MS / AVR_FRAME_MS) - 1;
+  let lastPlayed = -1;
+  for (let tick = 0; tick < played.length; tick++) {
+    if (played[tick] !== 1) continue;
+    const gap = tick - lastPlayed - 1;
+    if (lastPlayed >= 0 && gap > 0 && gap <= maxGapTicks) talking.fill(1, lastPlayed + 1, tick);
+    lastPlayed = tick;
+  }
+  return talking;
 }
 
 interface SchemaIssues {

@@ -12,6 +12,7 @@ export {
   type TranscriptEntry,
   type ResponseLatency,
   type BargeIn,
+  UNDERRUN_MAX_MS,
 } from './call-simulator.js';
 export { EventLog } from './event-log.js';
 export { memoryLogger, type LogLine } from './memory-logger.js';

@@ -1,6 +1,16 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { concatPcm as concat, fixturePath, readWav, reportToJson, silence, simulateCall } from '../src/index.js';
+import {
+  concatPcm as concat,
+  detectSpeechSegments,
+  fixturePath,
+  readWav,
+  reportToJson,
+  silence,
+  simulateCall,
+  UNDERRUN_MAX_MS,
+  type CallReport,
+} from '../src/index.js';
 import {
   frameSamples,
   meanSquare,
@@ -148,6 +158,44 @@ describe('simulateCall', () => {
     expect(report.heardAgentMs).toBe(stoppedAt - firstHeard);
     expect(report.heardAgentMs + (interruption?.flushedMs ?? 0)).toBe(3000);
     expect(report.unplayedAgentMs).toBe(0);
+  });
+
+  it('counts caller speech that starts in an underrun of the reply as a barge-in, and a longer pause as none', async () => {
+    const input = concat(silence(1000), loadFixture('short'));
+    const [segment] = detectSpeechSegments(input, { sampleRate: 8000 });
+    if (segment === undefined) throw new Error('no speech in the input');
+    const speechStartTick = Math.floor(segment.startMs / 20);
+    const heardTicks = (heard: Int16Array): number[] =>
+      Array.from({ length: heard.length / 160 }, (_, tick) => tick).filter((tick) => heard.subarray(tick * 160, (tick + 1) * 160).some((s) => s !== 0));
+    // The agent's reply comes in two chunks: 100 ms when frame `firstAt` arrives, 3 s more when frame
+    // speechStartTick - 1 does. Frames are sent back to back (realtime: false), so each chunk plays from a tick or two
+    // after its trigger: the reply pauses around the caller's speech start.
+    const run = async (firstAt: number): Promise<{ report: CallReport; silentTicks: number }> => {
+      sts = await startFakeSts((conn) => {
+        conn.ws.on('message', () => {
+          if (conn.frames.length === firstAt + 1) sendFrames(conn.ws, tone(100, 300, 6000));
+          if (conn.frames.length === speechStartTick) sendFrames(conn.ws, tone(3000, 300, 6000));
+        });
+      });
+      const report = await simulateCall({ url: sts.url, input, tailMs: 400, realtime: false });
+      await sts.close();
+      sts = undefined;
+      const played = heardTicks(report.heard);
+      const before = played.filter((tick) => tick < speechStartTick).at(-1) ?? Number.NaN;
+      const after = played.find((tick) => tick >= speechStartTick) ?? Number.NaN;
+      expect(after).toBeGreaterThan(speechStartTick); // the speech starts in the pause
+      return { report, silentTicks: after - before - 1 };
+    };
+
+    const underrun = await run(speechStartTick - 8);
+    expect(underrun.silentTicks).toBeLessThan(UNDERRUN_MAX_MS / 20);
+    expect(underrun.report.bargeIns).toHaveLength(1);
+    // The reply played on to the end of the call: the underrun is not the playback stopping.
+    expect(underrun.report.bargeIns[0]).toMatchObject({ speechStartMs: segment.startMs, playbackStopped: false, playbackStoppedAtMs: null });
+
+    const pause = await run(speechStartTick - 14);
+    expect(pause.silentTicks).toBeGreaterThanOrEqual(UNDERRUN_MAX_MS / 20);
+    expect(pause.report.bargeIns).toEqual([]);
   });
 
   it('reports a barge-in the agent ignored', async () => {
