@@ -112,6 +112,23 @@ async function scrapeMetrics(port) {
   return values;
 }
 
+/**
+ * The gateway's GC pauses between two scrapes (prom-client's `nodejs_gc_duration_seconds`, from V8's GC events), in ms
+ * by kind (minor: scavenges; major: mark-compact; incremental: marking steps; weakcb: weak callbacks) and in total.
+ */
+function gcMsBetween(before, after) {
+  const byKind = {};
+  let total = 0;
+  for (const [key, value] of Object.entries(after)) {
+    const kind = /^stsgate_nodejs_gc_duration_seconds_sum\{kind="(\w+)"\}$/.exec(key)?.[1];
+    if (kind === undefined) continue;
+    const ms = (value - (before[key] ?? 0)) * 1000;
+    byKind[kind] = round(ms, 1);
+    total += ms;
+  }
+  return { total: round(total, 1), byKind };
+}
+
 /** Waits (up to `timeoutMs`) until the gateway reports no active call; returns the last count seen. */
 async function untilNoCalls(port, timeoutMs = 15_000) {
   const deadline = performance.now() + timeoutMs;
@@ -377,6 +394,7 @@ async function runFormat(format, options, loopback) {
     // After the scrape: building the profile blocks the gateway, which is not the window's event-loop delay.
     const profile = await profiler?.stop();
     const activeAtWindowEnd = metricsAtLoad['stsgate_active_calls'];
+    const gc = gcMsBetween(metricsBefore, metricsAtLoad);
     await tail(load.window);
     const w = load.closeWindow();
     await load.hangUp(connected);
@@ -397,6 +415,9 @@ async function runFormat(format, options, loopback) {
         cpuMsPerCallSecond: round(m.gatewayCpuMs / ((Math.max(1, connected.length) * m.windowMs) / 1000), 3),
         cpuPercentOfOneCore: round((m.gatewayCpuMs / m.windowMs) * 100, 1),
         kernelPercentOfItsCpu: round((m.gatewaySystemMs / Math.max(1, m.gatewayCpuMs)) * 100, 1),
+        // The event loop's thread collects (--single-threaded-gc): its pauses are CPU the gateway spent on GC.
+        gcPercentOfItsCpu: round((gc.total / Math.max(1, m.gatewayCpuMs)) * 100, 1),
+        gcMsInWindow: gc,
         // The generator's work is fixed by the step: this ratio is less sensitive to the VM's speed of the moment.
         cpuRelativeToGenerator: round(m.gatewayCpuMs / m.windowMs / Math.max(0.001, m.generatorPercent / 100), 3),
         eventLoopDelayP99Ms: round((metricsAtLoad['stsgate_nodejs_eventloop_lag_p99_seconds'] ?? Number.NaN) * 1000, 1),
