@@ -299,6 +299,8 @@ function summarize(parts) {
           agentFirstFrameP99Ms: s.agentFrames.firstFrameAddedMs?.p99 ?? null,
           interruptionP50Ms: s.bargeIns.interruptionLatencyMs.p50,
           interruptionP99Ms: s.bargeIns.interruptionLatencyMs.p99,
+          interruptionOverHopsP99Ms: s.bargeIns.interruptionOverHopsP99Ms ?? null,
+          gatewayGcPercentOfItsCpu: s.gateway.gcPercentOfItsCpu ?? null,
           rssPerAddedCallKB: s.gateway.rssPerAddedCallKB,
           ...(s.calls === scale.settings.steps.at(-1) ? { rssAfterCallsEndedRatioToIdle: s.gateway.rssAfterCallsEndedRatioToIdle } : {}),
           disturbed: s.disturbed,
