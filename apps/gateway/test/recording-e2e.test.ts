@@ -146,13 +146,13 @@ describe('call recording (RECORDINGS_DIR), end to end', () => {
     expect(Math.abs(caller.lag)).toBeLessThanOrEqual(20 * MS);
     expect(replies.length).toBeGreaterThanOrEqual(2);
     // The recording places a reply where the gateway scheduled it; the simulated AVR Core plays it from the first
-    // 20 ms tick after it arrived. So what was heard lags the recording by up to one tick, plus the delivery from
-    // gateway to caller and the offset of their clocks (the gateway's starts when `init` arrives), a few ms on a
-    // loaded machine. A tick run late plays audio that arrived within it from the tick's nominal start: earlier.
+    // 20 ms tick after it arrived. So what was heard lags the recording by up to one tick plus the delivery from
+    // gateway to caller, which on a loaded machine (the suite's parallel files) has taken about 15 ms. A tick run
+    // late plays audio that arrived within it from the tick's nominal start: earlier.
     for (const reply of agent) {
       expect(reply.correlation).toBeGreaterThan(0.9);
       expect(reply.lag).toBeGreaterThanOrEqual(-20 * MS);
-      expect(reply.lag).toBeLessThanOrEqual((20 + 10) * MS);
+      expect(reply.lag).toBeLessThanOrEqual((20 + 20) * MS);
     }
     // Every bit of agent audio the caller heard is in the recording (the replies cover it, give or take a tick each).
     const heardSegments = audioSegments(report.heard).filter(([start, end]) => end - start >= 50 * MS);
