@@ -15,8 +15,10 @@
 // latency; and a `goals` block (the performance issue's targets, met or not).
 //
 // Run: pnpm build && node bench/scale.mjs [--quick] [--steps=100,300,500] [--formats=pcmu,pcm24] [--window=15]
-//      [--after=30] [--no-relay] [--profile[=<dir>]] [--batch=<ms>]
+//      [--after=30] [--no-relay] [--profile[=<dir>]] [--batch=<ms>] [--arrivals=<calls/s>] [--max-elu=<share>]
 //   --batch: OPENAI_INPUT_BATCH_MS for the gateway (caller audio per append: fewer writes, more caller-audio latency).
+//   --arrivals: a step's calls arrive at this rate (default: as fast as 25 parallel connects go).
+//   --max-elu: MAX_EVENT_LOOP_UTILIZATION for the gateway (admission by load; with --arrivals, what it refuses).
 //   --profile: a V8 CPU profile of the gateway over each window (inspector Profiler.start/stop, 1 ms sampling), written
 //   to <dir> (default bench/results/profiles/) as gateway-<format>-<calls>.cpuprofile, with the top frames as
 //   .txt beside it (bench/lib/profile-summary.mjs). The profiler costs the gateway CPU: those steps say `profiled`.
@@ -68,10 +70,13 @@ function parseOptions(argv) {
     relay: !argv.includes('--no-relay'),
     // OPENAI_INPUT_BATCH_MS for the gateway (default: its own, 0: every caller frame is an append of its own).
     inputBatchMs: value('batch'),
+    arrivalsPerSecond: value('arrivals') === undefined ? undefined : Number(value('arrivals')),
+    maxEventLoopUtilization: value('max-elu'),
     // The gateway's malloc: the image's (jemalloc, preloaded) when this machine has it, else glibc's.
     allocator: value('allocator') ?? (jemallocInstalled() ? 'jemalloc' : 'glibc'),
     profileDir: profileArg === undefined ? undefined : profileArg === '--profile' ? DEFAULT_PROFILE_DIR : profileArg.slice('--profile='.length),
   };
+  if (options.arrivalsPerSecond !== undefined && !(options.arrivalsPerSecond > 0)) throw new Error('--arrivals: calls per second, a number above 0');
   if (!(options.allocator in ALLOCATOR_ENV)) throw new Error(`--allocator: jemalloc or glibc, not "${options.allocator}"`);
   if (options.allocator === 'jemalloc' && !jemallocInstalled()) throw new Error('--allocator=jemalloc: libjemalloc.so.2 is not installed (Debian: libjemalloc2)');
   return options;
@@ -319,6 +324,8 @@ async function runFormat(format, options, loopback) {
       OPENAI_AUDIO_FORMAT: format,
       OPENAI_GREETING: 'false',
       ...(options.inputBatchMs === undefined ? {} : { OPENAI_INPUT_BATCH_MS: options.inputBatchMs }),
+      // Unset unless asked for: the bench measures the gateway past its capacity too.
+      MAX_EVENT_LOOP_UTILIZATION: options.maxEventLoopUtilization ?? '',
       ...ALLOCATOR_ENV[options.allocator],
       // The fake provider pairs each provider connection with its call by the uuid in the instructions.
       OPENAI_INSTRUCTIONS: `You are the scale bench's agent. ${UUID_MARK('{{uuid}}')}`,
@@ -381,7 +388,7 @@ async function runFormat(format, options, loopback) {
   async function runStep(calls, last) {
     log(`${format}: ${calls} calls`);
     const rampStart = performance.now();
-    const { calls: connected, failures, notStarted } = await load.connectCalls({ port: gateway.port, count: calls, prefix: `${format}-${calls}` });
+    const { calls: connected, failures, notStarted } = await load.connectCalls({ port: gateway.port, count: calls, prefix: `${format}-${calls}`, arrivalsPerSecond: options.arrivalsPerSecond });
     const rampSeconds = round((performance.now() - rampStart) / 1000, 1);
     // Every call's script starts within one pattern of its connect: after that, the mix is steady.
     await sleep(SCRIPT_FACTS.patternMs + 1000);
@@ -507,8 +514,13 @@ function writeProfile(dir, format, calls, profile) {
   return { file: `${base}.cpuprofile`, topSelf: summary.bySelf.slice(0, 10), topModules: summary.byModule.slice(0, 8) };
 }
 
-/** The performance issue's targets against the steps (met: true / false; null when the step did not run). */
-function evaluateGoals(formats, lastCalls) {
+/**
+ * The performance issue's targets against the steps (met: true / false; null when the step did not run). Beside the
+ * CPU goals, the bare relay's CPU per call-second at the same call counts when it ran (`loopback`): what forwarding
+ * each caller frame over the same two loopback hops costs on this machine with nothing else, a floor below which no
+ * gateway that forwards 20 ms frames one message each can go.
+ */
+function evaluateGoals(formats, lastCalls, loopback) {
   const step = (format, calls) => formats[format]?.steps.find((s) => s.calls === calls);
   const failed = (format, calls) => formats[format]?.failedSteps.find((s) => s.calls === calls);
   const goal = (target, entries) => {
@@ -524,15 +536,20 @@ function evaluateGoals(formats, lastCalls) {
       if (s !== undefined) return fn(format, s);
       return failed(format, calls) === undefined ? [`${format}_${calls}`, null, null] : [`${format}_${calls}`, 'step failed', false];
     });
-  const cpu = (format) =>
-    goal(
+  const relayFloor = Object.fromEntries(
+    GOALS.cpuAtCalls.map((calls) => [`${calls}`, loopback?.steps.find((s) => s.calls === calls)?.relayCpuMsPerCallSecond ?? null]),
+  );
+  const cpu = (format) => ({
+    ...goal(
       `${format}: <= ${GOALS.cpuMsPerCallSecond[format]} ms gateway CPU per call-second at ${GOALS.cpuAtCalls.join(' and ')} calls`,
       GOALS.cpuAtCalls.map((calls) => {
         const s = step(format, calls);
         if (s === undefined) return failed(format, calls) === undefined ? [`${calls}`, null, null] : [`${calls}`, 'step failed', false];
         return [`${calls}`, s.gateway.cpuMsPerCallSecond, s.gateway.cpuMsPerCallSecond <= GOALS.cpuMsPerCallSecond[format]];
       }),
-    );
+    ),
+    relayFloorMsPerCallSecond: relayFloor,
+  });
   const n = GOALS.realTimeCalls;
   return {
     cpuPcmu: formats.pcmu === undefined ? null : cpu('pcmu'),
@@ -608,11 +625,11 @@ export async function benchScale(options) {
     method:
       'built gateway (STS_PROVIDER=openai) pinned to core 1; load generator (AVR Core calls + fake OpenAI Realtime GA server, bench/lib/scale-load.mjs) in one process pinned to core 0',
     loadGeneratorPinnedToCore0: pinned,
-    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs), allocator: options.allocator, gatewayNodeFlags: gatewayNodeFlags() },
+    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs), arrivalsPerSecond: options.arrivalsPerSecond ?? null, maxEventLoopUtilization: options.maxEventLoopUtilization === undefined ? null : Number(options.maxEventLoopUtilization), allocator: options.allocator, gatewayNodeFlags: gatewayNodeFlags() },
     script: { ...SCRIPT, ...SCRIPT_FACTS },
     loopbackHop: loopback ?? null,
     formats,
-    goals: evaluateGoals(formats, options.steps.at(-1)),
+    goals: evaluateGoals(formats, options.steps.at(-1), loopback),
     wallSeconds: round((performance.now() - started) / 1000, 1),
   };
 }

@@ -21,6 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { AVR_FRAME_MS, AVR_FRAME_SAMPLES, createResampler, decodeMulaw, encodeAvrAudio, encodeMulaw } from '../../packages/core/dist/index.js';
 import { concatPcm, fixturePath, readWavAs8k, silence } from '../../packages/testkit/dist/index.js';
 import { FrameReader, OPCODE, closeFrame, connectClient, encodeFrame, startServer, textFrame } from './lean-ws.mjs';
+import { sleep } from './util.mjs';
 
 /**
  * Each call's provider, in 100 ms units: the caller speaks (speech_started ... speech_stopped, committed), the response
@@ -238,14 +239,17 @@ export class ScaleLoad {
    * No call is started after `rampLimitMs` (an overloaded gateway would take minutes). Resolves with the ready calls,
    * the failures and how many were not started.
    */
-  async connectCalls({ port, count, prefix, parallel = 25, timeoutMs = 20_000, rampLimitMs = 30_000 }) {
+  async connectCalls({ port, count, prefix, parallel = 25, timeoutMs = 20_000, rampLimitMs = 30_000, arrivalsPerSecond }) {
     const calls = [];
     const failures = [];
-    const deadline = performance.now() + rampLimitMs;
+    const started = performance.now();
+    // Calls arriving at a given rate (as on a phone line) take as long as they need, plus the usual limit.
+    const deadline = started + rampLimitMs + (arrivalsPerSecond === undefined ? 0 : (count / arrivalsPerSecond) * 1000);
     let next = 0;
     const worker = async () => {
       while (next < count && performance.now() < deadline) {
         const index = next++;
+        if (arrivalsPerSecond !== undefined) await sleep(started + (index / arrivalsPerSecond) * 1000 - performance.now());
         const call = new Call(this, index, `${prefix}-${index}`, Math.floor((index * PATTERN_UNITS) / count) + 1);
         this.calls.set(call.uuid, call);
         try {

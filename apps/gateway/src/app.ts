@@ -15,6 +15,7 @@ import { OutboundPacer } from './outbound.js';
 import { CallRecordings } from './recording/index.js';
 import { registerPlayground } from './playground.js';
 import { IdleMemoryRelease } from './idle-memory.js';
+import { LoadGuard, type LoadGuardOptions } from './load-guard.js';
 
 /**
  * Every call's agent audio is topped up every 40 ms: two 20 ms frames per call at a time, written together (one
@@ -43,6 +44,8 @@ export interface GatewayDeps {
   /** After this long without a call, one full garbage collection gives the ended calls' memory back (see IdleMemoryRelease). Off when unset. */
   readonly releaseMemoryWhenIdleMs?: number;
   readonly initTimeoutMs?: number;
+  /** Tests: the load guard's sampling (period, utilization source); default: every second, Node's own measure. */
+  readonly loadSampling?: Pick<LoadGuardOptions, 'sampleMs' | 'eventLoopUtilization'>;
   /** Where the built playground page is (default: this package's dist/playground); served when `config.playground`. */
   readonly playgroundAssetsDir?: string;
 }
@@ -73,6 +76,12 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const metrics = new GatewayMetrics(deps.collectProcessMetrics ?? false);
   const pacer = new OutboundPacer(PACER_PERIOD_MS, systemClock(), PACER_GROUPS);
   const calls = new Set<CallSession>();
+  const load = new LoadGuard({
+    maxUtilization: config.maxEventLoopUtilization,
+    logger: deps.logger,
+    onSample: (utilization) => metrics.eventLoopUtilization.set(utilization),
+    ...deps.loadSampling,
+  });
   const idleMemory =
     deps.releaseMemoryWhenIdleMs === undefined ? undefined : new IdleMemoryRelease({ quietMs: deps.releaseMemoryWhenIdleMs, logger: deps.logger });
   const track = (call: CallSession) => {
@@ -144,6 +153,10 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       metrics.errors.inc({ kind: 'capacity' });
       return reply.code(503).send({ message: `call limit reached (${config.maxCalls})` });
     }
+    if (load.overloaded) {
+      metrics.errors.inc({ kind: 'overload' });
+      return reply.code(503).send({ message: load.refusal() });
+    }
     return undefined;
   };
   const admit = async (request: FastifyRequest, reply: FastifyReply) => refuse(request, reply, true);
@@ -213,10 +226,13 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
 
   app.addHook('onClose', async () => {
     pacer.close();
+    load.close();
     await idleMemory?.close();
     // After the calls (closed by preClose): their recordings finish writing, then the retention timer stops.
     await recordings?.close();
   });
+  // Sampling starts once the hook above owns it: a failed start leaves no timer behind.
+  load.start();
 
   return {
     app,

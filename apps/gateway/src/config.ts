@@ -18,6 +18,13 @@ const int = (expected: string, min: number, max: number) =>
     return z.NEVER;
   });
 const milliseconds = (min: number, max: number) => int(`a time in milliseconds from ${min} to ${max}`, min, max);
+/** A share from 0.1 to 0.99, e.g. `0.9` (a percentage is refused: it would read as 90 times the whole). */
+const share = z.string().transform((raw, ctx) => {
+  const value = Number(raw.trim());
+  if (raw.trim() !== '' && Number.isFinite(value) && value >= 0.1 && value <= 0.99) return value;
+  ctx.addIssue({ code: 'custom', message: 'is not a share of time from 0.1 to 0.99 (e.g. 0.9)' });
+  return z.NEVER;
+});
 const BOOLEANS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
 const boolean = z
   .enum(BOOLEANS, { error: `is not a boolean (${BOOLEANS.join(', ')})` })
@@ -44,6 +51,11 @@ export const gatewayEnvSchema = z.object({
   /** Shared secret: when set, callers must send `?token=` or `Authorization: Bearer`. */
   STSGATE_AUTH_TOKEN: optional(z.string().min(16, 'must be at least 16 characters')),
   MAX_CALLS: optional(int('a whole number from 1 to 100000', 1, 100_000)).transform((v) => v ?? 1000),
+  /**
+   * Admission by load: new calls and requests are refused (503) while the event loop was busier than this share of the
+   * time over the last 3 s. Unset: no such limit (MAX_CALLS only).
+   */
+  MAX_EVENT_LOOP_UTILIZATION: optional(share),
   WS_MAX_PAYLOAD_BYTES: optional(int('a size in bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024)).transform((v) => v ?? 64 * 1024),
   /** Caller audio kept while the provider connects; older audio is dropped beyond this. */
   EARLY_AUDIO_BUFFER_MS: optional(milliseconds(0, 60_000)).transform((v) => v ?? 3000),
@@ -87,6 +99,8 @@ export interface GatewayConfig {
   readonly logPretty: boolean;
   readonly authToken: string | undefined;
   readonly maxCalls: number;
+  /** `MAX_EVENT_LOOP_UTILIZATION`: refuse new calls and requests above this event-loop utilization; undefined: no limit. */
+  readonly maxEventLoopUtilization: number | undefined;
   readonly wsMaxPayloadBytes: number;
   readonly earlyAudioBufferMs: number;
   readonly outboundLeadMs: number;
@@ -127,6 +141,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     logPretty: e.LOG_PRETTY,
     authToken: e.STSGATE_AUTH_TOKEN,
     maxCalls: e.MAX_CALLS,
+    maxEventLoopUtilization: e.MAX_EVENT_LOOP_UTILIZATION,
     wsMaxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
     earlyAudioBufferMs: e.EARLY_AUDIO_BUFFER_MS,
     outboundLeadMs: e.OUTBOUND_LEAD_MS,

@@ -18,6 +18,11 @@ export class GatewayMetrics {
     buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600],
     registers: [this.registry],
   });
+  readonly eventLoopUtilization = new Gauge({
+    name: 'stsgate_event_loop_utilization',
+    help: 'Share of the time the event loop (the one core every call runs on) was busy over the last 3 s: near 1, calls get late; MAX_EVENT_LOOP_UTILIZATION refuses new calls above it',
+    registers: [this.registry],
+  });
   readonly framesIn = new Counter({ name: 'stsgate_frames_in_total', help: 'Audio messages received from AVR Core', registers: [this.registry] });
   readonly framesOut = new Counter({ name: 'stsgate_frames_out_total', help: '20 ms audio frames sent to AVR Core', registers: [this.registry] });
   readonly lateAgentAudio = new Counter({

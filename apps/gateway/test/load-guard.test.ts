@@ -1,0 +1,186 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import pino from 'pino';
+import { Writable } from 'node:stream';
+import type { EventLoopUtilization } from 'node:perf_hooks';
+import { buildGateway, gatewayConfig, loadGatewayConfig, type Gateway } from '../src/index.js';
+import { LOAD_SAMPLE_MS, LoadGuard } from '../src/load-guard.js';
+import { AvrRecorder } from './ws-client.js';
+import { ScriptedSts } from './scripted-sts.js';
+
+/**
+ * An event loop whose busy share the test sets: each reading without arguments (a sample) adds 1 s of time at that
+ * share; with two readings, the difference, as Node's `performance.eventLoopUtilization(current, previous)` gives it.
+ */
+function fakeEventLoop(initialShare: number) {
+  let share = initialShare;
+  let active = 0;
+  let idle = 0;
+  const reading = (a: number, i: number): EventLoopUtilization => ({ active: a, idle: i, utilization: a + i === 0 ? 0 : a / (a + i) });
+  const measure = (current?: EventLoopUtilization, previous?: EventLoopUtilization): EventLoopUtilization => {
+    if (current !== undefined && previous !== undefined) return reading(current.active - previous.active, current.idle - previous.idle);
+    active += share * 1000;
+    idle += (1 - share) * 1000;
+    return reading(active, idle);
+  };
+  return { measure, setShare: (value: number) => void (share = value) };
+}
+
+function capturingLogger() {
+  const lines: { level: number; msg: string; utilization?: number; limit?: number }[] = [];
+  const logger = pino(
+    { level: 'info' },
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()) as (typeof lines)[number]);
+        done();
+      },
+    }),
+  );
+  return { logger, lines };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('LoadGuard', () => {
+  it('averages the last three seconds, refuses above the limit, and says so once each way', () => {
+    vi.useFakeTimers();
+    const loop = fakeEventLoop(0.5);
+    const { logger, lines } = capturingLogger();
+    const reported: number[] = [];
+    const guard = new LoadGuard({ maxUtilization: 0.9, logger, eventLoopUtilization: loop.measure, onSample: (u) => reported.push(u) });
+    guard.start();
+    expect(guard.utilization).toBeUndefined();
+    expect(guard.overloaded).toBe(false);
+
+    vi.advanceTimersByTime(LOAD_SAMPLE_MS);
+    expect(guard.utilization).toBeCloseTo(0.5, 6);
+    loop.setShare(0.98);
+    vi.advanceTimersByTime(2 * LOAD_SAMPLE_MS);
+    // (0.5 + 0.98 + 0.98) / 3 = 0.82: one quiet second in the window still admits.
+    expect(guard.utilization).toBeCloseTo(0.82, 6);
+    expect(guard.overloaded).toBe(false);
+    vi.advanceTimersByTime(LOAD_SAMPLE_MS);
+    expect(guard.utilization).toBeCloseTo(0.98, 6);
+    expect(guard.overloaded).toBe(true);
+    expect(guard.refusal()).toBe('the gateway is overloaded: its event loop was 98% busy over the last 3 s (limit 90%)');
+    vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
+    expect(guard.overloaded).toBe(true);
+
+    loop.setShare(0.3);
+    vi.advanceTimersByTime(LOAD_SAMPLE_MS);
+    // (0.98 + 0.98 + 0.3) / 3 = 0.753
+    expect(guard.overloaded).toBe(false);
+    expect(reported.map((u) => Math.round(u * 1000) / 1000)).toEqual([0.5, 0.74, 0.82, 0.98, 0.98, 0.98, 0.98, 0.753]);
+    expect(lines.map((line) => [line.level, line.msg, line.utilization, line.limit])).toEqual([
+      [40, 'overloaded: refusing new calls until the event loop is less busy', 0.98, 0.9],
+      [30, 'load back under the limit: accepting new calls', 0.753, 0.9],
+    ]);
+
+    guard.close();
+    expect(vi.getTimerCount()).toBe(0);
+    vi.advanceTimersByTime(5 * LOAD_SAMPLE_MS);
+    expect(reported).toHaveLength(8);
+  });
+
+  it('without a limit only measures', () => {
+    vi.useFakeTimers();
+    const { logger, lines } = capturingLogger();
+    const guard = new LoadGuard({ maxUtilization: undefined, logger, eventLoopUtilization: fakeEventLoop(1).measure });
+    guard.start();
+    vi.advanceTimersByTime(5 * LOAD_SAMPLE_MS);
+    expect(guard.utilization).toBe(1);
+    expect(guard.overloaded).toBe(false);
+    expect(lines).toEqual([]);
+    guard.close();
+  });
+
+  it('measures the real event loop by default', async () => {
+    const guard = new LoadGuard({ maxUtilization: undefined, logger: pino({ level: 'silent' }), sampleMs: 20 });
+    guard.start();
+    // Keep the loop busy between samples: the share must come out well above zero.
+    const until = Date.now() + 200;
+    while (guard.utilization === undefined || Date.now() < until) {
+      const spin = Date.now() + 15;
+      while (Date.now() < spin);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(guard.utilization).toBeGreaterThan(0.3);
+    expect(guard.utilization).toBeLessThanOrEqual(1);
+    guard.close();
+  });
+});
+
+describe('MAX_EVENT_LOOP_UTILIZATION', () => {
+  it('is a share from 0.1 to 0.99, unset by default', () => {
+    expect(loadGatewayConfig({}).maxEventLoopUtilization).toBeUndefined();
+    expect(loadGatewayConfig({ MAX_EVENT_LOOP_UTILIZATION: '0.9' }).maxEventLoopUtilization).toBe(0.9);
+    expect(loadGatewayConfig({ MAX_EVENT_LOOP_UTILIZATION: '' }).maxEventLoopUtilization).toBeUndefined();
+    for (const value of ['90', '0', '1', 'busy', '0.05']) {
+      expect(() => loadGatewayConfig({ MAX_EVENT_LOOP_UTILIZATION: value })).toThrow(
+        `MAX_EVENT_LOOP_UTILIZATION=${JSON.stringify(value)} is not a share of time from 0.1 to 0.99 (e.g. 0.9)`,
+      );
+    }
+  });
+});
+
+describe('the gateway under load', () => {
+  const gateways: Gateway[] = [];
+  afterEach(async () => {
+    await Promise.all(gateways.splice(0).map((g) => g.app.close()));
+  });
+
+  async function until(predicate: () => boolean): Promise<void> {
+    const started = Date.now();
+    while (!predicate()) {
+      if (Date.now() - started > 5000) throw new Error('condition not met in time');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  it('refuses new calls with 503 while overloaded; calls in progress, health and metrics go on', async () => {
+    const loop = fakeEventLoop(0.2);
+    const sts = new ScriptedSts();
+    const gateway = await buildGateway(gatewayConfig({ maxEventLoopUtilization: 0.85 }), {
+      sts: { id: sts.id, adapter: sts },
+      logger: pino({ level: 'silent' }),
+      loadSampling: { sampleMs: 10, eventLoopUtilization: loop.measure },
+    });
+    gateways.push(gateway);
+    await gateway.app.ready();
+    const metric = async (pattern: RegExp) => Number(pattern.exec((await gateway.app.inject('/metrics')).body)?.[1]);
+
+    const before = new AvrRecorder(await gateway.app.injectWS('/'));
+    before.send({ type: 'init', uuid: 'before' });
+    const session = await sts.nextSession();
+
+    loop.setShare(0.95);
+    let utilization = 0;
+    await until(() => {
+      void metric(/^stsgate_event_loop_utilization (\S+)$/m).then((value) => (utilization = value));
+      return utilization > 0.94;
+    });
+    await expect(gateway.app.injectWS('/')).rejects.toThrow(/503/);
+    // The answer itself (the same hook answers before a WebSocket upgrade).
+    const refused = await gateway.app.inject('/');
+    expect(refused.statusCode).toBe(503);
+    expect(refused.json()).toEqual({ message: expect.stringMatching(/^the gateway is overloaded: its event loop was 95% busy over the last 0\.0[1-3] s \(limit 85%\)$/) });
+    expect(await metric(/^stsgate_errors_total\{kind="overload"\} (\S+)$/m)).toBe(2);
+    expect((await gateway.app.inject('/health')).statusCode).toBe(200);
+    // The call admitted before goes on.
+    before.send({ type: 'audio', audio: Buffer.alloc(320).toString('base64') });
+    await until(() => session.audio.length > 0);
+    expect(gateway.calls.size).toBe(1);
+
+    loop.setShare(0.3);
+    await until(() => {
+      void metric(/^stsgate_event_loop_utilization (\S+)$/m).then((value) => (utilization = value));
+      return utilization < 0.31;
+    });
+    const after = new AvrRecorder(await gateway.app.injectWS('/'));
+    after.send({ type: 'init', uuid: 'after' });
+    await sts.nextSession();
+    expect(gateway.calls.size).toBe(2);
+  });
+});
