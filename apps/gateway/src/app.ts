@@ -78,6 +78,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const calls = new Set<CallSession>();
   const load = new LoadGuard({
     maxUtilization: config.maxEventLoopUtilization,
+    activeCalls: () => calls.size,
     logger: deps.logger,
     onSample: (utilization) => metrics.eventLoopUtilization.set(utilization),
     ...deps.loadSampling,
@@ -153,9 +154,10 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       metrics.errors.inc({ kind: 'capacity' });
       return reply.code(503).send({ message: `call limit reached (${config.maxCalls})` });
     }
-    if (load.overloaded) {
+    const overloaded = load.refusal(countsAsCall);
+    if (overloaded !== undefined) {
       metrics.errors.inc({ kind: 'overload' });
-      return reply.code(503).send({ message: load.refusal() });
+      return reply.code(503).send({ message: overloaded });
     }
     return undefined;
   };

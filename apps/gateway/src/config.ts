@@ -53,7 +53,7 @@ export const gatewayEnvSchema = z.object({
   MAX_CALLS: optional(int('a whole number from 1 to 100000', 1, 100_000)).transform((v) => v ?? 1000),
   /**
    * Admission by load: new calls and requests are refused (503) while the event loop was busier than this share of the
-   * time over the last 3 s. Unset: no such limit (MAX_CALLS only).
+   * time over the last 3 s, and new calls that would take it there (see LoadGuard). Unset: no such limit (MAX_CALLS only).
    */
   MAX_EVENT_LOOP_UTILIZATION: optional(share),
   WS_MAX_PAYLOAD_BYTES: optional(int('a size in bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024)).transform((v) => v ?? 64 * 1024),

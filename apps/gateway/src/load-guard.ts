@@ -9,9 +9,11 @@ export const LOAD_WINDOW_SAMPLES = 3;
 export interface LoadGuardOptions {
   /**
    * Refuse new calls and requests while the event loop's utilization (the share of time it was busy, 0-1) over the
-   * window is above this. Undefined: only measure (the `utilization` is still reported).
+   * window is above this, and new calls that would take it there. Undefined: only measure.
    */
   readonly maxUtilization: number | undefined;
+  /** Calls in progress now. */
+  readonly activeCalls: () => number;
   readonly logger: Logger;
   /** Called with the window's utilization after each sample (the gateway's gauge). */
   readonly onSample?: (utilization: number) => void;
@@ -21,20 +23,35 @@ export interface LoadGuardOptions {
   readonly eventLoopUtilization?: (current?: EventLoopUtilization, previous?: EventLoopUtilization) => EventLoopUtilization;
 }
 
+/** Why a new call or request is refused, as its answer says it; undefined: admitted. */
+export type LoadRefusal = string | undefined;
+
+interface LoadSample {
+  /** The event loop's utilization over the interval. */
+  readonly utilization: number;
+  /** Calls in progress over the interval (the mean of its two ends). */
+  readonly calls: number;
+}
+
 /**
  * Admission by load: one core runs every call's audio, so a gateway past that core's capacity makes every call late,
- * not only the new ones. This measures how busy the event loop was over the last few seconds and, with a limit set,
- * says that a new call should be refused while it is above it: the calls in progress keep their real time, and the
- * refused call gets a clear answer at once (503 at the upgrade). A static `MAX_CALLS` cannot do this: what one core
- * holds depends on the provider, the audio format and the machine. A trailing window cannot stop a burst (hundreds of
- * calls within a second or two): `MAX_CALLS` is the cap for that.
+ * not only the new ones. A static `MAX_CALLS` cannot know that capacity: it depends on the provider, the audio format
+ * and the machine. This measures it. Every second it samples how busy the event loop was, and over the last three
+ * seconds, with a limit set:
+ * - above the limit, every new call and request is refused (503 at the upgrade): the calls in progress keep their real
+ *   time, and the refused call gets a clear answer at once;
+ * - from half the limit on, the calls' share of the loop gives what one call costs, and so how many calls fit under
+ *   the limit: a new call beyond that is refused although the loop is not there yet. A trailing window alone lags:
+ *   calls arriving faster than it reacts (a queue released after an outage) would all be admitted before it sees
+ *   their cost. The estimate counts everything the loop did as the calls' (fixed costs too), so it errs low.
  */
 export class LoadGuard {
   private readonly measure: NonNullable<LoadGuardOptions['eventLoopUtilization']>;
-  private readonly samples: number[] = [];
+  private readonly samples: LoadSample[] = [];
   private last: EventLoopUtilization | undefined;
+  private callsAtLast = 0;
   private timer: NodeJS.Timeout | undefined;
-  private overloadedValue = false;
+  private refusingValue = false;
   private closed = false;
 
   constructor(private readonly options: LoadGuardOptions) {
@@ -45,6 +62,7 @@ export class LoadGuard {
   start(): void {
     if (this.closed || this.timer !== undefined) return;
     this.last = this.measure();
+    this.callsAtLast = this.options.activeCalls();
     this.timer = setInterval(() => this.sample(), this.options.sampleMs ?? LOAD_SAMPLE_MS);
     // Sampling must not keep a process that is otherwise done alive.
     this.timer.unref();
@@ -53,41 +71,65 @@ export class LoadGuard {
   /** Mean utilization over the last samples (0-1); undefined before the first sample. */
   get utilization(): number | undefined {
     if (this.samples.length === 0) return undefined;
-    return this.samples.reduce((sum, value) => sum + value, 0) / this.samples.length;
+    return this.samples.reduce((sum, s) => sum + s.utilization, 0) / this.samples.length;
   }
 
-  /** A limit is set and the window's utilization is above it. */
-  get overloaded(): boolean {
-    return this.overloadedValue;
+  /**
+   * How many calls fit under the limit at what they cost now; undefined without a limit, below half of it, or
+   * without calls.
+   */
+  get callCapacity(): number | undefined {
+    const limit = this.options.maxUtilization;
+    const utilization = this.utilization;
+    if (limit === undefined || utilization === undefined || utilization < limit / 2) return undefined;
+    const calls = this.samples.reduce((sum, s) => sum + s.calls, 0) / this.samples.length;
+    if (calls === 0) return undefined;
+    return Math.floor((limit * calls) / utilization);
   }
 
-  /** The answer to a refused call or request. */
-  refusal(): string {
-    return `the gateway is overloaded: its event loop was ${percent(this.utilization ?? 0)} busy over the last ${round((this.samples.length * (this.options.sampleMs ?? LOAD_SAMPLE_MS)) / 1000)} s (limit ${percent(this.options.maxUtilization ?? 1)})`;
+  /** Whether a new call (`call`: counts against the calls' capacity) or HTTP request is refused now, and why. */
+  refusal(call: boolean): LoadRefusal {
+    const limit = this.options.maxUtilization;
+    const utilization = this.utilization;
+    if (this.closed || limit === undefined || utilization === undefined) return undefined;
+    if (utilization > limit) {
+      return `the gateway is overloaded: its event loop was ${percent(utilization)} busy over the last ${this.windowSeconds()} s (limit ${percent(limit)})`;
+    }
+    const capacity = this.callCapacity;
+    const active = this.options.activeCalls();
+    if (call && capacity !== undefined && active >= capacity) {
+      return `the gateway is at its load limit: ${active === 1 ? '1 call keeps' : `${active} calls keep`} its event loop ${percent(utilization)} busy, one more would take it past ${percent(limit)}`;
+    }
+    return undefined;
   }
 
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
     this.timer = undefined;
-    this.overloadedValue = false;
+  }
+
+  private windowSeconds(): number {
+    return round((this.samples.length * (this.options.sampleMs ?? LOAD_SAMPLE_MS)) / 1000);
   }
 
   private sample(): void {
     const now = this.measure();
-    this.samples.push(this.measure(now, this.last).utilization);
+    const calls = this.options.activeCalls();
+    this.samples.push({ utilization: this.measure(now, this.last).utilization, calls: (calls + this.callsAtLast) / 2 });
     this.last = now;
+    this.callsAtLast = calls;
     if (this.samples.length > LOAD_WINDOW_SAMPLES) this.samples.shift();
-    const utilization = this.utilization ?? 0;
-    this.options.onSample?.(utilization);
+    this.options.onSample?.(this.utilization ?? 0);
+    // One log line each way when the gateway starts or stops refusing new calls.
     const limit = this.options.maxUtilization;
     if (limit === undefined) return;
-    const overloaded = utilization > limit;
-    if (overloaded === this.overloadedValue) return;
-    this.overloadedValue = overloaded;
-    const fields = { utilization: round(utilization), limit };
-    if (overloaded) this.options.logger.warn(fields, 'overloaded: refusing new calls until the event loop is less busy');
-    else this.options.logger.info(fields, 'load back under the limit: accepting new calls');
+    const refusing = this.refusal(true) !== undefined;
+    if (refusing === this.refusingValue) return;
+    this.refusingValue = refusing;
+    const fields = { utilization: round(this.utilization ?? 0), limit, activeCalls: calls, callCapacity: this.callCapacity ?? null };
+    if (refusing) this.options.logger.warn(fields, 'at the load limit: refusing new calls until the event loop has room');
+    else this.options.logger.info(fields, 'load under the limit: accepting new calls');
   }
 }
 

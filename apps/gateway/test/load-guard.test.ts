@@ -44,15 +44,15 @@ afterEach(() => {
 });
 
 describe('LoadGuard', () => {
-  it('averages the last three seconds, refuses above the limit, and says so once each way', () => {
+  it('refuses every new call and request above the limit, and says so once each way', () => {
     vi.useFakeTimers();
     const loop = fakeEventLoop(0.5);
     const { logger, lines } = capturingLogger();
     const reported: number[] = [];
-    const guard = new LoadGuard({ maxUtilization: 0.9, logger, eventLoopUtilization: loop.measure, onSample: (u) => reported.push(u) });
+    const guard = new LoadGuard({ maxUtilization: 0.9, activeCalls: () => 0, logger, eventLoopUtilization: loop.measure, onSample: (u) => reported.push(u) });
     guard.start();
     expect(guard.utilization).toBeUndefined();
-    expect(guard.overloaded).toBe(false);
+    expect(guard.refusal(true)).toBeUndefined();
 
     vi.advanceTimersByTime(LOAD_SAMPLE_MS);
     expect(guard.utilization).toBeCloseTo(0.5, 6);
@@ -60,44 +60,81 @@ describe('LoadGuard', () => {
     vi.advanceTimersByTime(2 * LOAD_SAMPLE_MS);
     // (0.5 + 0.98 + 0.98) / 3 = 0.82: one quiet second in the window still admits.
     expect(guard.utilization).toBeCloseTo(0.82, 6);
-    expect(guard.overloaded).toBe(false);
+    expect(guard.refusal(true)).toBeUndefined();
     vi.advanceTimersByTime(LOAD_SAMPLE_MS);
     expect(guard.utilization).toBeCloseTo(0.98, 6);
-    expect(guard.overloaded).toBe(true);
-    expect(guard.refusal()).toBe('the gateway is overloaded: its event loop was 98% busy over the last 3 s (limit 90%)');
+    const overloaded = 'the gateway is overloaded: its event loop was 98% busy over the last 3 s (limit 90%)';
+    expect(guard.refusal(true)).toBe(overloaded);
+    expect(guard.refusal(false)).toBe(overloaded);
     vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
-    expect(guard.overloaded).toBe(true);
+    expect(guard.refusal(true)).toBe(overloaded);
 
     loop.setShare(0.3);
     vi.advanceTimersByTime(LOAD_SAMPLE_MS);
     // (0.98 + 0.98 + 0.3) / 3 = 0.753
-    expect(guard.overloaded).toBe(false);
+    expect(guard.refusal(true)).toBeUndefined();
     expect(reported.map((u) => Math.round(u * 1000) / 1000)).toEqual([0.5, 0.74, 0.82, 0.98, 0.98, 0.98, 0.98, 0.753]);
     expect(lines.map((line) => [line.level, line.msg, line.utilization, line.limit])).toEqual([
-      [40, 'overloaded: refusing new calls until the event loop is less busy', 0.98, 0.9],
-      [30, 'load back under the limit: accepting new calls', 0.753, 0.9],
+      [40, 'at the load limit: refusing new calls until the event loop has room', 0.98, 0.9],
+      [30, 'load under the limit: accepting new calls', 0.753, 0.9],
     ]);
 
     guard.close();
     expect(vi.getTimerCount()).toBe(0);
+    expect(guard.refusal(true)).toBeUndefined();
     vi.advanceTimersByTime(5 * LOAD_SAMPLE_MS);
     expect(reported).toHaveLength(8);
+  });
+
+  it('from half the limit on, refuses the calls that would take the loop past it, from what a call costs now', () => {
+    vi.useFakeTimers();
+    const loop = fakeEventLoop(0.6);
+    let calls = 100;
+    const guard = new LoadGuard({ maxUtilization: 0.8, activeCalls: () => calls, logger: pino({ level: 'silent' }), eventLoopUtilization: loop.measure });
+    guard.start();
+    vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
+    // 100 calls take 60%: 0.6% each, so 133 fit under 80%.
+    expect(guard.callCapacity).toBe(133);
+    expect(guard.refusal(true)).toBeUndefined();
+    calls = 132;
+    expect(guard.refusal(true)).toBeUndefined();
+    calls = 133;
+    expect(guard.refusal(true)).toBe('the gateway is at its load limit: 133 calls keep its event loop 60% busy, one more would take it past 80%');
+    // An HTTP request is not a call: only the limit itself refuses it.
+    expect(guard.refusal(false)).toBeUndefined();
+
+    // Each sample counts the calls in progress over its second (the mean of its two ends): 116.5, 133, 133 calls
+    // at 60% cost 0.47% each, 170 fit; once every second of the window had 133, 0.45% each, 177 fit.
+    vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
+    expect(guard.callCapacity).toBe(170);
+    vi.advanceTimersByTime(LOAD_SAMPLE_MS);
+    expect(guard.callCapacity).toBe(177);
+    expect(guard.refusal(true)).toBeUndefined();
+
+    // Below half the limit the loop's share is mostly not the calls' (timers, metrics): no estimate, no refusal.
+    loop.setShare(0.35);
+    vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
+    expect(guard.callCapacity).toBeUndefined();
+    calls = 5000;
+    expect(guard.refusal(true)).toBeUndefined();
+    guard.close();
   });
 
   it('without a limit only measures', () => {
     vi.useFakeTimers();
     const { logger, lines } = capturingLogger();
-    const guard = new LoadGuard({ maxUtilization: undefined, logger, eventLoopUtilization: fakeEventLoop(1).measure });
+    const guard = new LoadGuard({ maxUtilization: undefined, activeCalls: () => 10, logger, eventLoopUtilization: fakeEventLoop(1).measure });
     guard.start();
     vi.advanceTimersByTime(5 * LOAD_SAMPLE_MS);
     expect(guard.utilization).toBe(1);
-    expect(guard.overloaded).toBe(false);
+    expect(guard.callCapacity).toBeUndefined();
+    expect(guard.refusal(true)).toBeUndefined();
     expect(lines).toEqual([]);
     guard.close();
   });
 
   it('measures the real event loop by default', async () => {
-    const guard = new LoadGuard({ maxUtilization: undefined, logger: pino({ level: 'silent' }), sampleMs: 20 });
+    const guard = new LoadGuard({ maxUtilization: undefined, activeCalls: () => 0, logger: pino({ level: 'silent' }), sampleMs: 20 });
     guard.start();
     // Keep the loop busy between samples: the share must come out well above zero.
     const until = Date.now() + 200;
@@ -139,7 +176,7 @@ describe('the gateway under load', () => {
     }
   }
 
-  it('refuses new calls with 503 while overloaded; calls in progress, health and metrics go on', async () => {
+  it('refuses new calls with 503 at the load limit; calls in progress, health and metrics go on', async () => {
     const loop = fakeEventLoop(0.2);
     const sts = new ScriptedSts();
     const gateway = await buildGateway(gatewayConfig({ maxEventLoopUtilization: 0.85 }), {
@@ -150,34 +187,43 @@ describe('the gateway under load', () => {
     gateways.push(gateway);
     await gateway.app.ready();
     const metric = async (pattern: RegExp) => Number(pattern.exec((await gateway.app.inject('/metrics')).body)?.[1]);
+    /** Until the gauge the guard sets shows the fake loop's new share over its whole window. */
+    const untilUtilization = async (reached: (utilization: number) => boolean) => {
+      let utilization = Number.NaN;
+      await until(() => {
+        void metric(/^stsgate_event_loop_utilization (\S+)$/m).then((value) => (utilization = value));
+        return reached(utilization);
+      });
+    };
 
     const before = new AvrRecorder(await gateway.app.injectWS('/'));
     before.send({ type: 'init', uuid: 'before' });
     const session = await sts.nextSession();
 
+    // One call takes 60% of the loop: a second would take it past 85%, before the loop is there.
+    loop.setShare(0.6);
+    await untilUtilization((u) => u > 0.59);
+    const atCapacity = await gateway.app.inject('/');
+    expect(atCapacity.statusCode).toBe(503);
+    expect(atCapacity.json()).toEqual({ message: 'the gateway is at its load limit: 1 call keeps its event loop 60% busy, one more would take it past 85%' });
+
     loop.setShare(0.95);
-    let utilization = 0;
-    await until(() => {
-      void metric(/^stsgate_event_loop_utilization (\S+)$/m).then((value) => (utilization = value));
-      return utilization > 0.94;
-    });
+    await untilUtilization((u) => u > 0.94);
     await expect(gateway.app.injectWS('/')).rejects.toThrow(/503/);
     // The answer itself (the same hook answers before a WebSocket upgrade).
     const refused = await gateway.app.inject('/');
     expect(refused.statusCode).toBe(503);
     expect(refused.json()).toEqual({ message: expect.stringMatching(/^the gateway is overloaded: its event loop was 95% busy over the last 0\.0[1-3] s \(limit 85%\)$/) });
-    expect(await metric(/^stsgate_errors_total\{kind="overload"\} (\S+)$/m)).toBe(2);
+    expect(await metric(/^stsgate_errors_total\{kind="overload"\} (\S+)$/m)).toBe(3);
     expect((await gateway.app.inject('/health')).statusCode).toBe(200);
     // The call admitted before goes on.
     before.send({ type: 'audio', audio: Buffer.alloc(320).toString('base64') });
     await until(() => session.audio.length > 0);
     expect(gateway.calls.size).toBe(1);
 
+    // Under half the limit: admitted.
     loop.setShare(0.3);
-    await until(() => {
-      void metric(/^stsgate_event_loop_utilization (\S+)$/m).then((value) => (utilization = value));
-      return utilization < 0.31;
-    });
+    await untilUtilization((u) => u < 0.31);
     const after = new AvrRecorder(await gateway.app.injectWS('/'));
     after.send({ type: 'init', uuid: 'after' });
     await sts.nextSession();
