@@ -429,6 +429,8 @@ async function runFormat(format, options, loopback) {
         cpuRelativeToGenerator: round(m.gatewayCpuMs / m.windowMs / Math.max(0.001, m.generatorPercent / 100), 3),
         eventLoopDelayP99Ms: round((metricsAtLoad['stsgate_nodejs_eventloop_lag_p99_seconds'] ?? Number.NaN) * 1000, 1),
         eventLoopDelayMaxMs: round((metricsAtLoad['stsgate_nodejs_eventloop_lag_max_seconds'] ?? Number.NaN) * 1000, 1),
+        // The gateway's own measure over its last 3 s (what MAX_EVENT_LOOP_UTILIZATION compares), at the window's end.
+        eventLoopUtilizationAtWindowEnd: round(metricsAtLoad['stsgate_event_loop_utilization'] ?? Number.NaN, 3),
         activeCallsAtWindowEnd: activeAtWindowEnd,
         activeCallsAfterHangUp: activeAfterHangUp,
         rssAtLoadMB: mb(rssAtLoadKb),

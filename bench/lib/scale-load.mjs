@@ -41,6 +41,16 @@ export const SCRIPT_FACTS = {
   framesPerWholeReply: (SCRIPT.replyUnits * SCRIPT.unitMs) / AVR_FRAME_MS,
 };
 
+/**
+ * Where in the pattern call `index` starts its script: the fractional parts of index x the golden ratio, a
+ * low-discrepancy sequence, so that any number of the first calls (all of a step, or those a gateway admitted before it
+ * refused the rest) are spread evenly over the pattern: their replies do not pile up in the same seconds.
+ */
+const GOLDEN_RATIO_FRACTION = (Math.sqrt(5) - 1) / 2;
+function scriptOffsetUnits(index) {
+  return Math.floor(((index * GOLDEN_RATIO_FRACTION) % 1) * PATTERN_UNITS) + 1;
+}
+
 export const UUID_MARK = (uuid) => `[scale-call:${uuid}]`;
 const UUID_PATTERN = /\[scale-call:([^\]]+)\]/;
 const SLOT_MS = 5;
@@ -250,7 +260,7 @@ export class ScaleLoad {
       while (next < count && performance.now() < deadline) {
         const index = next++;
         if (arrivalsPerSecond !== undefined) await sleep(started + (index / arrivalsPerSecond) * 1000 - performance.now());
-        const call = new Call(this, index, `${prefix}-${index}`, Math.floor((index * PATTERN_UNITS) / count) + 1);
+        const call = new Call(this, index, `${prefix}-${index}`, scriptOffsetUnits(index));
         this.calls.set(call.uuid, call);
         try {
           await call.connect(port, timeoutMs);
