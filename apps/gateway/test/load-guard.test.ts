@@ -168,9 +168,9 @@ describe('the gateway under load', () => {
     await Promise.all(gateways.splice(0).map((g) => g.app.close()));
   });
 
-  async function until(predicate: () => boolean): Promise<void> {
+  async function until(predicate: () => boolean | Promise<boolean>): Promise<void> {
     const started = Date.now();
-    while (!predicate()) {
+    while (!(await predicate())) {
       if (Date.now() - started > 5000) throw new Error('condition not met in time');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
@@ -188,13 +188,8 @@ describe('the gateway under load', () => {
     await gateway.app.ready();
     const metric = async (pattern: RegExp) => Number(pattern.exec((await gateway.app.inject('/metrics')).body)?.[1]);
     /** Until the gauge the guard sets shows the fake loop's new share over its whole window. */
-    const untilUtilization = async (reached: (utilization: number) => boolean) => {
-      let utilization = Number.NaN;
-      await until(() => {
-        void metric(/^stsgate_event_loop_utilization (\S+)$/m).then((value) => (utilization = value));
-        return reached(utilization);
-      });
-    };
+    const untilUtilization = (reached: (utilization: number) => boolean) =>
+      until(async () => reached(await metric(/^stsgate_event_loop_utilization (\S+)$/m)));
 
     const before = new AvrRecorder(await gateway.app.injectWS('/'));
     before.send({ type: 'init', uuid: 'before' });
