@@ -16,9 +16,12 @@
 //
 // Run: pnpm build && node bench/scale.mjs [--quick] [--steps=100,300,500] [--formats=pcmu,pcm24] [--window=15]
 //      [--after=30] [--no-relay] [--profile[=<dir>]] [--batch=<ms>] [--arrivals=<calls/s>] [--max-elu=<share>]
+//      [--caller-batch=<share>|off]
 //   --batch: OPENAI_INPUT_BATCH_MS for the gateway (caller audio per append: fewer writes, more caller-audio latency).
 //   --arrivals: a step's calls arrive at this rate (default: as fast as 25 parallel connects go).
 //   --max-elu: MAX_EVENT_LOOP_UTILIZATION for the gateway (admission by load; with --arrivals, what it refuses).
+//   --caller-batch: CALLER_AUDIO_BATCH_UTILIZATION for the gateway (default: its own; off: caller audio frame by frame
+//   at any load).
 //   --profile: a V8 CPU profile of the gateway over each window (inspector Profiler.start/stop, 1 ms sampling), written
 //   to <dir> (default bench/results/profiles/) as gateway-<format>-<calls>.cpuprofile, with the top frames as
 //   .txt beside it (bench/lib/profile-summary.mjs). The profiler costs the gateway CPU: those steps say `profiled`.
@@ -72,6 +75,7 @@ function parseOptions(argv) {
     inputBatchMs: value('batch'),
     arrivalsPerSecond: value('arrivals') === undefined ? undefined : Number(value('arrivals')),
     maxEventLoopUtilization: value('max-elu'),
+    callerAudioBatchUtilization: value('caller-batch'),
     // The gateway's malloc: the image's (jemalloc, preloaded) when this machine has it, else glibc's.
     allocator: value('allocator') ?? (jemallocInstalled() ? 'jemalloc' : 'glibc'),
     profileDir: profileArg === undefined ? undefined : profileArg === '--profile' ? DEFAULT_PROFILE_DIR : profileArg.slice('--profile='.length),
@@ -326,6 +330,7 @@ async function runFormat(format, options, loopback) {
       ...(options.inputBatchMs === undefined ? {} : { OPENAI_INPUT_BATCH_MS: options.inputBatchMs }),
       // Unset unless asked for: the bench measures the gateway past its capacity too.
       MAX_EVENT_LOOP_UTILIZATION: options.maxEventLoopUtilization ?? '',
+      ...(options.callerAudioBatchUtilization === undefined ? {} : { CALLER_AUDIO_BATCH_UTILIZATION: options.callerAudioBatchUtilization }),
       ...ALLOCATOR_ENV[options.allocator],
       // The fake provider pairs each provider connection with its call by the uuid in the instructions.
       OPENAI_INSTRUCTIONS: `You are the scale bench's agent. ${UUID_MARK('{{uuid}}')}`,
@@ -431,6 +436,8 @@ async function runFormat(format, options, loopback) {
         eventLoopDelayMaxMs: round((metricsAtLoad['stsgate_nodejs_eventloop_lag_max_seconds'] ?? Number.NaN) * 1000, 1),
         // The gateway's own measure over its last 3 s (what MAX_EVENT_LOOP_UTILIZATION compares), at the window's end.
         eventLoopUtilizationAtWindowEnd: round(metricsAtLoad['stsgate_event_loop_utilization'] ?? Number.NaN, 3),
+        // 1 when the gateway was sending caller audio two frames per provider message at the window's end (CALLER_AUDIO_BATCH_UTILIZATION).
+        callerAudioBatchedAtWindowEnd: metricsAtLoad['stsgate_caller_audio_batched'] ?? null,
         activeCallsAtWindowEnd: activeAtWindowEnd,
         activeCallsAfterHangUp: activeAfterHangUp,
         rssAtLoadMB: mb(rssAtLoadKb),
@@ -627,7 +634,7 @@ export async function benchScale(options) {
     method:
       'built gateway (STS_PROVIDER=openai) pinned to core 1; load generator (AVR Core calls + fake OpenAI Realtime GA server, bench/lib/scale-load.mjs) in one process pinned to core 0',
     loadGeneratorPinnedToCore0: pinned,
-    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs), arrivalsPerSecond: options.arrivalsPerSecond ?? null, maxEventLoopUtilization: options.maxEventLoopUtilization === undefined ? null : Number(options.maxEventLoopUtilization), allocator: options.allocator, gatewayNodeFlags: gatewayNodeFlags() },
+    settings: { steps: options.steps, formats: options.formats, windowSeconds: options.windowSeconds, afterSeconds: options.afterSeconds, warmUpCalls: WARM_UP_CALLS, profiled: options.profileDir !== undefined, inputBatchMs: options.inputBatchMs === undefined ? 'gateway default' : Number(options.inputBatchMs), arrivalsPerSecond: options.arrivalsPerSecond ?? null, maxEventLoopUtilization: options.maxEventLoopUtilization === undefined ? null : Number(options.maxEventLoopUtilization), callerAudioBatchUtilization: options.callerAudioBatchUtilization ?? 'gateway default', allocator: options.allocator, gatewayNodeFlags: gatewayNodeFlags() },
     script: { ...SCRIPT, ...SCRIPT_FACTS },
     loopbackHop: loopback ?? null,
     formats,

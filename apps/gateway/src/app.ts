@@ -78,9 +78,13 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const calls = new Set<CallSession>();
   const load = new LoadGuard({
     maxUtilization: config.maxEventLoopUtilization,
+    batchCallerAudioAbove: config.callerAudioBatchUtilization,
     activeCalls: () => calls.size,
     logger: deps.logger,
-    onSample: (utilization) => metrics.eventLoopUtilization.set(utilization),
+    onSample: (utilization, batchingCallerAudio) => {
+      metrics.eventLoopUtilization.set(utilization);
+      metrics.callerAudioBatched.set(batchingCallerAudio ? 1 : 0);
+    },
     ...deps.loadSampling,
   });
   const idleMemory =
@@ -196,6 +200,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
         logger: deps.logger.child({ conn: request.id }),
         metrics,
         pacer,
+        callerAudioFramesPerSend: load.callerAudioFramesPerSend,
         metadata: callMetadata(request.url),
         earlyAudioBufferMs: config.earlyAudioBufferMs,
         outboundLeadMs: config.outboundLeadMs,
@@ -216,6 +221,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       logger: deps.logger,
       metrics,
       pacer,
+      callerAudioFramesPerSend: load.callerAudioFramesPerSend,
       config,
       tools: deps.tools,
       recordings,

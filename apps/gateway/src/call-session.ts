@@ -14,6 +14,8 @@ export interface CallSessionOptions {
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
   readonly pacer: OutboundPacer;
+  /** Caller frames (20 ms) per provider message, read for every frame (the gateway's load guard); default 1. */
+  readonly callerAudioFramesPerSend?: () => number;
   /** The connect query string (AVR Core appends `from`, `to`, `uniqueid`, `channel`, custom keys). */
   readonly metadata: Readonly<Record<string, string>>;
   readonly earlyAudioBufferMs: number;
@@ -58,6 +60,7 @@ export class CallSession implements Pumpable, CallInbound {
       limits: options.limits,
       clock,
       pacer: options.pacer,
+      callerAudioFramesPerSend: options.callerAudioFramesPerSend,
       observer: options.metrics.callObserver(options.providerId),
       recorder,
     });

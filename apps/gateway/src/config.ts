@@ -25,6 +25,8 @@ const share = z.string().transform((raw, ctx) => {
   ctx.addIssue({ code: 'custom', message: 'is not a share of time from 0.1 to 0.99 (e.g. 0.9)' });
   return z.NEVER;
 });
+/** `CALLER_AUDIO_BATCH_UTILIZATION` unset. */
+const DEFAULT_CALLER_AUDIO_BATCH_UTILIZATION = 0.7;
 const BOOLEANS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
 const boolean = z
   .enum(BOOLEANS, { error: `is not a boolean (${BOOLEANS.join(', ')})` })
@@ -56,6 +58,13 @@ export const gatewayEnvSchema = z.object({
    * time over the last 3 s, and new calls that would take it there (see LoadGuard). Unset: no such limit (MAX_CALLS only).
    */
   MAX_EVENT_LOOP_UTILIZATION: optional(share),
+  /**
+   * Above this event-loop utilization (over the last 3 s), caller audio goes to the provider two frames per message
+   * instead of one (see LoadGuard). `off`: never.
+   */
+  CALLER_AUDIO_BATCH_UTILIZATION: optional(z.union([z.literal('off'), share], { error: 'is not a share of time from 0.1 to 0.99 (e.g. 0.7) or off' })).transform(
+    (v) => (v === 'off' ? undefined : (v ?? DEFAULT_CALLER_AUDIO_BATCH_UTILIZATION)),
+  ),
   WS_MAX_PAYLOAD_BYTES: optional(int('a size in bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024)).transform((v) => v ?? 64 * 1024),
   /** Caller audio kept while the provider connects; older audio is dropped beyond this. */
   EARLY_AUDIO_BUFFER_MS: optional(milliseconds(0, 60_000)).transform((v) => v ?? 3000),
@@ -101,6 +110,8 @@ export interface GatewayConfig {
   readonly maxCalls: number;
   /** `MAX_EVENT_LOOP_UTILIZATION`: refuse new calls and requests above this event-loop utilization; undefined: no limit. */
   readonly maxEventLoopUtilization: number | undefined;
+  /** `CALLER_AUDIO_BATCH_UTILIZATION`: batch caller audio above this event-loop utilization; undefined: never. */
+  readonly callerAudioBatchUtilization: number | undefined;
   readonly wsMaxPayloadBytes: number;
   readonly earlyAudioBufferMs: number;
   readonly outboundLeadMs: number;
@@ -142,6 +153,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     authToken: e.STSGATE_AUTH_TOKEN,
     maxCalls: e.MAX_CALLS,
     maxEventLoopUtilization: e.MAX_EVENT_LOOP_UTILIZATION,
+    callerAudioBatchUtilization: e.CALLER_AUDIO_BATCH_UTILIZATION,
     wsMaxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
     earlyAudioBufferMs: e.EARLY_AUDIO_BUFFER_MS,
     outboundLeadMs: e.OUTBOUND_LEAD_MS,

@@ -23,6 +23,8 @@ export interface LegacyStsDeps {
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
   readonly pacer: OutboundPacer;
+  /** Caller frames per provider message now (the gateway's load guard decides). */
+  readonly callerAudioFramesPerSend?: () => number;
   readonly config: Pick<GatewayConfig, 'earlyAudioBufferMs' | 'outboundLeadMs' | 'outboundStartBufferMs' | 'providerConnectTimeoutMs' | 'callLimits'>;
   readonly tools?: ToolRunner | undefined;
   /** Call recording (`RECORDINGS_DIR`), as for WebSocket calls. */
@@ -57,6 +59,7 @@ export function registerLegacyStsRoute(app: FastifyInstance, sts: { id: string; 
         logger,
         metrics: deps.metrics,
         pacer: deps.pacer,
+        ...(deps.callerAudioFramesPerSend === undefined ? {} : { callerAudioFramesPerSend: deps.callerAudioFramesPerSend }),
         metadata: callMetadata(request.url),
         earlyAudioBufferMs: deps.config.earlyAudioBufferMs,
         outboundLeadMs: deps.config.outboundLeadMs,

@@ -5,6 +5,13 @@ import type { Logger } from 'pino';
 export const LOAD_SAMPLE_MS = 1000;
 /** Samples averaged: the guard reacts to a saturated core within about this many seconds, not to one slow second (a GC). */
 export const LOAD_WINDOW_SAMPLES = 3;
+/**
+ * Batching stops below this share of the utilization it started at. Batching itself lowers the utilization (fewer
+ * messages); without the margin, the saving would end it and the cost come back, every few seconds.
+ */
+export const BATCHING_OFF_RATIO = 0.75;
+/** Caller frames per provider message while batching: 40 ms, every other frame waits ~20 ms for the next. */
+const BATCHED_CALLER_FRAMES = 2;
 
 export interface LoadGuardOptions {
   /**
@@ -12,11 +19,16 @@ export interface LoadGuardOptions {
    * window is above this, and new calls that would take it there. Undefined: only measure.
    */
   readonly maxUtilization: number | undefined;
+  /**
+   * Caller audio goes to the providers two frames at a time while the window's utilization is above this, until it is
+   * below {@link BATCHING_OFF_RATIO} of it. Undefined: never.
+   */
+  readonly batchCallerAudioAbove?: number | undefined;
   /** Calls in progress now. */
   readonly activeCalls: () => number;
   readonly logger: Logger;
-  /** Called with the window's utilization after each sample (the gateway's gauge). */
-  readonly onSample?: (utilization: number) => void;
+  /** Called after each sample with the window's utilization and whether caller audio is batched (the gateway's gauges). */
+  readonly onSample?: (utilization: number, batchingCallerAudio: boolean) => void;
   /** Default: {@link LOAD_SAMPLE_MS}. */
   readonly sampleMs?: number;
   /** Default: Node's `performance.eventLoopUtilization` (the same signature). */
@@ -44,6 +56,10 @@ interface LoadSample {
  *   the limit: a new call beyond that is refused although the loop is not there yet. A trailing window alone lags:
  *   calls arriving faster than it reacts (a queue released after an outage) would all be admitted before it sees
  *   their cost. The estimate counts everything the loop did as the calls' (fixed costs too), so it errs low.
+ *
+ * With `batchCallerAudioAbove`, it also lowers what each call costs while the loop is busy: above that share, caller
+ * audio goes to the providers two 20 ms frames per message (half the messages and system calls towards them), until
+ * the loop is well below it again.
  */
 export class LoadGuard {
   private readonly measure: NonNullable<LoadGuardOptions['eventLoopUtilization']>;
@@ -52,6 +68,7 @@ export class LoadGuard {
   private callsAtLast = 0;
   private timer: NodeJS.Timeout | undefined;
   private refusingValue = false;
+  private batchingValue = false;
   private closed = false;
 
   constructor(private readonly options: LoadGuardOptions) {
@@ -87,6 +104,14 @@ export class LoadGuard {
     return Math.floor((limit * calls) / utilization);
   }
 
+  /** Caller frames per provider message now (the call runtime's `callerAudioFramesPerSend`). */
+  readonly callerAudioFramesPerSend = (): number => (this.batchingValue ? BATCHED_CALLER_FRAMES : 1);
+
+  /** Whether caller audio is batched now. */
+  get batchingCallerAudio(): boolean {
+    return this.batchingValue;
+  }
+
   /** Whether a new call (`call`: counts against the calls' capacity) or HTTP request is refused now, and why. */
   refusal(call: boolean): LoadRefusal {
     const limit = this.options.maxUtilization;
@@ -120,8 +145,25 @@ export class LoadGuard {
     this.last = now;
     this.callsAtLast = calls;
     if (this.samples.length > LOAD_WINDOW_SAMPLES) this.samples.shift();
-    this.options.onSample?.(this.utilization ?? 0);
-    // One log line each way when the gateway starts or stops refusing new calls.
+    this.updateBatching(calls);
+    this.options.onSample?.(this.utilization ?? 0, this.batchingValue);
+    this.updateRefusing(calls);
+  }
+
+  private updateBatching(calls: number): void {
+    const above = this.options.batchCallerAudioAbove;
+    const utilization = this.utilization ?? 0;
+    if (above === undefined || this.closed) return;
+    const batching = this.batchingValue ? utilization >= above * BATCHING_OFF_RATIO : utilization > above;
+    if (batching === this.batchingValue) return;
+    this.batchingValue = batching;
+    const fields = { utilization: round(utilization), batchAbove: above, activeCalls: calls };
+    if (batching) this.options.logger.info(fields, 'event loop busy: caller audio goes to the providers 40 ms at a time');
+    else this.options.logger.info(fields, 'event loop has room: caller audio goes to the providers frame by frame again');
+  }
+
+  /** One log line each way when the gateway starts or stops refusing new calls. */
+  private updateRefusing(calls: number): void {
     const limit = this.options.maxUtilization;
     if (limit === undefined) return;
     const refusing = this.refusal(true) !== undefined;

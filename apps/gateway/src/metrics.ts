@@ -23,6 +23,11 @@ export class GatewayMetrics {
     help: 'Share of the time the event loop (the one core every call runs on) was busy over the last 3 s: near 1, calls get late; MAX_EVENT_LOOP_UTILIZATION refuses new calls above it',
     registers: [this.registry],
   });
+  readonly callerAudioBatched = new Gauge({
+    name: 'stsgate_caller_audio_batched',
+    help: 'Whether caller audio goes to the providers two 20 ms frames per message (1) because the event loop is busy (CALLER_AUDIO_BATCH_UTILIZATION), or frame by frame (0)',
+    registers: [this.registry],
+  });
   readonly framesIn = new Counter({ name: 'stsgate_frames_in_total', help: 'Audio messages received from AVR Core', registers: [this.registry] });
   readonly framesOut = new Counter({ name: 'stsgate_frames_out_total', help: '20 ms audio frames sent to AVR Core', registers: [this.registry] });
   readonly lateAgentAudio = new Counter({

@@ -31,6 +31,16 @@ async function start(adapter: StsAdapter, overrides: Partial<GatewayConfig> = {}
   return gateway;
 }
 
+/**
+ * The value of each 20 ms frame of constant tones, whatever chunks they reached the provider in (a busy gateway sends
+ * two frames per message: CALLER_AUDIO_BATCH_UTILIZATION).
+ */
+function frameValues(chunks: readonly Int16Array[]): number[] {
+  const values: number[] = [];
+  for (const chunk of chunks) for (let i = 0; i < chunk.length; i += 160) values.push(chunk[i] ?? Number.NaN);
+  return values;
+}
+
 async function connect(gateway: Gateway, path = '/') {
   return new AvrRecorder(await gateway.app.injectWS(path));
 }
@@ -66,11 +76,11 @@ describe('call setup', () => {
     const session = sts.nextSession();
     ready();
     const s = await session;
-    await until(() => s.audio.length === 5);
-    expect(s.audio.map((chunk) => chunk[0])).toEqual([1, 2, 3, 4, 5]);
+    await until(() => s.receivedSamples() === 5 * 160);
+    expect(frameValues(s.audio)).toEqual([1, 2, 3, 4, 5]);
     expect(s.dtmf).toEqual(['7']);
     avr.sendAudio(tone(160, 6));
-    await until(() => s.audio.length === 6);
+    await until(() => s.receivedSamples() === 6 * 160);
   });
 
   it('bounds the early-audio buffer, dropping the oldest audio', async () => {
@@ -84,8 +94,8 @@ describe('call setup', () => {
     const session = sts.nextSession();
     ready();
     const s = await session;
-    await until(() => s.audio.length === 5);
-    expect(s.audio.map((chunk) => chunk[0])).toEqual([16, 17, 18, 19, 20]);
+    await until(() => s.receivedSamples() === 5 * 160);
+    expect(frameValues(s.audio)).toEqual([16, 17, 18, 19, 20]);
     expect(await gateway.app.inject('/metrics').then((r) => r.body)).toMatch(/stsgate_early_audio_dropped_frames_total 15/);
   });
 

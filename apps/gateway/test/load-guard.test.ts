@@ -3,7 +3,7 @@ import pino from 'pino';
 import { Writable } from 'node:stream';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { buildGateway, gatewayConfig, loadGatewayConfig, type Gateway } from '../src/index.js';
-import { LOAD_SAMPLE_MS, LoadGuard } from '../src/load-guard.js';
+import { BATCHING_OFF_RATIO, LOAD_SAMPLE_MS, LoadGuard } from '../src/load-guard.js';
 import { AvrRecorder } from './ws-client.js';
 import { ScriptedSts } from './scripted-sts.js';
 
@@ -26,7 +26,7 @@ function fakeEventLoop(initialShare: number) {
 }
 
 function capturingLogger() {
-  const lines: { level: number; msg: string; utilization?: number; limit?: number }[] = [];
+  const lines: { level: number; msg: string; utilization?: number; limit?: number; batchAbove?: number }[] = [];
   const logger = pino(
     { level: 'info' },
     new Writable({
@@ -133,6 +133,55 @@ describe('LoadGuard', () => {
     guard.close();
   });
 
+  it('batches caller audio above its share, and stops only well below it (batching lowers the load)', () => {
+    vi.useFakeTimers();
+    const loop = fakeEventLoop(0.5);
+    const { logger, lines } = capturingLogger();
+    const reported: boolean[] = [];
+    const guard = new LoadGuard({
+      maxUtilization: undefined,
+      batchCallerAudioAbove: 0.7,
+      activeCalls: () => 200,
+      logger,
+      eventLoopUtilization: loop.measure,
+      onSample: (_u, batching) => reported.push(batching),
+    });
+    guard.start();
+    vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
+    expect(guard.callerAudioFramesPerSend()).toBe(1);
+    loop.setShare(0.79);
+    // (0.5 + 0.5 + 0.79) / 3 = 0.597, then (0.5 + 0.79 + 0.79) / 3 = 0.693: not above; then 0.79.
+    vi.advanceTimersByTime(2 * LOAD_SAMPLE_MS);
+    expect(guard.batchingCallerAudio).toBe(false);
+    vi.advanceTimersByTime(LOAD_SAMPLE_MS);
+    expect(guard.batchingCallerAudio).toBe(true);
+    expect(guard.callerAudioFramesPerSend()).toBe(2);
+    // Batching saved a fifth: 0.64 is under the share, but not under 3/4 of it (0.525).
+    loop.setShare(0.64);
+    vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
+    expect(guard.callerAudioFramesPerSend()).toBe(2);
+    loop.setShare(0.5);
+    vi.advanceTimersByTime(3 * LOAD_SAMPLE_MS);
+    expect(0.5).toBeLessThan(0.7 * BATCHING_OFF_RATIO);
+    expect(guard.callerAudioFramesPerSend()).toBe(1);
+    expect(reported).toEqual([false, false, false, false, false, true, true, true, true, true, true, false]);
+    expect(lines.map((line) => [line.level, line.msg, line.utilization, line.batchAbove])).toEqual([
+      [30, 'event loop busy: caller audio goes to the providers 40 ms at a time', 0.79, 0.7],
+      [30, 'event loop has room: caller audio goes to the providers frame by frame again', 0.5, 0.7],
+    ]);
+    guard.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('never batches without a share', () => {
+    vi.useFakeTimers();
+    const guard = new LoadGuard({ maxUtilization: undefined, activeCalls: () => 10, logger: pino({ level: 'silent' }), eventLoopUtilization: fakeEventLoop(1).measure });
+    guard.start();
+    vi.advanceTimersByTime(5 * LOAD_SAMPLE_MS);
+    expect(guard.callerAudioFramesPerSend()).toBe(1);
+    guard.close();
+  });
+
   it('measures the real event loop by default', async () => {
     const guard = new LoadGuard({ maxUtilization: undefined, activeCalls: () => 0, logger: pino({ level: 'silent' }), sampleMs: 20 });
     guard.start();
@@ -157,6 +206,19 @@ describe('MAX_EVENT_LOOP_UTILIZATION', () => {
     for (const value of ['90', '0', '1', 'busy', '0.05']) {
       expect(() => loadGatewayConfig({ MAX_EVENT_LOOP_UTILIZATION: value })).toThrow(
         `MAX_EVENT_LOOP_UTILIZATION=${JSON.stringify(value)} is not a share of time from 0.1 to 0.99 (e.g. 0.9)`,
+      );
+    }
+  });
+});
+
+describe('CALLER_AUDIO_BATCH_UTILIZATION', () => {
+  it('is a share from 0.1 to 0.99 (0.7 by default) or off', () => {
+    expect(loadGatewayConfig({}).callerAudioBatchUtilization).toBe(0.7);
+    expect(loadGatewayConfig({ CALLER_AUDIO_BATCH_UTILIZATION: '0.5' }).callerAudioBatchUtilization).toBe(0.5);
+    expect(loadGatewayConfig({ CALLER_AUDIO_BATCH_UTILIZATION: 'off' }).callerAudioBatchUtilization).toBeUndefined();
+    for (const value of ['70', '1', 'on', 'none']) {
+      expect(() => loadGatewayConfig({ CALLER_AUDIO_BATCH_UTILIZATION: value })).toThrow(
+        `CALLER_AUDIO_BATCH_UTILIZATION=${JSON.stringify(value)} is not a share of time from 0.1 to 0.99 (e.g. 0.7) or off`,
       );
     }
   });
@@ -223,5 +285,37 @@ describe('the gateway under load', () => {
     after.send({ type: 'init', uuid: 'after' });
     await sts.nextSession();
     expect(gateway.calls.size).toBe(2);
+  });
+
+  it('sends caller audio two frames per provider message while its event loop is busy, frame by frame again after', async () => {
+    const loop = fakeEventLoop(0.9);
+    const sts = new ScriptedSts();
+    const gateway = await buildGateway(gatewayConfig({}), {
+      sts: { id: sts.id, adapter: sts },
+      logger: pino({ level: 'silent' }),
+      loadSampling: { sampleMs: 10, eventLoopUtilization: loop.measure },
+    });
+    gateways.push(gateway);
+    await gateway.app.ready();
+    const batched = async () => Number(/^stsgate_caller_audio_batched (\S+)$/m.exec((await gateway.app.inject('/metrics')).body)?.[1]);
+    await until(async () => (await batched()) === 1);
+
+    const avr = new AvrRecorder(await gateway.app.injectWS('/'));
+    avr.send({ type: 'init', uuid: 'busy' });
+    const session = await sts.nextSession();
+    const frame = (value: number) => ({ type: 'audio', audio: Buffer.alloc(320, value).toString('base64') });
+    for (let i = 1; i <= 4; i++) avr.send(frame(i));
+    await until(() => session.audio.length >= 2);
+    expect(session.audio.map((chunk) => [chunk.length, (chunk[0] ?? 0) & 0xff])).toEqual([
+      [320, 1],
+      [320, 3],
+    ]);
+
+    loop.setShare(0.2);
+    await until(async () => (await batched()) === 0);
+    avr.send(frame(5));
+    avr.send(frame(6));
+    await until(() => session.audio.length >= 4);
+    expect(session.audio.map((chunk) => chunk.length)).toEqual([320, 320, 160, 160]);
   });
 });

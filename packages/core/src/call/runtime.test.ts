@@ -238,6 +238,46 @@ describe('call setup', () => {
   });
 });
 
+describe('caller audio batching', () => {
+  it('sends the frames the host asks for per provider message, and a digit after the audio before it', async () => {
+    let framesPerSend = 2;
+    const { runtime, session } = await activeCall({ callerAudioFramesPerSend: () => framesPerSend });
+    for (let i = 1; i <= 5; i++) runtime.receive(wireAudio(tone(160, i)));
+    expect(session.audio.map((chunk) => [chunk.length, chunk[0], chunk.at(-1)])).toEqual([
+      [320, 1, 2],
+      [320, 3, 4],
+    ]);
+    runtime.receive(JSON.stringify({ type: 'dtmf_digit', digit: '5' }));
+    // Frame 5 was held for the next one: the digit sends it first.
+    expect(session.audio.map((chunk) => [chunk.length, chunk[0]])).toEqual([
+      [320, 1],
+      [320, 3],
+      [160, 5],
+    ]);
+    expect(session.dtmf).toEqual(['5']);
+    framesPerSend = 1;
+    runtime.receive(wireAudio(tone(160, 6)));
+    expect(session.audio.map((chunk) => chunk.length)).toEqual([320, 320, 160, 160]);
+  });
+
+  it('batches before the resampler: a 24 kHz provider gets one message per two frames', async () => {
+    const { runtime, session } = await activeCall({ sts: new FakeSts({ inputSampleRate: 24000 }), callerAudioFramesPerSend: () => 2 });
+    for (let i = 0; i < 10; i++) runtime.receive(wireAudio(ramp(160)));
+    expect(session.audio).toHaveLength(5);
+    // The resampler's delay holds back the start; after it, 40 ms of 24 kHz audio per message.
+    expect(session.audio.slice(1).map((chunk) => chunk.length)).toEqual([960, 960, 960, 960]);
+  });
+
+  it('a frame held when the call ends is dropped with its timer', async () => {
+    const { runtime, session } = await activeCall({ callerAudioFramesPerSend: () => 2 });
+    runtime.receive(wireAudio(tone(160, 1)));
+    await runtime.close();
+    vi.advanceTimersByTime(100);
+    expect(session.audio).toHaveLength(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
 describe('provider connection', () => {
   it('times out a provider that does not connect: one error, a close, no timer left', async () => {
     const gate = deferred();

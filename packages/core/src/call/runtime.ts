@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { PlayoutClock } from '../audio/playout-clock.js';
 import { createResampler, type Resampler } from '../audio/resampler.js';
+import { CallerAudioBatcher } from './caller-audio-batcher.js';
 import type { ToolContext, ToolRunner } from '../contracts/llm.js';
 import type { StsAdapter, StsEvent, StsSession, TurnMetrics } from '../contracts/sts.js';
 import { ProviderError, toProviderError } from '../errors/provider-error.js';
@@ -50,6 +51,12 @@ export interface CallRuntimeOptions {
   readonly initTimeoutMs?: number | undefined;
   /** What one call may do before it is cut off; defaults: {@link DEFAULT_CALL_LIMITS}. */
   readonly limits?: Partial<CallLimits> | undefined;
+  /**
+   * Caller frames (20 ms each) sent to the provider together, read for every frame, so a host can change it with its
+   * load (the gateway sends 2 while its event loop is busy: fewer messages per call, up to 20 ms more before the
+   * provider hears a frame). Default: 1, each frame as it arrives.
+   */
+  readonly callerAudioFramesPerSend?: (() => number) | undefined;
   /** Every clock reading and timer of the call. Default: {@link systemClock}. */
   readonly clock?: CallClock | undefined;
   /** Paces agent audio (share one across calls). Default: a pacer of the call's own, stopped when it ends. */
@@ -126,6 +133,7 @@ export class CallRuntime implements Pumpable {
     readonly providerConnectTimeoutMs: number;
   };
   private inputResampler: Resampler | undefined;
+  private readonly callerAudio: CallerAudioBatcher;
   private outputResampler: Resampler | undefined;
   private earlyAudio: Int16Array[] = [];
   private earlyAudioSamples = 0;
@@ -181,6 +189,7 @@ export class CallRuntime implements Pumpable {
     // A pacer of the call's own stops its timer when the call cancels itself on close.
     this.pacer = options.pacer ?? new OutboundPacer(10, clock);
     this.playout = new PlayoutClock(now);
+    this.callerAudio = new CallerAudioBatcher(this.sendCallerAudio, options.callerAudioFramesPerSend ?? (() => 1), clock);
     this.startedAt = now();
     this.limits = { ...DEFAULT_CALL_LIMITS, ...options.limits };
     this.messageBudget = new RateBudget(this.limits.maxMessagesPerSecond, this.limits.maxMessagesPerSecond * MESSAGE_BURST_SECONDS, now);
@@ -324,7 +333,10 @@ export class CallRuntime implements Pumpable {
         if (this.admitDtmf(digit) && this.earlyDtmf.length < MAX_EARLY_DTMF) this.earlyDtmf.push(digit);
         return;
       case 'active':
-        if (this.admitDtmf(digit)) this.session?.sendDtmf(digit);
+        if (!this.admitDtmf(digit)) return;
+        // The digit follows the audio the caller sent before it.
+        this.callerAudio.flush();
+        this.session?.sendDtmf(digit);
         return;
       case 'closing':
       case 'closed':
@@ -360,11 +372,15 @@ export class CallRuntime implements Pumpable {
   }
 
   private forwardAudio(samples: Int16Array): void {
+    if (this.session !== undefined) this.callerAudio.push(samples);
+  }
+
+  private readonly sendCallerAudio = (samples: Int16Array): void => {
     const session = this.session;
     if (session === undefined) return;
     const resampled = this.inputResampler ? this.inputResampler.process(samples) : samples;
     if (resampled.length > 0) session.sendAudio(resampled);
-  }
+  };
 
   // ---- provider session ---------------------------------------------------------------------
 
@@ -795,6 +811,7 @@ export class CallRuntime implements Pumpable {
     this.pacer.cancel(this);
     this.outbound.clear();
     this.earlyAudio = [];
+    this.callerAudio.clear();
     for (const wait of this.drainWaits) {
       wait.timer?.clear();
       wait.resolve();
