@@ -268,6 +268,20 @@ describe('caller audio batching', () => {
     expect(session.audio.slice(1).map((chunk) => chunk.length)).toEqual([960, 960, 960, 960]);
   });
 
+  it('an adapter that throws on audio sent by the batch timer costs that audio only, not the process or the call', async () => {
+    const { runtime, session, peer } = await activeCall({ callerAudioFramesPerSend: () => 2 });
+    session.sendAudio = () => {
+      throw new Error('adapter bug');
+    };
+    runtime.receive(wireAudio(tone(160, 1)));
+    // The held frame goes out on the timer, outside the message's handling: the error must not escape it.
+    expect(() => vi.advanceTimersByTime(40)).not.toThrow();
+    expect(peer.errors()).toEqual(['internal error while handling the message']);
+    runtime.receive(JSON.stringify({ type: 'dtmf_digit', digit: '4' }));
+    expect(session.dtmf).toEqual(['4']);
+    expect(runtime.state).toBe('active');
+  });
+
   it('a frame held when the call ends is dropped with its timer', async () => {
     const { runtime, session } = await activeCall({ callerAudioFramesPerSend: () => 2 });
     runtime.receive(wireAudio(tone(160, 1)));

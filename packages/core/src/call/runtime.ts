@@ -237,11 +237,15 @@ export class CallRuntime implements Pumpable {
     try {
       handle();
     } catch (error) {
-      // An adapter bug must cost at most this message, never the process or another call.
-      this.record({ type: 'error', kind: 'internal' });
-      this.log.error({ err: error }, 'failed to handle a message from AVR Core');
-      this.sendError('internal error while handling the message');
+      this.internalError(error, 'failed to handle a message from AVR Core');
     }
+  }
+
+  /** An adapter bug must cost at most this message, never the process or another call. */
+  private internalError(error: unknown, logMessage: string): void {
+    this.record({ type: 'error', kind: 'internal' });
+    this.log.error({ err: error }, logMessage);
+    this.sendError('internal error while handling the message');
   }
 
   private decodeMessage(data: string | Uint8Array): void {
@@ -378,8 +382,13 @@ export class CallRuntime implements Pumpable {
   private readonly sendCallerAudio = (samples: Int16Array): void => {
     const session = this.session;
     if (session === undefined) return;
-    const resampled = this.inputResampler ? this.inputResampler.process(samples) : samples;
-    if (resampled.length > 0) session.sendAudio(resampled);
+    // Also called by the batcher's timer, outside any message's guard.
+    try {
+      const resampled = this.inputResampler ? this.inputResampler.process(samples) : samples;
+      if (resampled.length > 0) session.sendAudio(resampled);
+    } catch (error) {
+      this.internalError(error, 'failed to send caller audio to the provider');
+    }
   };
 
   // ---- provider session ---------------------------------------------------------------------
