@@ -211,6 +211,9 @@ describe('POST /speech-to-speech-stream', () => {
     expect(response.statusCode).toBe(200);
     await sleep(300);
     expect(client.received().length).toBeGreaterThan(0);
+    // One top-up, one chunk: AVR Core up to 1.4 plays a chunk per queue entry and pauses 10 ms after each. (A read
+    // can join chunks that arrived together.)
+    expect(client.chunks[0]?.bytes.length).toBeGreaterThanOrEqual((leadMs / 20) * 320);
     expect(client.maxRunAheadMs()).toBeLessThanOrEqual(leadMs + 20 + 60);
     s.emit({ type: 'speech_started' });
     await until(() => s.truncations.length === 1);

@@ -542,6 +542,43 @@ describe('RealtimeEventMapper: a verbatim welcome message', () => {
   });
 });
 
+describe("RealtimeEventMapper: races with the server VAD's own responses", () => {
+  const alreadyActive = (eventId: string | undefined) => ({
+    type: 'error',
+    event_id: 'event_9',
+    error: { type: 'invalid_request_error', code: 'conversation_already_has_active_response', message: 'busy', param: null, event_id: eventId },
+  });
+
+  it('a welcome message that lost the race to the answer of the caller is not asked again, and that answer is not checked against it', () => {
+    const { sink, mapper, feed } = setup();
+    mapper.requestResponse('greeting', { verbatim: 'Welcome to ACME.' });
+    const [create] = sink.take().sent;
+    // The caller said "Hello?" at pickup: the server VAD's response was created before our request reached it.
+    feed({ type: 'response.created', response: { id: 'r_vad' } });
+    feed(alreadyActive(create?.event_id));
+    feed({ type: 'response.output_audio_transcript.done', response_id: 'r_vad', item_id: 'a1', transcript: 'Hi! How can I help you?' });
+    feed({ type: 'response.done', response: { id: 'r_vad', status: 'completed', output: [] } });
+    expect(sink.take().sent).toEqual([]); // no second response after the answer
+    expect(sink.logs.filter((l) => l.level === 'warn')).toEqual([]);
+    expect(sink.logs.map((l) => l.message)).toContain('the caller spoke before the welcome message started: it is not spoken');
+    expect(sink.events.filter((e) => e.type === 'error')).toEqual([]);
+  });
+
+  it('our response created while the server VAD hears the caller is cancelled; the answer the server makes after the turn is not', () => {
+    const { sink, mapper, feed } = setup();
+    mapper.userText('The caller pressed 5 on the keypad.', 'dtmf');
+    sink.take();
+    feed({ type: 'input_audio_buffer.speech_started', item_id: 'u1', audio_start_ms: 100 });
+    feed({ type: 'response.created', response: { id: 'r_dtmf' } });
+    expect(sink.take().sent).toEqual([{ type: 'response.cancel', event_id: expect.any(String), response_id: 'r_dtmf' }]);
+    feed({ type: 'response.done', response: { id: 'r_dtmf', status: 'cancelled', output: [] } });
+    feed({ type: 'input_audio_buffer.speech_stopped', item_id: 'u1', audio_end_ms: 900 });
+    feed({ type: 'input_audio_buffer.committed', item_id: 'u1' });
+    feed({ type: 'response.created', response: { id: 'r_turn' } });
+    expect(sink.take().sent).toEqual([]);
+  });
+});
+
 describe("RealtimeEventMapper: turns taken by the gateway's VAD", () => {
   it('speech cancels the running response; its end commits the turn and asks for one answer, which held requests join', () => {
     const { sink, mapper, feed } = setup();

@@ -344,6 +344,30 @@ describe('OpenAI Realtime adapter: failures', () => {
     await emu.connections[0]?.closed; // the failed socket is not left open
   });
 
+  it('a refused transcription model (e.g. shut down) leaves transcription out: the call goes on without user transcripts, with a warning', async () => {
+    const emu = await emulator({
+      refusedTranscriptionModels: ['whisper-1'],
+      script: { onUserTurn: () => ({ transcript: 'We open at nine.', audioMs: 300 }) },
+    });
+    const { session, events, lines } = await open(emu, { greeting: false });
+    const connection = await emu.waitForConnection(0);
+    const updates = clientEvents(connection, 'session.update').map((e) => e['session'] as { audio: { input: Record<string, unknown> } });
+    expect(updates).toHaveLength(2);
+    expect(updates[0]?.audio.input['transcription']).toEqual({ model: 'whisper-1' });
+    expect(updates[1]?.audio.input).not.toHaveProperty('transcription');
+    expect(updates[1]?.audio.input['turn_detection']).toMatchObject({ type: 'server_vad' }); // the rest is unchanged
+    expect(connection.session.audio.input.transcription).toBeNull();
+    const warning = lines.find((l) => l['warning'] !== undefined);
+    expect(String(warning?.['warning'])).toContain("the input transcription was refused, so the caller's words are not transcribed");
+    expect(String(warning?.['warning'])).toContain('session.audio.input.transcription.model');
+
+    await speakFrameByFrame(session, speechFor(session));
+    const agent = await events.waitFor((e) => e.type === 'transcript' && e.role === 'agent');
+    expect(agent).toMatchObject({ text: 'We open at nine.' });
+    expect(events.all.filter((e) => e.type === 'transcript' && e.role === 'user')).toEqual([]);
+    expect(events.all.filter((e) => e.type === 'error')).toEqual([]);
+  });
+
   it('an unknown model (close 4000) is a non-retryable invalid_request error', async () => {
     const emu = await emulator();
     const error = await adapterFor(emu, { model: 'no-such-model' }).connect(callContext()).then(

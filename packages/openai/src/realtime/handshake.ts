@@ -1,12 +1,14 @@
 /**
  * Connection set-up as a pure state machine: wait for `session.created`, send `session.update`, wait for
  * `session.updated`. An `error` naming the update's event_id means the configuration was rejected (GA
- * rejects the whole update, so nothing of it applies): fatal, never retried.
+ * rejects the whole update, so nothing of it applies): fatal, never retried. One exception: a refused input
+ * transcription (its `param` names it, e.g. a transcription model the provider has shut down) is sent again without
+ * transcription, so calls go on without the caller's transcripts, and the connection reports why.
  */
 import { ProviderError } from '@stsgate/core';
 import { OPENAI, describeServerError } from '../errors.js';
 import type { ProviderName } from '../errors.js';
-import type { ParsedServerMessage, RealtimeSessionUpdate, ServerError } from './wire.js';
+import type { ParsedServerMessage, RealtimeSessionUpdate, ServerError, WireSession } from './wire.js';
 
 export type HandshakeStep =
   /** Send this `session.update` now. */
@@ -23,12 +25,18 @@ export class Handshake {
   private state: 'awaiting_created' | 'awaiting_updated' | 'done' = 'awaiting_created';
   /** The last `error` event seen: a close that follows takes its message from it. */
   lastError: ServerError | undefined;
+  /** The update sent last (the configured one, or it without transcription). */
+  private sent: RealtimeSessionUpdate;
+  /** Why the transcription was left out, once it was. */
+  private transcriptionRefused: string | undefined;
 
   constructor(
     private readonly update: RealtimeSessionUpdate,
     private readonly apiKey?: string,
     private readonly provider: ProviderName = OPENAI,
-  ) {}
+  ) {
+    this.sent = update;
+  }
 
   get done(): boolean {
     return this.state === 'done';
@@ -42,13 +50,24 @@ export class Handshake {
         if (this.state !== 'awaiting_created') return { kind: 'wait' };
         this.state = 'awaiting_updated';
         return { kind: 'send_update', event: this.update };
-      case 'session.updated':
+      case 'session.updated': {
         if (this.state !== 'awaiting_updated') return { kind: 'wait' };
         this.state = 'done';
-        return { kind: 'configured', warnings: this.compare(event.session) };
+        const warnings = this.compare(event.session);
+        if (this.transcriptionRefused !== undefined) {
+          warnings.push(`the input transcription was refused, so the caller's words are not transcribed: ${this.transcriptionRefused}`);
+        }
+        return { kind: 'configured', warnings };
+      }
       case 'error': {
         this.lastError = event.error;
-        if (this.state === 'awaiting_updated' && event.error.event_id === this.update.event_id) {
+        if (this.state === 'awaiting_updated' && event.error.event_id === this.sent.event_id) {
+          const retry = this.transcriptionRefused === undefined && refusesTranscription(event.error) ? withoutTranscription(this.sent) : undefined;
+          if (retry !== undefined) {
+            this.transcriptionRefused = describeServerError(event.error, this.apiKey);
+            this.sent = retry;
+            return { kind: 'send_update', event: retry };
+          }
           this.state = 'done';
           return {
             kind: 'failed',
@@ -85,6 +104,20 @@ export class Handshake {
     }
     return warnings;
   }
+}
+
+function refusesTranscription(error: ServerError): boolean {
+  return typeof error.param === 'string' && error.param.startsWith('session.audio.input.transcription');
+}
+
+/** The update without input transcription (a new event_id), or undefined when it has none. */
+function withoutTranscription(update: RealtimeSessionUpdate): RealtimeSessionUpdate | undefined {
+  const audio = asRecord(update.session.audio);
+  const input = asRecord(audio?.['input']);
+  if (audio === undefined || input === undefined || input['transcription'] === undefined || input['transcription'] === null) return undefined;
+  const { transcription: _refused, ...rest } = input;
+  const session = { ...update.session, audio: { ...audio, input: rest } } as WireSession;
+  return { ...update, event_id: `${update.event_id}_without_transcription`, session };
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {

@@ -93,6 +93,11 @@ export class RealtimeEventMapper {
   private activeResponseId: string | undefined;
   /** A `response.create` the server has not answered with `response.created` yet. */
   private requested: { readonly eventId: string; readonly request: ResponseRequest } | undefined;
+  /**
+   * The request the last `response.created` was taken to answer. An error for that request arriving afterwards means
+   * the response was the server's own (its VAD answered the caller first), not ours.
+   */
+  private claimed: { readonly eventId: string; readonly request: ResponseRequest; readonly responseId: string } | undefined;
   /** A response wanted as soon as the active one is done. */
   private queued: ResponseRequest | undefined;
   /** The caller talked while our request was in flight: cancel the response it creates. */
@@ -109,6 +114,8 @@ export class RealtimeEventMapper {
   private readonly truncateRequests = new Set<string>();
   /** The user item the server's VAD hears now: a transcript of it is partial (xAI reports partials as `completed`). */
   private speakingItemId: string | undefined;
+  /** Between the server VAD's `speech_started` and the end of that turn. */
+  private serverHearsCaller = false;
   /** The final transcript reported per user item: a `completed` repeating it is not reported again. */
   private readonly userFinals = new Map<string, string>();
 
@@ -189,14 +196,17 @@ export class RealtimeEventMapper {
         // The server's VAD (always sent with interrupt_response: true) cancels the active response itself.
         if (this.activeResponseId !== undefined) this.cancelledResponseId = this.activeResponseId;
         this.speakingItemId = event.item_id;
+        this.serverHearsCaller = true;
         this.sink.emit({ type: 'speech_started', ...this.speechOnset(event.audio_start_ms) });
         return;
       case 'input_audio_buffer.speech_stopped':
         this.speakingItemId = undefined;
+        this.serverHearsCaller = false;
         this.sink.emit({ type: 'speech_stopped' });
         return;
       case 'input_audio_buffer.committed':
         if (this.speakingItemId === event.item_id) this.speakingItemId = undefined;
+        this.serverHearsCaller = false;
         this.log.reserveUser(event.item_id);
         return;
       case 'conversation.item.added':
@@ -276,11 +286,17 @@ export class RealtimeEventMapper {
 
   private onResponseCreated(responseId: string): void {
     this.activeResponseId = responseId;
-    const request = this.requested?.request;
+    const requested = this.requested;
     this.requested = undefined;
-    if (request?.verbatim !== undefined) this.verbatim = { responseId, text: request.verbatim, spoken: undefined };
+    this.claimed = requested === undefined ? undefined : { ...requested, responseId };
+    if (requested?.request.verbatim !== undefined) this.verbatim = { responseId, text: requested.request.verbatim, spoken: undefined };
     if (this.cancelOnCreate) {
       this.cancelOnCreate = false;
+      this.cancelResponse(responseId);
+    } else if (requested !== undefined && this.serverHearsCaller) {
+      // The server's VAD hears the caller. It interrupts only a response already running when the speech started, so
+      // this one would talk over the caller; the server answers the turn when it ends, our items included.
+      this.sink.log('debug', { responseId }, 'response created while the caller speaks: cancelled');
       this.cancelResponse(responseId);
     }
   }
@@ -432,9 +448,21 @@ export class RealtimeEventMapper {
       return;
     }
     if (eventId !== undefined && this.pendingRequests.delete(eventId)) {
-      const request = this.requested?.eventId === eventId ? this.requested.request : {};
+      const claimed = this.claimed?.eventId === eventId ? this.claimed : undefined;
+      const request = this.requested?.eventId === eventId ? this.requested.request : (claimed?.request ?? {});
       if (this.requested?.eventId === eventId) this.requested = undefined;
+      if (claimed !== undefined) {
+        // The response.created taken for this request's was another response: the verbatim check is not about it.
+        this.claimed = undefined;
+        if (this.verbatim?.responseId === claimed.responseId) this.verbatim = undefined;
+      }
       if (code === 'conversation_already_has_active_response') {
+        if (request.verbatim !== undefined) {
+          // The server's VAD answered the caller first: caller speech wins over the welcome message, as with a
+          // barge-in on it (the gateway's VAD cancels it the same way).
+          this.sink.log('info', { eventId }, 'the caller spoke before the welcome message started: it is not spoken');
+          return;
+        }
         // A response the server started itself won the race: ask again once it is done.
         this.sink.log('debug', { eventId }, 'a response is already active: response.create queued');
         this.queue(request);
@@ -574,9 +602,11 @@ export class RealtimeEventMapper {
     this.pendingRequests.clear();
     this.truncateRequests.clear();
     this.speakingItemId = undefined;
+    this.serverHearsCaller = false;
     if (this.requested !== undefined) this.queue(this.requested.request);
     this.activeResponseId = undefined;
     this.requested = undefined;
+    this.claimed = undefined;
     this.cancelOnCreate = false;
     this.verbatim = undefined;
     // The responses of this connection are over: their calls wait for results only.

@@ -286,6 +286,11 @@ export interface OpenAiRealtimeEmulatorOptions {
   readonly logger?: Logger;
   /** Which `?model=` values exist (default: gpt-realtime*, gpt-audio*, gpt-4o*-realtime-preview*; xAI: grok-voice-*). */
   readonly acceptModel?: (model: string) => boolean;
+  /**
+   * Input transcription models refused like an unknown one (`invalid_value` on `session.audio.input.transcription.model`,
+   * the whole update dropped), e.g. `['whisper-1']` for after OpenAI shuts it down (2027-02-26). Default none.
+   */
+  readonly refusedTranscriptionModels?: readonly string[];
   readonly timing?: RealtimeEmulatorTiming;
   readonly vad?: VadSettings;
 }
@@ -486,6 +491,7 @@ interface Settings {
   readonly script: RealtimeScript;
   readonly logger: Logger;
   readonly acceptModel: (model: string) => boolean;
+  readonly refusedTranscriptionModels: readonly string[];
   readonly audioChunkMs: number;
   readonly chunkIntervalMs: number;
   readonly transcriptionDelayMs: number;
@@ -922,6 +928,11 @@ class Connection implements RealtimeEmulatorConnection {
           next = applySessionUpdate(this.session, event.session, {
             assistantAudioPresent: this.#items.some((state) => state.audioMs > 0),
           });
+          const transcriptionModel = next.audio.input.transcription?.model;
+          if (transcriptionModel !== undefined && this.#settings.refusedTranscriptionModels.includes(transcriptionModel)) {
+            const param = 'session.audio.input.transcription.model';
+            throw new RealtimeWireError('invalid_value', `Invalid '${param}': the model '${transcriptionModel}' is not available.`, param);
+          }
         }
         if (JSON.stringify(next.audio.input.format) !== JSON.stringify(this.session.audio.input.format)) {
           this.#vad.reset();
@@ -1762,6 +1773,7 @@ export async function startOpenAiRealtimeEmulator(options: OpenAiRealtimeEmulato
     script: options.script ?? {},
     logger: options.logger ?? silentLogger(),
     acceptModel: options.acceptModel ?? (dialect === 'xai' ? defaultAcceptXaiModel : defaultAcceptModel),
+    refusedTranscriptionModels: options.refusedTranscriptionModels ?? [],
     audioChunkMs: timing.audioChunkMs ?? 100,
     chunkIntervalMs: timing.chunkIntervalMs ?? 15,
     transcriptionDelayMs: timing.transcriptionDelayMs ?? 30,

@@ -179,7 +179,24 @@ export const REALTIME_CLIENT_EVENT_TYPES = [
 ] as const;
 export type RealtimeClientEventType = (typeof REALTIME_CLIENT_EVENT_TYPES)[number];
 
+/** The built-in voices (openai-node's `RealtimeAudioConfigOutput.voice`); a custom voice is `{ id }`. The live service refuses any other name. */
 export const REALTIME_VOICES = ['alloy', 'ash', 'ballad', 'coral', 'echo', 'sage', 'shimmer', 'verse', 'marin', 'cedar'] as const;
+
+/**
+ * Input transcription models (openai-node's `AudioTranscription.model`). The live service refuses an unknown model, which
+ * refuses the whole `session.update`. OpenAI shuts down whisper-1 and the gpt-4o-*transcribe* models on 2027-02-26:
+ * `refusedTranscriptionModels` (emulator option) plays that.
+ */
+export const REALTIME_TRANSCRIPTION_MODELS = [
+  'whisper-1',
+  'gpt-transcribe',
+  'gpt-live-transcribe',
+  'gpt-4o-mini-transcribe',
+  'gpt-4o-mini-transcribe-2025-12-15',
+  'gpt-4o-transcribe',
+  'gpt-4o-transcribe-diarize',
+  'gpt-realtime-whisper',
+] as const;
 
 // ---- errors ----------------------------------------------------------------------------------------------------
 
@@ -435,7 +452,7 @@ function parseTranscription(value: unknown, param: string): RealtimeTranscriptio
   if (value === null) return null;
   const raw = readObject(value, param, ['model', 'language', 'prompt', 'delay', 'keywords', 'languages']);
   return {
-    ...(raw.model === undefined ? {} : { model: readString(raw.model, child(param, 'model')) }),
+    ...(raw.model === undefined ? {} : { model: readEnum(raw.model, child(param, 'model'), REALTIME_TRANSCRIPTION_MODELS) }),
     ...(raw.language === undefined ? {} : { language: readString(raw.language, child(param, 'language')) }),
     ...(raw.prompt === undefined ? {} : { prompt: readString(raw.prompt, child(param, 'prompt')) }),
     ...(raw.delay === undefined
@@ -455,7 +472,7 @@ function parseNoiseReduction(value: unknown, param: string, current: RealtimeNoi
 }
 
 function parseVoice(value: unknown, param: string): string | { readonly id: string } {
-  if (typeof value === 'string') return value;
+  if (typeof value === 'string') return readEnum(value, param, REALTIME_VOICES);
   if (isRecord(value)) {
     const raw = readObject(value, param, ['id']);
     return { id: readString(required(raw, 'id', param), child(param, 'id')) };

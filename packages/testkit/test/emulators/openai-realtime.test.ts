@@ -193,6 +193,20 @@ describe('session.update', () => {
     expect(errorOf(await client.next('error', undefined, 3))).toMatchObject({ code: 'invalid_value', param: 'session.audio.output.format.type' });
   });
 
+  it('refuses an unknown voice or transcription model, and a transcription model it was told is shut down', async () => {
+    const emu = await start({ refusedTranscriptionModels: ['whisper-1'] });
+    const client = await session(emu);
+    client.send({ type: 'session.update', session: { type: 'realtime', audio: { output: { voice: 'eve' } } } });
+    expect(errorOf(await client.next('error'))).toMatchObject({ code: 'invalid_value', param: 'session.audio.output.voice' });
+    client.send({ type: 'session.update', session: { type: 'realtime', audio: { input: { transcription: { model: 'whisper-2' } } } } });
+    expect(errorOf(await client.next('error', undefined, 2))).toMatchObject({ code: 'invalid_value', param: 'session.audio.input.transcription.model' });
+    client.send({ type: 'session.update', session: { type: 'realtime', audio: { input: { transcription: { model: 'whisper-1' } } } } });
+    expect(errorOf(await client.next('error', undefined, 3))).toMatchObject({ code: 'invalid_value', param: 'session.audio.input.transcription.model' });
+    expect(client.types()).not.toContain('session.updated');
+    client.send({ type: 'session.update', session: { type: 'realtime', audio: { input: { transcription: { model: 'gpt-live-transcribe' } }, output: { voice: { id: 'voice_123' } } } } });
+    expect((await client.next('session.updated')).session).toMatchObject({ audio: { input: { transcription: { model: 'gpt-live-transcribe' } }, output: { voice: { id: 'voice_123' } } } });
+  });
+
   it('replies session.updated with the merged effective session', async () => {
     const emu = await start();
     const client = await session(emu);
