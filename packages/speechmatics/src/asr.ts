@@ -3,7 +3,10 @@
  *
  * Auth is the API key in an `Authorization: Bearer` header on the upgrade (the spec's server-side form), so no
  * temporary-key round trip delays a call. A dropped session is replaced within the reconnect budget: the audio
- * that had not been transcribed final yet is replayed, and transcript times stay on the caller's audio clock.
+ * that had not been transcribed final yet is replayed, and transcript times stay on the caller's audio clock. A session
+ * the server ends on its own (an `EndOfTranscript` the adapter did not ask for, e.g. after `duration_limit_exceeded`)
+ * is replaced the same way. WebSocket pings keep a session with no audio alive (the service ends sessions with "No
+ * audio or ping/pongs sent for 3 minutes").
  */
 import type { Logger } from 'pino';
 import { DEFAULT_RECONNECT_POLICY, ProviderError, StreamingAsrSession, bytesFromPcm, connectLiveSocket, msToSamples, samplesToMs } from '@stsgate/core';
@@ -19,7 +22,11 @@ export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sample
   readonly url?: string;
   /** Rate of the audio the host pushes: 8000 (AVR, default) or 16000. */
   readonly sampleRate?: 8000 | 16000;
-  /** Upgrade to `RecognitionStarted`, per attempt. Default 10000. */
+  /**
+   * Per attempt, the bound of the upgrade and, separately, of `StartRecognition` to `RecognitionStarted`. Default
+   * 10000 for both, except the wait for `RecognitionStarted` with an `additionalVocab`: 20000 (the SDK documents up to
+   * 15 s for a custom dictionary). Set, it bounds both steps, vocabulary or not.
+   */
   readonly connectTimeoutMs?: number;
   /** `EndOfStream` to `EndOfTranscript`. Default 10000. */
   readonly finishTimeoutMs?: number;
@@ -28,27 +35,36 @@ export interface SpeechmaticsAsrOptions extends Partial<Omit<RtSettings, 'sample
   /** Audio not yet final that is replayed into a new session after a drop. Default 5000. */
   readonly maxReplayMs?: number;
   readonly reconnect?: Partial<ReconnectPolicyOptions>;
+  /** WebSocket ping period (default 30000; 0 disables); no pong within `pongTimeoutMs` (60000) = dropped. */
+  readonly pingIntervalMs?: number;
+  readonly pongTimeoutMs?: number;
+  /** Where adapter-level warnings go, once, at creation; without it, to the first call's logger. */
+  readonly logger?: Logger;
 }
 
 export const DEFAULT_END_OF_UTTERANCE_SILENCE = 0.5;
 /** Speechmatics' `max_delay` when none is sent (§2.3). */
 const SERVER_DEFAULT_MAX_DELAY = 4;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** The SDK: with `additional_vocab`, "expect a delay of up to 15 seconds" before `RecognitionStarted`; 5 s to spare. */
+const VOCAB_START_TIMEOUT_MS = 20_000;
+/** limits.mdx: a session with "No audio or ping/pongs sent for 3 minutes" is ended; a ping well within that. */
+const DEFAULT_PING_INTERVAL_MS = 30_000;
+const DEFAULT_PONG_TIMEOUT_MS = 60_000;
 
 /**
- * Speechmatics advises an end-of-utterance trigger below `max_delay` (§2.3). Why not, or undefined; an unset value
- * counts with its default, 0 (no EndOfUtterance) never conflicts. `names` are how the caller calls the two settings.
+ * Speechmatics' turn-detection docs advise an `end_of_utterance_silence_trigger` lower than `max_delay`, but the
+ * service accepts any pair. What the advice means for a pair, or undefined; an unset value counts with its default,
+ * 0 (no EndOfUtterance) never conflicts.
  */
-export function endOfUtteranceProblem(
-  silence: number | undefined,
-  maxDelay: number | undefined,
-  names: { readonly silence: string; readonly maxDelay: string },
-): string | undefined {
+export function endOfUtteranceAdvice(silence: number | undefined, maxDelay: number | undefined): string | undefined {
   const trigger = silence ?? DEFAULT_END_OF_UTTERANCE_SILENCE;
   const delay = maxDelay ?? SERVER_DEFAULT_MAX_DELAY;
   if (trigger <= 0 || trigger < delay) return undefined;
   return (
-    `${names.silence} (${String(trigger)} s${silence === undefined ? ', the default' : ''}) must be lower than ` +
-    `${names.maxDelay} (${String(delay)} s${maxDelay === undefined ? ", Speechmatics' default" : ''}), as Speechmatics advises`
+    `end_of_utterance_silence_trigger (${String(trigger)} s${silence === undefined ? ', the default' : ''}) is not lower than ` +
+    `max_delay (${String(delay)} s${maxDelay === undefined ? ", Speechmatics' default" : ''}), which Speechmatics advises against. ` +
+    'The service accepts it, but every turn then ends at least max_delay after the caller stops; set the trigger below max_delay for faster turns'
   );
 }
 
@@ -67,8 +83,14 @@ export function createSpeechmaticsAsr(options: SpeechmaticsAsrOptions): AsrAdapt
   const sampleRate: SampleRate = options.sampleRate ?? 8000;
   if (sampleRate !== 8000 && sampleRate !== 16000) throw new RangeError(`Speechmatics ASR sample rate must be 8000 or 16000, not ${String(sampleRate)}`);
   if (options.apiKey.trim() === '') throw new RangeError('Speechmatics ASR needs an API key');
-  const latency = endOfUtteranceProblem(options.endOfUtteranceSilence, options.maxDelay, { silence: 'endOfUtteranceSilence', maxDelay: 'maxDelay' });
-  if (latency !== undefined) throw new RangeError(`Speechmatics ASR: ${latency}`);
+  // Speechmatics only advises against it (no error on the wire), so it is said once rather than refused.
+  let advice = endOfUtteranceAdvice(options.endOfUtteranceSilence, options.maxDelay);
+  const warnOnce = (logger: Logger): void => {
+    if (advice === undefined) return;
+    logger.warn({ provider: PROVIDER, endOfUtteranceSilence: options.endOfUtteranceSilence, maxDelay: options.maxDelay }, `Speechmatics ASR: ${advice}`);
+    advice = undefined;
+  };
+  if (options.logger !== undefined) warnOnce(options.logger);
   const start = JSON.stringify(
     buildStartRecognition({
       sampleRate,
@@ -88,6 +110,7 @@ export function createSpeechmaticsAsr(options: SpeechmaticsAsrOptions): AsrAdapt
     id: PROVIDER,
     capabilities: speechmaticsAsrCapabilities(options),
     open(call: CallContext): Promise<AsrStream> {
+      warnOnce(call.logger);
       if (call.signal.aborted) {
         return Promise.reject(new ProviderError(PROVIDER, 'closed', 'the call ended before the ASR stream opened', { retryable: false }));
       }
@@ -107,6 +130,10 @@ class SpeechmaticsAsrProtocol {
   private readonly mapper = new RtTranscriptMapper();
   /** Binary frames sent to the current session (`EndOfStream.last_seq_no`). */
   private framesSent = 0;
+  /** `EndOfStream` went out on the current session: its `EndOfTranscript` ends the stream. */
+  private endOfStreamSent = false;
+  /** The current session's latest `Warning` type (says why an unrequested `EndOfTranscript` came). */
+  private lastWarning: string | undefined;
 
   constructor(
     private readonly options: SpeechmaticsAsrOptions,
@@ -129,33 +156,42 @@ class SpeechmaticsAsrProtocol {
       // Transcript times stay on the caller's audio clock: the new session starts at the oldest audio not final yet.
       onLinkReady: (_link, { startSamples }) => {
         this.framesSent = 0;
+        this.endOfStreamSent = false;
+        this.lastWarning = undefined;
         this.mapper.restart(samplesToMs(startSamples, inputSampleRate));
       },
       sendAudio: (link, samples) => {
-        link.send(bytesFromPcm(samples));
-        this.framesSent++;
+        // Only frames that went out count: `last_seq_no` must not name audio the server never got.
+        if (link.send(bytesFromPcm(samples))) this.framesSent++;
       },
       sendControl: (link) => link.send(JSON.stringify({ message: 'ForceEndOfUtterance' })),
       // The server sends the last finals and `EndOfTranscript`.
-      sendEndOfInput: (link) => link.send(JSON.stringify({ message: 'EndOfStream', last_seq_no: this.framesSent })),
+      sendEndOfInput: (link) => {
+        this.endOfStreamSent = link.send(JSON.stringify({ message: 'EndOfStream', last_seq_no: this.framesSent }));
+      },
       beforeFail: () => this.session.emit(this.mapper.flush()),
     });
   }
 
   /** Opens a socket (the key in the `Authorization` header), sends `StartRecognition`, resolves on `RecognitionStarted`. */
   private connect(attempt: LinkAttempt): Promise<LiveSocket> {
-    const secret = this.options.apiKey;
+    const { apiKey: secret, connectTimeoutMs, additionalVocab } = this.options;
+    const pingIntervalMs = this.options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+    const pongTimeoutMs = this.options.pongTimeoutMs ?? DEFAULT_PONG_TIMEOUT_MS;
+    const hasVocab = additionalVocab !== undefined && additionalVocab.length > 0;
     return connectLiveSocket({
       provider: PROVIDER,
       label: 'Speechmatics real-time ASR',
       url: this.options.url ?? DEFAULT_RT_URL,
       bearer: secret,
-      timeoutMs: this.options.connectTimeoutMs ?? 10_000,
+      timeoutMs: connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       signal: attempt.signal,
       classify: speechmaticsClassifiers(secret, 'real-time ASR'),
       handshake: {
         start: this.startMessage,
         what: 'start recognition',
+        // A custom dictionary can take up to 15 s to load before RecognitionStarted (the SDK's docs).
+        timeoutMs: connectTimeoutMs ?? (hasVocab ? VOCAB_START_TIMEOUT_MS : DEFAULT_CONNECT_TIMEOUT_MS),
         classify: (text, isBinary) => {
           if (isBinary) return 'ignore';
           const message = parseRtMessage(text);
@@ -164,12 +200,15 @@ class SpeechmaticsAsrProtocol {
         },
       },
       logger: this.logger,
-      onText: (text) => this.onMessage(text),
+      // limits.mdx: "No audio or ping/pongs sent for 3 minutes" ends a session; a silent caller must not.
+      ...(pingIntervalMs > 0 ? { keepalive: { kind: 'ping', intervalMs: pingIntervalMs, pongTimeoutMs } as const } : {}),
+      onText: (text) => this.onMessage(text, attempt.onDrop),
       onDrop: attempt.onDrop,
     });
   }
 
-  private onMessage(text: string): void {
+  /** `drop` is the session's drop of the link that delivered `text`: it replaces that session. */
+  private onMessage(text: string, drop: (error: ProviderError) => void): void {
     const message = parseRtMessage(text);
     switch (message.kind) {
       case 'transcript':
@@ -181,8 +220,21 @@ class SpeechmaticsAsrProtocol {
         return;
       case 'end_of_transcript':
         this.session.emit(this.mapper.flush());
-        this.logger.debug('Speechmatics ASR session finished');
-        void this.session.close();
+        if (this.endOfStreamSent) {
+          this.logger.debug('Speechmatics ASR session finished');
+          void this.session.close();
+          return;
+        }
+        // Not asked for (e.g. `duration_limit_exceeded`, which "triggers the same mechanism as receiving an
+        // EndOfStream"): the server suspends the session, so it is replaced like a lost one and the call goes on.
+        drop(
+          new ProviderError(
+            PROVIDER,
+            'server',
+            `Speechmatics ended the session without an EndOfStream${this.lastWarning === undefined ? '' : ` (after Warning ${this.lastWarning})`}`,
+            { retryable: true, ...(this.lastWarning === undefined ? {} : { providerCode: this.lastWarning }) },
+          ),
+        );
         return;
       case 'error':
         // The server closes right after; the drop that follows decides between a new session and failing.
@@ -190,6 +242,7 @@ class SpeechmaticsAsrProtocol {
         this.session.link?.report(providerErrorFromServerError(message.type, message.reason, this.options.apiKey));
         return;
       case 'warning':
+        this.lastWarning = message.type.slice(0, 60);
         this.logger.warn({ type: message.type }, 'Speechmatics warning');
         return;
       case 'info':

@@ -8,7 +8,7 @@ import { defineAdapter, envEnum, envInt, envNumber, envOptionalEnum, envSecret, 
 import type { AdapterDefinition, StsCallContext } from '@stsgate/core';
 import { checkInstructionFile, instructionSourceFromEnv, instructionsEnv, renderInstructions, resolveInstructions } from '@stsgate/agent';
 import { TemporaryKeys, DEFAULT_MANAGEMENT_URL } from './auth.js';
-import { DEFAULT_END_OF_UTTERANCE_SILENCE, createSpeechmaticsAsr, endOfUtteranceProblem } from './asr.js';
+import { DEFAULT_END_OF_UTTERANCE_SILENCE, createSpeechmaticsAsr } from './asr.js';
 import { DEFAULT_FLOW_DTMF_MESSAGE, createSpeechmaticsFlow } from './flow.js';
 import type { TemplateVariables } from './flow.js';
 import { DEFAULT_FLOW_URL, DEFAULT_TEMPLATE_ID } from './flow-wire.js';
@@ -120,28 +120,23 @@ export function parseAdditionalVocab(value: string | undefined): (string | { con
   });
 }
 
-export const speechmaticsAsrEnvSchema = z
-  .object({
-    ...commonShape,
-    SPEECHMATICS_RT_URL: envUrl(['ws:', 'wss:']),
-    SPEECHMATICS_LANGUAGE: envText().transform((language) => language ?? 'en'),
-    SPEECHMATICS_OPERATING_POINT: envOptionalEnum(['standard', 'enhanced', 'melia-1']),
-    SPEECHMATICS_MAX_DELAY: envNumber(0.7, 4),
-    SPEECHMATICS_MAX_DELAY_MODE: envOptionalEnum(['flexible', 'fixed']),
-    SPEECHMATICS_DOMAIN: envText(),
-    SPEECHMATICS_OUTPUT_LOCALE: envText(),
-    SPEECHMATICS_ADDITIONAL_VOCAB: envText().transform(parseAdditionalVocab),
-    SPEECHMATICS_DIARIZATION: envEnum(['none', 'speaker'], 'none'),
-    SPEECHMATICS_END_OF_UTTERANCE_SILENCE: envNumber(0, 2),
-  })
-  .superRefine((env, ctx) => {
-    const problem = endOfUtteranceProblem(env.SPEECHMATICS_END_OF_UTTERANCE_SILENCE, env.SPEECHMATICS_MAX_DELAY, {
-      silence: 'SPEECHMATICS_END_OF_UTTERANCE_SILENCE',
-      maxDelay: 'SPEECHMATICS_MAX_DELAY',
-    });
-    // The message names both variables, so the issue has no path of its own.
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-  });
+/**
+ * An end_of_utterance_silence_trigger not below max_delay is accepted (Speechmatics only advises against it; the
+ * service takes it): the adapter warns once at start-up.
+ */
+export const speechmaticsAsrEnvSchema = z.object({
+  ...commonShape,
+  SPEECHMATICS_RT_URL: envUrl(['ws:', 'wss:']),
+  SPEECHMATICS_LANGUAGE: envText().transform((language) => language ?? 'en'),
+  SPEECHMATICS_OPERATING_POINT: envOptionalEnum(['standard', 'enhanced', 'melia-1']),
+  SPEECHMATICS_MAX_DELAY: envNumber(0.7, 4),
+  SPEECHMATICS_MAX_DELAY_MODE: envOptionalEnum(['flexible', 'fixed']),
+  SPEECHMATICS_DOMAIN: envText(),
+  SPEECHMATICS_OUTPUT_LOCALE: envText(),
+  SPEECHMATICS_ADDITIONAL_VOCAB: envText().transform(parseAdditionalVocab),
+  SPEECHMATICS_DIARIZATION: envEnum(['none', 'speaker'], 'none'),
+  SPEECHMATICS_END_OF_UTTERANCE_SILENCE: envNumber(0, 2),
+});
 export type SpeechmaticsAsrEnv = z.output<typeof speechmaticsAsrEnvSchema>;
 
 /** The `speechmatics` ASR provider (real-time API; port 6010, the usual AVR ASR port). */
@@ -171,6 +166,8 @@ export function defineSpeechmaticsAsr(): AdapterDefinition<'asr'> {
         additionalVocab: env.SPEECHMATICS_ADDITIONAL_VOCAB,
         diarization: env.SPEECHMATICS_DIARIZATION,
         endOfUtteranceSilence: env.SPEECHMATICS_END_OF_UTTERANCE_SILENCE ?? DEFAULT_END_OF_UTTERANCE_SILENCE,
+        // Configuration warnings at start-up, not at the first call.
+        logger: context.logger,
       });
     },
   });

@@ -88,6 +88,80 @@ describe('Speechmatics real-time ASR against the emulator', () => {
   });
 });
 
+describe('Speechmatics session limits', () => {
+  test('a custom vocabulary: RecognitionStarted after more than 10 s (the SDK documents up to 15 s) still starts the session; caller audio held meanwhile stays bounded', async () => {
+    // Past the 10 s that bound the start without a vocabulary; one attempt only, so a timeout would be fatal.
+    const { emulator, stream, log } = await setup({ vocabStartDelayMs: 10_500 }, { additionalVocab: ['AVR'], maxQueuedMs: 3000, reconnect: { maxAttempts: 0 } });
+    // 4.5 s of caller audio while the vocabulary loads: only the newest 3 s (maxQueuedMs) reach the session.
+    push(stream, silence(2200));
+    push(stream, spoken('short', 800));
+    await log.until(() => utterances(log).length === 1, 'an utterance once recognition started', 16_000);
+    expect(utterances(log)).toEqual([FIXTURE_TEXT['short.wav']]);
+    expect(emulator.connections).toHaveLength(1);
+    expect(emulator.connections[0]?.startRecognition?.transcription_config.additional_vocab).toEqual(['AVR']);
+    expect(emulator.connections[0]?.audioMs).toBeLessThanOrEqual(3000);
+    expect(log.of('error')).toEqual([]);
+  }, 20_000);
+
+  test('an explicit connectTimeoutMs bounds the wait for RecognitionStarted, vocabulary or not', async () => {
+    const { log } = await setup({ vocabStartDelayMs: 2000 }, { additionalVocab: ['AVR'], connectTimeoutMs: 300, reconnect: { maxAttempts: 0 } });
+    await log.done;
+    expect(log.of('error')).toEqual([expect.objectContaining({ fatal: true, error: expect.objectContaining({ category: 'timeout', message: expect.stringMatching(/did not start recognition within 300 ms/) }) })]);
+  });
+
+  test('a session the server ends on its own (Warning duration_limit_exceeded, then EndOfTranscript) is replaced: the rest of the call is transcribed', async () => {
+    // The limit hits in the silence after the first utterance; the server finishes and suspends that session.
+    const { emulator, stream, log, lines } = await setup({ faults: [{ at: { afterAudioMs: 2600 }, action: { type: 'duration_limit' } }] });
+    push(stream, spoken('short', 1200));
+    await emulator.waitFor(() => emulator.connections[0]?.suspended);
+    push(stream, spoken('greeting'));
+    await log.until(() => utterances(log).length === 2, 'the second utterance, in a new session');
+    expect(utterances(log)).toEqual([FIXTURE_TEXT['short.wav'], FIXTURE_TEXT['greeting.wav']]);
+    expect(emulator.connections).toHaveLength(2);
+    await emulator.waitFor(() => emulator.connections[0]?.closeInfo);
+    expect(emulator.connections[0]?.closeInfo?.by).toBe('client');
+    expect(log.of('error')).toEqual([]);
+    expect(lines.find((line) => line.msg.includes('connection lost'))?.['err']).toMatch(/without an EndOfStream \(after Warning duration_limit_exceeded\)/);
+    // The stream goes on, and ends when asked to.
+    stream.endInput();
+    await log.done;
+    expect(emulator.connections[1]?.endOfStream).toBe(emulator.connections[1]?.lastSeqNo);
+  });
+
+  test('no audio for a while: the socket pings, so the service\'s no-audio-no-ping limit does not end the session', async () => {
+    const { emulator, stream, log } = await setup({ quietTimeoutMs: 300 }, { pingIntervalMs: 50 });
+    // Twelve pings 50 ms apart: twice the emulator's quiet limit without a byte of audio.
+    await emulator.waitFor(() => (emulator.connections[0]?.pingsReceived ?? 0) >= 12);
+    expect(emulator.connections).toHaveLength(1);
+    expect(emulator.connections[0]?.closeInfo).toBeUndefined();
+    push(stream, spoken('short'));
+    await log.until(() => utterances(log).length === 1, 'an utterance after the quiet spell');
+    expect(emulator.connections).toHaveLength(1);
+    expect(log.of('error')).toEqual([]);
+  });
+
+  test('end_of_utterance_silence_trigger not below max_delay is sent as configured (the service accepts it)', async () => {
+    const { emulator, stream, log } = await setup({}, { maxDelay: 0.7, endOfUtteranceSilence: 0.7 });
+    push(stream, spoken('short'));
+    await log.until(() => utterances(log).length === 1, 'an utterance');
+    expect(emulator.connections[0]?.startRecognition?.transcription_config).toMatchObject({ max_delay: 0.7, conversation_config: { end_of_utterance_silence_trigger: 0.7 } });
+    expect(emulator.connections[0]?.configWarnings).toHaveLength(1);
+    expect(log.of('error')).toEqual([]);
+  });
+
+  test('EndOfStream after a reconnect names exactly the frames of the new session (replay included)', async () => {
+    const { emulator, stream, log } = await setup({ faults: [{ at: { afterAudioMs: 1000 }, action: { type: 'drop' } }] });
+    push(stream, spoken('short'));
+    await emulator.waitForConnection(1);
+    stream.endInput();
+    await log.done;
+    const second = emulator.connections[1];
+    expect(second?.endOfStream).toBe(second?.lastSeqNo);
+    expect(second?.audioFrames).toBeGreaterThan(0);
+    expect(log.of('error')).toEqual([]);
+  });
+});
+
 describe('faults', () => {
   test('a wrong key is refused at the upgrade: one fatal auth error, no retry', async () => {
     emulator = await startSpeechmaticsRtEmulator({ apiKey: KEY });

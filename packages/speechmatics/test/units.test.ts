@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { pino } from 'pino';
 import type { StartRecognition } from '@speechmatics/real-time-client';
-import { ConfigError, DEFAULT_RECONNECT_POLICY, ReconnectBudget } from '@stsgate/core';
+import { DEFAULT_RECONNECT_POLICY, ReconnectBudget } from '@stsgate/core';
 import { memoryLogger } from '@stsgate/testkit';
 import {
   SPEECHMATICS_REGIONS,
@@ -219,29 +219,40 @@ describe('environment', () => {
     expect(logger.lines).toHaveLength(1);
   });
 
-  test('ASR: end_of_utterance_silence_trigger must be below max_delay, checked with the defaults of what is unset', () => {
+  test('ASR: end_of_utterance_silence_trigger not below max_delay is accepted, as the service does, with one warning at start-up', () => {
     const definition = defineSpeechmaticsAsr();
-    const context = { logger: pino({ level: 'silent' }) };
-    const problem = (env: Record<string, string>): string | undefined => {
-      try {
-        definition.fromEnv({ ...base, ...env }, context);
-        return undefined;
-      } catch (error) {
-        expect(error).toBeInstanceOf(ConfigError);
-        return (error as ConfigError).problems.join('\n');
-      }
+    const warnings = (env: Record<string, string>): string[] => {
+      const logger = memoryLogger('warn');
+      definition.fromEnv({ ...base, ...env }, { logger: logger.logger });
+      return logger.lines.map((line) => line.msg);
     };
-    expect(problem({ SPEECHMATICS_MAX_DELAY: '0.7', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '0.8' })).toMatch(
-      /^SPEECHMATICS_END_OF_UTTERANCE_SILENCE \(0\.8 s\) must be lower than SPEECHMATICS_MAX_DELAY \(0\.7 s\)/,
-    );
-    expect(problem({ SPEECHMATICS_MAX_DELAY: '1', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '1' })).toMatch(/SPEECHMATICS_END_OF_UTTERANCE_SILENCE.*SPEECHMATICS_MAX_DELAY/);
+    expect(warnings({ SPEECHMATICS_MAX_DELAY: '0.7', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '0.8' })).toEqual([
+      expect.stringMatching(/^Speechmatics ASR: end_of_utterance_silence_trigger \(0\.8 s\) is not lower than max_delay \(0\.7 s\).*advises against/),
+    ]);
+    expect(warnings({ SPEECHMATICS_MAX_DELAY: '1', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '1' })).toHaveLength(1);
     // One of them unset: its default counts (end of utterance 0.5 s, Speechmatics' max_delay 4 s).
-    expect(problem({ SPEECHMATICS_MAX_DELAY: '0.7' })).toBeUndefined();
-    expect(problem({ SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '2' })).toBeUndefined();
+    expect(warnings({ SPEECHMATICS_MAX_DELAY: '0.7' })).toEqual([]);
+    expect(warnings({ SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '2' })).toEqual([]);
     // 0 turns EndOfUtterance off: nothing to compare.
-    expect(problem({ SPEECHMATICS_MAX_DELAY: '0.7', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '0' })).toBeUndefined();
-    // The adapter's own options are checked the same way.
-    expect(() => createSpeechmaticsAsr({ apiKey: 'k', maxDelay: 0.7, endOfUtteranceSilence: 0.9 })).toThrow(/endOfUtteranceSilence \(0\.9 s\) must be lower than maxDelay \(0\.7 s\)/);
+    expect(warnings({ SPEECHMATICS_MAX_DELAY: '0.7', SPEECHMATICS_END_OF_UTTERANCE_SILENCE: '0' })).toEqual([]);
+  });
+
+  test('ASR adapter: end_of_utterance_silence_trigger not below max_delay is accepted with one warning, at creation or else at the first call', async () => {
+    const direct = memoryLogger('warn');
+    createSpeechmaticsAsr({ apiKey: 'k', maxDelay: 0.7, endOfUtteranceSilence: 0.9, logger: direct.logger });
+    expect(direct.lines.map((line) => line.msg)).toEqual([expect.stringMatching(/end_of_utterance_silence_trigger \(0\.9 s\) is not lower than max_delay \(0\.7 s\)/)]);
+    expect(direct.lines[0]).toMatchObject({ provider: 'speechmatics', endOfUtteranceSilence: 0.9, maxDelay: 0.7 });
+
+    const calls = memoryLogger('warn');
+    const adapter = createSpeechmaticsAsr({ apiKey: 'k', maxDelay: 0.7, endOfUtteranceSilence: 0.9 });
+    expect(calls.lines).toEqual([]);
+    // Calls that ended before the stream opened: no socket, but the first one still carries the warning.
+    const ended = new AbortController();
+    ended.abort();
+    const context = { callId: 'c', metadata: {}, logger: calls.logger, signal: ended.signal };
+    await expect(adapter.open(context)).rejects.toMatchObject({ category: 'closed' });
+    await expect(adapter.open(context)).rejects.toMatchObject({ category: 'closed' });
+    expect(calls.lines.map((line) => line.msg)).toEqual([expect.stringMatching(/end_of_utterance_silence_trigger \(0\.9 s\)/)]);
     expect(() => createSpeechmaticsAsr({ apiKey: 'k', maxDelay: 0.7 })).not.toThrow();
   });
 

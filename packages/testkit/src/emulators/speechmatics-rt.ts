@@ -21,7 +21,7 @@
  *     (validated), transcriptionConfig (current, after SetRecognitionConfig), audioFrames, audioBytes, audioMs, lastSeqNo
  *     (last AudioAdded seq_no sent), endOfStream (the client's last_seq_no), received (client JSON messages), sent (server
  *     JSON messages), utterances, configWarnings, closeInfo, stalled, finalTranscript() (every AddTranscript
- *     metadata.transcript joined), applyFault(action), close(code, reason)
+ *     metadata.transcript joined), applyFault(action), close(code, reason), pingsReceived, suspended
  *   SPEECHMATICS_RT_LANGUAGES (language codes accepted by default), SPEECHMATICS_RT_MODELS, speechmaticsRtCloseCode(type)
  *
  * Handshake
@@ -31,8 +31,9 @@
  *   HTTP 401 on the upgrade (JSON body `{"code":401,"error":"Unauthorized"}`, UNCONFIRMED). Failed upgrades do not
  *   consume queued faults.
  *
- * Session (audio clock: everything is driven by the audio received, never by wall time, except the idle timeout, the
- * close grace after EndOfTranscript and `latency`; all JSON goes out as text frames)
+ * Session (audio clock: everything is driven by the audio received, never by wall time, except the idle and quiet
+ * timeouts, the vocabulary start delay, the close grace after EndOfTranscript and `latency`; all JSON goes out as text
+ * frames)
  * - The first message must be a text `StartRecognition`, validated with zod (strict: unknown fields are errors).
  *   `audio_format` (required): `{type:'raw', encoding: pcm_s16le|pcm_f32le|mulaw, sample_rate: integer 1000..192000}`
  *   or `{type:'file'}` (the emulator decodes only a WAV stream holding PCM/float/G.711; anything else -> Error
@@ -51,7 +52,9 @@
  *   SetRecognitionConfig that changes either) and logged.
  * - Reply: `RecognitionStarted {orchestrator_version, id (uuid), language_pack_info}`, then (raw formats, unless
  *   `options.recognitionQualityInfo === false`) `Info {type:'recognition_quality', quality: telephony below 12 kHz else
- *   broadcast}`.
+ *   broadcast}`. With a non-empty `additional_vocab`, RecognitionStarted comes `vocabStartDelayMs` (default 0) of wall
+ *   time later: the SDK documents "a delay of up to 15 seconds (depending on the size of the list)". Anything the client
+ *   sends meanwhile -> Error `protocol_error` + close (a client must wait for RecognitionStarted before sending audio).
  * - Each binary frame is one AddAudio, acked with `AudioAdded {seq_no}` counting from 1 (the ack goes out before any
  *   transcript the audio produces). Binary audio before StartRecognition -> Error `protocol_error` + close.
  * - Segmentation: 10 ms frames, voiced at or above `vad.thresholdDbfs` (default -40 dBFS); utterances with less than
@@ -80,12 +83,20 @@
  * - `GetSpeakers {final?}` -> `SpeakersResult {speakers: []}` (no speaker identification).
  * - `EndOfStream {last_seq_no}` -> the open utterance's finals, `EndOfTranscript`, then close 1000 after `endGraceMs`
  *   (default 500) unless the client closed first (the SDK closes on EndOfTranscript). Audio after it -> `Warning
- *   {type:'add_audio_after_eos'}` (not acked); other messages after it are recorded and ignored.
+ *   {type:'add_audio_after_eos'}` (not acked); other messages after it are recorded and ignored. `last_seq_no` above
+ *   the last `AudioAdded.seq_no` sent (audio the server never received) -> Error `protocol_error` + close 1003: the
+ *   spec does not say what the service does (UNCONFIRMED; a server waiting for that audio would never finish), so the
+ *   emulator refuses it. A lower one is accepted: the official SDK sends the last seq_no it saw acknowledged, which
+ *   can lag behind what it sent; all audio received is still transcribed.
  * - Invalid JSON, a non-object, an unknown or malformed message -> Error `invalid_message`; `StartRecognition` twice
  *   or a message before StartRecognition -> `protocol_error`; `AddChannelAudio`/`EndOfChannel` -> `not_allowed`
  *   (multichannel is not implemented). The spec says every Error ends the session, so each one is followed by a close.
  * - Idle: no audio for `idleTimeoutMs` (default 3 600 000, the service's one hour) -> Error `idle_timeout` + close 1008;
  *   `Warning {type:'idle_timeout'}` at 45/60, 50/60 and 55/60 of it (the service warns at 15, 10, 5 minutes before).
+ * - Quiet: no audio and no WebSocket ping or pong from the client for `quietTimeoutMs` (default 180 000: limits.mdx
+ *   ends sessions with "No audio or ping/pongs sent for 3 minutes") -> Error `idle_timeout` + close 1008 (the type
+ *   of that error is UNCONFIRMED; limits.mdx only says an in-band error and 1008). No warning first. Pings are
+ *   answered with a pong unless the connection is stalled, and counted (`pingsReceived`).
  * - Close codes after an Error (§2.4 table; the close reason is the error type): protocol_error 1003, not_authorised
  *   4001, not_allowed 4003, invalid_model 4004, quota_exceeded 4005, timelimit_exceeded 4006, job_error 4013,
  *   idle_timeout/session_timeout 1008, unknown_error 1011. Types the table does not list (invalid_message,
@@ -105,8 +116,12 @@
  * (ForceEndOfUtterance) or at `end` (EndOfStream, before any answer). Actions: `error {errorType, reason?, closeCode?}`
  * (Error then close with the table's code), `drop` (socket destroyed, no close frame), `stall` (stops answering and
  * stops its timers; the socket stays open), `close {code, reason?}`, `malformed` (a non-JSON text frame; the real SDK
- * throws on it, so do not use it with the SDK), `warning {warningType, reason?}`, `info {infoType?, reason?, fields?}`.
- * Non-terminal actions (warning, info, malformed) let the session go on.
+ * throws on it, so do not use it with the SDK), `warning {warningType, reason?}`, `info {infoType?, reason?, fields?}`,
+ * `duration_limit {durationLimit?, reason?}` (the spec's `Warning duration_limit_exceeded`, which "triggers the same
+ * mechanism as receiving an EndOfStream": the Warning with `duration_limit` (seconds, default 3600), the open
+ * utterance's finals, `EndOfTranscript`, then the session is suspended: audio is still acked with `AudioAdded` but
+ * ignored, other messages are recorded and ignored, and the socket stays open until the client closes it or a timeout
+ * ends it; `connection.suspended` is true). Non-terminal actions (warning, info, malformed) let the session go on.
  *
  * Not implemented: multichannel (AddChannelAudio, channel diarization labels), translation and audio events output,
  * entities, real diarization (always "S1"), speaker identification, audio filtering / volume threshold, word
@@ -315,7 +330,14 @@ export type SpeechmaticsRtServerMessage =
   | { readonly message: 'EndOfTranscript' }
   | { readonly message: 'SpeakersResult'; readonly speakers: readonly JsonValue[] }
   | ({ readonly message: 'Info'; readonly type: string; readonly reason: string } & JsonObject)
-  | { readonly message: 'Warning'; readonly type: SpeechmaticsRtWarningType; readonly reason: string; readonly seq_no?: number }
+  | {
+      readonly message: 'Warning';
+      readonly type: SpeechmaticsRtWarningType;
+      readonly reason: string;
+      readonly seq_no?: number;
+      /** Only with `duration_limit_exceeded`: the limit exceeded, in seconds. */
+      readonly duration_limit?: number;
+    }
   | { readonly message: 'Error'; readonly type: SpeechmaticsRtErrorType; readonly reason: string };
 
 /** What the recogniser sees of one utterance (the same shape as the Soniox emulator's, so recognisers are shared). */
@@ -327,8 +349,8 @@ export interface SpeechmaticsRtUtteranceRecord {
   readonly startMs: number;
   readonly endMs: number;
   readonly text: string;
-  /** Trailing silence, ForceEndOfUtterance, or EndOfStream. */
-  readonly endedBy: 'silence' | 'forced' | 'end';
+  /** Trailing silence, ForceEndOfUtterance, EndOfStream, or the `duration_limit` fault. */
+  readonly endedBy: 'silence' | 'forced' | 'end' | 'limit';
 }
 
 export type SpeechmaticsRtFaultAction =
@@ -339,6 +361,8 @@ export type SpeechmaticsRtFaultAction =
   | { readonly type: 'malformed'; readonly text?: string }
   | { readonly type: 'warning'; readonly warningType: SpeechmaticsRtWarningType; readonly reason?: string }
   | { readonly type: 'info'; readonly infoType?: string; readonly reason?: string; readonly fields?: JsonObject }
+  /** Warning duration_limit_exceeded, then what EndOfStream does (finals, EndOfTranscript), then the session is suspended. */
+  | { readonly type: 'duration_limit'; readonly durationLimit?: number; readonly reason?: string }
   /** Only at `upgrade`: answer the upgrade with this HTTP status. */
   | { readonly type: 'http'; readonly status: number; readonly body?: JsonValue };
 
@@ -397,6 +421,10 @@ export interface SpeechmaticsRtConnection {
   readonly configWarnings: readonly string[];
   readonly closeInfo: SpeechmaticsRtCloseInfo | undefined;
   readonly stalled: boolean;
+  /** WebSocket pings received from the client (answered with a pong unless stalled). */
+  readonly pingsReceived: number;
+  /** The server ended the transcription on its own (`duration_limit` fault) and ignores the audio that follows. */
+  readonly suspended: boolean;
   /** Every AddTranscript `metadata.transcript`, joined. */
   finalTranscript(): string;
   applyFault(action: SpeechmaticsRtFaultAction): void;
@@ -430,6 +458,10 @@ export interface SpeechmaticsRtEmulatorOptions {
   readonly partialIntervalMs?: number;
   /** No audio for this long -> Error idle_timeout + close 1008 (default 3 600 000). */
   readonly idleTimeoutMs?: number;
+  /** No audio and no ping or pong from the client for this long -> Error idle_timeout + close 1008 (default 180 000). */
+  readonly quietTimeoutMs?: number;
+  /** Wall time before RecognitionStarted when `additional_vocab` is not empty (default 0; the service: up to 15 s). */
+  readonly vocabStartDelayMs?: number;
   /** Close 1000 this long after EndOfTranscript unless the client closed (default 500). */
   readonly endGraceMs?: number;
   /** Send `Info recognition_quality` after RecognitionStarted (default true). */
@@ -556,6 +588,8 @@ interface Settings {
   readonly finalSilenceMs: number;
   readonly partialIntervalMs: number;
   readonly idleTimeoutMs: number;
+  readonly quietTimeoutMs: number;
+  readonly vocabStartDelayMs: number;
   readonly endGraceMs: number;
   readonly recognitionQualityInfo: boolean;
   readonly finalDelayMs: number;
@@ -612,6 +646,7 @@ class Connection implements SpeechmaticsRtConnection {
   readonly configWarnings: string[] = [];
   closeInfo: SpeechmaticsRtCloseInfo | undefined;
   stalled = false;
+  pingsReceived = 0;
 
   readonly #ws: WebSocket;
   readonly #settings: Settings;
@@ -620,8 +655,10 @@ class Connection implements SpeechmaticsRtConnection {
   /** The transcript messages, in order, finals held for `latency.finalDelayMs`. */
   readonly #transcripts = new OrderedSends(this.#timers);
   #idleTimer: NodeJS.Timeout | undefined;
+  #quietTimer: NodeJS.Timeout | undefined;
   readonly #faults: ArmedFaults<ConnectionTrigger, SpeechmaticsRtFaultAction>;
-  #phase: 'awaiting-start' | 'started' | 'ended' | 'done' = 'awaiting-start';
+  /** `starting`: StartRecognition accepted, RecognitionStarted not sent yet; `suspended`: see the duration_limit fault. */
+  #phase: 'awaiting-start' | 'starting' | 'started' | 'ended' | 'suspended' | 'done' = 'awaiting-start';
   #decoder: StreamDecoder | undefined;
   #wavHeader: Buffer | undefined;
   readonly #speech: SpeechSegmenter;
@@ -653,6 +690,14 @@ class Connection implements SpeechmaticsRtConnection {
       }
       this.#notify();
     });
+    // A stalled server answers no pings either (the ws library would otherwise pong for it).
+    ws.on('ping', (data: Buffer) => {
+      this.pingsReceived++;
+      if (!this.#halted() && ws.readyState === ws.OPEN) ws.pong(data);
+      this.#armQuiet();
+      this.#notify();
+    });
+    ws.on('pong', () => this.#armQuiet());
     ws.on('close', (code: number, reason: Buffer) => {
       this.closeInfo ??= { code, reason: reason.toString('utf8'), by: 'client' };
       this.#timers.clear();
@@ -661,6 +706,11 @@ class Connection implements SpeechmaticsRtConnection {
     });
     ws.on('error', (error: Error) => settings.logger.debug({ err: error }, 'speechmatics rt emulator: socket error'));
     this.#armIdle();
+    this.#armQuiet();
+  }
+
+  get suspended(): boolean {
+    return this.#phase === 'suspended';
   }
 
   get appId(): string | undefined {
@@ -714,6 +764,9 @@ class Connection implements SpeechmaticsRtConnection {
           type: action.infoType ?? 'concurrent_session_usage',
           reason: action.reason ?? 'Emulated info message.',
         });
+        return;
+      case 'duration_limit':
+        this.#durationLimit(action.durationLimit ?? 3600, action.reason);
         return;
       case 'http':
         // Only meaningful at the upgrade; on an open socket it is a drop.
@@ -771,6 +824,17 @@ class Connection implements SpeechmaticsRtConnection {
     stage(0, 0);
   }
 
+  /** limits.mdx: a session ends after "No audio or ping/pongs sent for 3 minutes". */
+  #armQuiet(): void {
+    if (this.#phase === 'done' || this.stalled) return;
+    this.#timers.cancel(this.#quietTimer);
+    const limit = this.#settings.quietTimeoutMs;
+    this.#quietTimer = this.#timers.after(limit, () => {
+      if (this.stalled || this.#phase === 'done') return;
+      this.#fail('idle_timeout', `Session ended due to inactivity, no audio or ping/pong within the last ${minutes(limit)}m`);
+    });
+  }
+
   #send(message: SpeechmaticsRtServerMessage): void {
     if (this.stalled || this.closeInfo !== undefined) return;
     this.sent.push(message);
@@ -818,8 +882,12 @@ class Connection implements SpeechmaticsRtConnection {
       this.#fail('invalid_message', 'Message must be a JSON object with a "message" field.');
       return;
     }
-    if (this.#phase === 'ended') return;
+    if (this.#phase === 'ended' || this.#phase === 'suspended') return;
     const name = parsed.message;
+    if (this.#phase === 'starting') {
+      this.#fail('protocol_error', `${name} received before RecognitionStarted.`);
+      return;
+    }
     if (this.#phase === 'awaiting-start') {
       if (name !== 'StartRecognition') {
         this.#fail('protocol_error', `Expected StartRecognition, got ${name}.`);
@@ -896,8 +964,17 @@ class Connection implements SpeechmaticsRtConnection {
       this.#decoder = new StreamDecoder(knownRawSampleCodec(start.audio_format.encoding), 1);
       this.#speech.setRate(start.audio_format.sample_rate);
     }
-    this.#phase = 'started';
+    this.#phase = 'starting';
     if (this.#trigger((at) => at === 'start')) return;
+    // The SDK: with additional_vocab "you should expect a delay of up to 15 seconds" before RecognitionStarted.
+    const delay = (start.transcription_config.additional_vocab?.length ?? 0) > 0 ? this.#settings.vocabStartDelayMs : 0;
+    if (delay > 0) this.#timers.after(delay, () => this.#recognitionStarted(start));
+    else this.#recognitionStarted(start);
+  }
+
+  #recognitionStarted(start: SpeechmaticsRtStartRecognition): void {
+    if (this.#halted() || this.#phase !== 'starting') return;
+    this.#phase = 'started';
     this.#send({
       message: 'RecognitionStarted',
       orchestrator_version: '2025.11.07+emulator',
@@ -908,6 +985,7 @@ class Connection implements SpeechmaticsRtConnection {
       const quality = start.audio_format.sample_rate < 12000 ? 'telephony' : 'broadcast';
       this.#send({ message: 'Info', type: 'recognition_quality', quality, reason: `Running recognition using a ${quality} model quality.` });
     }
+    this.#notify();
   }
 
   #onSetConfig(parsed: Record<string, unknown>): void {
@@ -942,17 +1020,44 @@ class Connection implements SpeechmaticsRtConnection {
 
   #onEndOfStream(lastSeqNo: number): void {
     this.endOfStream = lastSeqNo;
+    if (lastSeqNo > this.lastSeqNo) {
+      // UNCONFIRMED reaction (the spec is silent): it names audio this server never received.
+      this.#fail('protocol_error', `EndOfStream last_seq_no ${String(lastSeqNo)} is beyond the last audio received (seq_no ${String(this.lastSeqNo)}).`);
+      return;
+    }
     this.#phase = 'ended';
     if (this.#trigger((at) => at === 'end')) return;
-    this.#flushFrame();
-    if (this.#halted()) return;
-    this.#endUtterance('end');
-    if (this.#halted()) return;
-    this.#eouFrom = undefined;
-    this.#sendTranscript({ message: 'EndOfTranscript' });
+    if (!this.#finishTranscript('end')) return;
     this.#transcripts.push(0, () => {
       if (!this.#halted()) this.#timers.after(this.#settings.endGraceMs, () => this.close(1000, ''));
     });
+  }
+
+  /** The open utterance's finals, then EndOfTranscript (EndOfStream and the duration limit); false when halted. */
+  #finishTranscript(endedBy: 'end' | 'limit'): boolean {
+    this.#flushFrame();
+    if (this.#halted()) return false;
+    this.#endUtterance(endedBy);
+    if (this.#halted()) return false;
+    this.#eouFrom = undefined;
+    this.#sendTranscript({ message: 'EndOfTranscript' });
+    return true;
+  }
+
+  /**
+   * Warning duration_limit_exceeded "triggers the same mechanism as receiving an EndOfStream message, so the Server
+   * will eventually send an EndOfTranscript message and suspend": audio is still acked but ignored after it.
+   */
+  #durationLimit(limitS: number, reason: string | undefined): void {
+    this.#send({
+      message: 'Warning',
+      type: 'duration_limit_exceeded',
+      reason: reason ?? `The maximum allowed duration of ${String(limitS)}s was exceeded.`,
+      duration_limit: limitS,
+    });
+    if (this.#phase !== 'started') return;
+    this.#phase = 'suspended';
+    this.#finishTranscript('limit');
   }
 
   // ---- audio ----
@@ -962,6 +1067,11 @@ class Connection implements SpeechmaticsRtConnection {
       this.#fail('protocol_error', 'Audio received before StartRecognition.');
       return;
     }
+    if (this.#phase === 'starting') {
+      this.#fail('protocol_error', 'Audio received before RecognitionStarted.');
+      return;
+    }
+    this.#armQuiet();
     if (this.#phase === 'ended') {
       this.#send({ message: 'Warning', type: 'add_audio_after_eos', reason: 'Audio received after EndOfStream will be ignored.' });
       return;
@@ -971,6 +1081,8 @@ class Connection implements SpeechmaticsRtConnection {
     this.#armIdle();
     this.lastSeqNo++;
     this.#send({ message: 'AudioAdded', seq_no: this.lastSeqNo });
+    // Suspended (duration limit): "confirmed with AudioAdded, but ignored by the transcription engine".
+    if (this.#phase === 'suspended') return;
     let bytes = data;
     if (this.#decoder === undefined) {
       this.#wavHeader = this.#wavHeader === undefined ? data : Buffer.concat([this.#wavHeader, data]);
@@ -1125,12 +1237,14 @@ export async function startSpeechmaticsRtEmulator(options: SpeechmaticsRtEmulato
     finalSilenceMs: options.vad?.finalSilenceMs ?? 700,
     partialIntervalMs: Math.max(10, options.partialIntervalMs ?? 300),
     idleTimeoutMs: options.idleTimeoutMs ?? 3_600_000,
+    quietTimeoutMs: options.quietTimeoutMs ?? 180_000,
+    vocabStartDelayMs: Math.max(0, options.vocabStartDelayMs ?? 0),
     endGraceMs: options.endGraceMs ?? 500,
     recognitionQualityInfo: options.recognitionQualityInfo ?? true,
     finalDelayMs: Math.max(0, options.latency?.finalDelayMs ?? 0),
     logger: options.logger ?? silentLogger(),
   };
-  const host = createWsEmulatorHost<Connection, SpeechmaticsRtFault>({ perMessageDeflate: false }, options.faults);
+  const host = createWsEmulatorHost<Connection, SpeechmaticsRtFault>({ perMessageDeflate: false, autoPong: false }, options.faults);
   const upgrades: SpeechmaticsRtUpgradeRecord[] = [];
 
   host.server.on('request', (request, response) => {

@@ -449,6 +449,116 @@ describe('Speechmatics RT emulator over raw ws', () => {
   });
 });
 
+describe('Speechmatics RT emulator: session limits and strictness', () => {
+  test('additional_vocab delays RecognitionStarted by vocabStartDelayMs; anything sent before it is a protocol_error; no vocabulary, no delay', async () => {
+    const rt = await start({ vocabStartDelayMs: 200 });
+    const withVocab = { ...START, transcription_config: { language: 'en', additional_vocab: ['AVR'] } };
+    const audio = pcm16Frames(fixture('short'));
+
+    const eager = await rawClient(rt.url);
+    eager.send(withVocab);
+    eager.ws.send(audio[0] as Buffer);
+    expect(await eager.closed).toEqual({ code: 1003, reason: 'protocol_error' });
+    expect(eager.messages).toEqual([{ message: 'Error', type: 'protocol_error', reason: expect.stringMatching(/before RecognitionStarted/) }]);
+
+    const patient = await rawClient(rt.url);
+    patient.send(withVocab);
+    await patient.waitForMessage((message) => message.message === 'RecognitionStarted');
+    expect(patient.messages[0]?.message).toBe('RecognitionStarted');
+    for (const frame of audio) patient.ws.send(frame);
+    const final = await patient.waitForMessage((message) => message.message === 'AddTranscript');
+    expect(transcript(final)).toBe(`${FIXTURE_TEXT['short.wav']} `);
+    patient.ws.close();
+
+    // Without a vocabulary RecognitionStarted goes out at once: audio right behind StartRecognition is fine.
+    const plain = await rawClient(rt.url);
+    plain.send(START);
+    plain.ws.send(audio[0] as Buffer);
+    await plain.waitForMessage((message) => message.message === 'AudioAdded' && message.seq_no === 1);
+    expect(byName(plain.messages, 'Error')).toEqual([]);
+    plain.ws.close();
+  });
+
+  test('quiet limit (limits.mdx: no audio or ping/pongs for 3 minutes): a silent client gets idle_timeout + 1008, a pinging one stays', async () => {
+    const rt = await start({ quietTimeoutMs: 150 });
+    const silent = await rawClient(rt.url);
+    silent.send(START);
+    expect(await silent.closed).toEqual({ code: 1008, reason: 'idle_timeout' });
+    expect(byName(silent.messages, 'Error')).toEqual([{ message: 'Error', type: 'idle_timeout', reason: expect.stringMatching(/ping\/pong/) }]);
+
+    const pinging = await rawClient(rt.url);
+    pinging.send(START);
+    let pongs = 0;
+    const tenPongs = new Promise<void>((resolve) => {
+      pinging.ws.on('pong', () => {
+        if (++pongs === 10) resolve();
+      });
+    });
+    // Ten pings 40 ms apart span well over the 150 ms limit.
+    const timer = setInterval(() => pinging.ws.ping(), 40);
+    try {
+      await tenPongs;
+    } finally {
+      clearInterval(timer);
+    }
+    expect(rt.connections[1]?.pingsReceived).toBeGreaterThanOrEqual(10);
+    expect(pinging.ws.readyState).toBe(WebSocket.OPEN);
+    expect(rt.connections[1]?.closeInfo).toBeUndefined();
+    expect(byName(pinging.messages, 'Error')).toEqual([]);
+    pinging.ws.close();
+  });
+
+  test('duration_limit fault: Warning with duration_limit, the finals, EndOfTranscript, then audio is acked but ignored and the socket stays open', async () => {
+    const rt = await start({ faults: [{ at: { afterAudioMs: 1000 }, action: { type: 'duration_limit', durationLimit: 1 } }] });
+    const client = await rawClient(rt.url);
+    client.send({ ...START, transcription_config: { language: 'en', enable_partials: true } });
+    await client.waitForMessage((message) => message.message === 'RecognitionStarted');
+    const first = pcm16Frames(concatPcm(silence(200), readWavAs8k(fixturePath('greeting'))));
+    for (const frame of first) client.ws.send(frame);
+    await client.waitForMessage((message) => message.message === 'EndOfTranscript');
+    const names = messageNames(client);
+    const warningAt = names.indexOf('Warning');
+    expect(client.messages[warningAt]).toEqual({ message: 'Warning', type: 'duration_limit_exceeded', reason: expect.any(String), duration_limit: 1 });
+    expect(names.indexOf('AddTranscript')).toBeGreaterThan(warningAt);
+    expect(names.indexOf('EndOfTranscript')).toBeGreaterThan(names.indexOf('AddTranscript'));
+    const conn = rt.connections[0];
+    expect(conn?.suspended).toBe(true);
+    expect(conn?.utterances.at(-1)?.endedBy).toBe('limit');
+    // Suspended: more speech is acknowledged and nothing else comes of it.
+    const sentBefore = client.messages.length;
+    const more = pcm16Frames(fixture('short'));
+    for (const frame of more) client.ws.send(frame);
+    await client.waitForMessage((message) => message.message === 'AudioAdded' && message.seq_no === first.length + more.length);
+    expect(new Set(messageNames(client).slice(sentBefore))).toEqual(new Set(['AudioAdded']));
+    expect(conn?.closeInfo).toBeUndefined();
+    client.ws.close();
+    await rt.waitFor(() => conn?.closeInfo);
+    expect(conn?.closeInfo?.by).toBe('client');
+  });
+
+  test('EndOfStream: a last_seq_no beyond the audio received is a protocol_error; a lower one (the SDK sends the last ack it saw) is accepted', async () => {
+    const rt = await start();
+    const audio = pcm16Frames(fixture('short')).slice(0, 3);
+    const over = await rawClient(rt.url);
+    over.send(START);
+    for (const frame of audio) over.ws.send(frame);
+    await over.waitForMessage((message) => message.message === 'AudioAdded' && message.seq_no === 3);
+    over.send({ message: 'EndOfStream', last_seq_no: 4 });
+    expect(await over.closed).toEqual({ code: 1003, reason: 'protocol_error' });
+    expect(byName(over.messages, 'Error')).toEqual([{ message: 'Error', type: 'protocol_error', reason: expect.stringMatching(/last_seq_no 4 .*seq_no 3/) }]);
+    expect(rt.connections[0]?.endOfStream).toBe(4);
+
+    const lagging = await rawClient(rt.url);
+    lagging.send(START);
+    for (const frame of audio) lagging.ws.send(frame);
+    lagging.send({ message: 'EndOfStream', last_seq_no: 2 });
+    await lagging.waitForMessage((message) => message.message === 'EndOfTranscript');
+    expect(byName(lagging.messages, 'Error')).toEqual([]);
+    expect(rt.connections[1]).toMatchObject({ endOfStream: 2, lastSeqNo: 3 });
+    lagging.ws.close();
+  });
+});
+
 describe('Speechmatics RT emulator faults', () => {
   test('upgrade faults: http status and dropped socket; failed auth does not consume a fault', async () => {
     const rt = await start({ faults: [{ at: 'upgrade', action: { type: 'http', status: 503 } }] });
