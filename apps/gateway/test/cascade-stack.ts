@@ -80,7 +80,8 @@ export async function startCascadeStack(preset: Preset, options: CascadeStackOpt
   if (preset === 'soniox' || preset === 'mixed') {
     sonioxStt = await startSonioxSttEmulator({ apiKey: KEY, recognize: speechOnly() });
     closers.push(() => (sonioxStt as SonioxSttEmulator).close());
-    env = { ...env, SONIOX_API_KEY: KEY, SONIOX_WEBSOCKET_URL: sonioxStt.url };
+    // The scenarios' pauses are timed for Soniox's quickest endpoints (500 ms), not the adapter's default 1000 ms.
+    env = { ...env, SONIOX_API_KEY: KEY, SONIOX_WEBSOCKET_URL: sonioxStt.url, SONIOX_MAX_ENDPOINT_DELAY_MS: '500' };
   }
   if (preset === 'soniox') {
     sonioxTts = await startSonioxTtsEmulator({ apiKey: KEY, ...ttsLatency });

@@ -11,7 +11,7 @@ import { ProviderError, StreamingAsrSession, bytesFromPcm, connectLiveSocket, ms
 import type { AsrAdapter, AsrCapabilities, AsrStream, CallContext, LinkAttempt, LiveSocket, ReconnectPolicyOptions, SampleRate } from '@stsgate/core';
 import { PROVIDER, providerErrorFromSoniox, sonioxClassifiers } from './errors.js';
 import { TokenAccumulator } from './tokens.js';
-import { DEFAULT_LANGUAGE_HINTS, DEFAULT_STT_MODEL, DEFAULT_STT_URL, buildSttConfig, parseSttMessage } from './wire.js';
+import { DEFAULT_LANGUAGE_HINTS, DEFAULT_STT_MODEL, DEFAULT_STT_URL, MAX_ENDPOINT_DELAY_LIMITS, buildSttConfig, parseSttMessage } from './wire.js';
 import type { SttConfigMessage, SttControlMessage } from './wire.js';
 
 export interface SonioxAsrOptions {
@@ -22,6 +22,7 @@ export interface SonioxAsrOptions {
   readonly model?: string;
   /** Default `['en']`; an empty list sends no hints. */
   readonly languageHints?: readonly string[];
+  /** `max_endpoint_delay_ms`, 500..3000. Default 1000 (DEFAULT_MAX_ENDPOINT_DELAY_MS; Soniox's own default is 2000). */
   readonly maxEndpointDelayMs?: number;
   readonly contextText?: string;
   readonly contextTerms?: readonly string[];
@@ -54,6 +55,12 @@ export const sonioxAsrCapabilities: AsrCapabilities = {
 export function createSonioxAsr(options: SonioxAsrOptions): AsrAdapter {
   const sampleRate: SampleRate = options.sampleRate ?? 8000;
   if (sampleRate !== 8000 && sampleRate !== 16000) throw new RangeError(`Soniox ASR sample rate must be 8000 or 16000, not ${String(sampleRate)}`);
+  const delay = options.maxEndpointDelayMs;
+  const { min, max } = MAX_ENDPOINT_DELAY_LIMITS;
+  // Soniox refuses the whole session for a value out of range: fail at construction, not on every call.
+  if (delay !== undefined && !(Number.isInteger(delay) && delay >= min && delay <= max)) {
+    throw new RangeError(`Soniox maxEndpointDelayMs must be a whole number of ms in ${String(min)}..${String(max)}, not ${String(delay)}`);
+  }
   return {
     id: PROVIDER,
     capabilities: sonioxAsrCapabilities,

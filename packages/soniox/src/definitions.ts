@@ -5,7 +5,16 @@ import type { AdapterDefinition } from '@stsgate/core';
 import { createSonioxAsr } from './asr.js';
 import { createSonioxTts } from './tts.js';
 import { blankToUndefined, envInt, envNumber, envSecret, envText, envUrl, splitList } from '@stsgate/core';
-import { DEFAULT_STT_MODEL, DEFAULT_STT_URL, DEFAULT_TTS_LANGUAGE, DEFAULT_TTS_MODEL, DEFAULT_TTS_URL, DEFAULT_TTS_VOICE, DEFAULT_TTS_WS_URL } from './wire.js';
+import {
+  DEFAULT_STT_MODEL,
+  DEFAULT_STT_URL,
+  DEFAULT_TTS_LANGUAGE,
+  DEFAULT_TTS_MODEL,
+  DEFAULT_TTS_URL,
+  DEFAULT_TTS_VOICE,
+  DEFAULT_TTS_WS_URL,
+  MAX_ENDPOINT_DELAY_LIMITS,
+} from './wire.js';
 
 export const sonioxAsrEnvSchema = z.object({
   SONIOX_API_KEY: envSecret('SONIOX_API_KEY'),
@@ -13,7 +22,8 @@ export const sonioxAsrEnvSchema = z.object({
   SONIOX_SPEECH_RECOGNITION_MODEL: envText().transform((model) => model ?? DEFAULT_STT_MODEL),
   /** Comma list of language hints (`en`, `en,it`); entries trimmed, empty ones dropped. */
   SONIOX_SPEECH_RECOGNITION_LANGUAGE: envText().transform((value) => splitList(value ?? 'en')),
-  SONIOX_MAX_ENDPOINT_DELAY_MS: envInt(500, 3000),
+  /** Unset: the adapter's 1000 ms (DEFAULT_MAX_ENDPOINT_DELAY_MS), not Soniox's 2000. */
+  SONIOX_MAX_ENDPOINT_DELAY_MS: envInt(MAX_ENDPOINT_DELAY_LIMITS.min, MAX_ENDPOINT_DELAY_LIMITS.max),
   SONIOX_CONTEXT: envText(),
   SONIOX_TERMS: envText().transform((value) => splitList(value)),
 });
@@ -68,7 +78,11 @@ export const sonioxTtsEnvSchema = z.object({
   SONIOX_TTS_VOICE: envText().transform((voice) => voice ?? DEFAULT_TTS_VOICE),
   SONIOX_TTS_SAMPLE_RATE: ttsSampleRate,
   SONIOX_TTS_AUDIO_FORMAT: ttsAudioFormat,
-  SONIOX_TTS_BITRATE: envInt(1, 1_000_000),
+  /**
+   * avr-tts-soniox's variable, accepted so its env files keep working, never sent: Soniox takes a bitrate only for
+   * compressed formats and ours is always pcm_s16le (any text, as avr-tts-soniox ignored what was not a number).
+   */
+  SONIOX_TTS_BITRATE: envText(),
   SONIOX_TTS_SPEED: envNumber(0.7, 1.3),
   SONIOX_TTS_TIMEOUT_MS: envInt(100, 600_000),
   /** `streamText` streams multiplexed on one WebSocket connection (default 5, Soniox's limit; 1: one connection each). */
@@ -85,6 +99,12 @@ export function defineSonioxTts(): AdapterDefinition<'tts'> {
     defaultPort: 6011,
     envSchema: sonioxTtsEnvSchema,
     create(env, context) {
+      if (env.SONIOX_TTS_BITRATE !== undefined) {
+        context.logger.warn(
+          { provider: 'soniox', bitrate: env.SONIOX_TTS_BITRATE },
+          'SONIOX_TTS_BITRATE is ignored: Soniox takes a bitrate only for compressed formats (mp3, opus, aac), and this adapter always asks for pcm_s16le',
+        );
+      }
       return createSonioxTts({
         apiKey: env.SONIOX_API_KEY,
         url: env.SONIOX_TTS_URL,
@@ -93,7 +113,6 @@ export function defineSonioxTts(): AdapterDefinition<'tts'> {
         language: env.SONIOX_TTS_LANGUAGE,
         voice: env.SONIOX_TTS_VOICE,
         sampleRate: 8000,
-        ...(env.SONIOX_TTS_BITRATE === undefined ? {} : { bitrate: env.SONIOX_TTS_BITRATE }),
         ...(env.SONIOX_TTS_SPEED === undefined ? {} : { speed: env.SONIOX_TTS_SPEED }),
         ...(env.SONIOX_TTS_TIMEOUT_MS === undefined ? {} : { timeoutMs: env.SONIOX_TTS_TIMEOUT_MS }),
         ...(env.SONIOX_TTS_STREAMS_PER_CONNECTION === undefined ? {} : { maxStreamsPerConnection: env.SONIOX_TTS_STREAMS_PER_CONNECTION }),

@@ -30,7 +30,6 @@ export interface SonioxTtsOptions {
   readonly voice?: string;
   /** Only 8000 (AVR's rate). */
   readonly sampleRate?: 8000;
-  readonly bitrate?: number;
   /** 0.7..1.3 */
   readonly speed?: number;
   /**
@@ -101,7 +100,6 @@ export function createSonioxTts(options: SonioxTtsOptions): SonioxTtsAdapter {
     language: options.language ?? DEFAULT_TTS_LANGUAGE,
     voice: options.voice ?? DEFAULT_TTS_VOICE,
     sampleRate,
-    bitrate: options.bitrate,
     speed: options.speed,
   };
   const timeoutMs = options.timeoutMs ?? DEFAULT_TTS_TIMEOUT_MS;

@@ -17,6 +17,15 @@ export const DEFAULT_TTS_MODEL = 'tts-rt-v1';
 export const DEFAULT_TTS_LANGUAGE = 'en';
 export const DEFAULT_TTS_VOICE = 'Adrian';
 
+/** `max_endpoint_delay_ms`: Soniox accepts 500..3000 and uses 2000 when the config has none. */
+export const MAX_ENDPOINT_DELAY_LIMITS = { min: 500, max: 3000 } as const;
+/**
+ * What the adapter sends when nothing is configured. The cascade ends a turn on `<end>`, and falls back to its own
+ * VAD plus `CASCADE_ENDPOINT_MAX_WAIT_MS` (550 + 1000 ms by default) only when `<end>` is late: Soniox's 2000 ms would
+ * leave every turn to that slower fallback; the lowest, 500 ms, would end turns at a caller's shorter pauses.
+ */
+export const DEFAULT_MAX_ENDPOINT_DELAY_MS = 1000;
+
 /** Control tokens: never part of any text. */
 export const END_TOKEN = '<end>';
 export const FIN_TOKEN = '<fin>';
@@ -28,7 +37,7 @@ export interface SttSettings {
   readonly sampleRate: number;
   /** Trimmed, non-empty entries (see `splitList`). Empty: no hints. */
   readonly languageHints: readonly string[];
-  /** 500..3000 ms; unset: the server default. */
+  /** 500..3000 ms; unset: DEFAULT_MAX_ENDPOINT_DELAY_MS (not the server's 2000). */
   readonly maxEndpointDelayMs?: number | undefined;
   /** Free-text background (`context.text`). */
   readonly contextText?: string | undefined;
@@ -43,6 +52,7 @@ export type SttConfigMessage = SttSessionConfig & {
   sample_rate: number;
   num_channels: 1;
   enable_endpoint_detection: true;
+  max_endpoint_delay_ms: number;
 };
 
 export function buildSttConfig(settings: SttSettings, clientReferenceId?: string): SttConfigMessage {
@@ -56,7 +66,7 @@ export function buildSttConfig(settings: SttSettings, clientReferenceId?: string
     num_channels: 1,
     ...(hints.length > 0 ? { language_hints: hints } : {}),
     enable_endpoint_detection: true,
-    ...(settings.maxEndpointDelayMs === undefined ? {} : { max_endpoint_delay_ms: settings.maxEndpointDelayMs }),
+    max_endpoint_delay_ms: settings.maxEndpointDelayMs ?? DEFAULT_MAX_ENDPOINT_DELAY_MS,
     ...(text !== '' || terms.length > 0 ? { context: { ...(text !== '' ? { text } : {}), ...(terms.length > 0 ? { terms } : {}) } } : {}),
     // Soniox caps the id at 256 characters.
     ...(clientReferenceId === undefined || clientReferenceId === '' ? {} : { client_reference_id: clientReferenceId.slice(0, 256) }),
@@ -168,11 +178,11 @@ export interface TtsSettings {
   readonly language: string;
   readonly voice: string;
   readonly sampleRate: number;
-  readonly bitrate?: number | undefined;
   readonly speed?: number | undefined;
 }
 
-export type TtsRequestBody = Omit<GenerateSpeechOptions, 'signal'> & {
+/** `bitrate` is never sent: Soniox takes it only for compressed formats (mp3, opus, aac), and ours is always PCM. */
+export type TtsRequestBody = Omit<GenerateSpeechOptions, 'signal' | 'bitrate'> & {
   model: string;
   language: string;
   voice: string;
@@ -192,7 +202,6 @@ function ttsOutput(settings: TtsSettings, overrides: TtsOverrides) {
     voice: overrides.voice ?? settings.voice,
     audio_format: 'pcm_s16le' as const,
     sample_rate: settings.sampleRate,
-    ...(settings.bitrate === undefined ? {} : { bitrate: settings.bitrate }),
     ...(settings.speed === undefined ? {} : { speed: settings.speed }),
   };
 }
@@ -204,7 +213,7 @@ export function buildTtsRequest(settings: TtsSettings, text: string, overrides: 
 // ---- TTS WebSocket (text pushed as it is produced) -----------------------------------------------------------------
 
 /** A stream's config message. No `api_key`: the key travels in the `Authorization` header. */
-export type TtsStreamConfigMessage = Omit<TtsStreamConfig, 'return_timestamps'> & {
+export type TtsStreamConfigMessage = Omit<TtsStreamConfig, 'return_timestamps' | 'bitrate'> & {
   audio_format: 'pcm_s16le';
   sample_rate: number;
 };

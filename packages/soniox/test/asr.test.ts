@@ -20,8 +20,9 @@ async function emulator(options: Partial<SonioxSttEmulatorOptions> = {}): Promis
   return stt;
 }
 
+/** The adapter with Soniox's smallest endpoint delay (500 ms), so the tests' endpoints come quickly. */
 async function open(stt: SonioxSttEmulator, options: Partial<SonioxAsrOptions> = {}, call = callContext()): Promise<{ stream: AsrStream; log: AsrEventLog }> {
-  const asr = createSonioxAsr({ apiKey: KEY, url: stt.url, reconnect: FAST_RECONNECT, ...options });
+  const asr = createSonioxAsr({ apiKey: KEY, url: stt.url, reconnect: FAST_RECONNECT, maxEndpointDelayMs: 500, ...options });
   const stream = await asr.open(call);
   cleanups.push(() => stream.close());
   return { stream, log: new AsrEventLog(stream) };
@@ -49,6 +50,21 @@ describe('Soniox ASR against the emulator (header auth required, as from 2027-01
     });
   });
 
+  it('sends max_endpoint_delay_ms 1000 unless configured (Soniox waits 2000 without it); refuses values outside 500..3000', async () => {
+    const stt = await emulator();
+    const stream = await createSonioxAsr({ apiKey: KEY, url: stt.url }).open(callContext());
+    cleanups.push(() => stream.close());
+    const log = new AsrEventLog(stream);
+    // 1.2 s of silence after the words: within 1000 ms, not within Soniox's own 2000 ms.
+    pushFrames(stream, spoken('short', 1200));
+    expect(await log.untilUtterances(1)).toEqual([FIXTURE_TEXT['short.wav']]);
+    const conn = await stt.waitForConnection(0);
+    expect(conn.config?.max_endpoint_delay_ms).toBe(1000);
+    expect(conn.utterances.map((u) => u.endedBy)).toEqual(['endpoint']);
+    for (const bad of [499, 3001, 750.5]) expect(() => createSonioxAsr({ apiKey: KEY, maxEndpointDelayMs: bad })).toThrow(RangeError);
+    expect(() => createSonioxAsr({ apiKey: KEY, maxEndpointDelayMs: 3000 })).not.toThrow();
+  });
+
   it('a fixture in 20 ms frames gives its text as one end_of_utterance, with partials and no control tokens', async () => {
     const stt = await emulator();
     const { stream, log } = await open(stt);
@@ -74,7 +90,7 @@ describe('Soniox ASR against the emulator (header auth required, as from 2027-01
 
   it('audio pushed before the socket is open is queued and sent, in order, after the config', async () => {
     const stt = await emulator();
-    const asr = createSonioxAsr({ apiKey: KEY, url: stt.url });
+    const asr = createSonioxAsr({ apiKey: KEY, url: stt.url, maxEndpointDelayMs: 500 });
     const stream = await asr.open(callContext());
     cleanups.push(() => stream.close());
     const audio = spoken('question');

@@ -621,15 +621,43 @@ describe('SONIOX_TTS_WEBSOCKET_URL', () => {
   });
 });
 
+describe('SONIOX_TTS_BITRATE (avr-tts-soniox)', () => {
+  it('is accepted, never sent (Soniox refuses a bitrate with PCM), and warned about once', async () => {
+    const tts = await emulator();
+    for (const value of ['64000', 'not-a-number']) {
+      const { logger, lines } = memoryLogger();
+      const env = { SONIOX_API_KEY: KEY, SONIOX_TTS_URL: tts.url, SONIOX_TTS_WEBSOCKET_URL: tts.wsUrl, SONIOX_TTS_BITRATE: value };
+      const adapter = defineSonioxTts().fromEnv(env, { logger }) as SonioxTtsAdapter;
+      cleanups.push(() => adapter.close());
+      const rest = await collect(adapter.synthesize({ text: 'Hello.' }, callContext()).audio);
+      expect(rest.error).toBeUndefined();
+      const stream = textStream(adapter);
+      stream.pushText('Hello.');
+      stream.endText();
+      expect((await collect(stream.audio)).error).toBeUndefined();
+      const warnings = lines.filter((line) => line.level === 40);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]?.msg).toMatch(/^SONIOX_TTS_BITRATE is ignored: /);
+    }
+    expect(tts.requests.map((record) => record.status)).toEqual([200, 200]);
+    for (const record of tts.requests) expect(record.body).not.toHaveProperty('bitrate');
+    expect(tts.streams.map((record) => record.error)).toEqual([undefined, undefined]);
+    for (const record of tts.streams) expect(record.rawConfig).not.toHaveProperty('bitrate');
+    // Blank, as avr-tts-soniox's .env.example ships it: unset, no warning.
+    const { logger, lines } = memoryLogger();
+    defineSonioxTts().fromEnv({ SONIOX_API_KEY: KEY, SONIOX_TTS_BITRATE: '' }, { logger });
+    expect(lines.filter((line) => line.level >= 40)).toEqual([]);
+  });
+});
+
 describe('TTS WebSocket wire shapes', () => {
-  it('builds the stream config without a key; a request voice/language wins; bitrate/speed only when set', () => {
+  it('builds the stream config without a key; a request voice/language wins; speed only when set', () => {
     const settings = { model: 'tts-rt-v1', language: 'en', voice: 'Adrian', sampleRate: 8000 };
     expect(buildTtsStreamConfig(settings, 's1')).toEqual({ model: 'tts-rt-v1', language: 'en', voice: 'Adrian', audio_format: 'pcm_s16le', sample_rate: 8000, stream_id: 's1' });
-    expect(buildTtsStreamConfig({ ...settings, speed: 0.9, bitrate: 64000 }, 's2', { voice: 'Maya', language: 'it' })).toMatchObject({
+    expect(buildTtsStreamConfig({ ...settings, speed: 0.9 }, 's2', { voice: 'Maya', language: 'it' })).toMatchObject({
       voice: 'Maya',
       language: 'it',
       speed: 0.9,
-      bitrate: 64000,
     });
   });
 

@@ -35,6 +35,8 @@ describe('buildSttConfig', () => {
       num_channels: 1,
       language_hints: ['en', 'it'],
       enable_endpoint_detection: true,
+      // Soniox would wait up to 2000 ms for <end>; the cascade needs it sooner (see wire.ts).
+      max_endpoint_delay_ms: 1000,
       client_reference_id: 'call-uuid-1',
     });
     expect(config).not.toHaveProperty('api_key');
@@ -43,7 +45,7 @@ describe('buildSttConfig', () => {
     expect(sdk.model).toBe('stt-rt-v5');
   });
 
-  it('adds endpoint delay and context only when configured; drops empty hints', () => {
+  it('sends the configured endpoint delay; adds context only when configured; drops empty hints', () => {
     const config = buildSttConfig({
       model: 'stt-rt-v5',
       sampleRate: 16000,
@@ -105,7 +107,7 @@ describe('parseSttMessage', () => {
 });
 
 describe('buildTtsRequest', () => {
-  it('builds the REST body; request voice/language win; bitrate/speed only when set', () => {
+  it('builds the REST body; request voice/language win; speed only when set', () => {
     const settings = { model: 'tts-rt-v1', language: 'en', voice: 'Adrian', sampleRate: 8000 };
     expect(buildTtsRequest(settings, 'Hello')).toEqual({
       model: 'tts-rt-v1',
@@ -115,11 +117,10 @@ describe('buildTtsRequest', () => {
       sample_rate: 8000,
       text: 'Hello',
     });
-    expect(buildTtsRequest({ ...settings, speed: 1.1, bitrate: 64000 }, 'Ciao', { voice: 'Maya', language: 'it' })).toMatchObject({
+    expect(buildTtsRequest({ ...settings, speed: 1.1 }, 'Ciao', { voice: 'Maya', language: 'it' })).toMatchObject({
       voice: 'Maya',
       language: 'it',
       speed: 1.1,
-      bitrate: 64000,
     });
   });
 });

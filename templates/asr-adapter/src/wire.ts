@@ -8,7 +8,8 @@ export const KEEPALIVE_MESSAGE = '{"type":"keepalive"}';
 /** The first message of every connection. The key goes in the `Authorization` header, never in here. */
 export function configMessage(model: string, sampleRate: number, languageHints: readonly string[], callId: string): string {
   const hints = languageHints.length === 0 ? {} : { language_hints: languageHints };
-  const audio = { audio_format: 'pcm_s16le', sample_rate: sampleRate, num_channels: 1, enable_endpoint_detection: true };
+  // <end> at most 1 s after the caller stops (Soniox waits up to 2 s without max_endpoint_delay_ms).
+  const audio = { audio_format: 'pcm_s16le', sample_rate: sampleRate, num_channels: 1, enable_endpoint_detection: true, max_endpoint_delay_ms: 1000 };
   return JSON.stringify({ model, ...audio, ...hints, client_reference_id: callId.slice(0, 256) });
 }
 

@@ -71,6 +71,7 @@ describe('wire', () => {
       sample_rate: 8000,
       num_channels: 1,
       enable_endpoint_detection: true,
+      max_endpoint_delay_ms: 1000,
       language_hints: ['en', 'it'],
       client_reference_id: 'call-1',
     });

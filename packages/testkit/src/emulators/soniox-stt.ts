@@ -20,6 +20,7 @@
  *     finalText() (the final tokens sent, control tokens removed), applyFault(action), close(code, reason)
  *   fixtureRecognizer(), scriptedRecognizer(texts, fallback?): recognisers for `options.recognize`
  *   SONIOX_STT_MODELS: the model ids accepted by default (`stt-rt-v5`, `stt-rt-v4`)
+ *   SONIOX_DEFAULT_MAX_ENDPOINT_DELAY_MS: the endpoint delay without `max_endpoint_delay_ms` (2000)
  *
  * Behaviour (audio clock: everything is driven by the audio received, never by wall time, except the idle timeout
  * and `latency`):
@@ -30,16 +31,20 @@
  *   missing key -> `{"error_code":401,...}` and close. `requireHeaderAuth` simulates the 2027-01-15 rule: a key only
  *   in the config is refused with 401.
  * - Config validated with zod (strict: unknown fields -> 400 "Unknown field: x"): `model` (SONIOX_STT_MODELS plus
- *   `options.models`; others -> 400 "Invalid model specified."), `audio_format` (default `auto`), raw formats
- *   (`pcm_*`, `mulaw`, `alaw`) require `sample_rate` and `num_channels`, `language_hints` string[], booleans,
- *   `context` object {general:[{key,value}], text, terms: string[], translation_terms:[{source,target}]},
- *   `translation` one_way/two_way. Errors are `{"error_code":400,"error_message":...}` then close (code 1000).
+ *   `options.models`; others -> 400 "Invalid model specified."), `audio_format` (required, as the API reference says;
+ *   the SDKs fill in `auto`), raw formats (`pcm_*`, `mulaw`, `alaw`) require `sample_rate` and `num_channels`,
+ *   `language_hints` string[], booleans, `max_endpoint_delay_ms` (an integer in 500..3000), `endpoint_sensitivity`
+ *   (-1..1), `endpoint_latency_adjustment_level` (0..3), `client_reference_id` (at most 256 characters), `context`
+ *   object {general:[{key,value}], text, terms: string[], translation_terms:[{source,target}]}, `translation`
+ *   one_way/two_way. Errors are `{"error_code":400,"error_message":...}` then close (code 1000).
  * - Audio: binary frames decoded per the format (every raw pcm_* variant, mulaw, alaw, multi-channel averaged; `wav`
  *   and `auto` only for a PCM/G.711 RIFF stream; other containers -> 400 from the emulator). Odd trailing bytes wait
  *   for the next frame.
  * - Segmentation: 10 ms frames, voiced at or above `vad.thresholdDbfs` (default -40 dBFS); an utterance ends after
- *   `max_endpoint_delay_ms` (config) or `vad.endpointDelayMs` (default 500) of unvoiced audio; utterances with less
- *   than `vad.minSpeechMs` (default 60) of voiced audio are dropped.
+ *   `max_endpoint_delay_ms` (config) or `vad.endpointDelayMs` (default 2000, Soniox's documented server default) of
+ *   unvoiced audio: always the maximum delay, where Soniox's semantic endpointing may answer sooner. Utterances with
+ *   less than `vad.minSpeechMs` (default 60) of voiced audio are dropped. Tests that want quick endpoints send
+ *   `max_endpoint_delay_ms: 500`.
  * - Responses (text frames): one every `responseIntervalMs` of received audio (default 120; tokens may be empty):
  *   `{tokens, final_audio_proc_ms, total_audio_proc_ms}`. While an utterance is ongoing its words are revealed as
  *   non-final tokens (one word per 250 ms of audio; re-sent each time, may change). When it ends its text is
@@ -90,6 +95,8 @@ import { ArmedFaults, createWsEmulatorHost, failUpgrade, toBuffer, writeRawHttp 
 
 /** Model ids accepted by default (`stt-rt-v4` is an alias of `stt-rt-v5` since 2026-06-16). */
 export const SONIOX_STT_MODELS: readonly string[] = ['stt-rt-v5', 'stt-rt-v4'];
+/** The endpoint delay Soniox applies when the config has no `max_endpoint_delay_ms` (documented default). */
+export const SONIOX_DEFAULT_MAX_ENDPOINT_DELAY_MS = 2000;
 
 export interface SonioxToken {
   readonly text: string;
@@ -133,7 +140,7 @@ const configSchema = z
   .object({
     api_key: z.string().optional(),
     model: z.string(),
-    audio_format: z.string().optional(),
+    audio_format: z.string(),
     sample_rate: z.number().int().min(1000).max(192000).optional(),
     num_channels: z.number().int().min(1).max(16).optional(),
     language_hints: z.array(z.string()).optional(),
@@ -141,10 +148,16 @@ const configSchema = z
     enable_language_identification: z.boolean().optional(),
     enable_speaker_diarization: z.boolean().optional(),
     enable_endpoint_detection: z.boolean().optional(),
-    max_endpoint_delay_ms: z.number().int().min(0).optional(),
-    endpoint_sensitivity: z.number().optional(),
-    endpoint_latency_adjustment_level: z.number().optional(),
-    client_reference_id: z.string().optional(),
+    // The SDKs' documented ranges (@soniox/node 2.3.0 SttSessionConfig).
+    max_endpoint_delay_ms: z
+      .number()
+      .int({ error: 'must be a whole number of ms' })
+      .min(500, { error: 'must be between 500 and 3000' })
+      .max(3000, { error: 'must be between 500 and 3000' })
+      .optional(),
+    endpoint_sensitivity: z.number().min(-1, { error: 'must be between -1.0 and 1.0' }).max(1, { error: 'must be between -1.0 and 1.0' }).optional(),
+    endpoint_latency_adjustment_level: z.number().int().min(0, { error: 'must be 0, 1, 2 or 3' }).max(3, { error: 'must be 0, 1, 2 or 3' }).optional(),
+    client_reference_id: z.string().max(256, { error: 'must be at most 256 characters' }).optional(),
     context: contextSchema.optional(),
     translation: translationSchema.optional(),
   })
@@ -262,7 +275,7 @@ export interface SonioxSttEmulatorOptions {
   readonly recognize?: SonioxRecognizer;
   readonly vad?: {
     readonly thresholdDbfs?: number;
-    /** Trailing silence that ends an utterance when the config has no `max_endpoint_delay_ms` (default 500). */
+    /** Trailing silence that ends an utterance when the config has no `max_endpoint_delay_ms` (default 2000, Soniox's). */
     readonly endpointDelayMs?: number;
     readonly minSpeechMs?: number;
   };
@@ -738,7 +751,7 @@ class Connection implements SonioxSttConnection {
       this.#fail(400, 'Invalid model specified.');
       return;
     }
-    const format = config.audio_format ?? 'auto';
+    const format = config.audio_format;
     const codec = rawSampleCodec(format);
     if (codec !== undefined) {
       if (config.sample_rate === undefined) {
@@ -976,7 +989,7 @@ export async function startSonioxSttEmulator(options: SonioxSttEmulatorOptions):
     idleTimeoutMs: options.idleTimeoutMs ?? 20_000,
     recognize: options.recognize ?? fixtureRecognizer({ thresholdDbfs: options.vad?.thresholdDbfs ?? -40 }),
     thresholdDbfs: options.vad?.thresholdDbfs ?? -40,
-    endpointDelayMs: options.vad?.endpointDelayMs ?? 500,
+    endpointDelayMs: options.vad?.endpointDelayMs ?? SONIOX_DEFAULT_MAX_ENDPOINT_DELAY_MS,
     minSpeechMs: options.vad?.minSpeechMs ?? 60,
     responseIntervalMs: options.responseIntervalMs ?? 120,
     finalWordsPerResponse: Math.max(1, options.finalWordsPerResponse ?? 3),

@@ -25,6 +25,7 @@
  *   queueWsFault(fault), waitForStream(predicate?)
  *   SONIOX_TTS_MODELS: model ids accepted by default (`tts-rt-v1`, `tts-rt-v1-preview`)
  *   SONIOX_TTS_WS_MAX_STREAMS: concurrent streams per connection (5)
+ *   SONIOX_TTS_WS_MAX_STREAM_MS: how long one WebSocket stream may last (2 minutes)
  *   SONIOX_TTS_MAX_TEXT_CHARS: characters of one REST text or one WebSocket `text` message (5000)
  *
  * Latency (`options.latency`, default none; both APIs): `firstByteMs` starts the REST response (headers and first
@@ -41,8 +42,11 @@
  *   `audio_format` (pcm_s16le | pcm_f32le | pcm_mulaw | pcm_alaw | wav produced; mp3/opus/aac/flac -> 400 from the
  *   emulator), `sample_rate` (8000/16000/24000/44100/48000 for PCM and wav; 8000 only for mulaw/alaw; default 24000,
  *   or 8000 for G.711: the default is UNCONFIRMED), `text` (non-empty, at most SONIOX_TTS_MAX_TEXT_CHARS = 5000
- *   characters, counted as code points: 400 "Text is too long: N characters (at most 5000)."), optional `bitrate`,
- *   `speed` (0.7..1.3, the SDK's documented range), `reduce_silence`, `client_reference_id`. Errors before streaming: HTTP status + `{error_code, error_message}`.
+ *   characters, counted as code points: 400 "Text is too long: N characters (at most 5000)."), optional `bitrate`
+ *   (only with the compressed formats mp3/opus/aac, as the audio-formats page documents: with PCM or wav -> 400),
+ *   `speed` (0.7..1.3, the SDK's documented range), `reduce_silence`, `client_reference_id` (at most 256 characters:
+ *   400 "Client reference ID is too long (max length 256)."). Errors before streaming: HTTP status +
+ *   `{error_code, error_message}`.
  * - 200 with `Content-Type: audio/pcm` (`audio/wav` for wav), `Trailer: x-tts-error-code, x-tts-error-message`,
  *   chunked body: `chunkMs` of audio (default 100) every `chunkIntervalMs` (default 5). Errors during streaming are
  *   the trailers `x-tts-error-code` / `x-tts-error-message` on the final chunk.
@@ -70,9 +74,15 @@
  * - Stream config validated with zod (strict: unknown fields -> 400 "Unknown field: x"): `stream_id`, `model`,
  *   `language`, `voice` (as REST), `audio_format` (pcm_s16le | pcm_f32le | pcm_mulaw | pcm_alaw produced; wav and
  *   compressed formats -> 400 from the emulator), `sample_rate` (required; the REST rates), optional `api_key`,
- *   `bitrate`, `speed` (0.7..1.3, the SDK's documented range), `reduce_silence`, `return_timestamps` (only false:
- *   timestamps are not produced), `client_reference_id` (<= 256 chars). At most SONIOX_TTS_WS_MAX_STREAMS active
- *   streams per connection (`options.maxStreamsPerConnection`); a `stream_id` must be unique among active streams.
+ *   `bitrate` (as REST: refused with the PCM formats), `speed` (0.7..1.3, the SDK's documented range),
+ *   `reduce_silence`, `return_timestamps` (only false: timestamps are not produced), `client_reference_id` (as REST).
+ *   At most SONIOX_TTS_WS_MAX_STREAMS active streams per connection (`options.maxStreamsPerConnection`); a
+ *   `stream_id` must be unique among active streams.
+ * - Stream duration (limits-and-quotas: "Each real-time stream is capped at 2 minutes"): a stream whose audio would go
+ *   past `options.maxStreamDurationMs` (default SONIOX_TTS_WS_MAX_STREAM_MS) sends audio up to the cap, or one still
+ *   active that long after its config was accepted, fails with the per-stream error 400 "Stream duration limit
+ *   reached (at most N s per stream). Start a new stream." then `terminated` (both readings of "duration" are
+ *   enforced, the stricter wins; code and wording UNCONFIRMED).
  * - Per-stream errors: `{"stream_id","error_code","error_message"}` then `{"stream_id","terminated":true}`; the
  *   socket stays open and other streams go on. Text or cancel for a stream that is not active, text after
  *   `text_end`, a duplicate active `stream_id` (which also ends the active one), a 6th stream, `text_end` on a
@@ -96,11 +106,11 @@
  * this stream) and `odd-chunks` (audio messages of an odd byte count, splitting samples).
  *
  * Not implemented: compressed formats and wav over the WebSocket, timestamps, voices listing, temporary API keys, the
- * 2-minute stream cap and the per-account connection limit. UNCONFIRMED (emulator choices): the wording of errors
- * other than those quoted in §5.7 and the docs, the codes for a 6th stream (429) and the idle timeout (408), close
- * codes, whether text for an unknown stream or a wrong connection-level key are refused this way, `audio_end` on an
- * empty `audio` when no audio was left, and the newer docs' extra error fields (`error_type`, `request_id`), which
- * the emulator does not send.
+ * REST 2-minute audio cap and the per-account connection limit. UNCONFIRMED (emulator choices): the wording of errors
+ * other than those quoted in §5.7 and the docs (the bitrate refusal among them), the codes for a 6th stream (429)
+ * and the idle timeout (408), close codes, whether text for an unknown stream or a wrong connection-level key are
+ * refused this way, `audio_end` on an empty `audio` when no audio was left, and the newer docs' extra error fields
+ * (`error_type`, `request_id`), which the emulator does not send.
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -133,9 +143,15 @@ export const SONIOX_TTS_MODELS: readonly string[] = ['tts-rt-v1', 'tts-rt-v1-pre
 export const SONIOX_TTS_WS_MAX_STREAMS = 5;
 /** Characters (code points) of one REST request's text, or of one WebSocket `text` message. */
 export const SONIOX_TTS_MAX_TEXT_CHARS = 5000;
+/** How long one WebSocket stream may last (Soniox's documented, fixed 2-minute cap). */
+export const SONIOX_TTS_WS_MAX_STREAM_MS = 120_000;
 
 const PRODUCED_FORMATS = ['pcm_s16le', 'pcm_f32le', 'pcm_mulaw', 'pcm_alaw', 'wav'] as const;
 const COMPRESSED_FORMATS = ['mp3', 'opus', 'aac', 'flac'] as const;
+/** The formats the audio-formats page gives a `bitrate` (codec bitrate) for; PCM, wav and flac have none. */
+const BITRATE_FORMATS: readonly string[] = ['mp3', 'opus', 'aac'];
+/** `client_reference_id` limit and the REST reference's wording for it. */
+const MAX_CLIENT_REFERENCE_ID = 256;
 const PCM_RATES = [8000, 16000, 24000, 44100, 48000] as const;
 
 export type SonioxTtsAudioFormat = (typeof PRODUCED_FORMATS)[number];
@@ -309,6 +325,8 @@ export interface SonioxTtsEmulatorOptions {
   readonly idleTimeoutMs?: number;
   /** WebSocket: concurrent streams per connection (default SONIOX_TTS_WS_MAX_STREAMS). */
   readonly maxStreamsPerConnection?: number;
+  /** WebSocket: how long one stream may last, in audio sent and in time since its config (default SONIOX_TTS_WS_MAX_STREAM_MS). */
+  readonly maxStreamDurationMs?: number;
   readonly wsFaults?: readonly SonioxTtsWsFault[];
 }
 
@@ -356,7 +374,14 @@ function firstIssue(error: z.ZodError, root: unknown): string {
 
 /** The model, voice and output checks REST and WebSocket share; `formats` are the ones produced on that API. */
 function checkOutput(
-  data: { model: string; voice: string; audio_format: string; sample_rate?: number | undefined },
+  data: {
+    model: string;
+    voice: string;
+    audio_format: string;
+    sample_rate?: number | undefined;
+    bitrate?: number | undefined;
+    client_reference_id?: string | undefined;
+  },
   settings: { models: ReadonlySet<string>; voices: ReadonlySet<string> | undefined },
   formats: readonly SonioxTtsAudioFormat[],
   defaultRate: ((g711: boolean) => number) | undefined,
@@ -367,6 +392,12 @@ function checkOutput(
   const audioFormat = formats.find((format) => format === data.audio_format);
   if (audioFormat === undefined) {
     throw new HttpError(400, known ? `audio_format ${data.audio_format} is not supported by the emulator.` : `Invalid audio_format: ${data.audio_format}.`);
+  }
+  if (data.bitrate !== undefined && !BITRATE_FORMATS.includes(audioFormat)) {
+    throw new HttpError(400, `Invalid value for field bitrate: a bitrate applies only to compressed formats (mp3, opus, aac), not ${audioFormat}.`);
+  }
+  if (data.client_reference_id !== undefined && data.client_reference_id.length > MAX_CLIENT_REFERENCE_ID) {
+    throw new HttpError(400, `Client reference ID is too long (max length ${String(MAX_CLIENT_REFERENCE_ID)}).`);
   }
   const g711 = audioFormat === 'pcm_mulaw' || audioFormat === 'pcm_alaw';
   const sampleRate = data.sample_rate ?? defaultRate?.(g711);
@@ -456,7 +487,7 @@ const streamConfigSchema = z
     speed: z.number().min(0.7).max(1.3).optional(),
     reduce_silence: z.boolean().optional(),
     return_timestamps: z.boolean().optional(),
-    client_reference_id: z.string().max(256).optional(),
+    client_reference_id: z.string().optional(),
   })
   .strict();
 
@@ -471,6 +502,7 @@ interface WsSettings {
   readonly requireHeaderAuth: boolean;
   readonly idleTimeoutMs: number;
   readonly maxStreams: number;
+  readonly maxStreamMs: number;
   readonly chunkMs: number;
   /** Pause between two audio messages of a stream. */
   readonly intervalMs: number;
@@ -551,6 +583,9 @@ class WsStream implements SonioxTtsStreamRecord {
   /** `performance.now()` before which the first audio message must not go out (Node timers may fire 1 ms early). */
   #firstDueAt = 0;
   #faultAfterAudio: number | undefined;
+  /** Audio bytes the stream may send in all (`maxStreamMs` of audio). */
+  #capBytes = Number.POSITIVE_INFINITY;
+  #capTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly connection: number,
@@ -577,6 +612,11 @@ class WsStream implements SonioxTtsStreamRecord {
     this.#chunkBytes = samplesPerChunk * unit + (fault?.type === 'odd-chunks' ? 1 : 0);
     this.#intervalMs = fault?.type === 'slow' ? (fault.chunkIntervalMs ?? settings.intervalMs) : settings.intervalMs;
     this.#firstByteMs = fault?.type === 'slow' ? (fault.firstByteMs ?? settings.firstByteMs) : settings.firstByteMs;
+    this.#capBytes = Math.round((settings.maxStreamMs * request.sampleRate) / 1000) * unit;
+    this.#capTimer = this.#host.timers.after(settings.maxStreamMs, () => {
+      this.#capTimer = undefined;
+      if (this.#state === 'active') this.#overCap();
+    });
     if (fault === undefined) return;
     const trigger = faultTrigger(fault);
     if (trigger === 'now') this.#applyFault(fault);
@@ -629,12 +669,22 @@ class WsStream implements SonioxTtsStreamRecord {
   end(): void {
     this.#host.timers.cancel(this.#timer);
     this.#timer = undefined;
+    this.#host.timers.cancel(this.#capTimer);
+    this.#capTimer = undefined;
     this.#state = 'done';
+  }
+
+  /** The stream reached the 2-minute cap (in audio or in time): it fails, as Soniox ends it. */
+  #overCap(): void {
+    const limit = this.#host.settings.maxStreamMs / 1000;
+    this.fail(400, `Stream duration limit reached (at most ${String(limit)} s per stream). Start a new stream.`);
   }
 
   #terminate(): void {
     this.#host.timers.cancel(this.#timer);
     this.#timer = undefined;
+    this.#host.timers.cancel(this.#capTimer);
+    this.#capTimer = undefined;
     this.#state = 'done';
     this.terminated = true;
     this.#host.send({ stream_id: this.streamId, terminated: true });
@@ -680,7 +730,12 @@ class WsStream implements SonioxTtsStreamRecord {
       this.#applyFault(this.fault);
       if (this.#state !== 'active') return;
     }
-    const bytes = this.#take(this.#chunkBytes);
+    const room = this.#capBytes - this.audioBytes;
+    if (room <= 0 && this.#queuedBytes > 0) {
+      this.#overCap();
+      return;
+    }
+    const bytes = this.#take(Math.min(this.#chunkBytes, room));
     if (bytes.length === 0 && !this.textEnded) return; // idle until more text arrives
     const last = this.textEnded && this.#queuedBytes === 0;
     this.audioMessages++;
@@ -1130,6 +1185,7 @@ export async function startSonioxTtsEmulator(options: SonioxTtsEmulatorOptions):
     requireHeaderAuth: options.requireHeaderAuth === true,
     idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
     maxStreams: options.maxStreamsPerConnection ?? SONIOX_TTS_WS_MAX_STREAMS,
+    maxStreamMs: Math.max(1, options.maxStreamDurationMs ?? SONIOX_TTS_WS_MAX_STREAM_MS),
     chunkMs,
     intervalMs: chunkIntervalMs,
     firstByteMs,

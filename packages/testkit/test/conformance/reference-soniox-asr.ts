@@ -63,7 +63,8 @@ export function referenceSonioxAsr(url: string, apiKey: string, defects: AsrDefe
       };
       ws.on('open', () => {
         open = true;
-        ws.send(JSON.stringify({ model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000, num_channels: 1, enable_endpoint_detection: true }));
+        // Soniox's own endpoint delay (2000 ms) is longer than the suite's 1.5 s pauses.
+        ws.send(JSON.stringify({ model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000, num_channels: 1, enable_endpoint_detection: true, max_endpoint_delay_ms: 500 }));
         for (const data of pending.splice(0)) ws.send(data);
       });
       const flush = (): void => {

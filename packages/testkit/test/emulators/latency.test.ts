@@ -227,7 +227,7 @@ describe('Soniox STT emulator latency', () => {
     const stt = track(await startSonioxSttEmulator({ apiKey: KEY, latency }));
     const client = await connectRawClient<SonioxResponse>(stt.url, { headers: { Authorization: `Bearer ${KEY}` } });
     const stamps = arrivals(client);
-    client.send({ model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000, num_channels: 1, enable_endpoint_detection: true });
+    client.send({ model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000, num_channels: 1, enable_endpoint_detection: true, max_endpoint_delay_ms: 500 });
     const sentAt = performance.now();
     for (const frame of greetingFrames()) client.ws.send(frame);
     client.ws.send(Buffer.alloc(0));

@@ -1,6 +1,11 @@
 import { AuthError, BadRequestError, NetworkError, SonioxNodeClient, type RealtimeResult } from '@soniox/node';
 import { afterEach, describe, expect, test } from 'vitest';
-import { startSonioxSttEmulator, type SonioxSttEmulator, type SonioxSttEmulatorOptions } from '../../src/emulators/soniox-stt.js';
+import {
+  SONIOX_DEFAULT_MAX_ENDPOINT_DELAY_MS,
+  startSonioxSttEmulator,
+  type SonioxSttEmulator,
+  type SonioxSttEmulatorOptions,
+} from '../../src/emulators/soniox-stt.js';
 import { tone } from '../../src/emulators/common.js';
 import { FIXTURE_TEXT, fixturePath } from '../../src/fixtures.js';
 import { concatPcm, silence } from '../../src/signals.js';
@@ -10,6 +15,8 @@ import { connectRawClient, pcm16Frames, type RawWsClient } from './ws-client.js'
 
 const KEY = 'soniox-test-key-1234';
 const CONFIG = { model: 'stt-rt-v5', audio_format: 'pcm_s16le', sample_rate: 8000, num_channels: 1 } as const;
+/** The smallest endpoint delay Soniox allows: quick endpoints without waiting for its 2000 ms default. */
+const QUICK_ENDPOINTS = { enable_endpoint_detection: true, max_endpoint_delay_ms: 500 } as const;
 
 let emulator: SonioxSttEmulator | undefined;
 afterEach(async () => {
@@ -36,7 +43,7 @@ describe('Soniox STT emulator with the official @soniox/node SDK', () => {
   test('streams a fixture and gets its text, an endpoint and finished', async () => {
     const emu = await start();
     const client = new SonioxNodeClient({ api_key: KEY, realtime: { ws_base_url: emu.url } });
-    const session = client.realtime.stt({ ...CONFIG, enable_endpoint_detection: true, language_hints: ['en'] });
+    const session = client.realtime.stt({ ...CONFIG, ...QUICK_ENDPOINTS, language_hints: ['en'] });
     const results: RealtimeResult[] = [];
     let endpoints = 0;
     session.on('result', (result) => results.push(result));
@@ -117,7 +124,7 @@ describe('Soniox STT emulator over raw ws', () => {
   test('header auth; two utterances give two <end> tokens; finals once, finals before non-finals', async () => {
     const emu = await start();
     const client = await rawClient(emu.url);
-    client.ws.send(JSON.stringify({ ...CONFIG, enable_endpoint_detection: true, enable_language_identification: true, language_hints: ['it'] }));
+    client.ws.send(JSON.stringify({ ...CONFIG, ...QUICK_ENDPOINTS, enable_language_identification: true, language_hints: ['it'] }));
     const audio = concatPcm(readWavAs8k(fixturePath('short')), silence(1200), readWavAs8k(fixturePath('question')), silence(1200));
     for (const frame of pcm16Frames(audio)) client.ws.send(frame);
     client.ws.send(Buffer.alloc(0));
@@ -190,6 +197,16 @@ describe('Soniox STT emulator over raw ws', () => {
       [{ ...CONFIG, context: { terms: 'AVR' } }, /context\.terms/],
       [{ ...CONFIG, surprise: true }, /Unknown field: surprise/],
       [{ audio_format: 'pcm_s16le' }, /Missing required field: model/],
+      // The API reference marks audio_format Required (the SDKs send `auto` when the caller gives none).
+      [{ model: 'stt-rt-v5', sample_rate: 8000, num_channels: 1 }, /^Missing required field: audio_format$/],
+      // max_endpoint_delay_ms "between 500ms and 3000ms"; client_reference_id "max 256 chars" (@soniox/node 2.3.0).
+      [{ ...CONFIG, max_endpoint_delay_ms: 499 }, /^Invalid value for field max_endpoint_delay_ms: must be between 500 and 3000$/],
+      [{ ...CONFIG, max_endpoint_delay_ms: 3001 }, /^Invalid value for field max_endpoint_delay_ms: must be between 500 and 3000$/],
+      [{ ...CONFIG, max_endpoint_delay_ms: 0 }, /max_endpoint_delay_ms/],
+      [{ ...CONFIG, max_endpoint_delay_ms: 750.5 }, /max_endpoint_delay_ms/],
+      [{ ...CONFIG, client_reference_id: 'x'.repeat(257) }, /^Invalid value for field client_reference_id: must be at most 256 characters$/],
+      [{ ...CONFIG, endpoint_sensitivity: 1.5 }, /endpoint_sensitivity/],
+      [{ ...CONFIG, endpoint_latency_adjustment_level: 4 }, /endpoint_latency_adjustment_level/],
     ];
     for (const [config, message] of cases) {
       const client = await rawClient(emu.url);
@@ -199,6 +216,51 @@ describe('Soniox STT emulator over raw ws', () => {
       expect(client.messages).toHaveLength(1);
       expect(client.messages[0]?.error_code).toBe(400);
       expect(String(client.messages[0]?.error_message)).toMatch(message);
+    }
+  });
+
+  test('the limits themselves are accepted: max_endpoint_delay_ms 500 and 3000, a 256-character client_reference_id', async () => {
+    const emu = await start();
+    for (const extra of [{ max_endpoint_delay_ms: 500 }, { max_endpoint_delay_ms: 3000 }, { client_reference_id: 'x'.repeat(256) }]) {
+      const client = await rawClient(emu.url);
+      client.ws.send(JSON.stringify({ ...CONFIG, ...extra }));
+      client.ws.send('');
+      await client.closed;
+      expect(client.messages).toEqual([{ tokens: [], final_audio_proc_ms: 0, total_audio_proc_ms: 0, finished: true }]);
+    }
+  });
+
+  test('endpoint delay: the documented 2000 ms without max_endpoint_delay_ms, else the value the client sent', async () => {
+    expect(SONIOX_DEFAULT_MAX_ENDPOINT_DELAY_MS).toBe(2000);
+    const emu = await start();
+    /** The short fixture, then `silenceMs` of silence and the end of the audio: how its utterance ended. */
+    const endedBy = async (config: Record<string, unknown>, silenceMs: number): Promise<string[]> => {
+      const client = await rawClient(emu.url);
+      client.ws.send(JSON.stringify({ ...CONFIG, enable_endpoint_detection: true, ...config }));
+      for (const frame of pcm16Frames(concatPcm(readWavAs8k(fixturePath('short')), silence(silenceMs)))) client.ws.send(frame);
+      client.ws.send('');
+      await client.closed;
+      const ends = client.messages.flatMap((message) => message.tokens ?? []).filter((token) => token.text === '<end>');
+      const connection = emu.connections.at(-1);
+      return [...(connection?.utterances.map((utterance) => utterance.endedBy) ?? []), `<end> x${String(ends.length)}`];
+    };
+    // 1.5 s of silence is not enough for the default; 2.1 s is.
+    expect(await endedBy({}, 1500)).toEqual(['end', '<end> x0']);
+    expect(await endedBy({}, 2100)).toEqual(['endpoint', '<end> x1']);
+    // The client's value wins, both ways.
+    expect(await endedBy({ max_endpoint_delay_ms: 500 }, 700)).toEqual(['endpoint', '<end> x1']);
+    expect(await endedBy({ max_endpoint_delay_ms: 3000 }, 2100)).toEqual(['end', '<end> x0']);
+    // The emulator option still sets the server default for tests that model another one.
+    const quick = await startSonioxSttEmulator({ apiKey: KEY, vad: { endpointDelayMs: 500 } });
+    try {
+      const client = await rawClient(quick.url);
+      client.ws.send(JSON.stringify({ ...CONFIG, enable_endpoint_detection: true }));
+      for (const frame of pcm16Frames(concatPcm(readWavAs8k(fixturePath('short')), silence(700)))) client.ws.send(frame);
+      client.ws.send('');
+      await client.closed;
+      expect(quick.connections[0]?.utterances.map((utterance) => utterance.endedBy)).toEqual(['endpoint']);
+    } finally {
+      await quick.close();
     }
   });
 

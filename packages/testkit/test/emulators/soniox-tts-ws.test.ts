@@ -224,6 +224,9 @@ describe('Soniox TTS WebSocket emulator: raw ws', () => {
       [{ ...STREAM, voice: '' }, 400, /Invalid value for field voice/],
       [{ ...STREAM, language: 5 }, 400, /Invalid value for field language/],
       [{ ...STREAM, return_timestamps: true }, 400, /not supported by the emulator/],
+      [{ ...STREAM, bitrate: 64000 }, 400, /^Invalid value for field bitrate: .*not pcm_s16le\.$/],
+      [{ ...STREAM, audio_format: 'pcm_mulaw', bitrate: 64000 }, 400, /^Invalid value for field bitrate: .*not pcm_mulaw\.$/],
+      [{ ...STREAM, client_reference_id: 'x'.repeat(257) }, 400, /^Client reference ID is too long \(max length 256\)\.$/],
     ];
     for (const [index, [config, code, message]] of cases.entries()) {
       const id = `bad-${String(index)}`;
@@ -279,6 +282,38 @@ describe('Soniox TTS WebSocket emulator: raw ws', () => {
     client.send({ text: 'Hi', text_end: true, stream_id: 's6' });
     await client.waitForMessage((entry) => entry.stream_id === 's6' && entry.terminated === true, 's6 terminated');
     expect(forStream(client, 's6').some((entry) => entry.error_code !== undefined)).toBe(false);
+  });
+
+  test('stream duration cap: audio up to the cap then a per-stream error; a stream under it completes', async () => {
+    // 0.5 s instead of Soniox's 2 minutes; the default signal is 60 ms of audio per character.
+    const emu = await start({ maxStreamDurationMs: 500 });
+    const client = await raw(emu);
+    client.send({ ...STREAM, stream_id: 'short' });
+    client.send({ text: 'Hi', text_end: true, stream_id: 'short' });
+    await client.waitForMessage((entry) => entry.stream_id === 'short' && entry.terminated === true, 'short terminated');
+    expect(forStream(client, 'short').some((entry) => entry.error_code !== undefined)).toBe(false);
+    expect(emu.streams[0]?.audioEnded).toBe(true);
+
+    client.send({ ...STREAM, stream_id: 'long' });
+    client.send({ text: 'Hello there, how are you?', text_end: true, stream_id: 'long' });
+    const error = await client.waitForMessage((entry) => entry.stream_id === 'long' && entry.error_code !== undefined, 'long error');
+    expect(error).toEqual({ stream_id: 'long', error_code: 400, error_message: 'Stream duration limit reached (at most 0.5 s per stream). Start a new stream.' });
+    await client.waitForMessage((entry) => entry.stream_id === 'long' && entry.terminated === true, 'long terminated');
+    const record = emu.streams[1];
+    expect(record?.audioBytes).toBe(500 * 8 * 2);
+    expect(record?.audioEnded).toBe(false);
+    expect(emu.wsConnections[0]?.closeInfo).toBeUndefined();
+  });
+
+  test('stream duration cap: a stream still open that long after its config fails the same way', async () => {
+    const emu = await start({ maxStreamDurationMs: 200 });
+    const client = await raw(emu);
+    client.send({ ...STREAM, stream_id: 'idle' });
+    const error = await client.waitForMessage((entry) => entry.stream_id === 'idle' && entry.error_code !== undefined, 'idle error');
+    expect(error).toMatchObject({ error_code: 400, error_message: 'Stream duration limit reached (at most 0.2 s per stream). Start a new stream.' });
+    await client.waitForMessage((entry) => entry.stream_id === 'idle' && entry.terminated === true, 'idle terminated');
+    expect(emu.streams[0]?.audioMessages).toBe(0);
+    expect(emu.wsConnections[0]?.closeInfo).toBeUndefined();
   });
 
   test('connection-level errors close the socket: no stream_id, invalid JSON, binary frames', async () => {

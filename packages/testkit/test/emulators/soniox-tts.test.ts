@@ -83,6 +83,10 @@ describe('Soniox TTS REST emulator', () => {
       [{ ...BODY, speed: 0.6 }, KEY, 400, /Invalid value for field speed/],
       [{ ...BODY, speed: 1.4 }, KEY, 400, /Invalid value for field speed/],
       [{ ...BODY, text: 'a'.repeat(5001) }, KEY, 400, /^Text is too long: 5001 characters \(at most 5000\)\.$/],
+      // A bitrate belongs to the compressed formats only (mp3, opus, aac); PCM and wav have none.
+      [{ ...BODY, bitrate: 64000 }, KEY, 400, /^Invalid value for field bitrate: .*not pcm_s16le\.$/],
+      [{ ...BODY, audio_format: 'wav', sample_rate: 16000, bitrate: 64000 }, KEY, 400, /^Invalid value for field bitrate: .*not wav\.$/],
+      [{ ...BODY, client_reference_id: 'x'.repeat(257) }, KEY, 400, /^Client reference ID is too long \(max length 256\)\.$/],
     ];
     for (const [body, key, status, message] of cases) {
       const response = await post(emu.url, body, key);
@@ -99,13 +103,14 @@ describe('Soniox TTS REST emulator', () => {
     }
   });
 
-  test('the limits themselves are accepted: speed 0.7 and 1.3, 5,000 characters (counted as code points)', async () => {
+  test('the limits themselves are accepted: speed 0.7 and 1.3, 5,000 characters (counted as code points), a 256-character client_reference_id', async () => {
     const emu = await start({ synthesize: () => new Int16Array(80) });
     for (const body of [
       { ...BODY, speed: 0.7 },
       { ...BODY, speed: 1.3 },
       { ...BODY, text: 'a'.repeat(5000) },
       { ...BODY, text: '\u{1F600}'.repeat(5000) },
+      { ...BODY, client_reference_id: 'x'.repeat(256) },
     ]) {
       const response = await post(emu.url, body);
       expect(response.status).toBe(200);
