@@ -452,7 +452,7 @@ export class RealtimeEventMapper {
       const request = this.requested?.eventId === eventId ? this.requested.request : (claimed?.request ?? {});
       if (this.requested?.eventId === eventId) this.requested = undefined;
       if (claimed !== undefined) {
-        // The response.created taken for this request's was another response: the verbatim check is not about it.
+        // The response.created taken as this request's answer was another response: the verbatim check is not about it.
         this.claimed = undefined;
         if (this.verbatim?.responseId === claimed.responseId) this.verbatim = undefined;
       }
