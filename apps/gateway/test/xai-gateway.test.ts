@@ -18,7 +18,7 @@ import { healthcheckPort, main } from '../src/cli-main.js';
 import { buildGateway, builtinRegistry, resolveServeSetup, type Gateway } from '../src/index.js';
 
 // `STS_PROVIDER=xai` with avr-sts-xai's variables, composed exactly as `stsgate serve` does, driven by the AVR Core call
-// simulator in real time against the Realtime emulator in xAI mode (which refuses what xAI refuses, e.g. a truncate).
+// simulator in real time against the Realtime emulator in xAI mode (which refuses what xAI refuses, e.g. GA fields).
 const API_KEY = 'xai-test-gateway-0123456789';
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -81,7 +81,7 @@ describe('gateway + STS_PROVIDER=xai, end to end', () => {
 
     const connection = emulator.connections[0];
     if (connection === undefined) throw new Error('no provider connection');
-    // Nothing was refused: no GA field, no truncate.
+    // Nothing was refused: no GA field.
     expect(connection.serverEvents.filter((event) => event.type === 'error')).toEqual([]);
     expect(connection.xaiSession).toMatchObject({
       voice: 'ara',
@@ -95,7 +95,7 @@ describe('gateway + STS_PROVIDER=xai, end to end', () => {
     expect(connection.xaiSession?.tools.map((tool) => tool['name']).sort()).toEqual(['avr_hangup', 'avr_transfer']);
   });
 
-  it('barge-in: AVR gets an interruption and the reply stops; xAI is never sent a truncate it does not support', async () => {
+  it('barge-in: AVR gets an interruption and the reply stops; xAI is told what the caller heard (conversation.item.truncate)', async () => {
     const { emulator, url } = await startStack(
       {
         onUserTurn: (turn) =>
@@ -115,7 +115,11 @@ describe('gateway + STS_PROVIDER=xai, end to end', () => {
     // xAI's server VAD cancelled the reply it was still generating (the gateway sends no second cancel)
     expect(connection.responses[0]).toMatchObject({ status: 'cancelled', cancelReason: 'turn_detected' });
     expect(clientEventsOf(connection.clientEvents, 'response.cancel')).toEqual([]);
-    expect(clientEventsOf(connection.clientEvents, 'conversation.item.truncate')).toEqual([]);
+    // One truncate of the cut reply, at most the audio xAI had sent for it, accepted
+    expect(connection.truncations).toHaveLength(1);
+    expect(connection.truncations[0]).toMatchObject({ itemId: connection.responses[0]?.messageItemId });
+    expect(connection.truncations[0]?.audioEndMs).toBeLessThanOrEqual(connection.truncations[0]?.audioSentMs ?? 0);
+    expect(connection.serverEvents.filter((event) => event.type === 'conversation.item.truncated')).toHaveLength(1);
     expect(connection.serverEvents.filter((event) => event.type === 'error')).toEqual([]);
     expect(connection.xaiSession?.tools[0]).toEqual({ type: 'web_search' });
     expect(report.transcripts.filter((t) => t.role === 'agent').map((t) => t.text)).toContain('Sure.');

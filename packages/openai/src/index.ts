@@ -12,8 +12,8 @@ export {
   DEFAULT_INPUT_BATCH_MS,
 } from './realtime/adapter.js';
 export type { OpenAiRealtimeOptions } from './realtime/adapter.js';
-export { openAiProfile } from './realtime/profile.js';
-export type { RealtimeProfile, UnsupportedOption } from './realtime/profile.js';
+export { openAiErrorKind, openAiProfile } from './realtime/profile.js';
+export type { RealtimeProfile, ServerErrorKind, UnsupportedOption } from './realtime/profile.js';
 export { XAI_VOICES, createXaiRealtime, defineXaiRealtime, xaiProfile, xaiRealtimeEnvSchema } from './xai.js';
 export type { TlsOptions } from './realtime/connection.js';
 export type { TurnDetectionSetting, VadTuning, WireAudioFormat, SessionSettings, WireSession, FlatSessionShape } from './realtime/wire.js';

@@ -18,7 +18,7 @@ const script: RealtimeScript = {
 
 /**
  * The Realtime adapter against the emulator: OpenAI's GA protocol, or the `xai` profile against the emulator in xAI
- * mode (Grok Voice Agent API: no truncate, so the suite skips `bargeInTruncate`; every other check runs).
+ * mode (Grok Voice Agent API; every check runs, `bargeInTruncate` included).
  */
 function setup(dialect: 'openai' | 'xai', options: Partial<OpenAiRealtimeOptions> = {}): StsConformanceSetup {
   return async () => {

@@ -5,10 +5,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { AdapterRegistry, ConfigError } from '@stsgate/core';
 import type { AdapterKind, AdapterKinds, Env, StsAdapter } from '@stsgate/core';
-import { startXaiRealtimeEmulator } from '@stsgate/testkit';
+import { concatPcm, silence, startXaiRealtimeEmulator, whiteNoise } from '@stsgate/testkit';
 import type { OpenAiRealtimeEmulator, RealtimeEmulatorConnection } from '@stsgate/testkit';
 import { defineOpenAiRealtime, defineXaiRealtime, xaiRealtimeEnvSchema } from '../src/index.js';
-import { EnergyTestVad, EventLog, callContext, memoryLogger } from './helpers.js';
+import { EnergyTestVad, EventLog, callContext, memoryLogger, speak } from './helpers.js';
 
 // `STS_PROVIDER=xai` as AVR's avr-sts-xai configures it: its XAI_* names, defaults and port.
 const quiet = { logger: pino({ enabled: false }) };
@@ -50,7 +50,7 @@ describe('defineXaiRealtime', () => {
     expect(new AdapterRegistry([defineOpenAiRealtime(), definition]).ids('sts')).toEqual(['openai', 'xai']);
   });
 
-  it('defaults: model grok-voice-latest, voice eve, server VAD as xAI defaults it, mu-law 8 kHz, no truncation', async () => {
+  it('defaults: model grok-voice-latest, voice eve, server VAD as xAI defaults it, mu-law 8 kHz, truncation', async () => {
     const { connection, update, adapter } = await connectWith({});
     expect(adapter.id).toBe('xai');
     expect(adapter.capabilities).toEqual({
@@ -60,7 +60,7 @@ describe('defineXaiRealtime', () => {
       serverTurnDetection: true,
       userTranscripts: true,
       agentTranscripts: true,
-      truncation: false,
+      truncation: true,
       toolCalls: true,
       dtmf: true,
     });
@@ -130,6 +130,7 @@ describe('defineXaiRealtime', () => {
     expect(connection?.clientEvents.find((event) => event['type'] === 'conversation.item.create')?.['item']).toEqual({
       type: 'force_message',
       role: 'assistant',
+      interruptible: false, // as avr-sts-xai sends it
       content: [{ type: 'output_text', text: 'Welcome to ACME, caller +15550100.' }],
     });
     expect(connection?.responses.map((response) => response.trigger)).toEqual(['force_message']);
@@ -153,10 +154,51 @@ describe('defineXaiRealtime', () => {
     expect(found.join('\n')).toContain('XAI_TURN_DETECTION=none');
   });
 
-  it('XAI_TRANSCRIPTION_MODEL is accepted (AVR env files set it) but not sent, with one warning', () => {
+  it('the welcome message plays whole: caller audio while xAI speaks it neither interrupts it nor starts a turn', async () => {
+    // 100 ms of audio every 100 ms: the message is still playing when the caller's audio is in.
+    emu = await startXaiRealtimeEmulator({ apiKey: API_KEY, timing: { audioChunkMs: 100, chunkIntervalMs: 100 } });
+    const text = 'This call is recorded for quality. Welcome to ACME.';
+    const adapter = defineXaiRealtime().fromEnv({ XAI_API_KEY: API_KEY, XAI_REALTIME_URL: emu.url, XAI_WELCOME_MESSAGE: text }, quiet);
+    const session = await adapter.connect(callContext());
+    const events = new EventLog(session);
+    await events.waitFor((event) => event.type === 'audio');
+    speak(session, concatPcm(whiteNoise(600, 8000), silence(800)));
+    const connection = emu.connections[0];
+    if (connection === undefined) throw new Error('no connection');
+    await emu.waitFor(() => connection.inputAudioMs >= 1400);
+    expect(connection.activeResponse?.trigger).toBe('force_message'); // the caller's audio arrived while it played
+    const transcript = await events.waitFor((event) => event.type === 'transcript' && event.role === 'agent');
+    await session.close();
+    expect(transcript).toMatchObject({ text, final: true });
+    expect(connection.responses.map((response) => [response.trigger, response.status])).toEqual([['force_message', 'completed']]);
+    expect(events.all.filter((event) => event.type === 'speech_started' || event.type === 'error')).toEqual([]);
+  });
+
+  it('XAI_TRANSCRIPTION_MODEL: grok-transcribe is sent (with the language hint); another model is not, with one warning', async () => {
     const { logger, lines } = memoryLogger();
     defineXaiRealtime().fromEnv({ XAI_API_KEY: API_KEY, XAI_TRANSCRIPTION_MODEL: 'whisper-1' }, { logger });
-    expect(lines.filter((line) => line.level === 40).map((line) => line.msg)).toEqual(['XAI_TRANSCRIPTION_MODEL is ignored: xAI has no such field']);
+    defineXaiRealtime().fromEnv({ XAI_API_KEY: API_KEY, XAI_TRANSCRIPTION_MODEL: 'grok-transcribe' }, { logger });
+    expect(lines.filter((line) => line.level === 40).map((line) => line.msg)).toEqual(['XAI_TRANSCRIPTION_MODEL is not sent: xAI documents only grok-transcribe']);
+    const { connection, update } = await connectWith({ XAI_TRANSCRIPTION_MODEL: 'grok-transcribe', XAI_LANGUAGE: 'pt-BR' });
+    expect(update['audio']).toEqual({
+      input: { format: { type: 'audio/pcmu' }, transcription: { model: 'grok-transcribe', language_hint: 'pt-BR' } },
+      output: { format: { type: 'audio/pcmu' } },
+    });
+    expect(connection.xaiSession?.audio.input.transcription).toEqual({ model: 'grok-transcribe', language_hint: 'pt-BR' });
+  });
+
+  it('XAI_LANGUAGE that xAI ignores (bare es/pt, an unlisted code) is sent as avr-sts-xai does, with one warning at start-up', async () => {
+    const warnings = (language: string): string[] => {
+      const { logger, lines } = memoryLogger();
+      defineXaiRealtime().fromEnv({ XAI_API_KEY: API_KEY, XAI_LANGUAGE: language }, { logger });
+      return lines.filter((line) => line.level === 40).map((line) => line.msg);
+    };
+    for (const recognised of ['it', 'en', 'es-MX', 'pt-br', 'ar-SA', 'auto']) expect(warnings(recognised)).toEqual([]);
+    expect(warnings('es')).toEqual(['XAI_LANGUAGE is ignored by xAI: xAI needs a regional variant for Spanish and Portuguese (es-MX, es-ES, pt-BR, pt-PT)']);
+    expect(warnings('PT')).toHaveLength(1);
+    expect(warnings('nl')[0]).toMatch(/^XAI_LANGUAGE is ignored by xAI: xAI recognises only en, ar, ar-EG, /);
+    const { update } = await connectWith({ XAI_LANGUAGE: 'es' });
+    expect(update['audio']).toMatchObject({ input: { transcription: { language_hint: 'es' } } });
   });
 
   it('lists every problem at once, never quoting the key', () => {

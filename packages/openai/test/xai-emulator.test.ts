@@ -2,8 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ProviderError } from '@stsgate/core';
 import { startXaiRealtimeEmulator } from '@stsgate/testkit';
-import type { OpenAiRealtimeEmulator, RealtimeEmulatorConnection } from '@stsgate/testkit';
-import { createOpenAiRealtime, createXaiRealtime } from '../src/index.js';
+import type { OpenAiRealtimeEmulator, RealtimeEmulatorConnection, RealtimeEmulatorTiming } from '@stsgate/testkit';
+import { RealtimeEventMapper, audioCodec, createOpenAiRealtime, createXaiRealtime, parseServerMessage, xaiProfile } from '../src/index.js';
+import type { MapperSink } from '../src/index.js';
 import { callContext } from './helpers.js';
 
 // The emulator in xAI mode refuses what xAI's Voice Agent API refuses (docs.x.ai), or more: a client that passes it
@@ -15,8 +16,12 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function emulator(): Promise<OpenAiRealtimeEmulator> {
-  const emu = await startXaiRealtimeEmulator({ apiKey: API_KEY, script: { defaultReply: { transcript: 'Hello there.', audioMs: 300 } } });
+async function emulator(timing?: RealtimeEmulatorTiming): Promise<OpenAiRealtimeEmulator> {
+  const emu = await startXaiRealtimeEmulator({
+    apiKey: API_KEY,
+    script: { defaultReply: { transcript: 'Hello there.', audioMs: 300 } },
+    ...(timing === undefined ? {} : { timing }),
+  });
   cleanups.push(() => emu.close());
   return emu;
 }
@@ -101,13 +106,15 @@ describe('emulator in xAI mode: connection', () => {
 });
 
 describe('emulator in xAI mode: what xAI does not take', () => {
-  it('refuses conversation.item.truncate and .retrieve ("Not supported") with an invalid_event error; the session stays open', async () => {
+  it('refuses conversation.item.retrieve ("Not supported") and GA-only events with an invalid_event error; the session stays open', async () => {
     const emu = await emulator();
     const { refused, waitFor, send, ws } = await client(emu);
-    for (const type of ['conversation.item.truncate', 'conversation.item.retrieve', 'session.close', 'output_audio_buffer.clear']) {
-      expect(await refused({ type, event_id: 'evt_1', item_id: 'item_x', content_index: 0, audio_end_ms: 100 })).toMatchObject({
+    for (const type of ['conversation.item.retrieve', 'session.close', 'output_audio_buffer.clear']) {
+      expect(await refused({ type, event_id: 'evt_1', item_id: 'item_x' })).toEqual({
         type: 'invalid_event',
+        code: 'invalid_event', // xAI: "Error code string (same as type)"
         event_id: 'evt_1',
+        param: 'type',
         message: `Unsupported event type: '${type}'.`,
       });
     }
@@ -125,18 +132,17 @@ describe('emulator in xAI mode: what xAI does not take', () => {
       [{ tool_choice: 'auto' }, 'session.tool_choice'],
       [{ audio: { output: { voice: 'eve' } } }, 'session.audio.output.voice'],
       [{ turn_detection: { type: 'server_vad', create_response: true } }, 'session.turn_detection.create_response'],
+      // Only the documented transcription model (avr-sts-xai's whisper-1 is not)
       [{ audio: { input: { transcription: { model: 'whisper-1' } } } }, 'session.audio.input.transcription.model'],
+      [{ voice: 'alloy' }, 'session.voice'],
+      [{ turn_detection: { type: 'semantic_vad' } }, 'session.turn_detection.type'],
+      [{ turn_detection: { type: 'server_vad', threshold: 0.95 } }, 'session.turn_detection.threshold'],
+      [{ voice: 'Sal', instructions: 7 }, 'session.instructions'],
     ];
-    for (const [session, param] of cases) expect(await refused({ type: 'session.update', session })).toMatchObject({ code: 'unknown_parameter', param });
-    expect(await refused({ type: 'session.update', session: { voice: 'alloy' } })).toMatchObject({ code: 'invalid_value', param: 'session.voice' });
-    expect(await refused({ type: 'session.update', session: { turn_detection: { type: 'semantic_vad' } } })).toMatchObject({
-      code: 'invalid_value',
-      param: 'session.turn_detection.type',
-    });
-    expect(await refused({ type: 'session.update', session: { turn_detection: { type: 'server_vad', threshold: 0.95 } } })).toMatchObject({
-      param: 'session.turn_detection.threshold',
-    });
-    expect(await refused({ type: 'session.update', session: { voice: 'Sal', instructions: 7 } })).toMatchObject({ code: 'invalid_type' });
+    // Every error's code is its type (xAI's codes are not OpenAI's): `param` names the field.
+    for (const [session, param] of cases) {
+      expect(await refused({ type: 'session.update', session })).toMatchObject({ type: 'invalid_request_error', code: 'invalid_request_error', param });
+    }
     expect(connection.xaiSession).toMatchObject({ voice: 'eve', instructions: '' }); // nothing of the last update applied
   });
 
@@ -167,7 +173,7 @@ describe('emulator in xAI mode: what xAI does not take', () => {
     const { refused, send, waitFor } = await client(emu);
     expect(
       await refused({ type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Hi' }] } }),
-    ).toMatchObject({ code: 'invalid_value', param: 'item.content[0].type' });
+    ).toMatchObject({ code: 'invalid_request_error', param: 'item.content[0].type' });
     send({ type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'text', text: 'Hi' }] } });
     expect(((await waitFor('conversation.item.added'))['item'] as Json)['content']).toEqual([{ type: 'text', text: 'Hi' }]);
     expect(await refused({ type: 'response.create', response: { output_modalities: ['audio'] } })).toMatchObject({ param: 'response.output_modalities' });
@@ -182,9 +188,192 @@ describe('emulator in xAI mode: what xAI does not take', () => {
     await waitFor('response.done');
     expect(connection.responses.map((response) => [response.trigger, response.status])).toEqual([['force_message', 'completed']]);
   });
+
+  it("force_message as strict as xAI's schema: role assistant required, one output_text part with text, interruptible a boolean, nothing else", async () => {
+    const emu = await emulator();
+    const { refused, connection } = await client(emu);
+    const part = { type: 'output_text', text: 'Welcome.' };
+    const cases: [Json, string][] = [
+      [{ type: 'force_message', content: [part] }, 'item.role'],
+      [{ type: 'force_message', role: 'user', content: [part] }, 'item.role'],
+      [{ type: 'force_message', role: 'assistant' }, 'item.content'],
+      [{ type: 'force_message', role: 'assistant', content: [{ type: 'text', text: 'Welcome.' }] }, 'item.content[0].type'],
+      [{ type: 'force_message', role: 'assistant', content: [{ type: 'output_text' }] }, 'item.content[0].text'],
+      [{ type: 'force_message', role: 'assistant', content: [part, part] }, 'item.content'],
+      [{ type: 'force_message', role: 'assistant', content: [part], interruptible: 'no' }, 'item.interruptible'],
+      [{ type: 'force_message', role: 'assistant', content: [part], voice: 'eve' }, 'item.voice'],
+    ];
+    for (const [item, param] of cases) expect(await refused({ type: 'conversation.item.create', item })).toMatchObject({ code: 'invalid_request_error', param });
+    expect(connection.responses).toEqual([]);
+  });
+
+  it('force_message with interruptible: false drops the caller audio until it has played: no speech start, no barge-in, nothing to commit', async () => {
+    // 100 ms of audio every 100 ms: the 1.2 s message plays long after the caller's audio is in.
+    const emu = await emulator({ audioChunkMs: 100, chunkIntervalMs: 100 });
+    const { send, waitFor, connection, events } = await client(emu);
+    const text = 'This call is being recorded for quality.';
+    send({ type: 'conversation.item.create', item: { type: 'force_message', role: 'assistant', interruptible: false, content: [{ type: 'output_text', text }] } });
+    await waitFor('response.output_audio.delta');
+    send({ type: 'input_audio_buffer.append', audio: toneBase64(600) });
+    send({ type: 'input_audio_buffer.append', audio: Buffer.alloc(24 * 2 * 700).toString('base64') }); // silence that would end the turn
+    await emu.waitFor(() => connection.clientEvents.filter((event) => event['type'] === 'input_audio_buffer.append').length === 2);
+    expect(connection.activeResponse?.trigger).toBe('force_message'); // the audio arrived while it played
+    const done = await waitFor('response.done');
+    expect((done['response'] as Json)['status']).toBe('completed');
+    const types = events.map((event) => event['type']);
+    expect(types.filter((type) => String(type).startsWith('input_audio_buffer.'))).toEqual([]);
+    expect(connection.responses.map((response) => response.trigger)).toEqual(['force_message']);
+    // Once it has played, the caller is heard again
+    const from = events.length;
+    send({ type: 'input_audio_buffer.append', audio: toneBase64(600) });
+    await waitFor('input_audio_buffer.speech_started', from);
+  });
+
+  it('force_message is interruptible by default (xAI: "Default: true"): speech cancels it', async () => {
+    const emu = await emulator({ audioChunkMs: 100, chunkIntervalMs: 100 });
+    const { send, waitFor, connection } = await client(emu);
+    send({ type: 'conversation.item.create', item: { type: 'force_message', role: 'assistant', content: [{ type: 'output_text', text: 'This call is being recorded for quality.' }] } });
+    await waitFor('response.output_audio.delta');
+    send({ type: 'input_audio_buffer.append', audio: toneBase64(600) });
+    await waitFor('input_audio_buffer.speech_started');
+    expect(((await waitFor('response.done'))['response'] as Json)['status']).toBe('cancelled');
+    expect(connection.responses[0]).toMatchObject({ trigger: 'force_message', status: 'cancelled', cancelReason: 'turn_detected' });
+  });
+});
+
+describe('emulator in xAI mode: truncation, errors, transcription model', () => {
+  it("conversation.item.truncate (xAI's API reference): the GA rules; conversation.item.truncated carries the transcript up to the cut", async () => {
+    const emu = await startXaiRealtimeEmulator({ apiKey: API_KEY, script: { greeting: { transcript: 'Our opening hours are nine to five on weekdays.', audioMs: 1000 } } });
+    cleanups.push(() => emu.close());
+    const { send, waitFor, refused, connection } = await client(emu);
+    send({ type: 'response.create' });
+    const done = await waitFor('response.done');
+    const itemId = String(((done['response'] as Json)['output'] as Json[])[0]?.['id']);
+    expect(await refused({ type: 'conversation.item.truncate', item_id: itemId, content_index: 0, audio_end_ms: 1200 })).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'invalid_request_error',
+    });
+    send({ type: 'conversation.item.truncate', event_id: 'trunc_1', item_id: itemId, content_index: 0, audio_end_ms: 500 });
+    const truncated = await waitFor('conversation.item.truncated');
+    expect(truncated).toMatchObject({ item_id: itemId, content_index: 0, audio_end_ms: 500, transcript: 'Our opening hours are' });
+    expect(connection.truncations).toEqual([{ itemId, contentIndex: 0, audioEndMs: 500, audioSentMs: 1000 }]);
+    // The model's context keeps what the caller heard (GA would delete the transcript)
+    expect(connection.items.find((item) => item.id === itemId)).toMatchObject({ content: [{ type: 'output_audio', transcript: 'Our opening hours are' }] });
+  });
+
+  it('errors as the API reference has them, code = type: a cancel with no response and a response.create during one', async () => {
+    const emu = await emulator({ audioChunkMs: 100, chunkIntervalMs: 100 });
+    const { refused, send, waitFor } = await client(emu);
+    expect(await refused({ type: 'response.cancel', event_id: 'cancel_1' })).toEqual({
+      type: 'invalid_request_error',
+      code: 'invalid_request_error',
+      message: 'Cancellation failed: no active response found', // as pipecat saw it live
+      param: null,
+      event_id: 'cancel_1',
+    });
+    send({ type: 'response.create' });
+    await waitFor('response.created');
+    expect(await refused({ type: 'response.create', event_id: 'create_2' })).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'invalid_request_error',
+      message: expect.stringContaining('already has an active response') as unknown,
+      event_id: 'create_2',
+    });
+  });
+
+  it('audio.input.transcription.model grok-transcribe: cumulative .updated transcripts, then .completed; none without it', async () => {
+    const emu = await startXaiRealtimeEmulator({ apiKey: API_KEY, script: { transcribe: () => 'What time do you open?' } });
+    cleanups.push(() => emu.close());
+    const { send, waitFor, events, connection } = await client(emu);
+    const turn = async (): Promise<Json[]> => {
+      const from = events.length;
+      send({ type: 'input_audio_buffer.append', audio: toneBase64(500) });
+      send({ type: 'input_audio_buffer.commit' });
+      await waitFor('conversation.item.input_audio_transcription.completed', from);
+      return events.slice(from).filter((event) => String(event['type']).startsWith('conversation.item.input_audio_transcription.'));
+    };
+    send({ type: 'session.update', session: { turn_detection: { type: null } } });
+    await waitFor('session.updated');
+    expect((await turn()).map((event) => event['type'])).toEqual(['conversation.item.input_audio_transcription.completed']);
+    const from = events.length;
+    send({ type: 'session.update', session: { audio: { input: { transcription: { model: 'grok-transcribe', language_hint: 'en' } } } } });
+    expect(((await waitFor('session.updated', from))['session'] as Json)['audio']).toMatchObject({ input: { transcription: { model: 'grok-transcribe', language_hint: 'en' } } });
+    expect((await turn()).map((event) => [event['type'], event['transcript']])).toEqual([
+      ['conversation.item.input_audio_transcription.updated', 'What'],
+      ['conversation.item.input_audio_transcription.updated', 'What time'],
+      ['conversation.item.input_audio_transcription.updated', 'What time do'],
+      ['conversation.item.input_audio_transcription.updated', 'What time do you'],
+      ['conversation.item.input_audio_transcription.updated', 'What time do you open?'],
+      ['conversation.item.input_audio_transcription.completed', 'What time do you open?'],
+    ]);
+    expect(connection.xaiSession?.audio.input.transcription).toEqual({ model: 'grok-transcribe', language_hint: 'en' });
+  });
 });
 
 describe('emulator in xAI mode against the adapter', () => {
+  /** The xAI profile's event mapper on a raw socket to the emulator; server events reach it when `deliver()` says. */
+  async function mapperOn(emu: OpenAiRealtimeEmulator) {
+    const { ws, send, waitFor, connection } = await client(emu);
+    const inbox: string[] = [];
+    let arrived: () => void = () => undefined;
+    ws.on('message', (data: Buffer) => {
+      inbox.push(data.toString());
+      arrived();
+    });
+    const reported: string[] = [];
+    const logged: string[] = [];
+    const sink: MapperSink = {
+      emit: (event) => {
+        if (event.type === 'error') reported.push(event.error.message);
+      },
+      send: (event) => ws.send(JSON.stringify(event)),
+      log: (_level, _data, message) => logged.push(message),
+    };
+    const mapper = new RealtimeEventMapper(sink, { codec: audioCodec('pcm24'), profile: xaiProfile, apiKey: API_KEY });
+    /** Hands the mapper every server event received so far, up to and including the first of `upTo` (all without it). */
+    const deliver = async (upTo?: string): Promise<void> => {
+      while (upTo !== undefined && !inbox.some((text) => (JSON.parse(text) as Json)['type'] === upTo)) {
+        await new Promise<void>((resolve) => (arrived = resolve));
+      }
+      while (inbox.length > 0) {
+        const text = inbox.shift() as string;
+        mapper.handle(parseServerMessage(text));
+        if ((JSON.parse(text) as Json)['type'] === upTo) return;
+      }
+    };
+    return { mapper, send, waitFor, connection, deliver, reported, logged };
+  }
+
+  it("the xAI mapper takes the emulator's cancel race for what it is: logged, not reported", async () => {
+    const emu = await emulator();
+    const { mapper, send, waitFor, connection, deliver, reported, logged } = await mapperOn(emu);
+    send({ type: 'response.create' }); // a response the server runs on its own (as its VAD would)
+    await deliver('response.created');
+    await waitFor('response.done'); // over on the server, not yet for the mapper
+    mapper.callerStarted(); // the gateway's VAD hears the caller: cancel what seems to be running
+    const error = await waitFor('error');
+    expect(error['error']).toMatchObject({ code: 'invalid_request_error', message: 'Cancellation failed: no active response found' });
+    await deliver('error');
+    expect(reported).toEqual([]);
+    expect(logged).toContain('harmless xAI error ignored');
+    expect(connection.clientEvents.map((event) => event['type'])).toEqual(['response.create', 'response.cancel']);
+  });
+
+  it("the xAI mapper asks again for a response.create the emulator refused during a response the server started itself", async () => {
+    const emu = await emulator();
+    const { mapper, send, waitFor, connection, deliver, reported, logged } = await mapperOn(emu);
+    send({ type: 'response.create' }); // the server's own response...
+    mapper.requestResponse('dtmf'); // ...and ours, sent before the mapper has heard of it
+    const error = await waitFor('error');
+    expect(error['error']).toMatchObject({ code: 'invalid_request_error', message: expect.stringContaining('already has an active response') as unknown });
+    await deliver('response.done');
+    await emu.waitFor(() => connection.responses[1]?.status === 'completed'); // ours, asked again
+    expect(reported).toEqual([]);
+    expect(logged).toContain('a response is already active: response.create queued');
+    expect(connection.responses.map((response) => response.status)).toEqual(['completed', 'completed']);
+    expect(connection.clientEvents.map((event) => event['type'])).toEqual(['response.create', 'response.create', 'response.create']);
+  });
+
   it("refuses the OpenAI profile's GA session: the handshake fails, not retried", async () => {
     const emu = await emulator();
     const adapter = createOpenAiRealtime({ apiKey: API_KEY, url: `${emu.url.replace('/v1/realtime', '')}/v1/realtime`, model: 'grok-voice-latest' });

@@ -44,10 +44,18 @@ describe('xAI profile: user transcripts', () => {
     feed({ type: 'input_audio_buffer.committed', item_id: 'u1' });
     feed({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'u1', transcript: 'What time do you open?' });
     feed({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'u1', transcript: 'What time do you open?' });
-    // xAI's cumulative partials (`.updated`) are known and skipped
-    feed({ type: 'conversation.item.input_audio_transcription.updated', item_id: 'u2', transcript: 'And' });
     expect(transcripts(sink.events)).toEqual(['user:partial:What time', 'user:final:What time do you open?']);
     expect(sink.logs.filter((log) => log.message.includes('unknown'))).toEqual([]);
+  });
+
+  it("grok-transcribe's cumulative `.updated` transcripts are partial ones, until the turn's final transcript", () => {
+    const { sink, feed } = setup();
+    feed({ type: 'conversation.item.input_audio_transcription.updated', item_id: 'u2', transcript: 'And' });
+    feed({ type: 'conversation.item.input_audio_transcription.updated', item_id: 'u2', transcript: 'And on Sunday?' });
+    feed({ type: 'conversation.item.input_audio_transcription.updated', item_id: 'u2', transcript: ' ' });
+    feed({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'u2', transcript: 'And on Sunday?' });
+    feed({ type: 'conversation.item.input_audio_transcription.updated', item_id: 'u2', transcript: 'And on Sunday?' }); // late
+    expect(transcripts(sink.events)).toEqual(['user:partial:And', 'user:partial:And on Sunday?', 'user:final:And on Sunday?']);
   });
 
   it('a bare-string status_details (xAI: "unimplemented") is not a malformed event', () => {
@@ -66,7 +74,8 @@ describe('xAI profile: requests', () => {
       {
         type: 'conversation.item.create',
         event_id: 'stsgate_response_1',
-        item: { type: 'force_message', role: 'assistant', content: [{ type: 'output_text', text: 'Welcome to ACME.' }] },
+        // Not interruptible, as avr-sts-xai sends it: xAI drops the caller's audio until it has played.
+        item: { type: 'force_message', role: 'assistant', interruptible: false, content: [{ type: 'output_text', text: 'Welcome to ACME.' }] },
       },
     ]);
     // Its response.created binds to the request: nothing else goes out until it is done.
@@ -81,7 +90,7 @@ describe('xAI profile: requests', () => {
     expect(openai.sink.sent[0]).toMatchObject({ type: 'response.create', response: { input: [], tool_choice: 'none' } });
   });
 
-  it('truncate(): no conversation.item.truncate (xAI has none), but the rest of the reply is dropped and its response cancelled', () => {
+  it('truncate(): the reply still being generated is cancelled, then conversation.item.truncate (xAI documents it) at what was heard', () => {
     const { sink, mapper, feed } = setup();
     feed({ type: 'response.created', response: { id: 'r1' } });
     feed({ type: 'response.output_item.added', response_id: 'r1', item: { id: 'a1', type: 'message', role: 'assistant' } });
@@ -89,9 +98,14 @@ describe('xAI profile: requests', () => {
     feed({ type: 'response.output_audio_transcript.delta', item_id: 'a1', delta: 'Opening hours are nine to five' });
     mapper.truncate('a1', 100);
     feed({ type: 'response.output_audio.delta', response_id: 'r1', item_id: 'a1', delta: mulaw(200) });
-    expect(sink.sent).toEqual([{ type: 'response.cancel', event_id: 'stsgate_cancel_1', response_id: 'r1' }]);
+    expect(sink.sent).toEqual([
+      { type: 'response.cancel', event_id: 'stsgate_cancel_1', response_id: 'r1' },
+      { type: 'conversation.item.truncate', event_id: 'stsgate_truncate_2', item_id: 'a1', content_index: 0, audio_end_ms: 100 },
+    ]);
     expect(sink.events.filter((event) => event.type === 'audio')).toHaveLength(1);
-    expect(sink.logs.some((log) => log.message === 'xAI has no truncate: its model keeps the whole reply')).toBe(true);
+    // xAI's confirmation carries the cut transcript (an extension): not an odd event
+    feed({ type: 'conversation.item.truncated', item_id: 'a1', content_index: 0, audio_end_ms: 100, transcript: 'Opening hours' });
+    expect(sink.events.filter((event) => event.type === 'error')).toEqual([]);
     // A replacement connection gets only what the caller heard (half of the 200 ms received).
     expect(mapper.log.toItems()).toEqual([{ kind: 'assistant', text: 'Opening hours' }]);
   });
@@ -111,6 +125,45 @@ describe('xAI profile: requests', () => {
       { type: 'message', role: 'assistant', content: [{ type: 'text', text: 'Hello, how can I help?' }] },
     ]);
   });
+});
+
+describe("xAI profile: its errors (code = type), told by their messages", () => {
+  const xaiError = (message: string, eventId: string | null = null) => ({
+    type: 'error',
+    event_id: 'event_1',
+    error: { type: 'invalid_request_error', code: 'invalid_request_error', message, param: null, event_id: eventId },
+  });
+
+  it('a cancel that raced with the end of the response ("Cancellation failed: no active response found") is only logged; other errors are reported', () => {
+    const { sink, mapper, feed } = setup();
+    mapper.requestResponse('greeting');
+    feed({ type: 'response.created', response: { id: 'r1' } });
+    mapper.callerStarted();
+    const cancel = sink.sent.find((event) => event.type === 'response.cancel');
+    feed({ type: 'response.done', response: { id: 'r1', status: 'completed', output: [] } });
+    feed(xaiError('Cancellation failed: no active response found', cancel?.event_id ?? null));
+    expect(sink.events.filter((event) => event.type === 'error')).toEqual([]);
+    expect(sink.logs.map((log) => log.message)).toContain('harmless xAI error ignored');
+    feed(xaiError("Invalid 'item.content[0].type'"));
+    expect(sink.events).toMatchObject([{ type: 'error', fatal: false, error: { provider: 'xai', category: 'invalid_request', providerCode: 'invalid_request_error' } }]);
+    // OpenAI's own races are told by code only, as before: the same message with another code is reported
+    const openai = setup(openAiProfile);
+    openai.feed(xaiError('Cancellation failed: no active response found'));
+    expect(openai.sink.events).toMatchObject([{ type: 'error', error: { provider: 'openai' } }]);
+  });
+
+  it('a response.create that collided with a response the server started is asked again once that one is done', () => {
+    const { sink, mapper, feed } = setup();
+    mapper.userText('The caller pressed 1 on the keypad.', 'dtmf');
+    const create = sink.sent.find((event) => event.type === 'response.create');
+    feed({ type: 'response.created', response: { id: 'r_vad' } });
+    feed(xaiError('Conversation already has an active response in progress: r_vad.', create?.event_id ?? null));
+    expect(sink.events.filter((event) => event.type === 'error')).toEqual([]);
+    sink.sent = [];
+    feed({ type: 'response.done', response: { id: 'r_vad', status: 'completed', output: [] } });
+    expect(sink.sent.map((event) => event.type)).toEqual(['response.create']);
+  });
+
 });
 
 describe('xAI profile: options and session shape', () => {

@@ -26,7 +26,7 @@ export interface MapperSink {
 }
 
 /** What the mapper takes from the provider's profile (default OpenAI's). */
-export type MapperProfile = Pick<RealtimeProfile, 'id' | 'label' | 'truncate' | 'verbatim' | 'assistantText'>;
+export type MapperProfile = Pick<RealtimeProfile, 'id' | 'label' | 'truncate' | 'verbatim' | 'assistantText' | 'errorKind'>;
 
 export interface MapperOptions {
   readonly codec: AudioCodec;
@@ -39,9 +39,6 @@ export interface MapperOptions {
   /** The server VAD's `prefix_padding_ms`: its `audio_start_ms` lies this far before the speech it detected. Default 0. */
   readonly speechPaddingMs?: number;
 }
-
-/** Server error codes that need no report: the adapter's own requests that raced with the server. */
-const HARMLESS_CODES: ReadonlySet<string> = new Set(['response_cancel_not_active']);
 
 interface ItemAudio extends PcmCarry {
   receivedBytes: number;
@@ -215,6 +212,12 @@ export class RealtimeEventMapper {
       case 'conversation.item.input_audio_transcription.completed':
         this.onUserTranscript(event.item_id, event.transcript.trim());
         return;
+      case 'conversation.item.input_audio_transcription.updated': {
+        // Cumulative, possibly correcting itself: partial, until the turn has its final transcript.
+        const text = event.transcript.trim();
+        if (text !== '' && !this.userFinals.has(event.item_id)) this.sink.emit({ type: 'transcript', role: 'user', text, final: false });
+        return;
+      }
       case 'conversation.item.input_audio_transcription.failed':
         this.sink.log(
           'warn',
@@ -443,7 +446,9 @@ export class RealtimeEventMapper {
   private onServerError(error: ServerError): void {
     const code = error.code ?? undefined;
     const eventId = error.event_id ?? undefined;
-    if (code !== undefined && HARMLESS_CODES.has(code)) {
+    // The profile knows how its provider spells the races (OpenAI by code; xAI's codes are its error types).
+    const kind = this.profile.errorKind(error);
+    if (kind === 'cancel_not_active') {
       this.sink.log('debug', { code }, `harmless ${this.profile.label} error ignored`);
       return;
     }
@@ -456,7 +461,7 @@ export class RealtimeEventMapper {
         this.claimed = undefined;
         if (this.verbatim?.responseId === claimed.responseId) this.verbatim = undefined;
       }
-      if (code === 'conversation_already_has_active_response') {
+      if (kind === 'response_active') {
         if (request.verbatim !== undefined) {
           // The server's VAD answered the caller first: caller speech wins over the welcome message, as with a
           // barge-in on it (the gateway's VAD cancels it the same way).
@@ -489,8 +494,9 @@ export class RealtimeEventMapper {
     this.pendingRequests.add(eventId);
     if (this.pendingRequests.size > 64) this.pendingRequests.delete(this.pendingRequests.values().next().value as string);
     if (request.verbatim !== undefined && this.profile.verbatim === 'force_message') {
-      // The server speaks the text itself and runs the whole response (created ... done): no response.create.
-      this.sink.send(forceMessage(eventId, request.verbatim));
+      // The server speaks the text itself and runs the whole response (created ... done): no response.create. Not
+      // interruptible, as avr-sts-xai sends it: the welcome message plays whole (xAI drops caller audio meanwhile).
+      this.sink.send(forceMessage(eventId, request.verbatim, false));
       return;
     }
     this.sink.send(responseCreate(eventId, request.verbatim === undefined ? undefined : verbatimResponse(request.verbatim)));

@@ -5,10 +5,18 @@
  */
 import type { ProviderName } from '../errors.js';
 import { buildSession } from './wire.js';
-import type { AssistantTextPart, SessionSettings, WireAudioFormat, WireSession } from './wire.js';
+import type { AssistantTextPart, ServerError, SessionSettings, WireAudioFormat, WireSession } from './wire.js';
 
 /** Adapter options a provider has no session field for: setting one is a configuration error, never silently dropped. */
 export type UnsupportedOption = 'semanticVad' | 'noiseReduction' | 'maxOutputTokens' | 'reasoningEffort' | 'providerTools';
+
+/**
+ * What a server `error` says about the adapter's own requests: `cancel_not_active`, a `response.cancel` that reached
+ * the server after the response ended (a harmless race); `response_active`, a `response.create` (or xAI's
+ * `force_message`) that arrived while a response the server started itself was running (asked again once it is done);
+ * `other`, anything else (reported).
+ */
+export type ServerErrorKind = 'cancel_not_active' | 'response_active' | 'other';
 
 export interface RealtimeProfile extends ProviderName {
   /** `?model=` is appended. */
@@ -32,6 +40,20 @@ export interface RealtimeProfile extends ProviderName {
   readonly verbatim: 'instructed_response' | 'force_message';
   /** Content part type of assistant text in `conversation.item.create` (the restored conversation). */
   readonly assistantText: AssistantTextPart;
+  /** How the provider says which of its errors are races with the adapter's own requests. */
+  errorKind(error: ServerError): ServerErrorKind;
+}
+
+/** OpenAI's error codes for the two races. */
+export function openAiErrorKind(error: ServerError): ServerErrorKind {
+  switch (error.code) {
+    case 'response_cancel_not_active':
+      return 'cancel_not_active';
+    case 'conversation_already_has_active_response':
+      return 'response_active';
+    default:
+      return 'other';
+  }
 }
 
 /** OpenAI's Realtime API, GA protocol. */
@@ -49,4 +71,5 @@ export const openAiProfile: RealtimeProfile = {
   truncate: true,
   verbatim: 'instructed_response',
   assistantText: 'output_text',
+  errorKind: openAiErrorKind,
 };

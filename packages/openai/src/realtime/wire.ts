@@ -61,6 +61,8 @@ const serverSchemas = {
   'input_audio_buffer.committed': z.object({ item_id: z.string(), previous_item_id: nullableString }),
   'conversation.item.added': z.object({ item: itemSchema, previous_item_id: nullableString }),
   'conversation.item.input_audio_transcription.completed': z.object({ item_id: z.string(), transcript: z.string() }),
+  /** xAI (with transcription model `grok-transcribe`): the cumulative transcript of a caller turn so far. */
+  'conversation.item.input_audio_transcription.updated': z.object({ item_id: z.string(), transcript: z.string() }),
   'conversation.item.input_audio_transcription.failed': z.object({ item_id: z.string(), error: serverErrorSchema.optional() }),
   'conversation.item.truncated': z.object({ item_id: z.string(), audio_end_ms: z.number() }),
   'response.created': z.object({ response: z.object({ id: z.string() }) }),
@@ -132,11 +134,8 @@ const IGNORED_GA = {
   'response.mcp_call.failed': true,
 } as const satisfies Record<Exclude<RealtimeServerEvent['type'], ServerEventType | keyof typeof ALIASES>, true>;
 
-/**
- * Beta names of events the adapter has no use for (compatible servers still send them), and events of compatible
- * servers' own: xAI's cumulative partial user transcript (`...transcription.updated`).
- */
-const IGNORED_COMPATIBLE = ['response.text.delta', 'response.text.done', 'conversation.item.input_audio_transcription.updated'] as const;
+/** Beta names of events the adapter has no use for (compatible servers still send them). */
+const IGNORED_COMPATIBLE = ['response.text.delta', 'response.text.done'] as const;
 
 const IGNORED: ReadonlySet<string> = new Set([...Object.keys(IGNORED_GA), ...IGNORED_COMPATIBLE]);
 
@@ -342,8 +341,13 @@ export function buildSession(settings: SessionSettings): RealtimeSessionCreateRe
 export interface FlatSessionShape {
   /** The provider's name, in the error for a turn detection it does not have. */
   readonly label: string;
-  /** Key of the language hint in `audio.input.transcription` (xAI: `language_hint`); nothing else of it is sent. */
+  /** Key of the language hint in `audio.input.transcription` (xAI: `language_hint`). */
   readonly languageKey: string;
+  /**
+   * The `audio.input.transcription.model` values the provider documents (xAI: `grok-transcribe`): another model (the
+   * adapter's default `whisper-1` included) is left out, the provider's own transcription applies. Default: none.
+   */
+  readonly transcriptionModels?: readonly string[];
 }
 
 function flatTurnDetection(setting: TurnDetectionSetting, label: string): Record<string, string | number | null> {
@@ -371,13 +375,18 @@ function flatTurnDetection(setting: TurnDetectionSetting, label: string): Record
 export function flatSession(settings: SessionSettings, shape: FlatSessionShape): ProviderSession {
   const format = wireAudioFormat(settings.audioFormat);
   const language = settings.transcription?.language;
+  const model = settings.transcription?.model;
+  const transcription = {
+    ...(model !== undefined && (shape.transcriptionModels ?? []).includes(model) ? { model } : {}),
+    ...(language === undefined ? {} : { [shape.languageKey]: language }),
+  };
   const tools = [...(settings.providerTools ?? []), ...functionTools(settings.tools)];
   return {
     ...(settings.instructions === undefined || settings.instructions.trim() === '' ? {} : { instructions: settings.instructions }),
     voice: settings.voice,
     turn_detection: flatTurnDetection(settings.turnDetection, shape.label),
     audio: {
-      input: { format, ...(language === undefined ? {} : { transcription: { [shape.languageKey]: language } }) },
+      input: { format, ...(Object.keys(transcription).length === 0 ? {} : { transcription }) },
       output: { format },
     },
     ...(tools.length === 0 ? {} : { tools }),
@@ -448,13 +457,25 @@ export interface CompatibleItemCreateEvent {
   readonly event_id: string;
   readonly item:
     | { readonly type: 'message'; readonly role: 'assistant'; readonly content: readonly [{ readonly type: 'text'; readonly text: string }] }
-    /** xAI: the server speaks `text` itself (text-to-speech, not the model) as a whole response. */
-    | { readonly type: 'force_message'; readonly role: 'assistant'; readonly content: readonly [{ readonly type: 'output_text'; readonly text: string }] };
+    /**
+     * xAI: the server speaks `text` itself (text-to-speech, not the model) as a whole response; `interruptible: false`:
+     * "caller audio is dropped until playback completes" (xAI's default is true).
+     */
+    | {
+        readonly type: 'force_message';
+        readonly role: 'assistant';
+        readonly interruptible: boolean;
+        readonly content: readonly [{ readonly type: 'output_text'; readonly text: string }];
+      };
 }
 
 /** xAI's verbatim speech: a `force_message` item, answered by a full response lifecycle (no `response.create`). */
-export function forceMessage(eventId: string, text: string): CompatibleItemCreateEvent {
-  return { type: 'conversation.item.create', event_id: eventId, item: { type: 'force_message', role: 'assistant', content: [{ type: 'output_text', text }] } };
+export function forceMessage(eventId: string, text: string, interruptible: boolean): CompatibleItemCreateEvent {
+  return {
+    type: 'conversation.item.create',
+    event_id: eventId,
+    item: { type: 'force_message', role: 'assistant', interruptible, content: [{ type: 'output_text', text }] },
+  };
 }
 
 export function itemCreate(eventId: string, item: RestorableItem, assistantText: AssistantTextPart = 'output_text'): ConversationItemCreateEvent | CompatibleItemCreateEvent {

@@ -63,28 +63,43 @@
  * - Answers pings while not stalled; pings the client every `timing.pingIntervalMs` (default 20 s).
  *
  * xAI mode (`dialect: 'xai'`, or `startXaiRealtimeEmulator`): xAI's Grok Voice Agent API on the same path
- * (`wss://api.x.ai/v1/realtime`), per docs.x.ai (Voice Agent API guide and its "OpenAI Realtime API Compatibility"
- * table) and third-party reads of its event schema; the GA engine above runs it, with these differences:
+ * (`wss://api.x.ai/v1/realtime`), per docs.x.ai (the Speech to Speech guide and its "OpenAI Realtime API
+ * Compatibility" table, and the API reference schema voice-realtime.ws.json); the GA engine above runs it, with these
+ * differences:
  * - The key is checked at the upgrade: a missing or wrong `Authorization: Bearer` (or `xai-client-secret.<key>`
  *   subprotocol) gets HTTP 401, an unknown `?model=` HTTP 404, with xAI's REST error body `{code, error}` (the shapes
  *   are UNCONFIRMED for this endpoint). No `?model=` means `grok-voice-latest`; `OpenAI-Beta` is ignored.
  * - `session.created`, then `conversation.created`. The session is xAI's flat object (realtime-protocol.ts
  *   `XaiSessionConfig`: `voice` and `turn_detection` on the session, `audio.{input,output}.format`,
- *   `audio.input.transcription.{language_hint,keyterms}`, tools incl. web_search/x_search/file_search/mcp), validated
- *   strictly: a GA field (`type`, `output_modalities`, `tool_choice`, `create_response`, semantic_vad, a voice outside
- *   eve/ara/rex/sal/leo...) is an error (the live service was seen to ignore unknown fields: stricter on purpose).
- * - Client events: only XAI_CLIENT_EVENT_TYPES. `conversation.item.truncate`, `conversation.item.retrieve`,
- *   `session.close`... are refused with error type `invalid_event` (xAI's error-type enum; wording UNCONFIRMED).
- *   `input_audio_buffer.commit` only with `turn_detection: {type: null}` (as documented). `response.create` takes
- *   `modalities`, `instructions`, `metadata` only. Items use xAI's parts (`text` for assistant text, `input_text` /
- *   `input_audio` for the caller); `force_message` makes the server speak its text as a whole response
- *   (response.created ... response.done, trigger `force_message`; `interruptible: false` is not cut by speech).
+ *   `audio.input.transcription.{model,language_hint,keyterms}`, tools incl. web_search/x_search/file_search/mcp),
+ *   validated strictly: a GA field (`type`, `output_modalities`, `tool_choice`, `create_response`, semantic_vad, a voice
+ *   outside eve/ara/rex/sal/leo...) is an error (the live service was seen to ignore unknown fields: stricter on
+ *   purpose). The transcription `model` is `grok-transcribe` only (the one documented; another is refused, UNCONFIRMED).
+ * - Client events: only XAI_CLIENT_EVENT_TYPES. `conversation.item.retrieve` ("Not supported"), `session.close`... are
+ *   refused with error type `invalid_event` (wording UNCONFIRMED). `input_audio_buffer.commit` only with
+ *   `turn_detection: {type: null}` (as documented). `response.create` takes `modalities`, `instructions`, `metadata`
+ *   only. Items use xAI's parts (`text` for assistant text, `input_text` / `input_audio` for the caller).
+ * - `force_message` (the schema's shape: `type`, `role: 'assistant'`, one `output_text` part, optional
+ *   `interruptible`; nothing else) makes the server speak its text as a whole response (response.created ...
+ *   response.done, trigger `force_message`). With `interruptible: false` "caller audio is dropped until playback
+ *   completes": appended audio is neither buffered nor heard by the VAD (no speech_started, no barge-in, nothing to
+ *   commit) until that response is done (UNCONFIRMED: when xAI deems playback complete).
+ * - `conversation.item.truncate` (the API reference's; an older guide said "Not supported"): the GA rules, but the
+ *   item keeps its transcript up to the cut (cut in proportion at a word boundary, UNCONFIRMED) and
+ *   `conversation.item.truncated` carries it as `transcript` (xAI extension).
  * - Server events: no `conversation.item.done`, no `rate_limits.updated`, no transcription deltas: one
  *   `conversation.item.input_audio_transcription.completed` per caller turn (always: no transcription config is
- *   needed); assistant parts are `audio` / `text`; `response.status_details` of a created or completed response is
- *   the string "unimplemented" (as measured by third parties); error types `invalid_request_error`, `invalid_event`,
- *   `internal_error` (faults). server_vad always answers and interrupts; its threshold (0.1–0.9, default 0.85) drives
- *   the energy VAD scaled so 0.85 acts like GA's 0.5.
+ *   needed), preceded with model `grok-transcribe` by cumulative `...transcription.updated` events (sent after the turn
+ *   here; live they come while the caller speaks); assistant parts are `audio` / `text`; `response.status_details` of
+ *   a created or completed response is the string "unimplemented" (as measured by third parties). server_vad always
+ *   answers and interrupts; its threshold (0.1–0.9, default 0.85) drives the energy VAD scaled so 0.85 acts like GA's
+ *   0.5.
+ * - Errors: types from xAI's enum (`invalid_request_error`, `invalid_event`, `internal_error` for faults) and `code`
+ *   equal to the type ("Error code string (same as type)"; the schema's own example shows `invalid_audio_format`
+ *   instead, so UNCONFIRMED), `param` naming the field; the emulator's limits keep code `unsupported_by_emulator`, and
+ *   an injected `error` fault is sent as written. Messages are GA's except where xAI's are known: "Cancellation
+ *   failed: no active response found" (seen live, via pipecat). A `response.create` or `force_message` during a
+ *   response gets GA's "Conversation already has an active response in progress: ..." (xAI's wording UNCONFIRMED).
  *
  * Not implemented (UNCONFIRMED or out of scope): transcription-only (`?intent=transcription`) and `?call_id=` sessions
  * (closed 4000 with code `unsupported_by_emulator`), idle_timeout_ms / input_audio_buffer.timeout_triggered,
@@ -461,6 +476,19 @@ function xaiUpgradeRefusal(headers: IncomingHttpHeaders, url: URL, settings: Set
   return undefined;
 }
 
+/** The emulator's code for what it cannot run although the provider accepts it (kept as is in xAI mode). */
+const UNSUPPORTED_BY_EMULATOR = 'unsupported_by_emulator';
+
+/** The words of `text` spoken in the first `heardMs` of `totalMs` of audio: cut in proportion, back to a word boundary. */
+function transcriptUpTo(text: string, heardMs: number, totalMs: number): string {
+  if (heardMs <= 0 || totalMs <= 0) return '';
+  if (heardMs >= totalMs) return text;
+  const cut = Math.floor((text.length * heardMs) / totalMs);
+  if (/\s/.test(text[cut] ?? '')) return text.slice(0, cut).trimEnd();
+  const space = text.lastIndexOf(' ', cut);
+  return space <= 0 ? '' : text.slice(0, space).trimEnd();
+}
+
 function splitWords(text: string): string[] {
   const words = text.match(/\S+\s*/g) ?? [];
   const lead = text.match(/^\s+/)?.[0] ?? '';
@@ -756,13 +784,17 @@ class Connection implements RealtimeEmulatorConnection {
     this.#settings.logger.debug({ fault: action.type, connection: this.index }, 'realtime emulator fault');
     switch (action.type) {
       case 'error':
-        this.#sendError(
-          action.code,
-          action.message ?? `Injected error ${String(action.code)}`,
-          action.param ?? null,
-          null,
-          action.errorType ?? (this.dialect === 'xai' ? 'internal_error' : 'server_error'),
-        );
+        // As the test wrote it (no xAI code rewrite): a fault may replay an error seen live.
+        this.#send({
+          type: 'error',
+          error: {
+            type: action.errorType ?? (this.dialect === 'xai' ? 'internal_error' : 'server_error'),
+            code: action.code,
+            message: action.message ?? `Injected error ${String(action.code)}`,
+            param: action.param ?? null,
+            event_id: null,
+          },
+        });
         return;
       case 'close':
         this.close(action.code, action.reason ?? '');
@@ -819,7 +851,9 @@ class Connection implements RealtimeEmulatorConnection {
   }
 
   #sendError(code: string | null, message: string, param: string | null, clientEventId: string | null, type = 'invalid_request_error'): void {
-    this.#send({ type: 'error', error: { type, code, message, param, event_id: clientEventId } });
+    // xAI: "Error code string (same as type)"; the emulator's own limits keep their code, to tell them apart.
+    const wireCode = this.dialect === 'xai' && code !== UNSUPPORTED_BY_EMULATOR ? type : code;
+    this.#send({ type: 'error', error: { type, code: wireCode, message, param, event_id: clientEventId } });
   }
 
   /** An item as the server reports it: in xAI mode an assistant's parts are `audio` / `text`. */
@@ -1064,6 +1098,14 @@ class Connection implements RealtimeEmulatorConnection {
     const startMs = this.#inputMs;
     this.#inputMs += (samples.length * 1000) / rate;
     this.inputChunks.push({ format, samples, atMs: startMs });
+    if (this.#active?.interruptible === false) {
+      // xAI's force_message with `interruptible: false`: "caller audio is dropped until playback completes" (here:
+      // until its response is done; UNCONFIRMED). Neither buffered nor heard by the VAD.
+      this.#bufferStartMs = this.#inputMs;
+      this.#speechItemId = undefined;
+      this.#vad.reset();
+      return;
+    }
     const detection = this.session.audio.input.turn_detection;
     if (detection === null) return;
     for (const vadEvent of this.#vad.process(samples, rate, this.#inputMs, detection)) {
@@ -1080,7 +1122,7 @@ class Connection implements RealtimeEmulatorConnection {
     this.#speechItemId = itemId;
     this.#speechStartMs = Math.max(Math.round(this.#bufferStartMs), atMs - padding);
     this.#send({ type: 'input_audio_buffer.speech_started', audio_start_ms: this.#speechStartMs, item_id: itemId });
-    if (this.#active !== undefined && detection?.interrupt_response === true && this.#active.inConversation && this.#active.interruptible) {
+    if (this.#active !== undefined && detection?.interrupt_response === true && this.#active.inConversation) {
       this.#active.cancel('turn_detected');
     }
   }
@@ -1131,8 +1173,18 @@ class Connection implements RealtimeEmulatorConnection {
     const model = this.session.audio.input.transcription?.model ?? 'whisper-1';
     const itemId = state.item.id;
     if (this.dialect === 'xai') {
-      // No transcription deltas: "Use `completed` instead".
+      // No transcription deltas; with model grok-transcribe the cumulative `.updated` ones ("Only emitted when
+      // audio.input.transcription.model is set to grok-transcribe"), here after the turn (UNCONFIRMED: live, during it).
+      const cumulative = this.xaiSession?.audio.input.transcription?.model === 'grok-transcribe';
       this.#timers.after(this.#settings.transcriptionDelayMs, () => {
+        if (cumulative) {
+          let sofar = '';
+          for (const word of splitWords(transcript)) {
+            sofar += word;
+            const update = { type: 'conversation.item.input_audio_transcription.updated', item_id: itemId, transcript: sofar.trimEnd() };
+            if (!this.#send(update)) return;
+          }
+        }
         if (state.item.type === 'message') state.item = { ...state.item, content: [{ type: 'input_audio', transcript }] };
         this.#send({ type: 'conversation.item.input_audio_transcription.completed', item_id: itemId, transcript });
       });
@@ -1267,20 +1319,27 @@ class Connection implements RealtimeEmulatorConnection {
       throw new RealtimeWireError(null, `Audio content of ${String(available)}ms is already shorter than ${String(params.audioEndMs)}ms`);
     }
     this.truncations.push({ itemId: item.id, contentIndex: params.contentIndex, audioEndMs: params.audioEndMs, audioSentMs: available });
+    const xai = this.dialect === 'xai';
     if (part.type === 'output_audio' && params.audioEndMs < available) {
-      // GA deletes the server-side transcript, so no text the caller did not hear stays in the context.
+      // GA deletes the server-side transcript, so no text the caller did not hear stays in the context. xAI keeps the
+      // transcript "up to the truncation point" (here: cut in proportion, at a word boundary; UNCONFIRMED how xAI cuts).
       const content = item.content.map((entry, index) =>
-        index === params.contentIndex && entry.type === 'output_audio' ? { ...entry, transcript: '' } : entry,
+        index === params.contentIndex && entry.type === 'output_audio'
+          ? { ...entry, transcript: xai ? transcriptUpTo(entry.transcript, params.audioEndMs, available) : '' }
+          : entry,
       );
       state.item = { ...item, content };
       state.truncated = true;
     }
     state.audioMs = params.audioEndMs;
+    const truncated = state.item.type === 'message' ? state.item.content[params.contentIndex] : undefined;
     this.#send({
       type: 'conversation.item.truncated',
       item_id: item.id,
       content_index: params.contentIndex,
       audio_end_ms: params.audioEndMs,
+      // xAI extension: "The truncated transcript text (up to the truncation point)".
+      ...(xai ? { transcript: truncated?.type === 'output_audio' ? truncated.transcript : '' } : {}),
     });
   }
 

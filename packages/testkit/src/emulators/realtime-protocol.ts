@@ -877,14 +877,14 @@ export function parseItemIdEvent(event: Record<string, unknown>): string {
 
 // ---- xAI (Grok Voice Agent API) ------------------------------------------------------------------------------------
 //
-// From docs.x.ai (Voice Agent API guide: session parameters, audio formats, voices, "OpenAI Realtime API
-// Compatibility") and third-party reads of its machine-readable schema (voice-realtime.ws.json). The emulator is
-// stricter than the live service where that is known to be lenient: the live service was observed to ignore session
-// fields outside its schema; here they are `unknown_parameter` errors, so a client proves it sends only xAI's fields.
+// From docs.x.ai (Speech to Speech guide: session parameters, audio formats, voices, force_message, "OpenAI Realtime
+// API Compatibility") and its API reference schema (voice-realtime.ws.json). The emulator is stricter than the live
+// service where that is known to be lenient: the live service was observed to ignore session fields outside its
+// schema; here they are errors (param = the field), so a client proves it sends only xAI's fields.
 
 /**
- * xAI's client events: OpenAI's minus those its compatibility table lists as not supported
- * (`conversation.item.truncate`, `conversation.item.retrieve`; `output_audio_buffer.clear` is WebRTC/SIP only).
+ * xAI's client events: those of its API reference (`conversation.item.truncate` included; an older guide listed it as
+ * not supported); `conversation.item.retrieve` is "Not supported", `output_audio_buffer.clear` WebRTC/SIP only.
  */
 export const XAI_CLIENT_EVENT_TYPES = [
   'session.update',
@@ -893,9 +893,16 @@ export const XAI_CLIENT_EVENT_TYPES = [
   'input_audio_buffer.clear',
   'conversation.item.create',
   'conversation.item.delete',
+  'conversation.item.truncate',
   'response.create',
   'response.cancel',
 ] as const satisfies readonly RealtimeClientEventType[];
+
+/** xAI's error types (the API reference's enum); its error `code` is "the same as type". */
+export const XAI_ERROR_TYPES = ['invalid_request_error', 'invalid_event', 'internal_error', 'timeout', 'max_duration'] as const;
+
+/** The input transcription models xAI documents (`grok-transcribe` streams `...transcription.updated`). */
+export const XAI_TRANSCRIPTION_MODELS = ['grok-transcribe'] as const;
 export type XaiClientEventType = (typeof XAI_CLIENT_EVENT_TYPES)[number];
 
 /** Built-in voices (case-insensitive on the wire; custom voice ids are not emulated). */
@@ -916,6 +923,7 @@ export interface XaiServerVad {
 export type XaiTurnDetection = XaiServerVad | { readonly type: null };
 
 export interface XaiTranscription {
+  readonly model?: (typeof XAI_TRANSCRIPTION_MODELS)[number];
   readonly language_hint?: string;
   readonly keyterms?: readonly string[];
 }
@@ -1007,12 +1015,16 @@ function parseXaiTurnDetection(value: unknown, param: string, current: XaiTurnDe
 
 function parseXaiTranscription(value: unknown, param: string): XaiTranscription | null {
   if (value === null) return null;
-  const raw = readObject(value, param, ['language_hint', 'keyterms']);
+  // `model`: the guide and the reference name grok-transcribe only; another value is refused (UNCONFIRMED: xAI may
+  // ignore it instead).
+  const raw = readObject(value, param, ['model', 'language_hint', 'keyterms']);
+  const model = raw.model === undefined ? undefined : readEnum(raw.model, child(param, 'model'), XAI_TRANSCRIPTION_MODELS);
   const keyterms = raw.keyterms === undefined ? undefined : readStringArray(raw.keyterms, child(param, 'keyterms'));
   if (keyterms !== undefined && (keyterms.length > 100 || keyterms.some((term) => term.length > 50))) {
     throw new RealtimeWireError('invalid_value', `Invalid '${child(param, 'keyterms')}': at most 100 terms of at most 50 characters.`, child(param, 'keyterms'));
   }
   return {
+    ...(model === undefined ? {} : { model }),
     ...(raw.language_hint === undefined ? {} : { language_hint: readString(raw.language_hint, child(param, 'language_hint')) }),
     ...(keyterms === undefined ? {} : { keyterms }),
   };
@@ -1189,30 +1201,33 @@ export function xaiEngineSession(xai: XaiSessionConfig, base: RealtimeSessionCon
 export interface XaiForceMessage {
   readonly type: 'force_message';
   readonly text: string;
-  /** `false`: caller audio is dropped until it has been played. */
+  /** `false`: "caller audio is dropped until playback completes" (default true). */
   readonly interruptible: boolean;
-  readonly voice?: string;
 }
 
-/** Validates xAI's `conversation.item.create` item: GA's item types with xAI's content parts, or `force_message`. */
+/**
+ * Validates xAI's `conversation.item.create` item: GA's item types with xAI's content parts, or `force_message` as the
+ * API reference has it: `type`, `role` (`assistant`) and `content` required, "a single content part" of type
+ * `output_text` whose `text` the guide marks required, `interruptible` optional; nothing else (pipecat sends a `text`
+ * part: refused here, UNCONFIRMED whether xAI takes it).
+ */
 export function parseXaiItem(value: unknown, param: string): RealtimeItemInput | XaiForceMessage {
   if (isRecord(value) && value.type === 'force_message') {
-    const raw = readObject(value, param, ['type', 'role', 'content', 'interruptible', 'voice']);
-    if (raw.role !== undefined) readEnum(raw.role, child(param, 'role'), ['assistant']);
-    const parts = readArray(required(raw, 'content', param), child(param, 'content')).map((part, index) => {
-      const path = `${param}.content[${String(index)}]`;
-      const entry = readObject(part, path, ['type', 'text']);
-      readEnum(required(entry, 'type', path), child(path, 'type'), ['output_text', 'text']);
-      return readString(required(entry, 'text', path), child(path, 'text'));
-    });
-    const text = parts.join('');
-    if (text.trim() === '') throw new RealtimeWireError('invalid_value', `Invalid '${child(param, 'content')}': a force_message needs text.`, child(param, 'content'));
-    const voice = raw.voice === undefined ? undefined : parseXaiVoice(raw.voice, child(param, 'voice'));
+    const raw = readObject(value, param, ['type', 'role', 'content', 'interruptible']);
+    readEnum(required(raw, 'role', param), child(param, 'role'), ['assistant']);
+    const content = readArray(required(raw, 'content', param), child(param, 'content'));
+    if (content.length !== 1) {
+      throw new RealtimeWireError('invalid_value', `Invalid '${child(param, 'content')}': a force_message has a single content part.`, child(param, 'content'));
+    }
+    const path = `${param}.content[0]`;
+    const part = readObject(content[0], path, ['type', 'text']);
+    readEnum(required(part, 'type', path), child(path, 'type'), ['output_text']);
+    const text = readString(required(part, 'text', path), child(path, 'text'));
+    if (text.trim() === '') throw new RealtimeWireError('invalid_value', `Invalid '${child(path, 'text')}': a force_message needs text.`, child(path, 'text'));
     return {
       type: 'force_message',
       text,
       interruptible: raw.interruptible === undefined ? true : readBoolean(raw.interruptible, child(param, 'interruptible')),
-      ...(voice === undefined ? {} : { voice }),
     };
   }
   return parseItem(value, param, 'xai');
