@@ -51,13 +51,24 @@ interface SpokenRound {
   transcriptSent: boolean;
 }
 
+/** One round being spoken. */
+interface Round {
+  readonly responseId: string;
+  readonly speech: Speech;
+  audio: boolean;
+  /** Stops the round's LLM request (its TTS failed). */
+  readonly stop: AbortController;
+  /** The round's failure was reported to AVR (once per round, at once). */
+  failed: boolean;
+}
+
 interface Reply {
   readonly abort: AbortController;
   readonly endOfSpeechAt: number | undefined;
   readonly metrics: { -readonly [K in keyof TurnMetrics]: TurnMetrics[K] };
   metricsSent: boolean;
   /** The round being spoken. */
-  round: { readonly responseId: string; readonly speech: Speech; audio: boolean } | undefined;
+  round: Round | undefined;
   /** Tool results this reply waits for. */
   readonly waiting: Map<string, () => void>;
   cancelled: boolean;
@@ -332,7 +343,7 @@ export class CascadeSession implements StsSession {
     }
   }
 
-  private beginRound(reply: Reply): { responseId: string; speech: Speech } {
+  private beginRound(reply: Reply): Round {
     const responseId = `cascade-${++this.roundCount}`;
     const speech = createSpeech({
       tts: this.settings.tts,
@@ -352,31 +363,40 @@ export class CascadeSession implements StsSession {
         reply.metrics.ttsFirstAudio ??= { provider: this.settings.tts.id, ms };
       },
     });
-    reply.round = { responseId, speech, audio: false };
-    return { responseId, speech };
+    const round: Round = { responseId, speech, audio: false, stop: new AbortController(), failed: false };
+    reply.round = round;
+    void speech.done.then((outcome) => {
+      if (outcome.type !== 'failed' || reply.cancelled || this.closed) return;
+      // Without its voice the reply cannot go on: the LLM stops now and AVR hears of it now, not once the LLM is done
+      // (a barge-in in the silence that follows would otherwise swallow the error).
+      round.stop.abort();
+      this.reportRoundFailure(round, 'TTS', outcome.error);
+    });
+    return round;
   }
 
   private async speakScripted(reply: Reply, text: string): Promise<never[]> {
-    const { responseId, speech } = this.beginRound(reply);
+    const round = this.beginRound(reply);
     const chunker = new TextChunker(this.settings.chunker);
-    for (const chunk of [...chunker.push(text), ...chunker.flush()]) speech.add(chunk);
-    speech.end();
-    await this.finishRound(reply, responseId, speech, text, [], undefined);
+    for (const chunk of [...chunker.push(text), ...chunker.flush()]) round.speech.add(chunk);
+    round.speech.end();
+    await this.finishRound(reply, round, text, []);
     return [];
   }
 
   /** One LLM completion spoken as it streams; resolves with its tool calls. */
   private async llmRound(reply: Reply): Promise<Extract<LlmDelta, { type: 'tool_call' }>[]> {
-    const { responseId, speech } = this.beginRound(reply);
+    const round = this.beginRound(reply);
+    const { speech } = round;
     const chunker = new TextChunker(this.settings.chunker);
     const toolCalls: Extract<LlmDelta, { type: 'tool_call' }>[] = [];
     const { llm, maxReplyChars, maxReplyMs } = this.settings;
     const tools = llm.capabilities.toolCalls ? this.call.tools : [];
     const started = performance.now();
     let text = '';
-    let failure: ProviderError | undefined;
+    const context: StsCallContext = { ...this.call, signal: AbortSignal.any([reply.abort.signal, round.stop.signal]) };
     try {
-      const deltas = streamCompletion(llm, { messages: this.conversation.messages(), ...(tools.length === 0 ? {} : { tools }) }, this.replyContext(reply), {
+      const deltas = streamCompletion(llm, { messages: this.conversation.messages(), ...(tools.length === 0 ? {} : { tools }) }, context, {
         firstTokenTimeoutMs: this.settings.llmFirstTokenTimeoutMs,
         idleTimeoutMs: this.settings.llmIdleTimeoutMs,
         retry: this.settings.retry,
@@ -384,7 +404,7 @@ export class CascadeSession implements StsSession {
         logger: this.logger,
       });
       for await (const delta of deltas) {
-        if (reply.cancelled) break;
+        if (reply.cancelled || round.failed) break;
         if (delta.type !== 'done') reply.metrics.llmFirstToken ??= { provider: llm.id, ms: performance.now() - started };
         if (delta.type === 'tool_call') toolCalls.push(delta);
         if (delta.type !== 'text') continue;
@@ -397,37 +417,39 @@ export class CascadeSession implements StsSession {
         }
       }
     } catch (error) {
-      if (!reply.cancelled) failure = toProviderError(llm.id, error);
+      // Reported now, while what was written of the reply is still spoken.
+      if (!reply.cancelled && !round.failed) this.reportRoundFailure(round, 'LLM', toProviderError(llm.id, error));
     }
     if (reply.cancelled) return [];
     for (const chunk of chunker.flush()) speech.add(chunk);
     speech.end();
-    await this.finishRound(reply, responseId, speech, text.trim(), failure === undefined ? toolCalls : [], failure);
-    return reply.cancelled || failure !== undefined ? [] : toolCalls;
+    await this.finishRound(reply, round, text.trim(), toolCalls);
+    // A failed round ends the reply: its tools are not run.
+    return reply.cancelled || round.failed ? [] : toolCalls;
   }
 
-  /** Waits for the round's audio, then records it (history, agent transcript) and reports a failure once. */
-  private async finishRound(
-    reply: Reply,
-    responseId: string,
-    speech: Speech,
-    text: string,
-    toolCalls: readonly Extract<LlmDelta, { type: 'tool_call' }>[],
-    llmFailure: ProviderError | undefined,
-  ): Promise<void> {
+  /** Waits for the round's audio, then records it (history, agent transcript). */
+  private async finishRound(reply: Reply, round: Round, text: string, toolCalls: readonly Extract<LlmDelta, { type: 'tool_call' }>[]): Promise<void> {
+    const { responseId, speech } = round;
     const outcome = await speech.done;
     if (reply.cancelled || this.closed) return;
     reply.round = undefined;
     // A TTS failure mid-round: the words whose audio was emitted.
     const spokenText = outcome.type === 'spoken' ? text : speech.timeline.heardText(speech.timeline.audioMs);
+    const calls = round.failed ? [] : toolCalls;
     const entry = this.conversation.addAssistant(
       spokenText,
-      toolCalls.map((call) => ({ id: call.id, name: call.name, argumentsJson: call.argumentsJson })),
+      calls.map((call) => ({ id: call.id, name: call.name, argumentsJson: call.argumentsJson })),
     );
     this.remember(responseId, entry, speech.timeline, this.clock.queuedMs() + TRANSCRIPT_MARGIN_MS);
     if (speech.timeline.audioMs > 0) this.events.push({ type: 'response_done', responseId });
-    if (llmFailure !== undefined) this.reportTurnFailure('LLM', llmFailure);
-    else if (outcome.type === 'failed') this.reportTurnFailure('TTS', outcome.error);
+  }
+
+  /** A round's first failure goes to AVR at once; a later one (the LLM stopped because the TTS failed) does not. */
+  private reportRoundFailure(round: Round, stage: 'LLM' | 'TTS', error: ProviderError): void {
+    if (round.failed) return;
+    round.failed = true;
+    this.reportTurnFailure(stage, error);
   }
 
   private async runTools(reply: Reply, toolCalls: readonly Extract<LlmDelta, { type: 'tool_call' }>[]): Promise<void> {
@@ -473,9 +495,13 @@ export class CascadeSession implements StsSession {
   private cancelReply(reason: 'barge_in' | 'interrupted', onsetAgoMs?: number): void {
     const reply = this.reply;
     this.reply = undefined;
-    // The host reports what was heard after a barge-in (truncate); for a stop of our own, our estimate stands.
-    if (reason === 'interrupted' && reply?.round === undefined && this.lastRoundId !== undefined && this.clock.isPlaying()) {
-      this.truncate(this.lastRoundId, this.clock.heardMs(this.lastRoundId));
+    // Rounds whose audio is still playing (a tool-calling reply has several) are cut to what was heard. After a
+    // barge-in the host reports that (truncate) for the latest audio only; for every other round, and for a stop of
+    // our own, our estimate stands.
+    for (const [responseId, spoken] of this.recent) {
+      if (spoken.transcriptSent || (reason === 'barge_in' && responseId === this.lastRoundId)) continue;
+      const heardMs = this.clock.heardMs(responseId);
+      if (heardMs < this.clock.sentMs(responseId)) this.truncate(responseId, heardMs);
     }
     let cutResponseId: string | undefined;
     if (reply !== undefined) {

@@ -38,7 +38,7 @@ export interface SpeechSettings {
 export type SpeechOutcome = { readonly type: 'spoken' } | { readonly type: 'cancelled' } | { readonly type: 'failed'; readonly error: ProviderError };
 
 export interface Speech {
-  /** Text to speak after what was added before. */
+  /** Text to speak after what was added before; ignored once `done` has settled (failed or cancelled). */
   add(text: string): void;
   /** No more text: `done` resolves once everything added is spoken. */
   end(): void;
@@ -63,7 +63,8 @@ abstract class SpeechBase implements Speech {
   private firstTextAt: number | undefined;
   private firstAudioSeen = false;
   private settle!: (outcome: SpeechOutcome) => void;
-  private settled = false;
+  /** The outcome is known: text added from now on is not spoken (and requests no synthesis). */
+  protected settled = false;
   private readonly onCallAbort = (): void => this.cancel();
 
   constructor(protected readonly settings: SpeechSettings) {
@@ -194,7 +195,7 @@ class ChunkedSpeech extends SpeechBase {
   }
 
   add(text: string): void {
-    if (this.cancelled || this.ended || text.trim() === '') return;
+    if (this.settled || this.ended || text.trim() === '') return;
     this.chunks.push({ text, pieces: [], rate: undefined, finished: false, error: undefined, started: false, wake: undefined });
     this.startDue();
     this.wakeEmitter?.();
@@ -308,7 +309,7 @@ class StreamedSpeech extends SpeechBase {
   }
 
   add(text: string): void {
-    if (this.cancelled || this.ended || text.trim() === '') return;
+    if (this.settled || this.ended || text.trim() === '') return;
     // Chunks come trimmed: the space after each one tells the TTS its last word is complete (it may then speak it
     // without waiting for the next chunk) and keeps "Sure." and "We" apart.
     const piece = `${text.trim()} `;

@@ -3,7 +3,7 @@
  * it, and the test drives what it answers.
  */
 import { pino } from 'pino';
-import { AsyncQueue } from '@stsgate/core';
+import { AsyncQueue, ProviderError } from '@stsgate/core';
 import type {
   AsrAdapter,
   AsrEvent,
@@ -124,6 +124,8 @@ export class FakeTts implements TtsAdapter {
   readonly requests: { text: string; signal: AbortSignal }[] = [];
   /** Requests that send nothing until they are aborted (a stalled TTS), counted down. */
   stalls = 0;
+  /** Requests (by index, from 0) refused before any audio, not retryable (a voice the provider does not have). */
+  readonly refuse = new Set<number>();
   /** `performance.now()` when each request was aborted, and when the first audio went out. */
   readonly abortedAt: number[] = [];
   firstAudioAt: number | undefined;
@@ -133,6 +135,7 @@ export class FakeTts implements TtsAdapter {
   ) {}
 
   synthesize(request: TtsRequest, call: CallContext) {
+    const refused = this.refuse.has(this.requests.length);
     this.requests.push({ text: request.text, signal: call.signal });
     const samples = Math.round((request.text.length * this.msPerChar * 8000) / 1000);
     const delay = this.pieceDelayMs;
@@ -143,6 +146,7 @@ export class FakeTts implements TtsAdapter {
       this.firstAudioAt ??= performance.now();
     };
     async function* audio(): AsyncGenerator<Int16Array> {
+      if (refused) throw new ProviderError('fake-tts', 'invalid_request', 'voice not found', { retryable: false });
       if (stall) await new Promise((resolve) => call.signal.addEventListener('abort', resolve));
       for (let sent = 0; sent < samples; sent += 160) {
         if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));

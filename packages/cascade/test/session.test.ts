@@ -57,6 +57,36 @@ describe('cascade session (in-memory stages)', () => {
     expect(log.of('error')).toHaveLength(1);
   });
 
+  it('a TTS failure mid-reply: one error at once, the LLM request aborted, no more synthesis, the history keeps what was spoken', async () => {
+    const tts = new FakeTts(30);
+    tts.refuse.add(1);
+    const { asr, llm, log, said } = await start(async function* (_request, signal) {
+      yield { type: 'text', text: 'Hello there. Second sentence here. Third sentence is this one. ' };
+      // A model still thinking: it ends only when its request is aborted.
+      await new Promise((resolve) => signal.addEventListener('abort', resolve));
+    }, { tts });
+    asr.say('hi');
+    await log.until(() => log.of('error').length === 1, 'the TTS error');
+    expect(log.of('error')[0]).toMatchObject({ fatal: false });
+    expect(log.of('error')[0]?.error.message).toMatch(/^TTS \(fake-tts\) failed this turn: voice not found/);
+    await log.until(() => said('agent').length === 1, 'the spoken part');
+    expect(llm.signals[0]?.aborted).toBe(true);
+    // Nothing written after the failure was sent to the TTS.
+    expect(tts.requests).toHaveLength(2);
+    expect(tts.requests[0]?.text).toBe('Hello there.');
+    expect(said('agent')).toEqual(['Hello there.']);
+    llm.script = () => textDeltas('Fine.');
+    tts.refuse.clear();
+    asr.say('again');
+    await log.until(() => said('agent').length === 2, 'the next reply');
+    expect(llm.requests[1]?.messages.slice(-3)).toEqual([
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'Hello there.' },
+      { role: 'user', content: 'again' },
+    ]);
+    expect(log.of('error')).toHaveLength(1);
+  });
+
   it('a reply that never ends is cut at maxReplyChars and its LLM request aborted', async () => {
     const { asr, llm, log } = await start(
       async function* (_request, signal) {
@@ -241,6 +271,41 @@ describe('cascade session (in-memory stages)', () => {
       { role: 'assistant', content: 'Let me look.', toolCalls: [{ id: 'call-1', name: 'clock', argumentsJson: '{}' }] },
       { role: 'tool', toolCallId: 'call-1', content: '10:00' },
     ]);
+  });
+
+  it('a barge-in while an earlier round of a tool-calling reply still plays: history and transcript keep only what was heard of it', async () => {
+    const first = 'Let me check the opening hours for you, one moment please.';
+    // 30 ms a character delivered at once: the first round plays for about 1.7 s, long after both rounds were written.
+    const { asr, vad, llm, session, log, said } = await start(
+      (request) =>
+        request.messages.at(-1)?.role === 'tool'
+          ? textDeltas('We are open from nine to five.')
+          : (async function* (): AsyncGenerator<LlmDelta> {
+              yield { type: 'text', text: first };
+              yield { type: 'tool_call', id: 'call-hours', name: 'hours', argumentsJson: '{}' };
+              yield { type: 'done', finishReason: 'tool_calls' };
+            })(),
+      { tts: new FakeTts(30) },
+    );
+    asr.say('when are you open');
+    await log.until(() => log.of('tool_call')[0], 'the tool call');
+    session.submitToolResult('call-hours', '9-17');
+    await log.until(() => log.of('response_done').length === 2, 'both rounds written');
+    const [firstId, secondId] = log.of('response_done').map((e) => e.responseId);
+    vad.next({ type: 'speech_start', atMs: 0 });
+    session.sendAudio(frame());
+    await log.until(() => log.of('speech_started').length === 1, 'the barge-in');
+    // The host truncates its latest response: the second round, not heard at all.
+    session.truncate(secondId ?? '', 0);
+    llm.script = () => textDeltas('Okay.');
+    asr.say('thanks');
+    await log.until(() => said('agent').includes('Okay.'), 'the next reply');
+    const request = llm.requests[2]?.messages ?? [];
+    const heard = request.find((m) => m.role === 'assistant' && m.toolCalls !== undefined)?.content ?? '';
+    expect(first.startsWith(heard)).toBe(true);
+    expect(heard.length).toBeLessThan(first.length);
+    expect(said('agent')).not.toContain(first);
+    expect(firstId).not.toBe(secondId);
   });
 
   it('a fatal ASR error ends the session with one fatal error; close is idempotent and closes every stage', async () => {

@@ -2,6 +2,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { Logger } from 'pino';
+import { ProviderError } from '@stsgate/core';
 import type { CallContext, LlmAdapter, LlmDelta, LlmMessage, LlmRequest, ToolSpec } from '@stsgate/core';
 import { PROVIDER } from './errors.js';
 import { cancelled, providerErrorFromSdk } from './rest-errors.js';
@@ -13,10 +14,11 @@ export interface OpenAiLlmOptions {
   /** e.g. `http://ollama:11434/v1`; default OpenAI. */
   readonly baseURL?: string;
   readonly model: string;
+  /** Not sent to reasoning models (`isReasoningModel`): they accept only the default (1) and reject any other value. */
   readonly temperature?: number;
   /**
-   * Sent as `max_completion_tokens` to OpenAI, and as `max_tokens` to a custom `baseURL` (what most
-   * OpenAI-compatible servers understand).
+   * Sent as `max_completion_tokens` to OpenAI and to any server for a reasoning model (`isReasoningModel`: they
+   * reject `max_tokens`), else as `max_tokens` to a custom `baseURL` (what most OpenAI-compatible servers understand).
    */
   readonly maxTokens?: number;
   readonly logger: Logger;
@@ -25,6 +27,16 @@ export interface OpenAiLlmOptions {
 }
 
 type FinishReason = Extract<LlmDelta, { type: 'done' }>['finishReason'];
+
+/**
+ * OpenAI's reasoning models (o1, o3, o4-mini..., the gpt-5 family), by name, an optional `vendor/` prefix aside
+ * (OpenRouter style). Chat Completions rejects `temperature` other than 1 for them (400 unsupported_value) and
+ * `max_tokens` (400 unsupported_parameter: use `max_completion_tokens`). A name test, as there is no capability
+ * endpoint: a model wrongly counted here only loses its temperature; one wrongly left out fails every request.
+ */
+export function isReasoningModel(model: string): boolean {
+  return /^(o\d|gpt-5)/i.test(model.slice(model.lastIndexOf('/') + 1));
+}
 
 export function toChatMessages(messages: readonly LlmMessage[]): ChatCompletionMessageParam[] {
   return messages.map((message): ChatCompletionMessageParam => {
@@ -82,13 +94,22 @@ interface PartialCall {
 export class ChatStreamAccumulator {
   private readonly calls = new Map<number, PartialCall>();
   private finish: string | null | undefined;
+  private text = false;
+  private refusal = '';
+
+  /** @param fallbackIdPrefix names a call the server gave no id (`<prefix>_<index>`): unique per completion, so ids never collide across turns. */
+  constructor(private readonly fallbackIdPrefix = 'call') {}
 
   push(chunk: ChatCompletionChunk): LlmDelta[] {
     const out: LlmDelta[] = [];
     for (const choice of chunk.choices) {
       if (choice.index !== 0) continue;
       const delta = choice.delta;
-      if (typeof delta.content === 'string' && delta.content !== '') out.push({ type: 'text', text: delta.content });
+      if (typeof delta.content === 'string' && delta.content !== '') {
+        this.text = true;
+        out.push({ type: 'text', text: delta.content });
+      }
+      if (typeof delta.refusal === 'string') this.refusal += delta.refusal;
       for (const fragment of delta.tool_calls ?? []) {
         let call = this.calls.get(fragment.index);
         if (call === undefined) {
@@ -105,16 +126,35 @@ export class ChatStreamAccumulator {
     return out;
   }
 
-  /** The collected tool calls and `done` (call at the end of the stream). */
+  /** What the model refused with (`delta.refusal`), if it did. */
+  get refusalText(): string {
+    return this.refusal;
+  }
+
+  /**
+   * The collected tool calls and `done` (call at the end of the stream). Throws when the completion gave the caller
+   * nothing usable: a stream cut before its finish_reason (retryable; its tool calls may be incomplete JSON), a
+   * refusal, or the token limit reached before any text.
+   */
   end(): LlmDelta[] {
+    if (this.finish === undefined || this.finish === null) {
+      throw new ProviderError(PROVIDER, 'connectivity', 'chat completion stream ended before its finish_reason (cut short)');
+    }
+    if (this.refusal !== '') throw new ProviderError(PROVIDER, 'invalid_request', 'the model refused to answer', { retryable: false });
+    const reason = finishReason(this.finish);
+    if (reason === 'length' && !this.text) {
+      throw new ProviderError(PROVIDER, 'invalid_request', 'the model reached its token limit (maxTokens) before any text', { retryable: false });
+    }
     const out: LlmDelta[] = [];
-    for (const index of [...this.calls.keys()].sort((a, b) => a - b)) {
+    // A call cut by the token limit has incomplete arguments: never run it.
+    const calls = reason === 'length' ? [] : [...this.calls.keys()].sort((a, b) => a - b);
+    for (const index of calls) {
       const call = this.calls.get(index) as PartialCall;
       if (call.name === '') continue;
-      out.push({ type: 'tool_call', id: call.id || `call_${index}`, name: call.name, argumentsJson: call.args === '' ? '{}' : call.args });
+      out.push({ type: 'tool_call', id: call.id || `${this.fallbackIdPrefix}_${index}`, name: call.name, argumentsJson: call.args === '' ? '{}' : call.args });
     }
     this.calls.clear();
-    out.push({ type: 'done', finishReason: finishReason(this.finish) });
+    out.push({ type: 'done', finishReason: reason });
     return out;
   }
 }
@@ -126,7 +166,13 @@ export function createOpenAiLlm(options: OpenAiLlmOptions): LlmAdapter {
     maxRetries: 0, // core owns retries
     timeout: options.timeoutMs ?? 60_000,
   });
-  const tokensField = options.baseURL === undefined ? 'max_completion_tokens' : 'max_tokens';
+  const reasoning = isReasoningModel(options.model);
+  const tokensField = options.baseURL === undefined || reasoning ? 'max_completion_tokens' : 'max_tokens';
+  const temperature = reasoning ? undefined : options.temperature;
+  if (reasoning && options.temperature !== undefined) {
+    options.logger.warn({ provider: PROVIDER, model: options.model }, 'temperature is not sent: this reasoning model accepts only the default');
+  }
+  let completions = 0;
 
   async function* chat(request: LlmRequest, call: CallContext): AsyncGenerator<LlmDelta> {
     const logger = call.logger.child({ provider: PROVIDER });
@@ -139,7 +185,7 @@ export function createOpenAiLlm(options: OpenAiLlmOptions): LlmAdapter {
           messages: toChatMessages(request.messages),
           stream: true,
           ...(tools.length === 0 ? {} : { tools: toChatTools(tools) }),
-          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+          ...(temperature === undefined ? {} : { temperature }),
           ...(options.maxTokens === undefined ? {} : { [tokensField]: options.maxTokens }),
         },
         { signal: call.signal },
@@ -147,7 +193,7 @@ export function createOpenAiLlm(options: OpenAiLlmOptions): LlmAdapter {
     } catch (error) {
       throw providerErrorFromSdk(error, options.apiKey, 'chat completion', call.signal.aborted);
     }
-    const accumulator = new ChatStreamAccumulator();
+    const accumulator = new ChatStreamAccumulator(`call_stsgate${++completions}`);
     try {
       for await (const chunk of stream) {
         for (const delta of accumulator.push(chunk)) yield delta;
@@ -157,6 +203,7 @@ export function createOpenAiLlm(options: OpenAiLlmOptions): LlmAdapter {
     }
     // The SDK ends a stream quietly when it is aborted: that is a cancellation, not a finished answer.
     if (call.signal.aborted) throw cancelled('chat completion');
+    if (accumulator.refusalText !== '') logger.debug({ refusal: accumulator.refusalText }, 'the model refused');
     const tail = accumulator.end();
     logger.debug({ model: options.model, toolCalls: tail.length - 1 }, 'chat completion done');
     yield* tail;

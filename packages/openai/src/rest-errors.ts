@@ -1,7 +1,7 @@
 /** Errors of the `openai` SDK (REST: chat completions, speech) as ProviderErrors. */
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import { ProviderError, categoryForStatus, toProviderError, parseRetryAfter } from '@stsgate/core';
-import { PROVIDER, sanitizeMessage } from './errors.js';
+import { PROVIDER, categoryForServerError, sanitizeMessage } from './errors.js';
 
 /** The request was cancelled because the call ended (not a provider failure). */
 export function cancelled(what: string, cause?: unknown): ProviderError {
@@ -34,8 +34,16 @@ export function providerErrorFromSdk(error: unknown, secret: string | undefined,
       ...(error.requestID ? { requestId: error.requestID } : {}),
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };
-    if (status === undefined) return new ProviderError(PROVIDER, 'protocol', `${what}: ${message}`, options);
-    return new ProviderError(PROVIDER, categoryForStatus(status), `${what} failed (HTTP ${status}): ${message}`, { ...options, statusCode: status });
+    // No status: an error payload mid-stream (`data: {"error":...}`), classified by its type and code like a
+    // Realtime error event (a server_error is retryable); one we cannot classify stays a protocol error.
+    const info = { type: error.type ?? null, code: error.code ?? null };
+    if (status === undefined) {
+      const category = categoryForServerError(info);
+      return new ProviderError(PROVIDER, category === 'unknown' ? 'protocol' : category, `${what}: ${message}`, options);
+    }
+    // A 429 for an account out of credit (insufficient_quota) is billing, not a rate limit: retrying cannot help.
+    const category = status === 429 && categoryForServerError(info) === 'quota' ? 'quota' : categoryForStatus(status);
+    return new ProviderError(PROVIDER, category, `${what} failed (HTTP ${status}): ${message}`, { ...options, statusCode: status });
   }
   const fallback = toProviderError(PROVIDER, error);
   return new ProviderError(PROVIDER, fallback.category, `${what}: ${sanitizeMessage(fallback.message, secret)}`, { cause: error, retryable: fallback.retryable });

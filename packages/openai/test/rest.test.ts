@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { CallContext, LlmDelta } from '@stsgate/core';
@@ -126,6 +128,94 @@ describe('createOpenAiLlm against the REST emulator', () => {
     const error = await failure(() => collect(llm.chat({ messages: [{ role: 'user', content: 'hi' }] }, call())));
     expect(error).toMatchObject({ category: 'rate_limit', retryable: true, statusCode: 429, retryAfterMs: 3000 });
     expect(emu.requests).toHaveLength(1);
+  });
+
+  it('a reasoning model gets no temperature and max_completion_tokens, even from a custom base URL', async () => {
+    const emu = await start({ chat: () => ({ text: 'Sure.' }) });
+    const llm = createOpenAiLlm({ apiKey: API_KEY, baseURL: emu.baseUrl, model: 'gpt-5-mini', temperature: 0.3, maxTokens: 200, logger });
+    const deltas = await collect(llm.chat({ messages: [{ role: 'user', content: 'hi' }] }, call()));
+    expect(deltas.at(-1)).toEqual({ type: 'done', finishReason: 'stop' });
+    const body = emu.requests[0]?.body as Record<string, unknown>;
+    expect(body).toMatchObject({ model: 'gpt-5-mini', max_completion_tokens: 200 });
+    expect(body).not.toHaveProperty('temperature');
+    expect(body).not.toHaveProperty('max_tokens');
+  });
+
+  it('the token limit reached before any text, or a refusal, is an error naming the reason, not silence', async () => {
+    const emu = await start({
+      chat: (request) => (request.messages.some((m) => m['content'] === 'refuse') ? { refusal: "I'm sorry, I can't help with that." } : { finishReason: 'length' }),
+    });
+    const llm = createOpenAiLlm({ apiKey: API_KEY, baseURL: emu.baseUrl, model: 'gpt-4o-mini', logger });
+    const length = await failure(() => collect(llm.chat({ messages: [{ role: 'user', content: 'think hard' }] }, call())));
+    expect(length).toMatchObject({ name: 'ProviderError', category: 'invalid_request', retryable: false });
+    expect((length as Error).message).toMatch(/token limit/);
+    const refused = await failure(() => collect(llm.chat({ messages: [{ role: 'user', content: 'refuse' }] }, call())));
+    expect(refused).toMatchObject({ name: 'ProviderError', category: 'invalid_request', retryable: false });
+    expect((refused as Error).message).toMatch(/refused/);
+    // The refusal's words stay out of the error (they reach AVR and the error log).
+    expect((refused as Error).message).not.toContain('sorry');
+  });
+
+  it('a 429 insufficient_quota is a non-retryable quota error, not a rate limit', async () => {
+    const emu = await start({ faults: [{ route: 'chat', action: { type: 'insufficient_quota' } }] });
+    const llm = createOpenAiLlm({ apiKey: API_KEY, baseURL: emu.baseUrl, model: 'gpt-4o-mini', logger });
+    const error = await failure(() => collect(llm.chat({ messages: [{ role: 'user', content: 'hi' }] }, call())));
+    expect(error).toMatchObject({ category: 'quota', retryable: false, statusCode: 429, providerCode: 'insufficient_quota' });
+  });
+
+  it('a server_error sent mid-stream is a retryable server error', async () => {
+    const emu = await start({ chat: () => ({ text: 'one two three four' }), faults: [{ route: 'chat', action: { type: 'error_event', afterChunks: 2 } }] });
+    const llm = createOpenAiLlm({ apiKey: API_KEY, baseURL: emu.baseUrl, model: 'gpt-4o-mini', logger });
+    const error = await failure(() => collect(llm.chat({ messages: [{ role: 'user', content: 'hi' }] }, call())));
+    expect(error).toMatchObject({ name: 'ProviderError', category: 'server', retryable: true });
+  });
+
+  it('a stream that ends before its finish_reason fails (retryable) and never yields its cut tool call', async () => {
+    const emu = await start({
+      chat: () => ({ toolCalls: [{ name: 'get_time', arguments: '{"tz":"Europe/Amsterdam"}', id: 'call_cut' }] }),
+      // The tool-call header and two pieces of its arguments, then a clean end: no finish chunk, no [DONE].
+      faults: [{ route: 'chat', action: { type: 'end', afterChunks: 3 } }],
+    });
+    const llm = createOpenAiLlm({ apiKey: API_KEY, baseURL: emu.baseUrl, model: 'gpt-4o-mini', logger });
+    const seen: LlmDelta[] = [];
+    const error = await failure(async () => {
+      for await (const delta of llm.chat({ messages: [{ role: 'user', content: 'time?' }], tools: [GET_TIME] }, call())) seen.push(delta);
+    });
+    expect(error).toMatchObject({ name: 'ProviderError', category: 'connectivity', retryable: true });
+    expect(seen).toEqual([]);
+    expect(emu.requests[0]?.completed).toBe(true);
+  });
+
+  it('tool calls a compatible server sends without ids get ids that never repeat across completions', async () => {
+    // A compatible server (not OpenAI) that leaves out tool-call ids.
+    const chunk = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'local', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        response.writeHead(200, { 'content-type': 'text/event-stream' });
+        response.end(
+          chunk({ role: 'assistant', tool_calls: [{ index: 0, type: 'function', function: { name: 'get_time', arguments: '{}' } }] }) +
+            chunk({}, 'tool_calls') +
+            'data: [DONE]\n\n',
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const llm = createOpenAiLlm({ apiKey: API_KEY, baseURL: `http://127.0.0.1:${port}/v1`, model: 'local', logger });
+      const ids: string[] = [];
+      for (let turn = 0; turn < 2; turn++) {
+        for (const delta of await collect(llm.chat({ messages: [{ role: 'user', content: 'time?' }], tools: [GET_TIME] }, call()))) {
+          if (delta.type === 'tool_call') ids.push(delta.id);
+        }
+      }
+      expect(ids).toHaveLength(2);
+      expect(new Set(ids).size).toBe(2);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('aborting call.signal cancels a stalled stream with a closed error', async () => {

@@ -19,14 +19,17 @@
  * - Validates the top-level arguments (one that the SDK's `ChatCompletionCreateParams` lacks: 400 "Unrecognized
  *   request argument supplied: x", as for speech), model, messages (roles; a `tool` message must answer a preceding
  *   assistant `tool_calls` id, and every such id must be answered, with the real 400 messages), tools
- *   (`{type:'function', function:{name}}`), stream_options only with stream.
+ *   (`{type:'function', function:{name}}`), stream_options only with stream. Reasoning models (`o1`, `o3`, `o4-mini`...,
+ *   `gpt-5*`; a `vendor/` prefix aside) reject `temperature` other than 1 (400 unsupported_value) and `max_tokens`
+ *   (400 unsupported_parameter), as the live API does.
  * - `stream: true` -> `text/event-stream` of `data: <chat.completion.chunk>\n\n`: a role chunk, content deltas
  *   (word by word; token-like with `latency.tokensPerSecond`), tool-call deltas keyed by `index` (id/type/name only
  *   in the first delta of each index, then `arguments` pieces), a finish chunk (`delta: {}`, finish_reason), a
  *   `choices: []` usage chunk with `stream_options.include_usage` (other chunks then carry `usage: null`), and
  *   `data: [DONE]`.
  *   Non-stream -> one `chat.completion`.
- * - Script: `chat(request) -> { text?, toolCalls?: [{name, arguments, id?}], finishReason? }` (may be async).
+ * - Script: `chat(request) -> { text?, toolCalls?: [{name, arguments, id?}], finishReason?, refusal? }` (may be async).
+ *   `refusal` answers as the API does when the model refuses: `delta.refusal` pieces (`message.refusal`, content null).
  *   Default: "You said: <last user text>." (or "Done." after a tool result, "Hello, how can I help you?" with no user message).
  *
  * POST /v1/audio/speech
@@ -53,7 +56,10 @@
  * Faults (queued, FIFO, optionally per route, `times` default 1): `{type:'status', status, body?, retryAfter?}` (401/429/
  * 500 default bodies; 429 sends `retry-after`), `{type:'stall', afterChunks?}` (no response at all, or stop after N
  * body chunks while keeping the connection open), `{type:'abort', afterChunks?}` (destroy the socket before the
- * response, or after N chunks).
+ * response, or after N chunks), `{type:'end', afterChunks?}` (end the response cleanly after N chunks: no finish chunk,
+ * no [DONE]), `{type:'error_event', afterChunks?, error?}` (after N chunks, `data: {"error":{...}}` and the end of
+ * the response, as the API reports a failure mid-stream; default a server_error), `{type:'insufficient_quota'}` (429
+ * with the API's insufficient_quota body: billing, not a rate limit; no retry-after).
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -100,6 +106,8 @@ export interface ChatScriptReply {
   readonly toolCalls?: readonly ScriptedToolCall[];
   /** Default: `tool_calls` when there are tool calls, else `stop`. */
   readonly finishReason?: 'stop' | 'length' | 'tool_calls' | 'content_filter';
+  /** The model refuses with this text (instead of `text`). */
+  readonly refusal?: string;
 }
 
 export interface SpeechRequest {
@@ -118,7 +126,10 @@ export type RestRoute = 'chat' | 'speech';
 export type RestFaultAction =
   | { readonly type: 'status'; readonly status: number; readonly body?: JsonValue; readonly retryAfter?: string }
   | { readonly type: 'stall'; readonly afterChunks?: number }
-  | { readonly type: 'abort'; readonly afterChunks?: number };
+  | { readonly type: 'abort'; readonly afterChunks?: number }
+  | { readonly type: 'end'; readonly afterChunks?: number }
+  | { readonly type: 'error_event'; readonly afterChunks?: number; readonly error?: JsonObject }
+  | { readonly type: 'insufficient_quota' };
 
 export interface RestFault {
   /** Route the fault applies to (default: the next request of any route). */
@@ -227,6 +238,23 @@ function missing(param: string): HttpError {
 
 // ---- chat ---------------------------------------------------------------------------------------------------------------
 
+/** What the API sends mid-stream when the completion fails on its side. */
+const STREAM_SERVER_ERROR: JsonObject = {
+  message: 'The server had an error while processing your request. Sorry about that!',
+  type: 'server_error',
+  param: null,
+  code: null,
+};
+
+/** The API's 429 for an account out of credit (not a rate limit: waiting does not help). */
+const INSUFFICIENT_QUOTA_ERROR: JsonObject = {
+  message:
+    'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.',
+  type: 'insufficient_quota',
+  param: null,
+  code: 'insufficient_quota',
+};
+
 const ROLES = ['system', 'assistant', 'user', 'function', 'tool', 'developer'] as const;
 
 /**
@@ -273,12 +301,39 @@ const CHAT_ARGUMENTS: Readonly<Record<keyof ChatCompletionCreateParamsBase, true
   web_search_options: true,
 };
 
+/** Reasoning models (o-series, gpt-5 family), by name as the API has them (a `vendor/` prefix aside). */
+function isReasoningModel(model: string): boolean {
+  return /^(o\d|gpt-5)/i.test(model.slice(model.lastIndexOf('/') + 1));
+}
+
+/** The live API's answers to sampling parameters a reasoning model does not take. */
+function checkReasoningParameters(body: JsonObject): void {
+  const temperature = body.temperature;
+  if (typeof temperature === 'number' && temperature !== 1) {
+    throw new HttpError(
+      400,
+      `Unsupported value: 'temperature' does not support ${String(temperature)} with this model. Only the default (1) value is supported.`,
+      'temperature',
+      'unsupported_value',
+    );
+  }
+  if (body.max_tokens !== undefined && body.max_tokens !== null) {
+    throw new HttpError(
+      400,
+      "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+      'max_tokens',
+      'unsupported_parameter',
+    );
+  }
+}
+
 function parseChatRequest(body: JsonObject): ChatCompletionRequest {
   for (const key of Object.keys(body)) {
     if (!Object.hasOwn(CHAT_ARGUMENTS, key)) throw new HttpError(400, `Unrecognized request argument supplied: ${key}`);
   }
   if (body.model === undefined) throw new HttpError(400, 'you must provide a model parameter');
   const model = expectString(body.model, 'model');
+  if (isReasoningModel(model)) checkReasoningParameters(body);
   if (body.messages === undefined) throw missing('messages');
   if (!Array.isArray(body.messages)) {
     throw new HttpError(400, `Invalid type for 'messages': expected an array, but got ${jsonTypeName(body.messages)} instead.`, 'messages', 'invalid_type');
@@ -524,7 +579,7 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
       timers.cancel(timer);
       waiters.notify();
     });
-    const limit = cut !== undefined && cut.type !== 'status' ? (cut.afterChunks ?? 0) : Infinity;
+    const limit = cut !== undefined && cut.type !== 'status' && cut.type !== 'insufficient_quota' ? (cut.afterChunks ?? 0) : Infinity;
     const step = (): void => {
       timer = undefined;
       if (response.destroyed) return;
@@ -534,9 +589,16 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
         timer = timers.after(waitMs, step);
         return;
       }
-      if (index >= limit && cut !== undefined && cut.type !== 'status') {
+      if (index >= limit && cut !== undefined && cut.type !== 'status' && cut.type !== 'insufficient_quota') {
         logger.debug({ path: record.path, fault: cut.type, after: index }, 'openai rest emulator cut the stream');
         if (cut.type === 'abort') response.socket?.destroy();
+        if (cut.type === 'end' || cut.type === 'error_event') {
+          const error = cut.type === 'error_event' ? (cut.error ?? STREAM_SERVER_ERROR) : undefined;
+          response.end(error === undefined ? undefined : `data: ${JSON.stringify({ error })}\n\n`);
+          record.completed = true;
+          record.completedAt = Date.now();
+          waiters.notify();
+        }
         return;
       }
       const chunk = chunks[index];
@@ -595,11 +657,12 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
     const reply = options.chat === undefined ? defaultChatReply(request) : await options.chat(request);
     const id = randomId('chatcmpl', 29);
     const created = Math.floor(Date.now() / 1000);
-    const text = reply.text ?? '';
-    const calls = (reply.toolCalls ?? []).map((call) => ({ ...call, id: call.id ?? randomId('call', 24) }));
+    const refusal = reply.refusal;
+    const text = refusal === undefined ? (reply.text ?? '') : '';
+    const calls = refusal === undefined ? (reply.toolCalls ?? []).map((call) => ({ ...call, id: call.id ?? randomId('call', 24) })) : [];
     const finishReason = reply.finishReason ?? (calls.length > 0 ? 'tool_calls' : 'stop');
     const promptTokens = estimateTokens(JSON.stringify(request.messages));
-    const completionTokens = estimateTokens(text + calls.map((call) => call.name + call.arguments).join(''));
+    const completionTokens = estimateTokens((refusal ?? text) + calls.map((call) => call.name + call.arguments).join(''));
     const usage = {
       prompt_tokens: promptTokens,
       completion_tokens: completionTokens,
@@ -608,7 +671,12 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
       completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
     };
     if (!request.stream) {
-      const message: JsonObject = { role: 'assistant', content: text === '' && calls.length > 0 ? null : text, refusal: null, annotations: [] };
+      const message: JsonObject = {
+        role: 'assistant',
+        content: refusal !== undefined || (text === '' && calls.length > 0) ? null : text,
+        refusal: refusal ?? null,
+        annotations: [],
+      };
       if (calls.length > 0) {
         message.tool_calls = calls.map((call) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }));
       }
@@ -648,7 +716,10 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
     const textPieces = tokensPerSecond === undefined ? splitPieces(text) : splitTokens(text);
     const argumentPieces = tokensPerSecond === undefined ? splitArguments : splitTokenArguments;
     const roleChunk = text !== '' || calls.length === 0;
-    if (roleChunk) {
+    if (refusal !== undefined) {
+      events.push(chunk({ role: 'assistant', content: null, refusal: '' }));
+      for (const piece of splitPieces(refusal)) events.push(chunk({ refusal: piece }));
+    } else if (roleChunk) {
       events.push(chunk({ role: 'assistant', content: '', refusal: null }));
       for (const piece of textPieces) events.push(chunk({ content: piece }));
     }
@@ -765,6 +836,10 @@ export async function startOpenAiRestEmulator(options: OpenAiRestEmulatorOptions
     waiters.notify();
 
     const fault = takeFault(route);
+    if (fault?.type === 'insufficient_quota') {
+      sendJson(response, record, 429, { error: INSUFFICIENT_QUOTA_ERROR });
+      return;
+    }
     if (fault?.type === 'status') {
       sendJson(response, record, fault.status, fault.body ?? defaultOpenAiErrorBody(fault.status), {
         ...(fault.retryAfter !== undefined ? { 'retry-after': fault.retryAfter } : fault.status === 429 ? { 'retry-after': '1' } : {}),

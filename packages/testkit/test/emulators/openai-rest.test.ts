@@ -239,6 +239,60 @@ describe('chat completions', () => {
     expect(ok.choices[0]?.message.content).toBe('You said: x.');
   });
 
+  it('rejects temperature and max_tokens for reasoning models with the live API errors', async () => {
+    const { openai } = await start();
+    const messages = [{ role: 'user' as const, content: 'x' }];
+    for (const model of ['o3-mini', 'gpt-5', 'openai/gpt-5-mini']) {
+      const hot = openai.chat.completions.create({ model, messages, temperature: 0 });
+      await expect(hot).rejects.toBeInstanceOf(BadRequestError);
+      await expect(hot).rejects.toMatchObject({
+        status: 400,
+        code: 'unsupported_value',
+        param: 'temperature',
+        message: expect.stringContaining("Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is supported.") as unknown,
+      });
+      await expect(openai.chat.completions.create({ model, messages, max_tokens: 50 })).rejects.toMatchObject({
+        status: 400,
+        code: 'unsupported_parameter',
+        param: 'max_tokens',
+      });
+      const ok = await openai.chat.completions.create({ model, messages, temperature: 1, max_completion_tokens: 50 });
+      expect(ok.choices[0]?.message.content).toBe('You said: x.');
+    }
+    // Other models take both.
+    const ok = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages, temperature: 0, max_tokens: 50 });
+    expect(ok.choices[0]?.finish_reason).toBe('stop');
+  });
+
+  it('streams a refusal as delta.refusal; an insufficient_quota 429; an error event mid-stream; a clean early end', async () => {
+    const { emu, openai } = await start({ chat: (request) => (request.messages.some((m) => m.content === 'no') ? { refusal: "I can't help with that." } : { text: 'one two three four' }) });
+    const messages = [{ role: 'user' as const, content: 'no' }];
+    const refusal = await collect(await openai.chat.completions.create({ model: 'gpt-4o-mini', messages, stream: true }));
+    expect(refusal.map((c) => c.choices[0]?.delta.refusal ?? '').join('')).toBe("I can't help with that.");
+    expect(refusal.every((c) => (c.choices[0]?.delta.content ?? null) === null)).toBe(true);
+    expect(refusal.at(-1)?.choices[0]?.finish_reason).toBe('stop');
+
+    emu.queueFault({ route: 'chat', action: { type: 'insufficient_quota' } });
+    const quota = openai.chat.completions.create({ model: 'gpt-4o-mini', messages });
+    await expect(quota).rejects.toBeInstanceOf(RateLimitError);
+    await expect(quota).rejects.toMatchObject({ status: 429, code: 'insufficient_quota', type: 'insufficient_quota' });
+
+    const talk = [{ role: 'user' as const, content: 'talk' }];
+    emu.queueFault({ route: 'chat', action: { type: 'error_event', afterChunks: 2 } });
+    const failing = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: talk, stream: true });
+    const received: string[] = [];
+    const error = await (async () => {
+      for await (const chunk of failing) received.push(chunk.choices[0]?.delta.content ?? '');
+    })().catch((e: unknown) => e);
+    expect(error).toMatchObject({ status: undefined, type: 'server_error' });
+    expect(received.join('')).toBe('one ');
+
+    emu.queueFault({ route: 'chat', action: { type: 'end', afterChunks: 3 } });
+    const cut = await collect(await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: talk, stream: true }));
+    expect(cut.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('one two ');
+    expect(cut.every((c) => c.choices[0]?.finish_reason === null)).toBe(true);
+  });
+
   it('aborts a stream mid-way and stalls', async () => {
     const { emu, openai } = await start({ chat: () => ({ text: 'one two three four five six' }) });
     emu.queueFault({ route: 'chat', action: { type: 'abort', afterChunks: 3 } });
