@@ -133,12 +133,14 @@ export class ChatStreamAccumulator {
 
   /**
    * The collected tool calls and `done` (call at the end of the stream). Throws when the completion gave the caller
-   * nothing usable: a stream cut before its finish_reason (retryable; its tool calls may be incomplete JSON), a
-   * refusal, or the token limit reached before any text.
+   * nothing usable: tool calls in a stream that ended before its finish_reason (retryable: cut short, their arguments
+   * may be incomplete JSON), a refusal, or the token limit reached before any text.
    */
   end(): LlmDelta[] {
-    if (this.finish === undefined || this.finish === null) {
-      throw new ProviderError(PROVIDER, 'connectivity', 'chat completion stream ended before its finish_reason (cut short)');
+    // The SDK ends a stream quietly at the end of the body, [DONE] or not. Text without a finish_reason stands (some
+    // compatible servers never send one); tool calls are never run from it.
+    if ((this.finish === undefined || this.finish === null) && this.calls.size > 0) {
+      throw new ProviderError(PROVIDER, 'connectivity', 'chat completion stream ended before its finish_reason (cut short): its tool calls are not run');
     }
     if (this.refusal !== '') throw new ProviderError(PROVIDER, 'invalid_request', 'the model refused to answer', { retryable: false });
     const reason = finishReason(this.finish);

@@ -170,7 +170,7 @@ describe('createOpenAiLlm against the REST emulator', () => {
     expect(error).toMatchObject({ name: 'ProviderError', category: 'server', retryable: true });
   });
 
-  it('a stream that ends before its finish_reason fails (retryable) and never yields its cut tool call', async () => {
+  it('a stream with tool calls that ends before its finish_reason fails (retryable) and never yields its cut tool call', async () => {
     const emu = await start({
       chat: () => ({ toolCalls: [{ name: 'get_time', arguments: '{"tz":"Europe/Amsterdam"}', id: 'call_cut' }] }),
       // The tool-call header and two pieces of its arguments, then a clean end: no finish chunk, no [DONE].
